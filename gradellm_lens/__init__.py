@@ -1,0 +1,45 @@
+"""gradellm-lens: Grad-ELLM attribution for decoder-only LLMs on TransformerLens.
+
+Quick start::
+
+    import gradellm_lens as gl
+    model = gl.load_model()                                   # SmolLM2-135M-Instruct, offline
+    result = gl.explain(model, "The capital of France is", max_new_tokens=3)
+    print(gl.viz.render(result))
+
+Layout: :mod:`.models` (loading, capability probe), :mod:`.capture` (activations + gradients at
+hook points), :mod:`.methods` (Grad-ELLM and baselines, registry), :mod:`.attribute` (step-wise
+generation attribution), :mod:`.result` (the shared result type), :mod:`.metrics`
+(Soft-NC/NS, pi-Soft), :mod:`.tasks` (datasets and prompts), :mod:`.evaluation` (runner),
+:mod:`.analysis` (head/layer importance and ablations), :mod:`.viz` (terminal, CircuitsVis, HTML),
+:mod:`.cli`.
+"""
+
+from . import viz
+from .attribute import encode_prompt, explain
+from .errors import InvalidInputError, LensError, MissingPackageError, NumericalError, UnsupportedModelError
+from .methods import GradEllm, get_method, list_methods
+from .models import load_model, model_info
+from .result import AttributionResult
+from .targets import Step, Target
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AttributionResult",
+    "GradEllm",
+    "InvalidInputError",
+    "LensError",
+    "MissingPackageError",
+    "NumericalError",
+    "Step",
+    "Target",
+    "UnsupportedModelError",
+    "encode_prompt",
+    "explain",
+    "get_method",
+    "list_methods",
+    "load_model",
+    "model_info",
+    "viz",
+]

@@ -1,0 +1,144 @@
+"""One forward, one (possibly batched) backward: activations and gradients at named hook points.
+
+This is the single place where gradellm-lens runs a model with gradients. Forward hooks keep a
+reference to the live tensor at each requested hook point *and return it*, which keeps the hook's
+reshaped view inside the autograd graph (TransformerLens' converted hooks such as ``hook_z`` drop a
+view that the hook does not return). Gradients of the objective are then taken with
+``torch.autograd.grad`` with respect to those tensors, so
+
+* parameter ``.grad`` buffers are never written,
+* all hooks are removed when the call returns or raises (``model.hooks`` context),
+* several objectives (one per generation step) share one forward pass: with ``objective`` returning
+  a vector of ``n`` scalars the gradients come back with a leading dimension ``n``, computed by one
+  vectorised backward (``is_grads_batched``) or, where vmap cannot trace an op, by ``n`` backwards
+  over the retained graph.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from ..errors import InvalidInputError, NumericalError
+
+Objective = Callable[[Tensor], Tensor]
+FwdHook = tuple[str, Callable]
+
+
+@dataclass
+class Captured:
+    """What one capture run produced. Tensors are detached.
+
+    Attributes:
+        logits: ``[batch, pos, vocab]`` logits of the forward pass.
+        objective: the objective value(s), shape ``[]`` or ``[n]``.
+        activations: hook name -> activation as the hook saw it.
+        gradients: hook name -> d objective / d activation (leading ``[n]`` when batched), or
+            None where the activation was not part of the graph (only with ``allow_unused``).
+    """
+
+    logits: Tensor
+    objective: Tensor
+    activations: dict[str, Tensor] = field(default_factory=dict)
+    gradients: dict[str, Tensor | None] = field(default_factory=dict)
+
+
+def hook_count(model: torch.nn.Module) -> int:
+    """Total number of forward/backward (pre-)hooks registered on ``model``'s submodules."""
+    return sum(
+        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) + len(m._backward_pre_hooks)
+        for m in model.modules()
+    )
+
+
+def _grad(values: Tensor, inputs: Sequence[Tensor], allow_unused: bool, vectorize: bool) -> tuple:
+    if values.ndim == 0:
+        return torch.autograd.grad(values, inputs, allow_unused=allow_unused)
+    n = values.shape[0]
+    if vectorize:
+        try:
+            eye = torch.eye(n, dtype=values.dtype, device=values.device)
+            return torch.autograd.grad(
+                values, inputs, grad_outputs=eye, is_grads_batched=True, allow_unused=allow_unused, retain_graph=True
+            )
+        except RuntimeError:  # an op without a batching rule: fall back to n backwards, same graph
+            pass
+    per_step = [
+        torch.autograd.grad(values[i], inputs, allow_unused=allow_unused, retain_graph=True) for i in range(n)
+    ]
+    return tuple(
+        None if per_step[0][j] is None else torch.stack([g[j] for g in per_step]) for j in range(len(inputs))
+    )
+
+
+def capture_gradients(
+    model,
+    tokens: Tensor,
+    *,
+    grad_names: Sequence[str],
+    objective: Objective,
+    act_names: Sequence[str] = (),
+    fwd_hooks: Sequence[FwdHook] = (),
+    attention_mask: Tensor | None = None,
+    allow_unused: bool = False,
+    vectorize: bool = True,
+) -> Captured:
+    """Run ``model(tokens)`` once and differentiate ``objective(logits)`` w.r.t. hook activations.
+
+    Args:
+        model: a ``TransformerBridge`` (anything with ``hooks()`` and TL hook names).
+        tokens: ``[batch, pos]`` token ids.
+        grad_names: hook names whose activations are returned *and* differentiated.
+        objective: maps logits ``[batch, pos, vocab]`` to a scalar or a vector of ``n`` scalars.
+        act_names: further hook names whose activations are only recorded.
+        fwd_hooks: extra ``(name, fn)`` forward hooks applied in the same pass, before capture
+            (ablations, embedding replacement for integrated gradients).
+        attention_mask: optional ``[batch, pos]`` mask for left-padded batches.
+        allow_unused: return None instead of raising for activations outside the graph.
+        vectorize: batch the ``n`` backward passes with ``is_grads_batched``.
+
+    Raises:
+        InvalidInputError: under ``torch.inference_mode()`` (no autograd graph can exist there).
+        NumericalError: the objective is NaN or infinite.
+    """
+    if torch.is_inference_mode_enabled():
+        raise InvalidInputError(
+            "Gradient attribution cannot run inside torch.inference_mode(); call it outside that "
+            "context (torch.no_grad() is fine: gradients are enabled internally)."
+        )
+    store: dict[str, Tensor] = {}
+
+    def keep(name: str) -> Callable:
+        def hook(tensor: Tensor, hook=None) -> Tensor:
+            store[name] = tensor
+            return tensor
+
+        return hook
+
+    names = list(dict.fromkeys([*grad_names, *act_names]))
+    hooks = [*fwd_hooks, *[(name, keep(name)) for name in names]]
+    with torch.enable_grad(), model.hooks(fwd_hooks=hooks):
+        logits = model(tokens, attention_mask=attention_mask) if attention_mask is not None else model(tokens)
+        values = objective(logits)
+        if not torch.isfinite(values).all():
+            raise NumericalError(f"The attribution objective is not finite ({values.detach().cpu().tolist()}).")
+        missing = [n for n in names if n not in store]
+        if missing:
+            raise InvalidInputError(f"Hook point(s) never fired during the forward pass: {missing}.")
+        live = [store[n] for n in grad_names]
+        differentiable = [t.requires_grad for t in live]
+        if not all(differentiable) and not allow_unused:
+            bad = [n for n, ok in zip(grad_names, differentiable) if not ok]
+            raise InvalidInputError(f"Activations at {bad} are not part of the autograd graph.")
+        inputs = [t for t, ok in zip(live, differentiable) if ok]
+        grads_iter = iter(_grad(values, inputs, allow_unused, vectorize) if inputs else ())
+        grads = [next(grads_iter) if ok else None for ok in differentiable]
+    return Captured(
+        logits=logits.detach(),
+        objective=values.detach(),
+        activations={n: store[n].detach() for n in names},
+        gradients={n: (None if g is None else g.detach()) for n, g in zip(grad_names, grads)},
+    )

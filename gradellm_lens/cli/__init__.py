@@ -1,0 +1,1 @@
+"""Command-line interface: ``gradellm-lens <command>`` (see :mod:`.main`)."""

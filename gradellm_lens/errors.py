@@ -1,0 +1,45 @@
+"""Exceptions raised by gradellm-lens, and the helpers that word them.
+
+Every error a user can trigger with bad input is a subclass of :class:`LensError`, so callers can
+catch one type; the concrete classes also inherit the matching built-in (``ValueError``,
+``ModuleNotFoundError``, ``FloatingPointError``) so generic handlers keep working.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class LensError(Exception):
+    """Base class of every error gradellm-lens raises on purpose."""
+
+
+class InvalidInputError(LensError, ValueError):
+    """An argument, prompt, option or data record is invalid. The message names what and why."""
+
+
+class UnsupportedModelError(LensError, ValueError):
+    """The model's architecture does not expose what an attribution method needs."""
+
+
+class MissingPackageError(LensError, ModuleNotFoundError):
+    """An optional package (a model package, an extra) is not installed. The message has the pip command."""
+
+
+class NumericalError(LensError, FloatingPointError):
+    """A model produced NaN/inf logits or gradients, so no valid attribution exists."""
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """Return ``" Did you mean 'x'?"`` for the closest choice, or ``""`` when nothing is close."""
+    close = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.5)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def unknown_name_error(kind: str, name: str, choices: Iterable[str]) -> InvalidInputError:
+    """Build the error for an unknown registry name (method, task, model, variant ...)."""
+    choices = sorted(choices)
+    return InvalidInputError(
+        f"Unknown {kind} {name!r}.{did_you_mean(name, choices)} Available: {', '.join(choices)}."
+    )

@@ -1,0 +1,186 @@
+"""The attribution-method interface and registry (inseq-style: a ``method_name`` class attribute).
+
+Every method maps a token sequence and a list of :class:`~gradellm_lens.targets.Step` to a
+``[step, pos]`` score matrix: row ``t`` scores the prefix ``tokens[: steps[t].position + 1]`` for
+``steps[t].target`` and is NaN beyond it. Methods that decompose over model components also
+return ``[step, layer, head, pos]`` contributions.
+
+Subclasses declare ``method_name``, an ``Options`` frozen dataclass (their hyper-parameters) and
+implement either ``_attribute_step`` (one prefix, one target) or ``_attribute`` (all steps, for
+methods that share work across steps). Signed methods set ``signed = True``; the ``sign`` option
+turns their scores non-negative: ``"positive"`` (default, the positive part, matching Grad-ELLM's
+ReLU), ``"abs"``, or ``"raw"`` (keep the sign).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import Tensor
+
+from ..errors import InvalidInputError, unknown_name_error
+from ..models.capabilities import ModelInfo, model_info
+from ..targets import Step, Target
+from ..typing import StepLayerHeadScores, StepScores, TokenIds, TokenScores
+
+SignHandling = Literal["positive", "abs", "raw"]
+SIGN_HANDLING: tuple[str, ...] = ("positive", "abs", "raw")
+
+_REGISTRY: dict[str, type[AttributionMethod]] = {}
+
+
+@dataclass(frozen=True)
+class MethodOutput:
+    """Scores of one method on one sequence.
+
+    Attributes:
+        scores: ``[step, pos]`` float32 scores, NaN for positions after each step's prefix.
+        layer_head: ``[step, layer, head, pos]`` per-component contributions (before any ReLU),
+            or None for methods without a decomposition.
+        layers: model layer index of each ``layer`` row of ``layer_head``.
+    """
+
+    scores: StepScores
+    layer_head: StepLayerHeadScores | None = None
+    layers: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """Options of a method without hyper-parameters."""
+
+
+class AttributionMethod(ABC):
+    """Base class: validation, sign handling, NaN padding, and the per-step loop."""
+
+    method_name: ClassVar[str]
+    signed: ClassVar[bool] = False
+    Options: ClassVar[type] = NoOptions
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        name = cls.__dict__.get("method_name")
+        if name is not None:
+            if name in _REGISTRY and _REGISTRY[name] is not cls:
+                raise TypeError(f"attribution method name {name!r} registered twice")
+            _REGISTRY[name] = cls
+
+    def __init__(self, model, *, sign: SignHandling = "positive", **options: Any) -> None:
+        if sign not in SIGN_HANDLING:
+            raise InvalidInputError(f"sign must be one of {', '.join(SIGN_HANDLING)}, got {sign!r}.")
+        self.model = model
+        self.info: ModelInfo = model_info(model)
+        self.sign = sign
+        self.options = self._make_options(options)
+
+    @classmethod
+    def _make_options(cls, options: dict[str, Any]):
+        fields = {f.name for f in dataclasses.fields(cls.Options)}
+        for key in options:
+            if key not in fields:
+                raise unknown_name_error(f"option for method {cls.method_name!r}:", key, fields or ["(none)"])
+        return cls.Options(**options)
+
+    def describe(self) -> dict[str, Any]:
+        """Method name, options and sign handling, as recorded in results."""
+        return {"method": self.method_name, "sign": self.sign, **dataclasses.asdict(self.options)}
+
+    # ---- public entry point -------------------------------------------------------------------
+    def attribute(self, tokens: TokenIds, steps: Sequence[Step]) -> MethodOutput:
+        """Attribute every step of ``steps`` over its prefix of ``tokens`` (1-D token ids)."""
+        tokens = self._check_tokens(tokens)
+        steps = self._check_steps(tokens, steps)
+        out = self._attribute(tokens, steps)
+        n = tokens.shape[0]
+        scores = _pad_positions(out.scores.float().cpu(), n)
+        if self.signed and self.sign != "raw":
+            scores = scores.clamp(min=0) if self.sign == "positive" else scores.abs()
+        mask = torch.arange(tokens.shape[0])[None, :] > torch.tensor([s.position for s in steps])[:, None]
+        scores = scores.masked_fill(mask, float("nan"))
+        layer_head = out.layer_head
+        if layer_head is not None:
+            layer_head = _pad_positions(layer_head.float().cpu(), n).masked_fill(mask[:, None, None, :], float("nan"))
+        return MethodOutput(scores=scores, layer_head=layer_head, layers=tuple(out.layers))
+
+    # ---- extension points -----------------------------------------------------------------------
+    def _attribute(self, tokens: TokenIds, steps: Sequence[Step]) -> MethodOutput:
+        """Default: one independent computation per step, via :meth:`_attribute_step`."""
+        n = tokens.shape[0]
+        rows = [self._attribute_step(tokens[: s.position + 1], s.target).float().cpu() for s in steps]
+        return MethodOutput(scores=torch.stack([_pad_positions(row, n) for row in rows]))
+
+    def _attribute_step(self, prefix: TokenIds, target: Target) -> TokenScores:
+        raise NotImplementedError(f"{type(self).__name__} implements neither _attribute nor _attribute_step")
+
+    # ---- validation -------------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def _check_tokens(self, tokens: Tensor | Sequence[int]) -> TokenIds:
+        tokens = torch.as_tensor(tokens)
+        if tokens.ndim == 2 and tokens.shape[0] == 1:
+            tokens = tokens[0]
+        if tokens.ndim != 1:
+            raise InvalidInputError(f"tokens must be a 1-D sequence of token ids, got shape {tuple(tokens.shape)}.")
+        if tokens.numel() == 0:
+            raise InvalidInputError("The token sequence is empty: there is nothing to attribute.")
+        if tokens.dtype.is_floating_point or tokens.dtype == torch.bool:
+            raise InvalidInputError(f"tokens must be integer ids, got dtype {tokens.dtype}.")
+        if tokens.shape[0] > self.info.n_ctx:
+            raise InvalidInputError(
+                f"The sequence has {tokens.shape[0]} tokens, longer than the model's context of {self.info.n_ctx}."
+            )
+        bad = (tokens < 0) | (tokens >= self.info.d_vocab)
+        if bad.any():
+            raise InvalidInputError(
+                f"Token id {int(tokens[bad][0])} is outside the vocabulary (valid ids: 0..{self.info.d_vocab - 1})."
+            )
+        return tokens.to(self.device)
+
+    def _check_steps(self, tokens: TokenIds, steps: Sequence[Step]) -> list[Step]:
+        steps = list(steps)
+        if not steps:
+            raise InvalidInputError("No steps to attribute: pass at least one Step.")
+        for step in steps:
+            if not isinstance(step, Step):
+                raise InvalidInputError(f"steps must contain Step objects, got {type(step).__name__}.")
+            if not 0 <= step.position < tokens.shape[0]:
+                raise InvalidInputError(
+                    f"Step position {step.position} is outside the sequence (length {tokens.shape[0]})."
+                )
+            step.target.validate(self.info.d_vocab)
+        return steps
+
+
+def _pad_positions(x: Tensor, n: int) -> Tensor:
+    """NaN-pad the last (position) dimension of ``x`` to length ``n``."""
+    return torch.nn.functional.pad(x, (0, n - x.shape[-1]), value=float("nan"))
+
+
+def list_methods() -> list[str]:
+    """Names of all registered attribution methods."""
+    from . import _load_all  # noqa: F401  (imports every method module, which registers it)
+
+    return sorted(_REGISTRY)
+
+
+def get_method(name: str) -> type[AttributionMethod]:
+    """The method class registered as ``name``; unknown names raise with a suggestion."""
+    if name not in list_methods():
+        raise unknown_name_error("attribution method", name, _REGISTRY)
+    return _REGISTRY[name]
+
+
+def make_method(method: str | AttributionMethod, model, **options: Any) -> AttributionMethod:
+    """Instantiate ``method`` (a registered name) for ``model``; an instance is returned unchanged."""
+    if isinstance(method, AttributionMethod):
+        if options:
+            raise InvalidInputError("Options cannot be combined with an already constructed method instance.")
+        return method
+    return get_method(method)(model, **options)

