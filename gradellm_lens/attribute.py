@@ -11,81 +11,144 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
-from .errors import InvalidInputError
-from .methods.base import AttributionMethod, make_method
+from .errors import FlatAttributionWarning, InvalidInputError, LensError, NumericalError
+from .methods.base import AttributionMethod, check_token_ids, make_method
 from .models.capabilities import model_info
 from .result import AttributionResult, library_versions
-from .targets import ObjectiveKind, Step, Target
+from .targets import ObjectiveKind, Step, Target, as_index, check_objective
 from .typing import TokenIds
 
 Prompt = str | Sequence[int] | torch.Tensor
+
+
+def chat_messages(prompt: str, system: str | None = None) -> list[dict[str, str]]:
+    """The chat-template messages of one user prompt (an optional system message first)."""
+    return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
 
 
 def encode_prompt(model, prompt: Prompt, *, chat_template: bool = False, system: str | None = None) -> TokenIds:
     """Token ids of ``prompt``.
 
     A string is wrapped in the model's chat template (user turn + generation prompt) when
-    ``chat_template`` is true, else tokenized with the model's default BOS policy. Token ids are
-    taken as given. Empty or whitespace-only text raises.
+    ``chat_template`` is true, else tokenized with the model's default BOS policy, never truncated.
+    Token ids (a list, or a 1-D or ``[1, pos]`` integer tensor) are taken as given.
+
+    Documented behaviour for unusual text: special-token strings (``"<s></s>"``,
+    ``"<|im_start|>"``) become those special tokens, as the tokenizer defines, and are attributed
+    like any other token; unicode, emoji, right-to-left text and control characters (``\x00``,
+    ``\x1b``) go to the tokenizer unchanged, and pieces it cannot represent become its unknown
+    token (with a warning).
+
+    Raises:
+        InvalidInputError: empty or whitespace-only text, no chat template, a prompt longer than the
+            model's context, or ids that are not 1-D integers inside the vocabulary.
     """
     tokenizer = model.tokenizer
+    info = model_info(model)
     if isinstance(prompt, str):
         if not prompt.strip():
             raise InvalidInputError("The prompt is empty (or only whitespace): there is nothing to attribute.")
         if chat_template:
             if not getattr(tokenizer, "chat_template", None):
                 raise InvalidInputError("This model's tokenizer has no chat template; pass chat_template=False.")
-            messages = ([{"role": "system", "content": system}] if system else []) + [
-                {"role": "user", "content": prompt}
-            ]
-            ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+            ids = tokenizer.apply_chat_template(chat_messages(prompt, system), add_generation_prompt=True, tokenize=True)
             if not isinstance(ids, list):  # BatchEncoding in recent transformers
                 ids = ids["input_ids"]
             ids = torch.tensor(ids, dtype=torch.long)
         else:
-            ids = model.to_tokens(prompt)[0].cpu()
+            ids = model.to_tokens(prompt, truncate=False)[0].cpu()
+        _warn_unknown(tokenizer, prompt, ids.tolist(), "prompt")
     else:
-        ids = torch.as_tensor(prompt, dtype=torch.long).flatten().cpu()
-    if ids.numel() == 0:
-        raise InvalidInputError("The prompt has no tokens: there is nothing to attribute.")
-    info = model_info(model)
-    if ids.shape[0] > info.n_ctx:
-        raise InvalidInputError(
-            f"The prompt has {ids.shape[0]} tokens, longer than the model's context of {info.n_ctx}; shorten it."
+        ids = prompt.detach().cpu() if isinstance(prompt, torch.Tensor) else prompt
+    return check_token_ids(ids, info, "the prompt")
+
+
+def _warn_unknown(tokenizer, text: str, ids: Sequence[int], what: str) -> None:
+    """Warn when the tokenizer turned parts of ``text`` into its unknown token."""
+    unk, unk_text = getattr(tokenizer, "unk_token_id", None), getattr(tokenizer, "unk_token", None)
+    if unk is None or (unk_text and unk_text in text):
+        return
+    if n := sum(1 for i in ids if i == unk):
+        warnings.warn(
+            f"{n} piece(s) of the {what} are not in the model's vocabulary and became the unknown token {unk_text!r}.",
+            stacklevel=4,
         )
-    return ids
 
 
 def _single_token(model, text: str | int, what: str) -> int:
-    if isinstance(text, int) and not isinstance(text, bool):
-        return text
-    ids = model.tokenizer(str(text), add_special_tokens=False)["input_ids"]
+    """A target/contrast given as text (first token, with a warning if longer) or as a token id."""
+    if not isinstance(text, str):
+        return as_index(text, f"The {what} token id")
+    ids = model.tokenizer(text, add_special_tokens=False)["input_ids"]
     if not ids:
         raise InvalidInputError(f"The {what} {text!r} encodes to no tokens.")
+    _warn_unknown(model.tokenizer, text, ids[:1], what)
     if len(ids) > 1:
         pieces = model.tokenizer.convert_ids_to_tokens(ids)
         warnings.warn(f"The {what} {text!r} is {len(ids)} tokens {pieces}; explaining its first token only.", stacklevel=3)
     return int(ids[0])
 
 
+def _continuation_ids(model, continuation: str | Sequence[int] | torch.Tensor) -> TokenIds:
+    """Token ids of a forced continuation (text is tokenized without special tokens)."""
+    if isinstance(continuation, str):
+        ids = model.tokenizer(continuation, add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise InvalidInputError(f"The forced continuation {continuation!r} encodes to no tokens.")
+        _warn_unknown(model.tokenizer, continuation, ids, "continuation")
+        continuation = ids
+    return check_token_ids(continuation, model_info(model), "the forced continuation")
+
+
+def _generation_room(ids: TokenIds, n_ctx: int) -> int:
+    """How many tokens fit after ``ids`` in the context; raise when none do."""
+    room = n_ctx - ids.shape[0]
+    if room < 1:
+        raise InvalidInputError(
+            f"The prompt has {ids.shape[0]} tokens and fills the model's context of {n_ctx}: "
+            "there is no room to generate; shorten it."
+        )
+    return room
+
+
 @torch.no_grad()
 def greedy_continuation(model, ids: TokenIds, max_new_tokens: int, stop_at_eos: bool = True) -> TokenIds:
-    """Greedy decoding with full-prefix forwards (the same forward the attribution differentiates)."""
-    if max_new_tokens < 1:
-        raise InvalidInputError(f"max_new_tokens must be at least 1, got {max_new_tokens}.")
+    """Greedy decoding with full-prefix forwards (the same forward the attribution differentiates).
+
+    Generation stops after ``max_new_tokens``, after an end-of-sequence token (``stop_at_eos``), or
+    when the model's context is full (with a warning naming how many tokens were generated).
+
+    Raises:
+        InvalidInputError: ``max_new_tokens`` is not an integer >= 1, or the prompt already fills
+            the context.
+        NumericalError: the model's logits are NaN/inf at some step.
+    """
+    max_new_tokens = as_index(max_new_tokens, "max_new_tokens", minimum=1)
     info = model_info(model)
+    room = _generation_room(ids, info.n_ctx)
+    if max_new_tokens > room:
+        warnings.warn(
+            f"max_new_tokens={max_new_tokens} but only {room} token(s) fit in the model's context of "
+            f"{info.n_ctx} after the {ids.shape[0]}-token prompt; generating at most {room}.",
+            stacklevel=3,
+        )
     eos = getattr(model.tokenizer, "eos_token_id", None)
     device = next(model.parameters()).device
     seq = ids.to(device)
     new: list[int] = []
-    for _ in range(min(max_new_tokens, info.n_ctx - seq.shape[0])):
+    for step in range(min(max_new_tokens, room)):
         logits = model(seq[None])[0, -1]
         if not torch.isfinite(logits).all():
-            raise InvalidInputError("The model produced non-finite logits while generating.")
+            raise NumericalError(
+                f"The model produced NaN/inf logits at generation step {step} (position {seq.shape[0] - 1}): "
+                "no continuation (and no attribution) can be computed."
+            )
         nxt = int(logits.argmax())
         new.append(nxt)
         seq = torch.cat([seq, seq.new_tensor([nxt])])
@@ -129,7 +192,8 @@ def explain(
 
     Args:
         model: a ``TransformerBridge`` from :func:`gradellm_lens.load_model`.
-        prompt: text, token ids, or a list of texts (returns a list of results).
+        prompt: text, token ids, or a list of prompts (texts or id lists, any lengths; returns a
+            list of results).
         method: a registered method name (see :func:`gradellm_lens.list_methods`) or instance.
         max_new_tokens: greedy generation length (ignored with ``continuation`` or ``target``).
         continuation: text or ids to force instead of generating.
@@ -141,34 +205,92 @@ def explain(
         system: optional system message for the chat template.
         stop_at_eos: stop greedy generation after an end-of-sequence token.
         **method_options: options of the method (e.g. ``variant="reference"``, ``layers=4``).
+
+    Returns:
+        One :class:`AttributionResult`, or a list of them (in order) when ``prompt`` is a list.
+
+    Raises:
+        InvalidInputError: bad arguments, found **before** any generation or attribution: every
+            prompt of a batch is encoded and checked first, and the error names the bad prompt's
+            index. Also ``target`` together with ``continuation``, an unknown method / option /
+            variant / objective, ``max_new_tokens`` < 1 (when generating), a contrast equal to the
+            target, and prompt + continuation longer than the model's context.
+        NumericalError: NaN/inf logits, objectives, gradients or scores (no result is returned).
+
+    Warns:
+        FlatAttributionWarning: a step's scores are all equal (e.g. all zero: Grad-ELLM found no
+            positive evidence). They are returned unchanged; see ``AttributionResult.flat_steps``.
+        UserWarning: a multi-token target/contrast (first token used), text outside the
+            vocabulary, or a generation cut short by the context length.
     """
-    if isinstance(prompt, (list, tuple)) and prompt and all(isinstance(p, str) for p in prompt):
-        attributor = make_method(method, model, **method_options)
-        kwargs = dict(
-            max_new_tokens=max_new_tokens, continuation=continuation, target=target, contrast=contrast,
-            objective=objective, chat_template=chat_template, system=system, stop_at_eos=stop_at_eos,
-        )  # fmt: skip
-        return [explain(model, p, attributor, **kwargs) for p in prompt]
+    batch = _prompt_batch(prompt)
+    prompts = [prompt] if batch is None else batch
     if target is not None and continuation is not None:
         raise InvalidInputError("Pass either target= (one fixed token) or continuation= (forced text), not both.")
+    check_objective(objective)
+    generate = target is None and continuation is None
+    if generate:
+        max_new_tokens = as_index(max_new_tokens, "max_new_tokens", minimum=1)
     attributor = make_method(method, model, **method_options)
-    ids = encode_prompt(model, prompt, chat_template=chat_template, system=system)
+    info = model_info(model)
     target_id = None if target is None else _single_token(model, target, "target")
     contrast_id = None if contrast is None else _single_token(model, contrast, "contrast")
     if target_id is not None:
-        generated = torch.zeros(0, dtype=torch.long)
-    elif continuation is not None:
-        if isinstance(continuation, str):
-            generated = torch.tensor(model.tokenizer(continuation, add_special_tokens=False)["input_ids"])
-        else:
-            generated = torch.as_tensor(continuation, dtype=torch.long).flatten()
-        if generated.numel() == 0:
-            raise InvalidInputError("The forced continuation is empty.")
-    else:
-        generated = greedy_continuation(model, ids, max_new_tokens, stop_at_eos)
-    sequence = torch.cat([ids, generated.cpu()])
-    steps = build_steps(ids.shape[0], sequence, target=target_id, contrast=contrast_id, objective=objective)
-    return attribute_sequence(model, sequence, steps, attributor, prompt_length=ids.shape[0])
+        Target(target_id, contrast_id, objective).validate(info.d_vocab)
+    forced = torch.zeros(0, dtype=torch.long) if continuation is None else _continuation_ids(model, continuation)
+    encoded = []
+    for i, item in enumerate(prompts):  # validate every prompt before any expensive work
+        with _naming_prompt(i, len(prompts), batch is not None):
+            ids = encode_prompt(model, item, chat_template=chat_template, system=system)
+            check_token_ids(torch.cat([ids, forced]), info, "the prompt plus forced continuation")
+            if generate:
+                _generation_room(ids, info.n_ctx)
+            encoded.append(ids)
+    results = []
+    for i, ids in enumerate(tqdm(encoded, desc="explain", unit="prompt", disable=True if batch is None else None)):
+        with _naming_prompt(i, len(encoded), batch is not None):
+            generated = greedy_continuation(model, ids, max_new_tokens, stop_at_eos) if generate else forced
+            sequence = torch.cat([ids, generated.cpu()])
+            steps = build_steps(ids.shape[0], sequence, target=target_id, contrast=contrast_id, objective=objective)
+            result = attribute_sequence(model, sequence, steps, attributor, prompt_length=ids.shape[0])
+        if result.flat_steps:
+            label = "" if batch is None else f"prompt {i}: "
+            warnings.warn(
+                f"{label}step(s) {list(result.flat_steps)} have flat scores (all equal over the prefix, e.g. all "
+                f"zero): {result.method} singles out no token there. They are kept as computed, not rescaled.",
+                FlatAttributionWarning,
+                stacklevel=2,
+            )
+        results.append(result)
+    return results if batch is not None else results[0]
+
+
+def _prompt_batch(prompt: Any) -> list | None:
+    """The prompts of a batch (a list/tuple of texts or of id sequences), or None for one prompt."""
+    if not isinstance(prompt, (list, tuple)):
+        return None
+    if not prompt:
+        raise InvalidInputError("The list of prompts is empty: pass at least one prompt.")
+    nested = [isinstance(p, (str, list, tuple)) or (isinstance(p, torch.Tensor) and p.ndim > 0) for p in prompt]
+    if all(nested):
+        return list(prompt)
+    if any(nested):
+        raise InvalidInputError(
+            "A prompt list mixes token ids with texts or id lists: pass one prompt (a flat list of ids) "
+            "or a list of prompts (texts or id lists)."
+        )
+    return None
+
+
+@contextmanager
+def _naming_prompt(index: int, total: int, enabled: bool):
+    """Prefix a :class:`LensError` raised inside with ``"Prompt i of n: "`` (batches only)."""
+    try:
+        yield
+    except LensError as exc:
+        if not enabled:
+            raise
+        raise type(exc)(f"Prompt {index} of {total}: {exc}") from exc
 
 
 def attribute_sequence(

@@ -31,9 +31,16 @@ class NumericalError(LensError, FloatingPointError):
     """A model produced NaN/inf logits or gradients, so no valid attribution exists."""
 
 
-def did_you_mean(name: str, choices: Iterable[str]) -> str:
-    """Return ``" Did you mean 'x'?"`` for the closest choice, or ``""`` when nothing is close."""
-    close = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.5)
+class FlatAttributionWarning(UserWarning):
+    """A step's attribution scores are all equal (e.g. all zero): the map singles out no token."""
+
+
+def did_you_mean(name: str, choices: Iterable[str], cutoff: float = 0.5) -> str:
+    """Return ``" Did you mean 'x'?"`` for the closest choice, or ``""`` when nothing is close.
+
+    ``cutoff`` is :func:`difflib.get_close_matches`' similarity threshold in ``[0, 1]``.
+    """
+    close = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=cutoff)
     return f" Did you mean {close[0]!r}?" if close else ""
 
 

@@ -11,6 +11,7 @@ File format (``.npz``, written by :meth:`AttributionResult.save`): numpy arrays 
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import InvalidInputError
+from .errors import InvalidInputError, NumericalError
+from .numerics import first_nonfinite_row, flat_rows, prefix_mask
 from .typing import StepLayerHeadScores, StepScores, TokenIds
 
 FORMAT_VERSION = 1
@@ -57,6 +59,12 @@ class AttributionResult:
         layers: model layer index of each ``layer`` row.
         objective: ``logit``, ``log_prob`` or ``prob``.
         versions: library versions used.
+
+    Validation (``__post_init__``, so also on :meth:`load` and :meth:`with_scores`): shapes must
+    agree, step positions lie inside the sequence, and every score inside a step's prefix and every
+    ``target_logits`` entry must be finite (:class:`~gradellm_lens.errors.NumericalError`
+    otherwise): NaN only ever means "outside this step's prefix". A *flat* step (all prefix scores
+    equal, e.g. all zero) is valid but carries no ranking; see :attr:`flat_steps`.
     """
 
     tokens: tuple[str, ...]
@@ -77,6 +85,8 @@ class AttributionResult:
     versions: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.scores.ndim != 2:
+            raise InvalidInputError(f"scores must be [step, pos], got shape {tuple(self.scores.shape)}.")
         n_steps, n_pos = self.scores.shape
         if len(self.tokens) != n_pos or self.token_ids.shape[0] != n_pos:
             raise InvalidInputError(f"{len(self.tokens)} tokens but scores cover {n_pos} positions.")
@@ -87,6 +97,18 @@ class AttributionResult:
             object.__setattr__(self, "contrast_ids", (None,) * n_steps)
         if self.layer_head is not None and self.layer_head.shape[0] != n_steps:
             raise InvalidInputError("layer_head must have one row per step.")
+        if not 0 <= self.prompt_length <= n_pos:
+            raise InvalidInputError(f"prompt_length {self.prompt_length} is outside 0..{n_pos}.")
+        if bad := [p for p in self.step_positions if not 0 <= p < n_pos]:
+            raise InvalidInputError(f"Step position {bad[0]} is outside the sequence of {n_pos} tokens.")
+        step = first_nonfinite_row(self.scores, prefix_mask(self.step_positions, n_pos))
+        if step is not None:
+            raise NumericalError(
+                f"Scores of step {step} contain NaN/inf inside the attributed prefix: the {self.method} "
+                "attribution is numerically invalid (NaN may only mark positions after a step's prefix)."
+            )
+        if bad := [t for t, v in enumerate(self.target_logits) if not np.isfinite(v)]:
+            raise NumericalError(f"The explained {self.objective} of step {bad[0]} is not finite ({self.target_logits[bad[0]]}).")
 
     # ---- convenience ------------------------------------------------------------------------------
     @property
@@ -106,6 +128,16 @@ class AttributionResult:
             same = nxt < len(self.tokens) and int(self.token_ids[nxt]) == tid
             out.append(self.tokens[nxt] if same else f"<id {tid}>")
         return tuple(out)
+
+    @property
+    def flat_steps(self) -> tuple[int, ...]:
+        """Steps whose scores single out no token: all equal over the prefix (or all zero).
+
+        For Grad-ELLM this happens when every selected layer's map is negative at every position,
+        so the ReLU leaves only zeros ("no positive evidence"). The zeros are reported as they are,
+        never rescaled into a ranking; :func:`gradellm_lens.explain` warns about such steps.
+        """
+        return tuple(int(t) for t in flat_rows(self.scores).nonzero().flatten())
 
     def step_scores(self, step: int = 0) -> torch.Tensor:
         """Scores of one step over its prefix (no NaN padding)."""
@@ -146,24 +178,47 @@ class AttributionResult:
             arrays["layer_head"] = self.layer_head.cpu().numpy().astype(np.float32)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez_compressed(tmp, **arrays)
-        tmp.replace(path)
+        try:  # write-then-rename: an interrupted save never leaves a truncated file at ``path``
+            np.savez_compressed(tmp, **arrays)
+            tmp.replace(path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> AttributionResult:
-        """Read a file written by :meth:`save`."""
+        """Read a file written by :meth:`save`.
+
+        Raises:
+            InvalidInputError: no such file, not an ``.npz`` archive, missing or malformed fields,
+                another format version, or inconsistent shapes; the message names the file.
+            NumericalError: the file holds NaN/inf inside a step's prefix.
+        """
         path = Path(path)
         if not path.is_file():
             raise InvalidInputError(f"No attribution file at {path}.")
+        if not zipfile.is_zipfile(path):
+            raise InvalidInputError(f"{path} is not a gradellm-lens attribution file (not an .npz archive).")
         try:
             with np.load(path, allow_pickle=False) as data:
                 meta = json.loads(str(data["meta"]))
                 arrays = {k: data[k] for k in data.files if k != "meta"}
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, EOFError) as exc:
             raise InvalidInputError(f"{path} is not a gradellm-lens attribution file ({exc}).") from None
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise InvalidInputError(f"{path} has format version {meta.get('format_version')}, expected {FORMAT_VERSION}.")
+        if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
+            version = meta.get("format_version") if isinstance(meta, dict) else None
+            raise InvalidInputError(f"{path} has format version {version}, expected {FORMAT_VERSION}.")
+        try:
+            return cls._from_fields(meta, arrays)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            if isinstance(exc, NumericalError):
+                raise
+            what = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise InvalidInputError(f"{path} is not a valid gradellm-lens attribution file ({what}).") from None
+
+    @classmethod
+    def _from_fields(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> AttributionResult:
         return cls(
             tokens=tuple(meta["tokens"]),
             token_ids=torch.from_numpy(arrays["token_ids"]),

@@ -6,16 +6,40 @@ The same :class:`Target` serves every method, so all methods explain the same sc
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from torch import Tensor
 
-from .errors import InvalidInputError
+from .errors import InvalidInputError, did_you_mean
 
 ObjectiveKind = Literal["logit", "log_prob", "prob"]
 OBJECTIVES: tuple[str, ...] = ("logit", "log_prob", "prob")
+
+
+def check_objective(objective: str) -> None:
+    """Raise :class:`InvalidInputError` (with a suggestion) unless ``objective`` is one of :data:`OBJECTIVES`."""
+    if objective not in OBJECTIVES:
+        raise InvalidInputError(
+            f"Unknown objective {objective!r}.{did_you_mean(objective, OBJECTIVES)} Use one of {', '.join(OBJECTIVES)}."
+        )
+
+
+def as_index(value: object, what: str, *, minimum: int = 0) -> int:
+    """``value`` as a plain ``int >= minimum`` (Python or numpy/torch integer, not bool), else raise."""
+    kind = "a non-negative integer" if minimum == 0 else f"an integer >= {minimum}"
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        index = operator.index(value)
+    except TypeError:
+        raise InvalidInputError(f"{what} must be {kind}, got {value!r} ({type(value).__name__}).") from None
+    if index < minimum:
+        raise InvalidInputError(f"{what} must be {kind}, got {index}.")
+    return index
 
 
 @dataclass(frozen=True)
@@ -25,6 +49,10 @@ class Target:
     ``score(logits) = f(logits)[token_id] - f(logits)[contrast_id]`` where ``f`` is the identity
     (``"logit"``), ``log_softmax`` (``"log_prob"``) or ``softmax`` (``"prob"``); the contrast term
     is dropped when ``contrast_id`` is None.
+
+    Raises:
+        InvalidInputError: a token id that is not a non-negative integer, an unknown objective, or
+            ``contrast_id == token_id`` (the difference is identically 0: nothing to attribute).
     """
 
     token_id: int
@@ -32,12 +60,16 @@ class Target:
     objective: ObjectiveKind = "logit"
 
     def __post_init__(self) -> None:
-        if self.objective not in OBJECTIVES:
-            raise InvalidInputError(f"Unknown objective {self.objective!r}; use one of {', '.join(OBJECTIVES)}.")
+        check_objective(self.objective)
         for name in ("token_id", "contrast_id"):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or int(value) != value or value < 0):
-                raise InvalidInputError(f"Target {name} must be a non-negative integer token id, got {value!r}.")
+            if value is not None:
+                object.__setattr__(self, name, as_index(value, f"Target {name}"))
+        if self.contrast_id == self.token_id:
+            raise InvalidInputError(
+                f"The contrast token id equals the target token id ({self.token_id}): target minus contrast is "
+                "identically 0, so there is nothing to attribute; choose a different contrast."
+            )
 
     def validate(self, vocab_size: int) -> None:
         """Raise :class:`InvalidInputError` if a token id is outside ``[0, vocab_size)``."""
@@ -50,14 +82,55 @@ class Target:
 
     def __call__(self, logits: Tensor) -> Tensor:
         """Score ``logits[..., vocab]`` -> ``[...]``, differentiably."""
-        if self.objective == "log_prob":
-            logits = torch.log_softmax(logits.float(), dim=-1)
-        elif self.objective == "prob":
-            logits = torch.softmax(logits.float(), dim=-1)
+        logits = _transform(logits, self.objective)
         value = logits[..., self.token_id]
         if self.contrast_id is not None:
             value = value - logits[..., self.contrast_id]
         return value
+
+
+def _transform(logits: Tensor, objective: ObjectiveKind) -> Tensor:
+    """``f(logits)`` of :class:`Target`: identity, ``log_softmax`` or ``softmax`` (the latter two in float32)."""
+    if objective == "log_prob":
+        return torch.log_softmax(logits.float(), dim=-1)
+    if objective == "prob":
+        return torch.softmax(logits.float(), dim=-1)
+    return logits
+
+
+def stacked_values(targets: Sequence[Target], logits: Tensor) -> Tensor:
+    """``values[..., i] = targets[i](logits[..., i, :])`` for ``logits [..., n, vocab]``, differentiably.
+
+    Equal to stacking the ``n`` calls, but reads the token (and contrast) columns with one gather
+    per objective kind. A batched backward through ``n`` separate selections would materialise
+    ``n`` gradients of the size of ``logits`` each; through the gather it writes one.
+    """
+    n = len(targets)
+    if logits.shape[-2] != n:
+        raise InvalidInputError(f"stacked_values got {n} targets for {logits.shape[-2]} rows of logits.")
+    if n == 1:  # one selection costs nothing extra
+        return targets[0](logits[..., 0, :])[..., None]
+    device, batch = logits.device, logits.shape[:-2]
+
+    def column(ids: list[int]) -> Tensor:
+        return torch.tensor(ids, device=device).expand(*batch, n)[..., None]
+
+    token = column([t.token_id for t in targets])
+    contrast = column([t.token_id if t.contrast_id is None else t.contrast_id for t in targets])
+    has_contrast = torch.tensor([t.contrast_id is not None for t in targets], device=device)
+    kinds = [t.objective for t in targets]
+    values = None
+    for kind in dict.fromkeys(kinds):
+        transformed = _transform(logits, kind)
+        value = transformed.gather(-1, token)[..., 0]
+        value = value - torch.where(has_contrast, transformed.gather(-1, contrast)[..., 0], 0)
+        if values is None:
+            values = value
+        else:
+            chosen = torch.tensor([k == kind for k in kinds], device=device)
+            dtype = torch.promote_types(values.dtype, value.dtype)
+            values = torch.where(chosen, value.to(dtype), values.to(dtype))
+    return values
 
 
 @dataclass(frozen=True)
@@ -70,3 +143,10 @@ class Step:
 
     position: int
     target: Target
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "position", as_index(self.position, "Step position"))
+        if not isinstance(self.target, Target):
+            raise InvalidInputError(
+                f"Step target must be a Target (e.g. Target(token_id)), got {type(self.target).__name__}."
+            )

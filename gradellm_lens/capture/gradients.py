@@ -11,13 +11,18 @@ view that the hook does not return). Gradients of the objective are then taken w
 * several objectives (one per generation step) share one forward pass: with ``objective`` returning
   a vector of ``n`` scalars the gradients come back with a leading dimension ``n``, computed by one
   vectorised backward (``is_grads_batched``) or, where vmap cannot trace an op, by ``n`` backwards
-  over the retained graph.
+  over the retained graph (``Captured.backward`` records which path ran),
+* with ``logit_positions`` the unembedding runs only at the positions the objective reads (a hook on
+  ``unembed.hook_in`` slices the final residual stream), so neither the forward nor the backward
+  pays for ``[pos, vocab]`` logits that no objective uses.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -26,6 +31,9 @@ from ..errors import InvalidInputError, NumericalError
 
 Objective = Callable[[Tensor], Tensor]
 FwdHook = tuple[str, Callable]
+BackwardPath = Literal["single", "vmap", "loop", "none"]
+logger = logging.getLogger(__name__)
+UNEMBED_INPUT = "unembed.hook_in"
 
 
 @dataclass
@@ -38,12 +46,17 @@ class Captured:
         activations: hook name -> activation as the hook saw it.
         gradients: hook name -> d objective / d activation (leading ``[n]`` when batched), or
             None where the activation was not part of the graph (only with ``allow_unused``).
+        backward: how the gradients were computed: ``"single"`` (one backward of a scalar),
+            ``"vmap"`` (one vectorised backward for ``n`` objectives), ``"loop"`` (``n``
+            backwards over the retained graph: vmap disabled or unable to trace an op) or
+            ``"none"`` (nothing to differentiate).
     """
 
     logits: Tensor
     objective: Tensor
     activations: dict[str, Tensor] = field(default_factory=dict)
     gradients: dict[str, Tensor | None] = field(default_factory=dict)
+    backward: BackwardPath = "single"
 
 
 def hook_count(model: torch.nn.Module) -> int:
@@ -54,24 +67,63 @@ def hook_count(model: torch.nn.Module) -> int:
     )
 
 
-def _grad(values: Tensor, inputs: Sequence[Tensor], allow_unused: bool, vectorize: bool) -> tuple:
+def _grad(
+    values: Tensor, inputs: Sequence[Tensor], allow_unused: bool, vectorize: bool
+) -> tuple[tuple, BackwardPath]:
+    """Gradients of ``values`` (scalar or ``[n]``) w.r.t. ``inputs``, and the path that computed them."""
     if values.ndim == 0:
-        return torch.autograd.grad(values, inputs, allow_unused=allow_unused)
+        return torch.autograd.grad(values, inputs, allow_unused=allow_unused), "single"
     n = values.shape[0]
     if vectorize:
         try:
             eye = torch.eye(n, dtype=values.dtype, device=values.device)
-            return torch.autograd.grad(
+            grads = torch.autograd.grad(
                 values, inputs, grad_outputs=eye, is_grads_batched=True, allow_unused=allow_unused, retain_graph=True
             )
-        except RuntimeError:  # an op without a batching rule: fall back to n backwards, same graph
-            pass
+            return grads, "vmap"
+        except RuntimeError as exc:  # an op without a batching rule: fall back to n backwards, same graph
+            logger.info("vectorised backward failed (%s); falling back to %d backwards", str(exc).splitlines()[0], n)
     per_step = [
         torch.autograd.grad(values[i], inputs, allow_unused=allow_unused, retain_graph=True) for i in range(n)
     ]
-    return tuple(
+    grads = tuple(
         None if per_step[0][j] is None else torch.stack([g[j] for g in per_step]) for j in range(len(inputs))
     )
+    return grads, "loop"
+
+
+def _logit_rows_hook(model, positions: Sequence[int] | None) -> tuple[list[FwdHook], Callable[[Tensor], Tensor]]:
+    """Forward hooks that restrict the unembedding to ``positions``, and the logits post-processing.
+
+    Where the model has no ``unembed.hook_in`` the logits are computed in full and sliced after.
+    """
+    if positions is None:
+        return [], lambda logits: logits
+    index = torch.as_tensor(list(positions), dtype=torch.long)
+    if index.ndim != 1 or index.numel() == 0:
+        raise InvalidInputError("logit_positions must be a non-empty list of positions.")
+    if UNEMBED_INPUT in getattr(model, "hook_dict", {}):
+
+        def rows(resid: Tensor, hook=None) -> Tensor:
+            return resid[:, index.to(resid.device)]
+
+        return [(UNEMBED_INPUT, rows)], lambda logits: logits
+    return [], lambda logits: logits[:, index.to(logits.device)]
+
+
+def _check_finite_gradients(names: Sequence[str], grads: Sequence[Tensor | None], batched: int) -> None:
+    """Raise :class:`NumericalError` naming the first hook point (and objective row) with NaN/inf gradients."""
+    for name, grad in zip(names, grads):
+        if grad is None or bool(torch.isfinite(grad).all()):
+            continue
+        where = ""
+        if batched:
+            rows = (~torch.isfinite(grad)).flatten(1).any(dim=1).nonzero().flatten().tolist()
+            where = f" for objective row(s) {rows}"
+        raise NumericalError(
+            f"The gradient at hook point {name!r}{where} contains NaN/inf, although the objective is finite: "
+            "no valid attribution exists (half-precision overflow or a hook that breaks the backward pass?)."
+        )
 
 
 def capture_gradients(
@@ -85,6 +137,7 @@ def capture_gradients(
     attention_mask: Tensor | None = None,
     allow_unused: bool = False,
     vectorize: bool = True,
+    logit_positions: Sequence[int] | None = None,
 ) -> Captured:
     """Run ``model(tokens)`` once and differentiate ``objective(logits)`` w.r.t. hook activations.
 
@@ -99,10 +152,14 @@ def capture_gradients(
         attention_mask: optional ``[batch, pos]`` mask for left-padded batches.
         allow_unused: return None instead of raising for activations outside the graph.
         vectorize: batch the ``n`` backward passes with ``is_grads_batched``.
+        logit_positions: compute logits only at these positions; ``objective`` (and
+            ``Captured.logits``) then see ``[batch, len(logit_positions), vocab]``, row ``j`` being
+            position ``logit_positions[j]``. Values and gradients are those of the full forward.
 
     Raises:
         InvalidInputError: under ``torch.inference_mode()`` (no autograd graph can exist there).
-        NumericalError: the objective is NaN or infinite.
+        NumericalError: the objective, or a requested gradient, contains NaN or inf (e.g. an
+            overflow in a half-precision model, or a hook that poisons the backward pass).
     """
     if torch.is_inference_mode_enabled():
         raise InvalidInputError(
@@ -119,9 +176,11 @@ def capture_gradients(
         return hook
 
     names = list(dict.fromkeys([*grad_names, *act_names]))
-    hooks = [*fwd_hooks, *[(name, keep(name)) for name in names]]
+    row_hooks, select_rows = _logit_rows_hook(model, logit_positions)
+    hooks = [*fwd_hooks, *[(name, keep(name)) for name in names], *row_hooks]
     with torch.enable_grad(), model.hooks(fwd_hooks=hooks):
         logits = model(tokens, attention_mask=attention_mask) if attention_mask is not None else model(tokens)
+        logits = select_rows(logits)
         values = objective(logits)
         if not torch.isfinite(values).all():
             raise NumericalError(f"The attribution objective is not finite ({values.detach().cpu().tolist()}).")
@@ -134,11 +193,15 @@ def capture_gradients(
             bad = [n for n, ok in zip(grad_names, differentiable) if not ok]
             raise InvalidInputError(f"Activations at {bad} are not part of the autograd graph.")
         inputs = [t for t, ok in zip(live, differentiable) if ok]
-        grads_iter = iter(_grad(values, inputs, allow_unused, vectorize) if inputs else ())
+        computed, path = _grad(values, inputs, allow_unused, vectorize) if inputs else ((), "none")
+        grads_iter = iter(computed)
         grads = [next(grads_iter) if ok else None for ok in differentiable]
+        logger.debug("backward path %s for objective of shape %s", path, tuple(values.shape))
+    _check_finite_gradients(grad_names, grads, values.ndim)
     return Captured(
         logits=logits.detach(),
         objective=values.detach(),
         activations={n: store[n].detach() for n in names},
         gradients={n: (None if g is None else g.detach()) for n, g in zip(grad_names, grads)},
+        backward=path,
     )

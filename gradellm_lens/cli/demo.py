@@ -21,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
     from .explain import run as explain_run
 
     ns = argparse.Namespace(
-        prompt=DEMO_PROMPT, model=args.model, device=args.device, dtype=args.dtype, method="grad_ellm",
+        prompt=DEMO_PROMPT, model=args.model, device=args.device, dtype=args.dtype, method="grad_ellm", methods=None,
         variant=None, option=None, max_new_tokens=args.max_new_tokens, continuation=None, target=None,
         contrast=None, chat=True, out=args.out, save=None, no_color=False,
     )  # fmt: skip

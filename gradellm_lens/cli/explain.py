@@ -13,6 +13,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("prompt", help="prompt text")
     add_model_args(p)
     p.add_argument("--method", default="grad_ellm", help="attribution method (see `gradellm-lens methods`)")
+    p.add_argument("--methods", default=None, metavar="A,B,...",
+                   help="several methods on the same continuation, side by side in the report; "
+                        "NAME:VARIANT picks a Grad-ELLM variant (e.g. grad_ellm,grad_ellm:reference)")
     p.add_argument("--variant", default=None, help="Grad-ELLM variant: default, reference, pattern, rope, softmax, no_spatial")
     p.add_argument("--option", "-O", action="append", metavar="KEY=VALUE", help="method option, repeatable (e.g. -O layers=4)")
     p.add_argument("--max-new-tokens", type=int, default=10)
@@ -26,22 +29,64 @@ def add_parser(sub) -> argparse.ArgumentParser:
     return p
 
 
+def _method_specs(args: argparse.Namespace) -> list[tuple[str, dict]]:
+    """``[(method, options), ...]`` from ``--method``/``--methods``, ``--variant`` and ``-O`` options.
+
+    With ``--methods``, ``-O`` options go to the methods that have them (others are told so).
+    """
+    import dataclasses
+
+    from ..methods import get_method
+
+    options = parse_options(args.option)
+    if args.variant is not None:
+        options["variant"] = args.variant
+    if not getattr(args, "methods", None):
+        return [(args.method, options)]
+    specs = []
+    for item in (m.strip() for m in args.methods.split(",") if m.strip()):
+        name, _, variant = item.partition(":")
+        accepted = {f.name for f in dataclasses.fields(get_method(name).Options)} | {"sign"}
+        mine = {k: v for k, v in options.items() if k in accepted}
+        if dropped := sorted(set(options) - set(mine)):
+            print(f"note: {name} has no option(s) {', '.join(dropped)}; not applied to it")
+        specs.append((name, {**mine, "variant": variant} if variant else mine))
+    return specs
+
+
 def run(args: argparse.Namespace) -> int:
     from ..attribute import explain
     from ..viz import render
     from ..viz.report import write_report
 
-    options = parse_options(args.option)
-    if args.variant is not None:
-        options["variant"] = args.variant
+    specs = _method_specs(args)
     model = load_model_from_args(args)
-    result = explain(
-        model, args.prompt, args.method, max_new_tokens=args.max_new_tokens, continuation=args.continuation,
-        target=args.target, contrast=args.contrast, chat_template=args.chat, **options,
-    )  # fmt: skip
-    print(render(result, color=not args.no_color and sys.stdout.isatty()))
+    common = dict(target=args.target, contrast=args.contrast, chat_template=args.chat)
+    results = []
+    for method, options in specs:
+        # later methods explain exactly the continuation the first one generated
+        continuation = args.continuation
+        if results and args.target is None:
+            continuation = results[0].token_ids[results[0].prompt_length :].tolist()
+        result = explain(
+            model, args.prompt, method, max_new_tokens=args.max_new_tokens, continuation=continuation,
+            **common, **options,
+        )  # fmt: skip
+        print(render(result, color=not args.no_color and sys.stdout.isatty()))
+        results.append(result)
     if args.save:
-        print(f"saved {result.save(args.save)}")
+        for result in results:
+            path = args.save if len(results) == 1 else _suffixed(args.save, result)
+            print(f"saved {result.save(path)}")
     if args.out:
-        print(f"wrote {write_report(result, args.out, title=args.prompt)}")
+        print(f"wrote {write_report(results, args.out, title=args.prompt)}")
     return 0
+
+
+def _suffixed(path: str, result) -> str:
+    """``out.npz`` -> ``out.grad_ellm-reference.npz`` (one file per method)."""
+    from pathlib import Path
+
+    p = Path(path)
+    tag = result.method + (f"-{result.variant}" if result.variant and result.variant != "default" else "")
+    return str(p.with_name(f"{p.stem}.{tag}{p.suffix or '.npz'}"))

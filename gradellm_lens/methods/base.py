@@ -23,8 +23,9 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor
 
-from ..errors import InvalidInputError, unknown_name_error
+from ..errors import InvalidInputError, NumericalError, unknown_name_error
 from ..models.capabilities import ModelInfo, model_info
+from ..numerics import first_nonfinite_row, prefix_mask
 from ..targets import Step, Target
 from ..typing import StepLayerHeadScores, StepScores, TokenIds, TokenScores
 
@@ -92,7 +93,14 @@ class AttributionMethod(ABC):
 
     # ---- public entry point -------------------------------------------------------------------
     def attribute(self, tokens: TokenIds, steps: Sequence[Step]) -> MethodOutput:
-        """Attribute every step of ``steps`` over its prefix of ``tokens`` (1-D token ids)."""
+        """Attribute every step of ``steps`` over its prefix of ``tokens`` (1-D token ids).
+
+        Raises:
+            InvalidInputError: bad tokens (empty, not 1-D integer ids, out of vocabulary, longer
+                than the context) or steps (empty, position outside the sequence, bad target).
+            NumericalError: NaN/inf in the model's objective or gradients, or in the scores inside
+                a step's prefix: such scores are never returned as numbers.
+        """
         tokens = self._check_tokens(tokens)
         steps = self._check_steps(tokens, steps)
         out = self._attribute(tokens, steps)
@@ -100,11 +108,17 @@ class AttributionMethod(ABC):
         scores = _pad_positions(out.scores.float().cpu(), n)
         if self.signed and self.sign != "raw":
             scores = scores.clamp(min=0) if self.sign == "positive" else scores.abs()
-        mask = torch.arange(tokens.shape[0])[None, :] > torch.tensor([s.position for s in steps])[:, None]
-        scores = scores.masked_fill(mask, float("nan"))
+        inside = prefix_mask([s.position for s in steps], n)
+        scores = scores.masked_fill(~inside, float("nan"))
         layer_head = out.layer_head
         if layer_head is not None:
-            layer_head = _pad_positions(layer_head.float().cpu(), n).masked_fill(mask[:, None, None, :], float("nan"))
+            layer_head = _pad_positions(layer_head.float().cpu(), n).masked_fill(~inside[:, None, None, :], float("nan"))
+        for what, x in (("scores", scores), ("per-layer/head scores", layer_head)):
+            if x is not None and (row := first_nonfinite_row(x, inside)) is not None:
+                raise NumericalError(
+                    f"{self.method_name} produced NaN/inf {what} inside the prefix of step {row} (position "
+                    f"{steps[row].position}); the model's activations or gradients are not finite there."
+                )
         return MethodOutput(scores=scores, layer_head=layer_head, layers=tuple(out.layers))
 
     # ---- extension points -----------------------------------------------------------------------
@@ -123,28 +137,15 @@ class AttributionMethod(ABC):
         return next(self.model.parameters()).device
 
     def _check_tokens(self, tokens: Tensor | Sequence[int]) -> TokenIds:
-        tokens = torch.as_tensor(tokens)
-        if tokens.ndim == 2 and tokens.shape[0] == 1:
-            tokens = tokens[0]
-        if tokens.ndim != 1:
-            raise InvalidInputError(f"tokens must be a 1-D sequence of token ids, got shape {tuple(tokens.shape)}.")
-        if tokens.numel() == 0:
-            raise InvalidInputError("The token sequence is empty: there is nothing to attribute.")
-        if tokens.dtype.is_floating_point or tokens.dtype == torch.bool:
-            raise InvalidInputError(f"tokens must be integer ids, got dtype {tokens.dtype}.")
-        if tokens.shape[0] > self.info.n_ctx:
-            raise InvalidInputError(
-                f"The sequence has {tokens.shape[0]} tokens, longer than the model's context of {self.info.n_ctx}."
-            )
-        bad = (tokens < 0) | (tokens >= self.info.d_vocab)
-        if bad.any():
-            raise InvalidInputError(
-                f"Token id {int(tokens[bad][0])} is outside the vocabulary (valid ids: 0..{self.info.d_vocab - 1})."
-            )
-        return tokens.to(self.device)
+        return check_token_ids(tokens, self.info, "the token sequence").to(self.device)
 
     def _check_steps(self, tokens: TokenIds, steps: Sequence[Step]) -> list[Step]:
-        steps = list(steps)
+        try:
+            steps = list(steps) if not isinstance(steps, (Step, str)) else None
+        except TypeError:
+            steps = None
+        if steps is None:
+            raise InvalidInputError("steps must be a list of Step objects (e.g. [Step(position, Target(token_id))]).")
         if not steps:
             raise InvalidInputError("No steps to attribute: pass at least one Step.")
         for step in steps:
@@ -156,6 +157,41 @@ class AttributionMethod(ABC):
                 )
             step.target.validate(self.info.d_vocab)
         return steps
+
+
+def check_token_ids(tokens: Tensor | Sequence[int], info: ModelInfo, what: str = "the token sequence") -> TokenIds:
+    """``tokens`` as 1-D int64 ids (a ``[1, pos]`` batch is squeezed), checked against ``info``.
+
+    Raises:
+        InvalidInputError: not convertible to ids, not 1-D, empty, not integer, longer than the
+            model's context, or an id outside ``[0, d_vocab)``. The message starts with ``what``.
+    """
+    label = what[0].upper() + what[1:]
+    try:
+        ids = torch.as_tensor(tokens)
+    except (TypeError, ValueError, RuntimeError):
+        raise InvalidInputError(
+            f"{label} must be text or a 1-D sequence of integer token ids, got {type(tokens).__name__}."
+        ) from None
+    if ids.ndim == 2 and ids.shape[0] == 1:
+        ids = ids[0]
+    if ids.ndim != 1:
+        hint = " (pass a list of prompts for a batch)" if ids.ndim == 2 else ""
+        raise InvalidInputError(f"{label} must be a 1-D sequence of token ids, got shape {tuple(ids.shape)}{hint}.")
+    if ids.numel() == 0:
+        raise InvalidInputError(f"{label} is empty: there is nothing to attribute.")
+    if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
+        raise InvalidInputError(f"{label} must hold integer token ids, got dtype {ids.dtype}.")
+    if ids.shape[0] > info.n_ctx:
+        raise InvalidInputError(
+            f"{label} has {ids.shape[0]} tokens, longer than the model's context of {info.n_ctx}; shorten it."
+        )
+    bad = (ids < 0) | (ids >= info.d_vocab)
+    if bad.any():
+        raise InvalidInputError(
+            f"{label} has token id {int(ids[bad][0])}, outside the vocabulary (valid ids: 0..{info.d_vocab - 1})."
+        )
+    return ids.long()
 
 
 def _pad_positions(x: Tensor, n: int) -> Tensor:

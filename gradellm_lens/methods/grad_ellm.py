@@ -64,8 +64,8 @@ from torch import Tensor
 
 from ..capture import capture_gradients
 from ..errors import InvalidInputError, unknown_name_error
-from ..numerics import masked_minmax
-from ..targets import Step
+from ..numerics import masked_minmax, prefix_mask
+from ..targets import Step, stacked_values
 from ..typing import TokenIds
 from .base import AttributionMethod, MethodOutput, _pad_positions
 
@@ -205,17 +205,15 @@ class GradEllm(AttributionMethod):
         positions = torch.tensor([s.position for s in steps], device=tokens.device)
         names = {layer: self._hook_names(layer) for layer in self.layers}
 
-        def objective(logits: Tensor) -> Tensor:
-            return torch.stack([s.target(logits[0, s.position]) for s in steps])
-
         captured = capture_gradients(
             self.model,
             tokens[None],
             grad_names=[n["grad"] for n in names.values()],
             act_names=[v for n in names.values() for k, v in n.items() if k != "grad"],
-            objective=objective,
+            objective=lambda logits: stacked_values([s.target for s in steps], logits[0]),
+            logit_positions=[s.position for s in steps],  # row t of the logits is step t's position
         )
-        valid = torch.arange(end, device=tokens.device)[None, :] <= positions[:, None]  # [step, pos]
+        valid = prefix_mask(positions, end)  # [step, pos]
         per_layer = [self._layer_contributions(captured, names[layer], positions, valid) for layer in self.layers]
         layer_head = torch.stack(per_layer, dim=1)  # [step, layer, head, pos]
         layer_maps = layer_head.sum(dim=2)  # [step, layer, pos]

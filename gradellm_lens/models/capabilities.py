@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import UnsupportedModelError
+from ..errors import InvalidInputError, UnsupportedModelError
 
 SUPPORTED_FAMILIES = "Llama, Mistral, Qwen2/Qwen3, Gemma 2/3, Phi-3, GPT-2 and GPT-NeoX/Pythia"
 
@@ -106,7 +106,20 @@ def probe(model, name: str | None = None) -> ModelInfo:
 
 
 def model_info(model, name: str | None = None, *, require_gradients: bool = True) -> ModelInfo:
-    """Cached :func:`probe` result for ``model``; raise if gradients do not reach attention hooks."""
+    """Cached :func:`probe` result for ``model``; raise if gradients do not reach attention hooks.
+
+    Raises:
+        InvalidInputError: ``model`` is not a TransformerBridge (a name, an unbooted HF model, None).
+        UnsupportedModelError: gradients do not reach the attention hooks (``require_gradients``).
+    """
+    if not (hasattr(model, "hooks") and hasattr(model, "cfg") and hasattr(model, "tokenizer")):
+        hint = f"load_model({model!r})" if isinstance(model, str) else "load_model(...)"
+        if isinstance(model, torch.nn.Module):
+            hint = "load_model(hf_model, tokenizer=tokenizer) (a transformers model is booted in place)"
+        raise InvalidInputError(
+            f"Expected a TransformerBridge from gradellm_lens.load_model, got {type(model).__name__}; "
+            f"load it first with {hint}."
+        )
     info = _INFO.get(model)
     if info is None:
         info = probe(model, name)

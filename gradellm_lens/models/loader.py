@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import InvalidInputError, did_you_mean
+from ..errors import InvalidInputError, did_you_mean, unknown_name_error
 from .capabilities import model_info
 from .catalog import GGUF_MODELS, TINY_MODEL, builtin_model_names
 from .gguf import cached_checkpoint, default_cache_dir
@@ -81,15 +81,19 @@ def _load_hf(source: str):
         model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
     except (OSError, ValueError) as exc:
         raise InvalidInputError(
-            f"Could not load model {source!r}: it is not a built-in name ({', '.join(builtin_model_names())})"
-            f"{did_you_mean(source, builtin_model_names())}, not a local model directory, and loading it "
-            f"as a Hugging Face hub id failed ({type(exc).__name__}: {str(exc).splitlines()[0]})."
+            f"Could not load model {source!r}: it is not a built-in name ({', '.join(builtin_model_names())}), "
+            f"not a local model directory, and loading it as a Hugging Face hub id failed "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0]}).{did_you_mean(source, builtin_model_names())}"
         ) from None
     return model, tokenizer
 
 
 def _resolve(model, tokenizer, cache_dir):
-    """Return ``(hf_model, tokenizer, name)`` for any accepted ``model`` argument."""
+    """Return ``(hf_model, tokenizer, name, boot_name)`` for any accepted ``model`` argument.
+
+    ``name`` is what results record; ``boot_name`` is what TransformerLens is given (a local path
+    for built-in checkpoints, so that TL never rewrites one of its own aliases into a hub id).
+    """
     if isinstance(model, torch.nn.Module):
         name = getattr(model, "name_or_path", None) or type(model).__name__
         if tokenizer is None:
@@ -98,7 +102,7 @@ def _resolve(model, tokenizer, cache_dir):
             from transformers import AutoTokenizer
 
             tokenizer = AutoTokenizer.from_pretrained(name)
-        return model, tokenizer, str(name)
+        return model, tokenizer, str(name), str(name)
     if not isinstance(model, str) or not model.strip():
         raise InvalidInputError(
             f"model must be a model name, a local directory or a loaded transformers model, got {model!r}. "
@@ -108,13 +112,16 @@ def _resolve(model, tokenizer, cache_dir):
         from .tiny import tiny_hf_model, tiny_tokenizer
 
         tok = tokenizer or tiny_tokenizer(Path(cache_dir or default_cache_dir()) / "tiny-llama-tokenizer-v1")
-        return tiny_hf_model("llama", seed=0), tok, model
+        return tiny_hf_model("llama", seed=0), tok, model, model
     if model in GGUF_MODELS:
         source = str(cached_checkpoint(GGUF_MODELS[model], cache_dir))
         hf_model, tok = _load_hf(source)
-        return hf_model, tokenizer or tok, model
+        return hf_model, tokenizer or tok, model, source
+    if "/" not in model and not Path(model).exists() and did_you_mean(model, builtin_model_names(), cutoff=0.8):
+        # a near-miss of a built-in name is a typo, not a hub id: answer at once instead of asking the hub
+        raise unknown_name_error("model", model, builtin_model_names())
     hf_model, tok = _load_hf(model)
-    return hf_model, tokenizer or tok, model
+    return hf_model, tokenizer or tok, model, model
 
 
 def load_model(
@@ -144,7 +151,7 @@ def load_model(
 
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype)
-    hf_model, tok, name = _resolve(model, tokenizer, cache_dir)
+    hf_model, tok, name, boot_name = _resolve(model, tokenizer, cache_dir)
     config = hf_model.config
     if not getattr(config, "architectures", None):
         config.architectures = [type(hf_model).__name__]
@@ -152,7 +159,7 @@ def load_model(
         hf_model = hf_model.to(torch_dtype)
     hf_model = hf_model.to(torch_device).eval()
     bridge = TransformerBridge.boot_transformers(
-        name,
+        boot_name,
         hf_model=hf_model,
         tokenizer=_reloadable_tokenizer(tok),
         device=str(torch_device),

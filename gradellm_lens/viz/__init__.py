@@ -1,5 +1,40 @@
-"""Views of attribution results: terminal heatmaps and offline CircuitsVis HTML."""
+"""Views of attribution results: terminal heatmaps, offline CircuitsVis views, HTML reports, figures.
 
+- :mod:`.terminal`: ``render`` / ``render_step`` (ANSI heatmaps).
+- :mod:`.views`: CircuitsVis views (``colored_tokens``, ``colored_tokens_multi``, ``layer_tokens``,
+  ``layer_head_tokens``, ``layer_maps``, ``head_maps``, ``compare_methods``), each a :class:`~.offline.View`
+  that renders offline in notebooks and pages.
+- :mod:`.report`: ``write_report`` (one self-contained HTML page).
+- :mod:`.plots`: matplotlib figures (``plot_pi_curves``, ``plot_head_importance``).
+"""
+
+from .offline import View, write_views
+from .plots import plot_head_importance, plot_pi_curves
+from .report import write_report
 from .terminal import render, render_step
+from .views import (
+    colored_tokens,
+    colored_tokens_multi,
+    compare_methods,
+    head_maps,
+    layer_head_tokens,
+    layer_maps,
+    layer_tokens,
+)
 
-__all__ = ["render", "render_step"]
+__all__ = [
+    "View",
+    "colored_tokens",
+    "colored_tokens_multi",
+    "compare_methods",
+    "head_maps",
+    "layer_head_tokens",
+    "layer_maps",
+    "layer_tokens",
+    "plot_head_importance",
+    "plot_pi_curves",
+    "render",
+    "render_step",
+    "write_report",
+    "write_views",
+]

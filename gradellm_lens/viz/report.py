@@ -1,29 +1,178 @@
-"""Self-contained HTML reports (placeholder: a static table; CircuitsVis views come with issue 5)."""
+"""Self-contained HTML reports: ``write_report(results, path)``.
+
+One page, no network requests (see :mod:`.offline`: the CircuitsVis bundle is inlined once, a
+Content-Security-Policy forbids fetches, figures are ``data:`` PNGs). For each example (results
+with the same tokens and steps are grouped) the page shows:
+
+- the prompt and the generated / explained text;
+- with several results: the methods side by side, one row per method for every step;
+- per result: the method, variant and options used, a table of the steps (explained token,
+  position, target logit, top tokens), every step at once (``ColoredTokensMulti``) and one
+  heatmap per step (``ColoredTokens``);
+- for results with a Grad-ELLM decomposition (``layer_head``): the [layer, head] importance
+  figure; the layer x head x token view (pick a layer and a head, one box per step); with
+  several layers, per step the layer x token series; and, when the generated steps fill at least
+  a quarter of the query rows, the per-layer and per-head query x key maps (``AttentionHeads``;
+  with a long prompt and few steps they would be almost empty).
+
+The layout of each view is documented in :mod:`.views`.
+"""
 
 from __future__ import annotations
 
 import html
-import math
+import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
+from ..errors import InvalidInputError
 from ..result import AttributionResult
-from .tokens import display_token
+from . import views
+from .offline import Page
+from .plots import figure_data_uri, plot_head_importance
+from .tokens import decode_tokens, display_token
+
+STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px auto; max-width: 1100px;
+       padding: 0 16px; color: #222; }
+h1 { font-size: 1.6em; margin-bottom: 4px; } h2 { margin-top: 36px; border-bottom: 1px solid #ddd; }
+h3 { margin-top: 26px; } h4.cv-title { margin: 14px 0 2px; font-weight: 600; color: #444; }
+pre.text { white-space: pre-wrap; background: #f6f6f6; padding: 10px; border-radius: 4px; }
+pre.text .generated { background: #dbeafe; }
+table.kv, table.steps, table.side { border-collapse: collapse; margin: 8px 0; }
+table.kv td, table.steps td, table.steps th, table.side td { border: 1px solid #ddd; padding: 3px 8px;
+       vertical-align: top; }
+table.side td.label { white-space: nowrap; font-weight: 600; }
+.note { color: #666; font-size: 0.9em; }
+.cv-view { margin: 4px 0 12px; } .cv-AttentionHeads { max-width: 760px; }
+img.figure { max-width: 100%; }
+"""
+
+QUERY_KEY_MIN_FILL = 0.25
+"""Query x key maps (``AttentionHeads``) are shown when the steps fill at least this share of rows."""
+
+LEGEND = (
+    "Colours: blue = positive (supports the explained token), red = negative, white = 0. "
+    "Hover a token for its value. In the query x key maps, row p is the step whose logits at "
+    "position p are explained; click a thumbnail to lock it."
+)
 
 
-def write_report(results: AttributionResult | Sequence[AttributionResult], path: str | Path, title: str = "gradellm-lens report") -> Path:
-    results = [results] if isinstance(results, AttributionResult) else list(results)
-    parts = [f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title><h1>{html.escape(title)}</h1>"]
+def _kv_table(rows: dict[str, object]) -> str:
+    cells = "".join(
+        f"<tr><td>{html.escape(k)}</td><td><code>{html.escape(v if isinstance(v, str) else json.dumps(v, default=str))}"
+        "</code></td></tr>"
+        for k, v in rows.items()
+    )
+    return f'<table class="kv">{cells}</table>'
+
+
+def _text_block(r: AttributionResult) -> str:
+    prompt = html.escape(decode_tokens(r.tokens[: r.prompt_length]))
+    generated = r.tokens[r.prompt_length :]
+    gen_html = f'<span class="generated">{html.escape(decode_tokens(generated))}</span>' if generated else ""
+    explained = ""
+    if not generated:
+        targets = ", ".join(repr(display_token(t)) for t in r.target_tokens)
+        explained = f"<p>Explained token after the prompt: <b>{html.escape(targets)}</b></p>"
+    return f'<h3>Text</h3><pre class="text">{prompt}{gen_html}</pre>{explained}'
+
+
+def _steps_table(r: AttributionResult, top_k: int = 3) -> str:
+    rows = ["<tr><th>step</th><th>explains</th><th>position</th><th>target logit</th><th>top tokens</th></tr>"]
+    for t in range(r.n_steps):
+        scores = views.finite(r.step_scores(t))
+        top = scores.argsort(descending=True)[:top_k].tolist()
+        tops = ", ".join(f"{display_token(r.tokens[i])!r} {float(scores[i]):.3g}" for i in top)
+        contrast = r.contrast_ids[t]
+        target = display_token(r.target_tokens[t]) + ("" if contrast is None else f" vs <id {contrast}>")
+        rows.append(
+            f"<tr><td>{t + 1}</td><td><code>{html.escape(repr(target))}</code></td><td>{r.step_positions[t]}</td>"
+            f"<td>{r.target_logits[t]:.3f}</td><td>{html.escape(tops)}</td></tr>"
+        )
+    return f'<table class="steps">{"".join(rows)}</table>'
+
+
+def _group_by_example(results: list[AttributionResult]) -> list[list[AttributionResult]]:
+    groups: dict[tuple, list[AttributionResult]] = {}
     for r in results:
-        parts.append(f"<h2>{html.escape(r.method)} ({html.escape(str(r.variant))})</h2>")
+        groups.setdefault((tuple(r.token_ids.tolist()), r.step_positions), []).append(r)
+    return list(groups.values())
+
+
+def _side_by_side(page: Page, group: list[AttributionResult]) -> None:
+    page.add("<h3>Methods side by side</h3>")
+    page.add('<p class="note">Each row has its own colour scale (the methods\' scores have different units).</p>')
+    for t in range(group[0].n_steps):
+        page.add(f"<h4>step {html.escape(views.step_label(group[0], t))}</h4><table class='side'>")
+        for r in group:
+            page.add(f"<tr><td class='label'>{html.escape(views.method_label(r))}</td><td>")
+            page.add_view(replace(views.colored_tokens(r, t), title=""))
+            page.add("</td></tr>")
+        page.add("</table>")
+
+
+def _result_section(page: Page, r: AttributionResult) -> None:
+    page.add(f"<h3>{html.escape(views.method_label(r))}</h3>")
+    options = {"method": r.method, "variant": r.variant or "default", "objective": r.objective, **r.options}
+    if r.layers:
+        options["attributed layers"] = list(r.layers)
+    page.add(_kv_table(options))
+    page.add(_steps_table(r))
+    if r.n_steps > 1:
+        page.add_view(views.colored_tokens_multi(r))
+    for t in range(r.n_steps):
+        page.add_view(views.colored_tokens(r, t))
+    if r.layer_head is None:
+        return
+    page.add("<h4>Layers and heads</h4>")
+    try:
+        fig = plot_head_importance(r)
+        page.add(f'<img class="figure" alt="layer x head importance" src="{figure_data_uri(fig)}">')
+    except InvalidInputError as exc:  # e.g. post_o maps, whose "heads" are not attention heads
+        page.add(f'<p class="note">No head importance figure: {html.escape(str(exc))}</p>')
+    page.add_view(views.layer_head_tokens(r))
+    if len(r.layers) > 1:
         for t in range(r.n_steps):
-            scores = r.step_scores(t).tolist()
-            vmax = max([s for s in scores if math.isfinite(s)], default=0.0) or 1.0
-            cells = "".join(
-                f"<span style='background:rgba(220,30,30,{max(0.0, s) / vmax:.3f})'>{html.escape(display_token(tok))}</span>"
-                for tok, s in zip(r.tokens, scores)
-            )
-            parts.append(f"<p><b>{html.escape(display_token(r.target_tokens[t]))}</b>: {cells}</p>")
-    path = Path(path)
-    path.write_text("\n".join(parts), encoding="utf-8")
-    return path
+            page.add_view(views.layer_tokens(r, t))
+    if r.n_steps >= QUERY_KEY_MIN_FILL * len(r.tokens):
+        page.add_view(views.layer_maps(r))
+        for layer in r.layers:
+            page.add_view(views.head_maps(r, layer))
+
+
+def write_report(
+    results: AttributionResult | Sequence[AttributionResult], path: str | Path, title: str = "gradellm-lens report"
+) -> Path:
+    """Write one self-contained HTML page (no network requests) for one or several results.
+
+    Args:
+        results: one result, or several (e.g. several methods on the same prompt: shown side by
+            side; results of different prompts get their own sections).
+        path: output file (``.html``).
+        title: page title and heading.
+
+    Returns:
+        The path written.
+    """
+    results = [results] if isinstance(results, AttributionResult) else list(results)
+    if not results or not all(isinstance(r, AttributionResult) for r in results):
+        raise InvalidInputError("write_report needs one or more AttributionResult objects.")
+    page = Page(title, STYLE)
+    page.add(f"<h1>{html.escape(title)}</h1>")
+    models = sorted({r.model for r in results})
+    page.add(f'<p class="note">model: {html.escape(", ".join(models))}. {html.escape(LEGEND)}</p>')
+    groups = _group_by_example(results)
+    for i, group in enumerate(groups):
+        if len(groups) > 1:
+            page.add(f"<h2>Example {i + 1}</h2>")
+        page.add(_text_block(group[0]))
+        if len(group) > 1:
+            _side_by_side(page, group)
+        for r in group:
+            _result_section(page, r)
+    versions = results[0].versions
+    if versions:
+        page.add(f'<p class="note">versions: {html.escape(", ".join(f"{k} {v}" for k, v in versions.items()))}</p>')
+    return page.write(path)

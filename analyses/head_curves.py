@@ -1,0 +1,152 @@
+"""Study (a): do the heads Grad-ELLM ranks high matter more? Cumulative head-ablation curves.
+
+For each example, every query head of every layer (SmolLM2: 30 x 9 = 270) is ranked three ways:
+
+* ``grad_ellm``: Grad-ELLM head importance of that example (``GradEllm(layers="all")``, measure
+  ``--measure``, default ``positive`` = Σ_i ReLU(c_{l,h,i}), mean over the example's steps);
+* ``output_norm``: ‖z_{l,p,h} W_O^{l,h}‖ at the explained position(s) (how much the head writes,
+  ignoring the target);
+* ``random``: ``--random-seeds`` seeded random orders (per example).
+
+The top-k heads of each order are ablated together (``--mode``: zero, or mean over a disjoint
+reference set of ``--n-ref`` prompts of the same task) for k in 0, 1, 2, 4, ..., 256, 270, and the
+drop of the explained score (mean target logit over the steps) is recorded, with the drop in target
+probability and, for classification, the accuracy of the restricted label choice. Each curve is
+summarised by its AUC over the fraction of heads ablated (``auc``) and over log2(1 + k) /
+log2(1 + N) (``auc_log``, which weights the first heads as much as the last ones). For generation
+tasks, ``--generate-k`` heads of each order are also ablated during greedy generation and the
+token agreement with the clean continuation is reported.
+
+Run: ``python -m analyses.head_curves --task sst2`` / ``--task tellmewhy`` (or
+``gradellm-lens study head_curves -- --task sst2``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections import defaultdict
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from analyses.heads.common import Timer, add_common_args, load_examples, mean_sem, pyplot, save_figure, setup, stem, write_table
+from gradellm_lens import model_info
+from gradellm_lens.analysis import (
+    Ablation,
+    AblationCurve,
+    ablated_continuation,
+    ablation_effects,
+    collect_reference,
+    continuation_agreement,
+    cumulative_ablations,
+    curve_auc,
+    default_counts,
+    grad_ellm_head_importance,
+    output_norm_importance,
+    random_head_order,
+)
+
+DESCRIPTION = "cumulative head ablation in Grad-ELLM / output-norm / random order (logit-drop curves, AUC)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m analyses.head_curves", description=DESCRIPTION)
+    add_common_args(p, n=16)
+    p.add_argument("--measure", default="positive", help="Grad-ELLM importance measure (positive, net_abs, net, abs)")
+    p.add_argument("--mode", default="zero", choices=["zero", "mean"], help="ablation mode")
+    p.add_argument("--n-ref", type=int, default=8, help="reference prompts for --mode mean (disjoint from the examples)")
+    p.add_argument("--random-seeds", type=int, default=3, help="number of random orders per example")
+    p.add_argument("--generate-k", type=int, default=16, help="generation tasks: heads ablated during generation (0: skip)")
+    p.add_argument("--batch-size", type=int, default=24, help="ablations per forward pass")
+    return p
+
+
+def log_axis(counts, n_total: int) -> list[float]:
+    return [math.log2(1 + k) / math.log2(1 + n_total) for k in counts]
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    timer = Timer()
+    model = setup(args)
+    task, examples = load_examples(model, args.task, args.n, seed=args.seed, max_new_tokens=args.max_new_tokens, objective=args.objective)
+    reference = None
+    if args.mode == "mean":
+        _, ref_examples = load_examples(model, args.task, args.n_ref, seed=args.seed, max_new_tokens=1, skip=args.n)
+        reference = collect_reference(model, [e.tokens[: e.prompt_length] for e in ref_examples], hooks=("z",))
+    info = model_info(model)
+    n_total = info.n_layers * info.n_heads
+    counts = default_counts(n_total)
+    generation = task.kind == "generation"
+    per_order = defaultdict(list)  # order -> list of (curve, accuracy flags per point, agreement)
+    for i, ex in enumerate(tqdm(examples, desc=f"head_curves {args.task}", unit="example")):
+        orders = {
+            "grad_ellm": grad_ellm_head_importance(model, ex.tokens, ex.steps, args.measure).ranking(),
+            "output_norm": output_norm_importance(model, ex.tokens, ex.positions).ranking(),
+        }
+        for s in range(args.random_seeds):
+            orders[f"random_{s}"] = random_head_order(info.n_layers, info.n_heads, seed=10_007 * s + i)
+        ablations = [a for order in orders.values() for a in cumulative_ablations(order, counts, mode=args.mode, reference=reference)]
+        effects = ablation_effects(model, ex.tokens, list(ex.steps), ablations, choices=ex.choices, batch_size=args.batch_size)
+        for j, (name, order) in enumerate(orders.items()):
+            chunk = tuple(effects[j * len(counts) : (j + 1) * len(counts)])
+            curve = AblationCurve(tuple(counts), tuple(k / n_total for k in counts), chunk)
+            correct = [e.ablated_choice == ex.label for e in chunk] if ex.label is not None else None
+            agreement = None
+            if generation and args.generate_k:
+                clean = ex.tokens[ex.prompt_length :]
+                ablation = Ablation(heads=order[: args.generate_k], mode=args.mode, reference=reference)
+                new = ablated_continuation(model, ex.tokens[: ex.prompt_length], ablation, len(clean), stop_at_eos=False)
+                agreement = continuation_agreement(clean, new)
+            per_order[name].append((curve, correct, agreement))
+    groups = {"grad_ellm": ["grad_ellm"], "output_norm": ["output_norm"], "random": [f"random_{s}" for s in range(args.random_seeds)]}
+
+    def per_example(names, fn):
+        """fn(curve, correct, agreement) averaged over the orders of a group, per example."""
+        return [float(np.mean([fn(*per_order[n][e]) for n in names])) for e in range(len(examples))]
+
+    points, summary = [], []
+    for group, names in groups.items():
+        for p, k in enumerate(counts):
+            drop = mean_sem(per_example(names, lambda c, *_: c.score_drops[p]))
+            row = {"order": group, "k": k, "fraction": k / n_total, "logit_drop": drop[0], "logit_drop_sem": drop[1],
+                   "prob_drop": mean_sem(per_example(names, lambda c, *_: c.prob_drops[p]))[0]}  # fmt: skip
+            if examples[0].label is not None:
+                row["accuracy"] = mean_sem(per_example(names, lambda c, acc, _: float(acc[p])))[0]
+            points.append(row)
+        auc = mean_sem(per_example(names, lambda c, *_: c.auc()))
+        auc_log = mean_sem(per_example(names, lambda c, *_: curve_auc(log_axis(c.counts, n_total), c.score_drops)))
+        row = {"order": group, "n_orders": len(names), "auc": auc[0], "auc_sem": auc[1], "auc_log": auc_log[0],
+               "auc_log_sem": auc_log[1], "auc_prob": mean_sem(per_example(names, lambda c, *_: c.auc("prob")))[0],
+               "drop_at_8": mean_sem(per_example(names, lambda c, *_: c.score_drops[counts.index(8)]))[0]}  # fmt: skip
+        if generation and args.generate_k:
+            row[f"gen_agreement_at_{args.generate_k}"] = mean_sem(per_example(names, lambda c, a, g: g))[0]
+        summary.append(row)
+    name = stem(args, "head_curves", args.mode)
+    caption = (f"{args.model}, task {args.task}, objective {args.objective}, {len(examples)} examples, {args.mode} ablation, Grad-ELLM measure "
+               f"{args.measure}, {args.random_seeds} random orders; {timer}")  # fmt: skip
+    write_table(points, args.out, f"{name}_points", title=f"Cumulative ablation curves ({caption})")
+    write_table(summary, args.out, f"{name}_auc", title=f"Curve AUC, mean over examples ({caption})")
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2 if examples[0].label is not None else 1, figsize=(11, 4), squeeze=False)
+    for group in groups:
+        rows = [r for r in points if r["order"] == group]
+        x = [r["k"] for r in rows]
+        y, err = np.array([r["logit_drop"] for r in rows]), np.array([r["logit_drop_sem"] for r in rows])
+        axes[0, 0].plot(x, y, marker="o", label=group)
+        axes[0, 0].fill_between(x, y - err, y + err, alpha=0.2)
+        if "accuracy" in rows[0]:
+            axes[0, 1].plot(x, [r["accuracy"] for r in rows], marker="o", label=group)
+    axes[0, 0].set(xscale="symlog", xlabel="heads ablated (k)", ylabel="target logit drop", title=f"{args.task}: {args.mode} ablation")
+    axes[0, 0].legend()
+    if axes.shape[1] > 1:
+        axes[0, 1].set(xscale="symlog", xlabel="heads ablated (k)", ylabel="accuracy (label choice)", title="accuracy")
+    print(f"wrote {save_figure(fig, args.out, name)} ({timer})")
+    for row in summary:
+        print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

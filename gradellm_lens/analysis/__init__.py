@@ -1,0 +1,115 @@
+"""Head- and layer-level analysis: Grad-ELLM head importance, ablations and their agreement.
+
+Public API (stable; the notebooks and ``analyses/`` studies use exactly this):
+
+Head importance (:mod:`.importance`, GQA in :mod:`.gqa`)
+    ``HeadImportance`` (``scores [layer, head]``, ``layers``, ``measure``, ``unit``; ``ranking()``,
+    ``top(k)``, ``to_kv_groups(n_kv)``, ``rows()``);
+    ``head_importance(result, measure="positive")`` from a Grad-ELLM result's ``layer_head``
+    (measures ``positive`` = Σ_i ReLU(c_i), ``net_abs`` = |Σ_i c_i|, ``net``, ``abs``);
+    ``grad_ellm_head_importance(model, tokens, target)`` (runs ``GradEllm(layers="all")``);
+    ``dataset_head_importance(items)``; ``output_norm_importance(model, tokens)`` (‖z_h W_O^h‖ baseline);
+    ``kv_head_of``, ``query_heads_of``, ``aggregate_kv_groups``.
+
+Ablations (:mod:`.ablation`)
+    ``Ablation(kind="query_heads"|"kv_heads"|"layers", heads=[(layer, head)], layers=[...],
+    mode="zero"|"mean"|"resample", reference=..., source=..., positions="aligned"|"random",
+    kv_parts="kv"|"k"|"v", seed=0)``; ``collect_reference(model, prompts)``;
+    ``ablated(model, ablation)`` (context manager: forward passes, greedy generation, gradient
+    capture); ``ablation_hooks(model, ablation)``; ``row_ablation_hooks(model, ablations)``.
+
+Effects (:mod:`.effects`, :mod:`.curves`)
+    ``ablation_effect(model, tokens, target, ablation) -> AblationEffect`` (``score_drop``,
+    ``prob_drop``, ``clean_choice`` / ``ablated_choice``); ``ablation_effects`` (many ablations,
+    batched); ``single_head_effects`` (ablate each head alone -> ``HeadImportance``);
+    ``ablated_continuation`` / ``continuation_agreement``; ``ablation_curve``,
+    ``cumulative_ablations``, ``random_head_order``, ``default_counts``, ``curve_auc``.
+
+Agreement (:mod:`.correlation`)
+    ``spearman``, ``kendall_tau``, ``top_k_overlap``, ``rank_agreement(a, b) -> RankAgreement``.
+
+Low level (:mod:`.recording`)
+    ``record_activations(model, tokens, names, fwd_hooks=...)``, ``hook_name(kind, layer)``.
+
+Example::
+
+    import gradellm_lens as gl
+    from gradellm_lens.analysis import Ablation, ablation_effect, grad_ellm_head_importance
+
+    model = gl.load_model()
+    ids = gl.encode_prompt(model, "The capital of France is")
+    target = gl.Target(model.to_single_token(" Paris"))
+    importance = grad_ellm_head_importance(model, ids, target)   # [30 layers, 9 heads]
+    effect = ablation_effect(model, ids, target, Ablation(heads=importance.top(5)))
+    print(effect.score_drop)
+"""
+
+from .ablation import (
+    Ablation,
+    AblationKind,
+    AblationMode,
+    AblationReference,
+    ablated,
+    ablation_hooks,
+    collect_reference,
+    row_ablation_hooks,
+)
+from .correlation import RankAgreement, kendall_tau, rank_agreement, spearman, top_k_overlap
+from .curves import AblationCurve, ablation_curve, cumulative_ablations, curve_auc, default_counts, random_head_order
+from .effects import (
+    AblationEffect,
+    ablated_continuation,
+    ablation_effect,
+    ablation_effects,
+    continuation_agreement,
+    single_head_effects,
+)
+from .gqa import aggregate_kv_groups, kv_head_of, query_heads_of
+from .importance import (
+    HeadImportance,
+    ImportanceMeasure,
+    dataset_head_importance,
+    grad_ellm_head_importance,
+    head_importance,
+    output_norm_importance,
+)
+from .recording import hook_name, record_activations
+
+__all__ = [
+    "Ablation",
+    "AblationCurve",
+    "AblationEffect",
+    "AblationKind",
+    "AblationMode",
+    "AblationReference",
+    "HeadImportance",
+    "ImportanceMeasure",
+    "RankAgreement",
+    "ablated",
+    "ablated_continuation",
+    "ablation_curve",
+    "ablation_effect",
+    "ablation_effects",
+    "ablation_hooks",
+    "aggregate_kv_groups",
+    "collect_reference",
+    "continuation_agreement",
+    "cumulative_ablations",
+    "curve_auc",
+    "dataset_head_importance",
+    "default_counts",
+    "grad_ellm_head_importance",
+    "head_importance",
+    "hook_name",
+    "kendall_tau",
+    "kv_head_of",
+    "output_norm_importance",
+    "query_heads_of",
+    "random_head_order",
+    "rank_agreement",
+    "record_activations",
+    "row_ablation_hooks",
+    "single_head_effects",
+    "spearman",
+    "top_k_overlap",
+]

@@ -1,0 +1,204 @@
+r"""Measured effect of an ablation: target score, target probability, choice, generation.
+
+For token ids ``tokens`` and explained steps :math:`t = 1..T` (a :class:`~gradellm_lens.targets.Target`
+at the last position is one step), with :math:`y_t` the step's target scalar (logit by default, or
+log-prob, prob, or a contrast; see :class:`~gradellm_lens.targets.Target`) and :math:`p_t` the
+softmax probability of the step's target token:
+
+.. math::
+
+    \text{score} = \tfrac{1}{T} \textstyle\sum_t y_t, \qquad
+    \text{prob} = \tfrac{1}{T} \textstyle\sum_t p_t, \qquad
+    \text{drop} = \text{clean} - \text{ablated}
+
+so a positive ``score_drop`` means the ablation removed evidence for the targets. With
+``choices`` (one token id, or a group of ids, per label: e.g. ``task.label_candidates(tokenizer)``
+for `` negative`` / `` positive``) the effect also records the index of the winning choice (the
+highest logit in its group) at the last step, clean and ablated: task accuracy under an ablation
+is the fraction of examples whose ablated choice is the gold label index.
+
+:func:`ablation_effects` evaluates many ablations of one sequence with one clean forward and
+batched ablated forwards (one ablation per batch row, :func:`~.ablation.row_ablation_hooks`);
+:func:`single_head_effects` uses it to measure the drop from removing each head individually.
+:func:`ablated_continuation` generates greedily under an ablation and
+:func:`continuation_agreement` compares two continuations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ..attribute import greedy_continuation
+from ..errors import InvalidInputError
+from ..models.capabilities import model_info
+from ..targets import Step, Target
+from ..typing import TokenIds
+from .ablation import Ablation, AblationMode, AblationReference, ablated, row_ablation_hooks
+from .importance import HeadImportance
+from .recording import as_batch, as_steps
+
+
+@dataclass(frozen=True)
+class AblationEffect:
+    """Clean vs ablated values of the explained scalar (mean over steps) on one sequence.
+
+    Attributes:
+        clean_score, ablated_score: mean target scalar (e.g. logit) without / with the ablation.
+        clean_prob, ablated_prob: mean softmax probability of the target tokens.
+        clean_choice, ablated_choice: index of the winning ``choices`` entry at the last step, or None.
+    """
+
+    clean_score: float
+    ablated_score: float
+    clean_prob: float
+    ablated_prob: float
+    clean_choice: int | None = None
+    ablated_choice: int | None = None
+
+    @property
+    def score_drop(self) -> float:
+        """``clean_score - ablated_score`` (positive: the ablation lowered the target)."""
+        return self.clean_score - self.ablated_score
+
+    @property
+    def prob_drop(self) -> float:
+        return self.clean_prob - self.ablated_prob
+
+    @property
+    def choice_changed(self) -> bool:
+        return self.clean_choice != self.ablated_choice
+
+
+Choices = Sequence[int | Sequence[int]]
+
+
+def _choice_groups(choices: Choices | None) -> list[list[int]] | None:
+    if choices is None:
+        return None
+    groups = [[int(c)] if isinstance(c, int) else [int(t) for t in c] for c in choices]
+    if len(groups) < 2 or not all(groups):
+        raise InvalidInputError("choices needs at least two labels, each a token id or a non-empty list of ids.")
+    return groups
+
+
+def _measure(logits: Tensor, steps: Sequence[Step], choices: list[list[int]] | None) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Per-row ``(score [b], prob [b], choice index [b] or None)`` from ``logits [b, pos, vocab]``."""
+    positions = torch.tensor([s.position for s in steps], device=logits.device)
+    at = logits[:, positions].float()  # [b, step, vocab]
+    score = torch.stack([s.target(at[:, j]) for j, s in enumerate(steps)], dim=1).mean(dim=1)
+    token_ids = torch.tensor([s.target.token_id for s in steps], device=logits.device)
+    probs = torch.softmax(at, dim=-1).gather(-1, token_ids[None, :, None].expand(at.shape[0], -1, 1))
+    choice = None
+    if choices is not None:
+        choice = torch.stack([at[:, -1, group].amax(dim=-1) for group in choices], dim=-1).argmax(dim=-1)
+    return score, probs[..., 0].mean(dim=1), choice
+
+
+@torch.no_grad()
+def ablation_effects(
+    model,
+    tokens: TokenIds,
+    target: Target | Sequence[Step],
+    ablations: Sequence[Ablation],
+    *,
+    choices: Choices | None = None,
+    batch_size: int = 16,
+    progress: bool = False,
+) -> list[AblationEffect]:
+    """Effects of many ablations on one sequence: one clean forward, ``ceil(n / batch_size)`` ablated ones.
+
+    Args:
+        model: a ``TransformerBridge``.
+        tokens: ``[pos]`` token ids.
+        target: a :class:`Target` (explained at the last position) or a list of :class:`Step`.
+        ablations: the ablations; row ``j`` of a batch carries ``ablations[j]`` only.
+        choices: per label, a token id or a list of ids; the winning label index is recorded.
+        batch_size: ablations per forward pass.
+        progress: show a tqdm bar over batches.
+    """
+    if batch_size < 1:
+        raise InvalidInputError(f"batch_size must be at least 1, got {batch_size}.")
+    batch = as_batch(model, tokens)
+    if batch.shape[0] != 1:
+        raise InvalidInputError("ablation_effects takes one sequence ([pos] token ids); loop over a dataset.")
+    steps = as_steps(batch[0], target)
+    for s in steps:
+        s.target.validate(model_info(model).d_vocab)
+    choice_ids = _choice_groups(choices)
+    clean = _measure(model(batch), steps, choice_ids)
+    out: list[AblationEffect] = []
+    starts = range(0, len(ablations), batch_size)
+    for start in tqdm(starts, desc="ablations", unit="batch", disable=not progress, leave=False):
+        chunk = list(ablations[start : start + batch_size])
+        with model.hooks(fwd_hooks=row_ablation_hooks(model, chunk)):
+            score, prob, choice = _measure(model(batch.expand(len(chunk), -1)), steps, choice_ids)
+        for j in range(len(chunk)):
+            out.append(
+                AblationEffect(
+                    clean_score=float(clean[0][0]), ablated_score=float(score[j]),
+                    clean_prob=float(clean[1][0]), ablated_prob=float(prob[j]),
+                    clean_choice=None if clean[2] is None else int(clean[2][0]),
+                    ablated_choice=None if choice is None else int(choice[j]),
+                )  # fmt: skip
+            )
+    return out
+
+
+def ablation_effect(
+    model, tokens: TokenIds, target: Target | Sequence[Step], ablation: Ablation, *, choices: Choices | None = None
+) -> AblationEffect:
+    """The effect of one ablation on one sequence (see :func:`ablation_effects`)."""
+    return ablation_effects(model, tokens, target, [ablation], choices=choices)[0]
+
+
+def single_head_effects(
+    model,
+    tokens: TokenIds,
+    target: Target | Sequence[Step],
+    *,
+    mode: AblationMode = "zero",
+    reference: AblationReference | None = None,
+    layers: Sequence[int] | None = None,
+    batch_size: int = 27,
+    progress: bool = False,
+) -> HeadImportance:
+    """``score_drop`` of ablating each query head alone: the ground-truth head importance.
+
+    Args:
+        layers: restrict to these layers (default: all); the result covers only them.
+        batch_size: heads per forward pass (one head per batch row).
+    """
+    info = model_info(model)
+    layers = list(range(info.n_layers)) if layers is None else sorted(set(layers))
+    heads = [(layer, h) for layer in layers for h in range(info.n_heads)]
+    ablations = [Ablation(heads=[head], mode=mode, reference=reference) for head in heads]
+    effects = ablation_effects(model, tokens, target, ablations, batch_size=batch_size, progress=progress)
+    scores = torch.full((info.n_layers, info.n_heads), float("nan"))
+    for (layer, h), effect in zip(heads, effects):
+        scores[layer, h] = effect.score_drop
+    return HeadImportance(scores=scores[layers], layers=tuple(layers), measure=f"{mode}_ablation_drop")
+
+
+def ablated_continuation(
+    model, ids: TokenIds, ablation: Ablation, max_new_tokens: int, *, stop_at_eos: bool = True
+) -> TokenIds:
+    """Greedy continuation of ``ids`` with ``ablation`` active at every generation step.
+
+    Uses :func:`~gradellm_lens.attribute.greedy_continuation` (full-prefix forwards; TL's
+    ``bridge.generate()`` is unreliable with its KV cache on these models).
+    """
+    with ablated(model, ablation):
+        return greedy_continuation(model, ids, max_new_tokens, stop_at_eos)
+
+
+def continuation_agreement(reference: TokenIds, other: TokenIds) -> float:
+    """Fraction of ``reference``'s positions where ``other`` has the same token (missing = different)."""
+    if reference.numel() == 0:
+        raise InvalidInputError("The reference continuation is empty.")
+    n = min(reference.numel(), other.numel())
+    return float((reference[:n].cpu() == other[:n].cpu()).sum()) / reference.numel()

@@ -1,0 +1,183 @@
+r"""Attention-based baselines: raw attention, attention rollout and attention x gradient.
+
+All three read the model's own post-softmax attention pattern :math:`A^{\ell}_{h}[q, k]`
+(``blocks.L.attn.hook_pattern``, per query head, so grouped-query models need no expansion). For
+the step explaining the token generated after position :math:`p`, the **last-query row**
+:math:`q = p` over keys :math:`i \le p` is used. The model is causal, so row :math:`p` of a
+forward over the longest prefix equals row :math:`p` of a forward over ``tokens[: p + 1]``: every
+method here scores all steps of a sequence from **one forward** (plus one batched backward for
+attention x gradient).
+
+``attention`` (raw attention)
+    :math:`s_i = \operatorname{mean}_h A^{L}_{h}[p, i]` for the last layer :math:`L`
+    (``layers="last"``, default), or :math:`\operatorname{mean}_{\ell, h} A^{\ell}_{h}[p, i]` over
+    all layers (``layers="mean"``). Independent of the target. ``layer_head`` holds the pattern
+    rows :math:`A^{\ell}_{h}[p, i]` of the layers used.
+
+``attention_rollout`` (Abnar & Zuidema, 2020)
+    With the head mean :math:`\bar A_\ell = \operatorname{mean}_h A^{\ell}_{h}`, the residual
+    connection is modelled as :math:`\hat A_\ell = (1 - r)\,\bar A_\ell + r\,I` with
+    :math:`r = 0.5` (option ``residual_weight``), rows re-normalised to sum to 1 (a no-op for exact
+    causal softmax rows, kept so that the definition does not depend on it), and
+    :math:`R = \hat A_{L-1} \cdots \hat A_1 \hat A_0` (layer 0 applied first). The score is the
+    last-query row :math:`s_i = R[p, i]`; it sums to 1 over the prefix. Choice documented here:
+    no final softmax (ReAGent applies one on top) and no discarding of the BOS column.
+
+``attention_x_gradient``
+    Per head and selected layer, :math:`c^{\ell,h}_i = A^{\ell}_{h}[p, i]\,
+    \partial y / \partial A^{\ell}_{h}[p, i]` with the gradient taken at ``hook_pattern`` (so
+    through the value mixing and every later layer), and
+    :math:`s_i = \sum_{\ell \in \text{layers}} \sum_h \operatorname{ReLU}(c^{\ell,h}_i)`
+    (positive part per head, then summed). ``layer_head[t, l, h, i] = c^{l,h}_i`` before the ReLU.
+    ``layers`` takes the same values as Grad-ELLM's (an int K = last K layers, a list of indices, or
+    ``"all"``, the default).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import Tensor
+
+from ..capture import capture_gradients
+from ..errors import InvalidInputError
+from ..targets import Step
+from ..typing import AttentionPatterns, TokenIds
+from .base import AttributionMethod, MethodOutput
+from .grad_ellm import GradEllmOptions, LayerSpec
+from .objectives import shared_prefix, step_rows, step_values
+
+AttentionLayers = Literal["last", "mean"]
+
+
+def pattern_hook(layer: int) -> str:
+    """TransformerLens hook name of layer ``layer``'s post-softmax attention pattern."""
+    return f"blocks.{layer}.attn.hook_pattern"
+
+
+@torch.no_grad()
+def attention_patterns(model, tokens: TokenIds, layers: Sequence[int]) -> AttentionPatterns:
+    """Post-softmax patterns ``[layer, head, query, key]`` (float32) of ``layers`` from one forward."""
+    names = [pattern_hook(layer) for layer in layers]
+    _, cache = model.run_with_cache(tokens[None], names_filter=names)
+    return torch.stack([cache[name][0].float() for name in names])
+
+
+def rollout(head_mean: Tensor, residual_weight: float = 0.5) -> Tensor:
+    """Attention rollout ``R = Â_{L-1} ... Â_0`` of head-mean patterns ``[layer, query, key]``.
+
+    ``Â_l = (1 - r) A_l + r I`` with rows re-normalised to sum to one; returns ``[query, key]``.
+    """
+    n = head_mean.shape[-1]
+    eye = torch.eye(n, dtype=head_mean.dtype, device=head_mean.device)
+    out = eye
+    for layer_pattern in head_mean:
+        mixed = (1.0 - residual_weight) * layer_pattern + residual_weight * eye
+        out = (mixed / mixed.sum(dim=-1, keepdim=True)) @ out
+    return out
+
+
+@dataclass(frozen=True)
+class AttentionOptions:
+    """Options of :class:`Attention`.
+
+    Attributes:
+        layers: ``"last"`` (the last layer's heads, default) or ``"mean"`` (mean over all layers).
+    """
+
+    layers: AttentionLayers = "last"
+
+    def __post_init__(self) -> None:
+        if self.layers not in ("last", "mean"):
+            raise InvalidInputError(f"attention option layers={self.layers!r} is invalid; use 'last' or 'mean'.")
+
+
+class Attention(AttributionMethod):
+    """Raw attention: head-mean last-query attention row of the last layer (or mean over layers)."""
+
+    method_name: ClassVar[str] = "attention"
+    Options: ClassVar[type] = AttentionOptions
+
+    def _attribute(self, tokens: TokenIds, steps: Sequence[Step]) -> MethodOutput:
+        n_layers = self.info.n_layers
+        layers = (n_layers - 1,) if self.options.layers == "last" else tuple(range(n_layers))
+        patterns = attention_patterns(self.model, shared_prefix(tokens, steps), layers)
+        layer_head = step_rows(patterns, steps)  # [step, layer, head, key]
+        return MethodOutput(scores=layer_head.mean(dim=(1, 2)), layer_head=layer_head, layers=layers)
+
+
+@dataclass(frozen=True)
+class AttentionRolloutOptions:
+    """Options of :class:`AttentionRollout`.
+
+    Attributes:
+        residual_weight: weight ``r`` of the identity in ``Â = (1 - r) A + r I`` (0.5 in Abnar &
+            Zuidema), in ``[0, 1]``.
+    """
+
+    residual_weight: float = 0.5
+
+    def __post_init__(self) -> None:
+        if isinstance(self.residual_weight, bool) or not 0.0 <= float(self.residual_weight) <= 1.0:
+            raise InvalidInputError(f"residual_weight must be a number in [0, 1], got {self.residual_weight!r}.")
+
+
+class AttentionRollout(AttributionMethod):
+    """Attention rollout (Abnar & Zuidema): product of residual-mixed head-mean patterns, last-query row."""
+
+    method_name: ClassVar[str] = "attention_rollout"
+    Options: ClassVar[type] = AttentionRolloutOptions
+
+    def _attribute(self, tokens: TokenIds, steps: Sequence[Step]) -> MethodOutput:
+        patterns = attention_patterns(self.model, shared_prefix(tokens, steps), range(self.info.n_layers))
+        matrix = rollout(patterns.mean(dim=1), float(self.options.residual_weight))
+        return MethodOutput(scores=step_rows(matrix, steps))
+
+
+@dataclass(frozen=True)
+class AttentionXGradientOptions:
+    """Options of :class:`AttentionXGradient`.
+
+    Attributes:
+        layers: layers summed over, as Grad-ELLM's ``layers``: an int K (last K layers), a list of
+            layer indices (negative counts from the end) or ``"all"`` (default).
+    """
+
+    layers: LayerSpec = "all"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "layers", GradEllmOptions(layers=self.layers).layers)  # same validation
+
+
+class AttentionXGradient(AttributionMethod):
+    """Attention x gradient: ReLU(A ⊙ ∂y/∂A) at the last query row, summed over heads and layers."""
+
+    method_name: ClassVar[str] = "attention_x_gradient"
+    Options: ClassVar[type] = AttentionXGradientOptions
+
+    def __init__(self, model, **options: Any) -> None:
+        super().__init__(model, **options)
+        self.layers = GradEllmOptions(layers=self.options.layers).resolve_layers(self.info.n_layers)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "layers": list(self.layers)}
+
+    def _attribute(self, tokens: TokenIds, steps: Sequence[Step]) -> MethodOutput:
+        names = [pattern_hook(layer) for layer in self.layers]
+        captured = capture_gradients(
+            self.model,
+            shared_prefix(tokens, steps)[None],
+            grad_names=names,
+            objective=lambda logits: step_values(logits, steps)[0],
+        )
+        per_layer = []
+        for name in names:
+            pattern = step_rows(captured.activations[name][0].float(), steps)  # [step, head, key]
+            grad = captured.gradients[name][:, 0].float()  # [step, head, query, key]
+            grad = grad[torch.arange(len(steps)), :, [s.position for s in steps], :]  # [step, head, key]
+            per_layer.append(pattern * grad)
+        layer_head = torch.stack(per_layer, dim=1)  # [step, layer, head, key]
+        return MethodOutput(scores=layer_head.clamp(min=0).sum(dim=(1, 2)), layer_head=layer_head, layers=self.layers)

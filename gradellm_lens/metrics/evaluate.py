@@ -1,0 +1,291 @@
+"""``evaluate_step``: Soft-NS/NC and π-Soft-NS/NC curves of one attribution for one generation step.
+
+For a prefix ``x = tokens[: position + 1]``, the explained token ``ŷ`` and scores over ``x``:
+
+1. normalise the scores over the perturbable positions (:mod:`.normalise`): min-max for plain Soft,
+   ``config.normalise`` (default ``"max"``) for π-Soft;
+2. keep probabilities: plain Soft-NS ``r = ŝ``, Soft-NC ``r = 1 - ŝ``; π-Soft-NS/NC ``r`` with mean
+   π (:mod:`.retention`, ``config.rescale``) for every π of the grid;
+3. run the clean prefix, the all-masked prefix (``S0``) and ``n_draws`` Bernoulli draws of every
+   keep vector through the model in batches of ``config.batch_size`` (:mod:`.perturb`), under
+   ``torch.no_grad``: ``2 + 2·n_draws·(1 + len(pis))`` inputs, 92 + 10 by default;
+4. score each draw with Soft-NS/NC (:mod:`.soft`, ``config.probability``), average over draws, and
+   summarise the π curves by their normalised AUC (:mod:`.pi_soft`).
+
+Every option the paper leaves open (method-spec 7.6–7.11) is a :class:`FaithfulnessConfig` field and
+is recorded in :attr:`FaithfulnessScores.config`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..errors import InvalidInputError, unknown_name_error
+from ..result import AttributionResult
+from ..targets import Target
+from ..typing import PositionMask, TokenIds, TokenScores
+from .normalise import NORMALISE_KINDS, NormaliseKind, normalise_scores
+from .perturb import as_masked_forward, draw_uniforms, iter_masked_logits, step_seed
+from .pi_soft import DEFAULT_PIS, check_pis, normalised_auc, pi_keep_probabilities
+from .positions import check_perturbable, span_mask
+from .retention import RESCALE_KINDS, RescaleKind
+from .soft import DEFAULT_EPSILON, PROBABILITY_KINDS, ProbabilityKind, plain_soft_keep, probability_drop, soft_nc, soft_ns
+
+
+@dataclass(frozen=True)
+class FaithfulnessConfig:
+    """How Soft-NC/NS and π-Soft-NC/NS are computed (defaults: method-spec 3.4 and 7).
+
+    Attributes:
+        pis: π grid, strictly increasing inside (0, 1).
+        n_draws: Bernoulli mask draws averaged per keep vector (1 = the original metrics).
+        rescale: π-rescaling rule, ``"scale_clip"`` (default) or ``"power"``.
+        normalise: base normalisation for π-Soft, ``"max"`` (default), ``"minmax"`` or ``"rank"``
+            (plain Soft always uses min-max).
+        probability: ``"target"`` (probability of the explained token, default) or
+            ``"distribution"`` (ReAGent's whole-distribution distance).
+        seed: base seed of the mask draws (combined with a hash of the prefix and target).
+        batch_size: perturbed inputs per forward pass.
+        eps: lower bound on the normaliser ``1 - S0`` (steps below it are flagged ``degenerate``).
+    """
+
+    pis: tuple[float, ...] = DEFAULT_PIS
+    n_draws: int = 5
+    rescale: RescaleKind = "scale_clip"
+    normalise: NormaliseKind = "max"
+    probability: ProbabilityKind = "target"
+    seed: int = 0
+    batch_size: int = 64
+    eps: float = DEFAULT_EPSILON
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pis", check_pis(self.pis))
+        for name in ("n_draws", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidInputError(f"{name} must be a positive integer, got {value!r}.")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise InvalidInputError(f"seed must be an integer, got {self.seed!r}.")
+        for name, choices in (
+            ("rescale", RESCALE_KINDS),
+            ("normalise", NORMALISE_KINDS),
+            ("probability", PROBABILITY_KINDS),
+        ):
+            if getattr(self, name) not in choices:
+                raise unknown_name_error(f"{name} option", getattr(self, name), choices)
+        if not 0.0 < float(self.eps) < 1.0:
+            raise InvalidInputError(f"eps must lie strictly between 0 and 1, got {self.eps!r}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly copy of every field."""
+        out = dataclasses.asdict(self)
+        out["pis"] = list(self.pis)
+        return out
+
+
+@dataclass(frozen=True)
+class FaithfulnessScores:
+    """Faithfulness of one attribution at one step. All scores lie in ``[0, 1]``; higher is better.
+
+    Attributes:
+        soft_ns, soft_nc: plain Soft-NS / Soft-NC (keep ``r = ŝ`` / ``1 - ŝ``, min-max ``ŝ``).
+        pis: the π grid.
+        pi_ns, pi_nc: π-Soft-NS / π-Soft-NC at each π.
+        auc_pi_ns, auc_pi_nc: normalised AUC of the two curves.
+        mean_score: mean min-max normalised score over the perturbable positions, i.e. the expected
+            fraction plain Soft-NS keeps (what π-Soft controls; the "inflation" axis).
+        full_prob: ``p(ŷ | x)`` of the unperturbed prefix.
+        s0: ``S0``, the sufficiency of the all-masked prefix.
+        fallback_used: any π needed a fallback rescaling rule (see ``rules_ns`` / ``rules_nc``).
+        config: the :class:`FaithfulnessConfig` used, as a dict.
+        rules_ns, rules_nc: rescaling rule used at each π.
+        n_perturbable: number of perturbable positions.
+        degenerate: ``1 - S0 < eps``: masking everything did not lower the target, so the scores
+            are not meaningful (callers should usually drop the step).
+    """
+
+    soft_ns: float
+    soft_nc: float
+    pis: tuple[float, ...]
+    pi_ns: tuple[float, ...]
+    pi_nc: tuple[float, ...]
+    auc_pi_ns: float
+    auc_pi_nc: float
+    mean_score: float
+    full_prob: float
+    s0: float
+    fallback_used: bool
+    config: dict[str, Any] = field(default_factory=dict)
+    rules_ns: tuple[str, ...] = ()
+    rules_nc: tuple[str, ...] = ()
+    n_perturbable: int = 0
+    degenerate: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly dict (tuples become lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+def _check_prefix(prefix: TokenIds | Sequence[int]) -> TokenIds:
+    tokens = torch.as_tensor(prefix)
+    if tokens.ndim != 1 or tokens.numel() == 0:
+        raise InvalidInputError(f"prefix must be a non-empty 1-D sequence of token ids, got shape {tuple(tokens.shape)}.")
+    if tokens.dtype.is_floating_point or tokens.dtype == torch.bool:
+        raise InvalidInputError(f"prefix must hold integer token ids, got dtype {tokens.dtype}.")
+    return tokens.cpu().long()
+
+
+def _check_scores(scores: TokenScores, length: int) -> TokenScores:
+    values = torch.as_tensor(scores).detach().cpu()
+    if values.ndim != 1 or values.shape[0] != length:
+        raise InvalidInputError(
+            f"scores has shape {tuple(values.shape)} but the prefix has {length} tokens; pass the step's row "
+            "over its prefix, e.g. result.scores[t, : position + 1]."
+        )
+    bad = (~torch.isfinite(values)).nonzero().flatten().tolist()
+    if bad:
+        raise InvalidInputError(
+            f"scores are NaN or infinite at positions {bad[:10]}; pass scores over the prefix only "
+            "(rows of AttributionResult.scores are NaN after their prefix)."
+        )
+    return values.double()
+
+
+def _perturbations(
+    valid: PositionMask, plain: Tensor, ns: Tensor, nc: Tensor, n_draws: int
+) -> tuple[Tensor, Tensor]:
+    """Keep vectors and draw indices of every input of a step, in the order ``evaluate_step`` reads:
+    clean, all-masked (S0), then per draw: plain NS, plain NC; then per draw: π-NS grid, π-NC grid."""
+    ones = torch.ones(1, valid.shape[0], dtype=torch.float64)
+    zero = torch.where(valid, 0.0, 1.0).to(torch.float64)[None]
+    blocks = [ones, zero, plain.double().repeat(n_draws, 1), torch.cat([ns, nc]).repeat(n_draws, 1)]
+    draws = [0, 0, *[d for d in range(n_draws) for _ in range(2)]]
+    draws += [d for d in range(n_draws) for _ in range(ns.shape[0] + nc.shape[0])]
+    return torch.cat(blocks), torch.tensor(draws, dtype=torch.long)
+
+
+def _drops(
+    forward, tokens: TokenIds, token_id: int, keep: Tensor, draws: Tensor, uniforms: Tensor, config: FaithfulnessConfig
+) -> tuple[Tensor, float]:
+    """``C = 1 - S`` of every input (item 0 must be the clean prefix), and ``p(ŷ | x)``."""
+    out = torch.empty(keep.shape[0], dtype=torch.float64)
+    full = None
+    with torch.no_grad():
+        for start, logits in iter_masked_logits(forward, tokens, keep, draws, uniforms, config.batch_size):
+            if not torch.isfinite(logits).all():
+                raise InvalidInputError("The model produced NaN/inf logits on a perturbed input.")
+            probs = torch.softmax(logits.double(), dim=-1)
+            if full is None:
+                if not 0 <= token_id < probs.shape[-1]:
+                    raise InvalidInputError(
+                        f"Target token id {token_id} is outside the model's vocabulary (0..{probs.shape[-1] - 1})."
+                    )
+                full = probs[0]
+            out[start : start + probs.shape[0]] = probability_drop(full, probs, token_id, config.probability).cpu()
+    return out, float(full[token_id])
+
+
+def evaluate_step(
+    model,
+    prefix: TokenIds,
+    target: Target | int,
+    scores: TokenScores,
+    *,
+    perturbable: PositionMask | None = None,
+    config: FaithfulnessConfig = FaithfulnessConfig(),
+) -> FaithfulnessScores:
+    """Soft-NS/NC and π-Soft-NS/NC of ``scores`` for the step predicting ``target`` after ``prefix``.
+
+    Args:
+        model: a TransformerLens model, or any :class:`~.perturb.MaskedForward`.
+        prefix: ``[pos]`` token ids, ``tokens[: position + 1]``; the probabilities are the softmax of
+            the logits at its last position.
+        target: the explained token ``ŷ`` (a :class:`Target`, whose ``token_id`` is used, or an id).
+        scores: ``[pos]`` finite attribution scores over ``prefix``.
+        perturbable: ``[pos]`` boolean mask of the positions that may be masked; default every
+            position but 0 (BOS is never perturbed; see :mod:`.positions`).
+        config: metric options.
+
+    Raises:
+        InvalidInputError: malformed prefix, scores (NaN, wrong length), mask, target or config.
+    """
+    if not isinstance(config, FaithfulnessConfig):
+        raise InvalidInputError(f"config must be a FaithfulnessConfig, got {type(config).__name__}.")
+    token_id = target.token_id if isinstance(target, Target) else Target(target).token_id
+    tokens = _check_prefix(prefix)
+    n = tokens.shape[0]
+    values = _check_scores(scores, n)
+    valid = check_perturbable(perturbable, n)
+    forward = as_masked_forward(model)
+
+    minmax = normalise_scores(values, valid, "minmax")
+    ns, nc = pi_keep_probabilities(normalise_scores(values, valid, config.normalise), valid, config.pis, config.rescale)
+    keep, draws = _perturbations(valid, plain_soft_keep(minmax, valid), ns.keep, nc.keep, config.n_draws)
+
+    uniforms = draw_uniforms(step_seed(config.seed, tokens, token_id), config.n_draws, n, forward.d_model)
+    uniforms = uniforms.to(getattr(forward, "device", "cpu"))
+    drops, full_prob = _drops(forward, tokens, token_id, keep, draws, uniforms, config)
+
+    drop0 = drops[1]
+    m, k = config.n_draws, len(config.pis)
+    plain = drops[2 : 2 + 2 * m].view(m, 2)
+    curves = drops[2 + 2 * m :].view(m, 2, k)
+    pi_ns = soft_ns(curves[:, 0], drop0, config.eps).mean(0).tolist()
+    pi_nc = soft_nc(curves[:, 1], drop0, config.eps).mean(0).tolist()
+    return FaithfulnessScores(
+        soft_ns=float(soft_ns(plain[:, 0], drop0, config.eps).mean()),
+        soft_nc=float(soft_nc(plain[:, 1], drop0, config.eps).mean()),
+        pis=config.pis,
+        pi_ns=tuple(pi_ns),
+        pi_nc=tuple(pi_nc),
+        auc_pi_ns=normalised_auc(config.pis, pi_ns),
+        auc_pi_nc=normalised_auc(config.pis, pi_nc),
+        mean_score=float(minmax[valid].mean()),
+        full_prob=full_prob,
+        s0=float(1.0 - drop0),
+        fallback_used=ns.fallback_used or nc.fallback_used,
+        config=config.to_dict(),
+        rules_ns=ns.rules,
+        rules_nc=nc.rules,
+        n_perturbable=int(valid.sum()),
+        degenerate=bool(drop0 < config.eps),
+    )
+
+
+def evaluate_result(
+    model,
+    result: AttributionResult,
+    *,
+    span: tuple[int, int] | None = None,
+    config: FaithfulnessConfig = FaithfulnessConfig(),
+) -> list[FaithfulnessScores]:
+    """:func:`evaluate_step` for every step of ``result`` (prefix = ``token_ids[: position + 1]``).
+
+    Args:
+        model: the model that produced ``result``.
+        result: an :class:`AttributionResult` (its ``scores`` rows are cut to each prefix).
+        span: perturb only positions ``start <= i < end`` of the full sequence (e.g. the user text);
+            default every position but BOS.
+        config: metric options.
+    """
+    out = []
+    for t, position in enumerate(result.step_positions):
+        length = position + 1
+        mask = None if span is None else span_mask(length, *span)
+        out.append(
+            evaluate_step(
+                model,
+                result.token_ids[:length],
+                Target(result.target_ids[t]),
+                result.scores[t, :length],
+                perturbable=mask,
+                config=config,
+            )
+        )
+    return out

@@ -1,0 +1,66 @@
+"""Base normalisation of raw attribution scores to ``ŝ ∈ [0, 1]`` over the perturbable positions.
+
+With ``P`` the perturbable positions (see :mod:`.positions`) and ``s_i`` the raw scores:
+
+* ``"max"`` (π-Soft default, method-spec 3.4 step 1): ``ŝ_i = s_i / max_{j∈P} s_j``; needs
+  ``s_i >= 0`` on ``P``.
+* ``"minmax"`` (plain Soft-NC/NS, method-spec 3.1): ``ŝ_i = (s_i - min_P s) / (max_P s - min_P s)``;
+  any sign.
+* ``"rank"`` (the quantile map of method-spec 3.4, GUESS): ``ŝ_i = #{j∈P : s_j <= s_i} / |P|``, the
+  empirical CDF: the top token gets 1, ties stay tied, magnitudes are ignored.
+
+A map without information (all scores 0 under ``"max"``, all equal under ``"minmax"``) gives the
+uniform ``ŝ ≡ 1`` (method-spec 3.4). Positions outside ``P`` get 0: they are never perturbed.
+All three maps are invariant to multiplying the scores by a positive constant, so every metric
+built on them is too. Computed in float64.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from ..errors import InvalidInputError
+from ..numerics import masked_minmax
+from ..typing import PositionMask, TokenScores
+
+NormaliseKind = Literal["max", "minmax", "rank"]
+NORMALISE_KINDS: tuple[str, ...] = ("max", "minmax", "rank")
+
+
+def normalise_scores(scores: TokenScores, perturbable: PositionMask, how: NormaliseKind = "max") -> TokenScores:
+    """Map ``scores`` to ``[0, 1]`` over the ``perturbable`` positions (0 elsewhere), float64.
+
+    Args:
+        scores: ``[pos]`` finite raw scores.
+        perturbable: ``[pos]`` boolean mask with at least one True.
+        how: ``"max"``, ``"minmax"`` or ``"rank"`` (see the module docstring).
+
+    Raises:
+        InvalidInputError: unknown ``how``, non-finite scores, or negative scores under ``"max"``.
+    """
+    if how not in NORMALISE_KINDS:
+        raise InvalidInputError(f"Unknown score normalisation {how!r}; use one of {', '.join(NORMALISE_KINDS)}.")
+    x = scores.detach().to(device="cpu", dtype=torch.float64)
+    valid = perturbable.to(device="cpu", dtype=torch.bool)
+    if not torch.isfinite(x[valid]).all():
+        raise InvalidInputError("Attribution scores contain NaN or inf at perturbable positions.")
+    uniform = torch.where(valid, torch.ones_like(x), torch.zeros_like(x))
+    values = x[valid]
+    if how == "max":
+        if (values < 0).any():
+            raise InvalidInputError(
+                f"'max' normalisation needs non-negative scores, got a minimum of {float(values.min()):.4g}; "
+                "use the method's sign='positive' or 'abs', or normalise='minmax'."
+            )
+        top = values.max()
+        return uniform if top <= 0 else torch.where(valid, x / top, torch.zeros_like(x))
+    if how == "minmax":
+        if values.max() == values.min():
+            return uniform
+        return masked_minmax(x, valid)
+    cdf = torch.searchsorted(values.sort().values, values, right=True).to(torch.float64) / values.numel()
+    out = torch.zeros_like(x)
+    out[valid] = cdf
+    return out

@@ -1,0 +1,129 @@
+"""Batched, seeded Bernoulli masking of input embeddings (the perturbation of Soft-NC/NS).
+
+A perturbation of a prefix is a keep-probability vector ``r`` (``[pos]``). Its input is
+``x' = x ⊙ m`` with ``m_{i,d} = 1[U_{i,d} < r_i]``: an independent Bernoulli(``r_i``) draw for every
+element ``d`` of token ``i``'s input embedding, the output of ``hook_embed`` (Llama-family models add
+no positional embedding there; on GPT-2 ``hook_pos_embed`` is left untouched, as in ReAGent).
+
+Common random numbers: the uniforms ``U`` (``[draw, pos, d_model]``) are drawn once per step from
+a CPU ``torch.Generator`` seeded by :func:`step_seed` (the configured seed and a stable hash of the
+prefix and target), and every perturbation of draw ``k`` thresholds the same ``U_k``. So the masks
+do not depend on the scores being evaluated (all methods see the same noise), are nested across π
+for a fixed draw, do not depend on the batch size, and are identical on CPU and GPU.
+
+All perturbations of a step run in as few forwards as ``batch_size`` allows: the prefix is repeated
+``batch`` times and ``hook_embed``'s ``[batch, pos, d_model]`` output is multiplied by the stacked
+masks; the logits are cut to the last position before the unembedding.
+
+The model side is one small protocol, :class:`MaskedForward`, so metrics can run on any model that
+can multiply its input embeddings by a mask (tests use synthetic models with known answers);
+:func:`as_masked_forward` adapts a TransformerLens model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from typing import Protocol, runtime_checkable
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from ..errors import InvalidInputError
+from ..typing import TokenIds
+
+Uniforms = Float[Tensor, "draw pos d_model"]
+KeepMatrix = Float[Tensor, "item pos"]
+
+
+@runtime_checkable
+class MaskedForward(Protocol):
+    """A model that runs one prefix under a batch of input-embedding masks.
+
+    Attributes:
+        d_model: width of the input embeddings (the mask's last dimension).
+    """
+
+    d_model: int
+
+    def __call__(self, tokens: TokenIds, masks: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch vocab"]:
+        """Logits at the last position of ``tokens`` with its input embeddings multiplied by each mask."""
+        ...
+
+
+class BridgeMaskedForward:
+    """:class:`MaskedForward` for a TransformerLens model: multiplies ``hook_embed``'s output."""
+
+    def __init__(self, model) -> None:
+        from ..models.capabilities import model_info
+
+        self.model = model
+        self.d_model = model_info(model).d_model
+        self.device = next(model.parameters()).device
+        self._cut_last = "unembed.hook_in" in model.hook_dict
+
+    @torch.no_grad()
+    def __call__(self, tokens: TokenIds, masks: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch vocab"]:
+        def apply_mask(embed: Tensor, hook=None) -> Tensor:
+            return embed * masks.to(device=embed.device, dtype=embed.dtype)
+
+        hooks = [("hook_embed", apply_mask)]
+        if self._cut_last:  # unembed only the last position: [batch, 1, vocab] instead of [batch, pos, vocab]
+            hooks.append(("unembed.hook_in", lambda x, hook=None: x[:, -1:]))
+        batch_tokens = tokens.to(self.device)[None].expand(masks.shape[0], -1)
+        with self.model.hooks(fwd_hooks=hooks):
+            logits = self.model(batch_tokens)
+        return logits[:, -1].float()
+
+
+def as_masked_forward(model) -> MaskedForward:
+    """Adapt ``model``: a TransformerLens model (anything with ``hooks`` and a ``hook_embed`` point)
+    or an object that already implements :class:`MaskedForward`."""
+    if hasattr(model, "hooks") and "hook_embed" in getattr(model, "hook_dict", {}):
+        return BridgeMaskedForward(model)
+    if isinstance(model, MaskedForward):
+        return model
+    raise InvalidInputError(
+        f"Cannot perturb the input embeddings of a {type(model).__name__}: pass a TransformerLens model "
+        "(gradellm_lens.load_model) or an object with a d_model attribute and __call__(tokens, masks) -> logits."
+    )
+
+
+def step_seed(seed: int, tokens: TokenIds, token_id: int) -> int:
+    """A stable 63-bit seed from ``seed``, the prefix token ids and the explained token id."""
+    digest = hashlib.blake2b(digest_size=8)
+    digest.update(int(seed).to_bytes(8, "little", signed=True))
+    digest.update(tokens.detach().cpu().to(torch.int64).numpy().tobytes())
+    digest.update(int(token_id).to_bytes(8, "little", signed=True))
+    return int.from_bytes(digest.digest(), "little") & (2**63 - 1)
+
+
+def draw_uniforms(seed: int, n_draws: int, length: int, d_model: int) -> Uniforms:
+    """``[n_draws, length, d_model]`` float32 uniforms in ``[0, 1)`` from a CPU generator seeded with ``seed``."""
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    return torch.rand((n_draws, length, d_model), generator=generator, dtype=torch.float32)
+
+
+def iter_masked_logits(
+    forward: MaskedForward,
+    tokens: TokenIds,
+    keep: KeepMatrix,
+    draws: Int[Tensor, "item"],
+    uniforms: Uniforms,
+    batch_size: int,
+) -> Iterator[tuple[int, Float[Tensor, "batch vocab"]]]:
+    """Run every perturbation ``(keep[k], uniforms[draws[k]])`` in batches of ``batch_size``.
+
+    Yields ``(start, logits)`` with ``logits[j]`` the last-position logits of item ``start + j``.
+    Masks are built on the uniforms' device one batch at a time, so memory grows with the batch,
+    not with the number of items.
+    """
+    if keep.shape[0] != draws.shape[0]:
+        raise InvalidInputError(f"{keep.shape[0]} keep vectors but {draws.shape[0]} draw indices.")
+    threshold = keep.to(device=uniforms.device, dtype=torch.float32)
+    draws = draws.to(uniforms.device)
+    for start in range(0, keep.shape[0], batch_size):
+        stop = min(start + batch_size, keep.shape[0])
+        masks = (uniforms[draws[start:stop]] < threshold[start:stop, :, None]).to(torch.float32)
+        yield start, forward(tokens, masks)

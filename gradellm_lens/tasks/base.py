@@ -1,0 +1,238 @@
+"""The task interface and registry: a dataset, its prompt template, and what each generated step explains.
+
+A :class:`Task` loads :class:`Example` records (local JSONL or the hub, see :mod:`.data`), turns one
+into a :class:`~gradellm_lens.tasks.prompts.PromptedExample` for a model (template, chat or plain
+format, user-text token spans, optional token budget on long fields) and judges the model's
+output. Two kinds exist:
+
+* ``classification`` (SST-2, IMDB, BoolQ): one greedy step; the explained target is the first
+  generated token, whatever it is; accuracy compares the prediction with the gold label word;
+* ``generation`` (TellMeWhy, WikiBio): greedy decoding of ``max_new_tokens`` tokens; every
+  generated step is explained.
+
+Registry: subclasses with a ``name`` register themselves; :func:`list_tasks`, :func:`get_task`
+(the class, with did-you-mean on unknown names) and :func:`make_task` (an instance).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from ..errors import InvalidInputError, unknown_name_error
+from . import data
+from .prompts import PromptedExample, PromptFormat, encode_with_spans, fill_template, resolve_format, truncate_to_tokens
+
+TaskKind = Literal["classification", "generation"]
+Source = Literal["local", "hub"]
+SOURCES: tuple[str, ...] = ("local", "hub")
+
+_REGISTRY: dict[str, type[Task]] = {}
+
+
+@dataclass(frozen=True)
+class Example:
+    """One dataset example.
+
+    Attributes:
+        id: unique id within the dataset (the sampling order hashes it).
+        fields: the template fields (e.g. ``{"text": ...}`` or ``{"passage": ..., "question": ...}``).
+        label: gold class index for classification (index into the task's label words), else None.
+        references: gold answers / reference text for generation tasks.
+        origin: where the record came from (``file:line`` or ``hub:dataset/split#row``).
+    """
+
+    id: str
+    fields: dict[str, str]
+    label: int | None = None
+    references: tuple[str, ...] = ()
+    origin: str = ""
+
+
+@dataclass(frozen=True)
+class HubSpec:
+    """A hub dataset: ``datasets.load_dataset(path, config, split=splits[split])``."""
+
+    path: str
+    splits: dict[str, str]
+    config: str | None = None
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    """Options shared by every task (validated here; recorded with results except ``data_dir``).
+
+    Attributes:
+        data_dir: folder of the local JSONL files (default: see :mod:`.data`).
+        source: ``"local"`` (default) or ``"hub"`` (``datasets.load_dataset``).
+        split: dataset split (default: the task's evaluation split).
+        prompt_format: ``"auto"`` (chat template when the tokenizer has one), ``"chat"`` or ``"plain"``.
+        system: optional system message for the chat template (None: the template's default).
+        max_text_tokens: token budget of the task's long field (None: the task default; 0: no limit).
+        max_new_tokens: generated tokens per example for generation tasks (classification uses 1).
+        label_match: classification accuracy from the greedy ``"first_token"`` (default) or the
+            ``"restricted"`` argmax over the label words' logits.
+    """
+
+    data_dir: str | None = None
+    source: Source = "local"
+    split: str | None = None
+    prompt_format: PromptFormat = "auto"
+    system: str | None = None
+    max_text_tokens: int | None = None
+    max_new_tokens: int = 10
+    label_match: Literal["first_token", "restricted"] = "first_token"
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise InvalidInputError(f"source must be 'local' or 'hub', got {self.source!r}.")
+        if self.prompt_format not in ("auto", "chat", "plain"):
+            raise InvalidInputError(f"prompt_format must be auto, chat or plain, got {self.prompt_format!r}.")
+        if self.label_match not in ("first_token", "restricted"):
+            raise InvalidInputError(f"label_match must be 'first_token' or 'restricted', got {self.label_match!r}.")
+        for name in ("max_text_tokens", "max_new_tokens"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise InvalidInputError(f"{name} must be a non-negative integer, got {value!r}.")
+        if self.max_new_tokens < 1:
+            raise InvalidInputError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}.")
+
+
+class Task(ABC):
+    """Base class of the evaluation tasks (see the module docstring)."""
+
+    name: ClassVar[str]
+    kind: ClassVar[TaskKind]
+    template: ClassVar[str]
+    files: ClassVar[dict[str, str]]  # split -> local JSONL file name
+    default_split: ClassVar[str]
+    hub: ClassVar[HubSpec]
+    truncate_field: ClassVar[str | None] = None
+    default_max_text_tokens: ClassVar[int | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        name = cls.__dict__.get("name")
+        if name is not None:
+            if name in _REGISTRY and _REGISTRY[name] is not cls:
+                raise TypeError(f"task name {name!r} registered twice")
+            _REGISTRY[name] = cls
+
+    def __init__(self, **options: Any) -> None:
+        known = {f.name for f in dataclasses.fields(TaskOptions)}
+        for key in options:
+            if key not in known:
+                raise unknown_name_error(f"option for task {self.name!r}:", key, known)
+        self.options = TaskOptions(**options)
+        self.split = self.options.split or self.default_split
+        valid_splits = self.hub.splits if self.options.source == "hub" else self.files
+        if self.split not in valid_splits:
+            raise unknown_name_error(f"{self.options.source} split of task {self.name!r}:", self.split, valid_splits)
+        budget = self.options.max_text_tokens
+        self.max_text_tokens = self.default_max_text_tokens if budget is None else (budget or None)
+        self.max_new_tokens = 1 if self.kind == "classification" else self.options.max_new_tokens
+        self._data_file = None
+
+    # ---- data ---------------------------------------------------------------------------------
+    def load(self, n: int | None = None, seed: int = 0) -> list[Example]:
+        """The first ``n`` examples (all when None) in the seeded hash order (see :mod:`.data`)."""
+        if self.options.source == "hub":
+            rows = data.load_hub_rows(self.hub.path, self.hub.splits[self.split], self.hub.config)
+            where = f"hub:{self.hub.path}/{self.hub.splits[self.split]}"
+            examples = [self._parse_hub_row(row, i, f"{where}#{i}") for i, row in enumerate(rows)]
+        else:
+            path = data.resolve_data_file(self.files[self.split], self.options.data_dir)
+            self._data_file = path
+            examples = [self.parse_record(rec, f"{path}:{line}") for line, rec in data.read_jsonl(path)]
+        seen: dict[str, str] = {}
+        for ex in examples:
+            if ex.id in seen:
+                raise InvalidInputError(f"{ex.origin}: duplicate example id {ex.id!r} (first seen at {seen[ex.id]}).")
+            seen[ex.id] = ex.origin
+        return data.select(examples, n, seed, key=lambda ex: ex.id)
+
+    @abstractmethod
+    def parse_record(self, record: dict[str, Any], where: str) -> Example:
+        """An :class:`Example` from one local JSONL record; errors name ``where`` (``file:line``)."""
+
+    def _parse_hub_row(self, row: dict[str, Any], index: int, where: str) -> Example:
+        """An :class:`Example` from one hub row (default: the local schema)."""
+        return self.parse_record(row, where)
+
+    # ---- prompts ------------------------------------------------------------------------------
+    def prompt(self, model, example: Example) -> PromptedExample:
+        """Fill the template (after the token budget), encode it and locate the user-text tokens."""
+        fields = dict(example.fields)
+        truncated = False
+        if self.truncate_field and self.max_text_tokens:
+            fields[self.truncate_field], truncated = truncate_to_tokens(
+                model.tokenizer, fields[self.truncate_field], self.max_text_tokens
+            )
+        text, char_spans = fill_template(self.template, fields)
+        fmt = resolve_format(model.tokenizer, self.options.prompt_format)
+        ids, spans = encode_with_spans(model, text, char_spans, fmt, self.options.system)
+        return PromptedExample(example.id, text, ids, spans, fmt, truncated)
+
+    # ---- judging ------------------------------------------------------------------------------
+    def judge(self, model, prompted: PromptedExample, example: Example, generated: Sequence[int]) -> dict[str, Any]:
+        """What is recorded about the model's output (classification adds accuracy)."""
+        return {"generated": model.tokenizer.decode(list(generated)), "references": list(example.references)}
+
+    def describe(self, model=None) -> dict[str, Any]:
+        """Everything about the task that changes results (recorded in result headers)."""
+        options = dataclasses.asdict(self.options)
+        options.pop("data_dir")
+        out: dict[str, Any] = {
+            "task": self.name,
+            "kind": self.kind,
+            "template": self.template,
+            **options,
+            "split": self.split,
+            "max_text_tokens": self.max_text_tokens,
+            "max_new_tokens": self.max_new_tokens,
+        }
+        if model is not None:
+            out["prompt_format"] = resolve_format(model.tokenizer, self.options.prompt_format)
+        if self.options.source == "hub":
+            out["data"] = {"hub": self.hub.path, "split": self.hub.splits[self.split]}
+        else:
+            path = self._data_file or data.resolve_data_file(self.files[self.split], self.options.data_dir)
+            out["data"] = {"file": path.name, "sha256": data.file_sha256(path)}
+        return out
+
+
+def list_tasks() -> list[str]:
+    """Names of the registered tasks."""
+    from . import classification, generation  # noqa: F401  (registers the built-in tasks)
+
+    return sorted(_REGISTRY)
+
+
+def get_task(name: str) -> type[Task]:
+    """The task class registered as ``name``; unknown names raise with a suggestion."""
+    if name not in list_tasks():
+        raise unknown_name_error("task", name, _REGISTRY)
+    return _REGISTRY[name]
+
+
+def make_task(task: str | Task, **options: Any) -> Task:
+    """Instantiate the task ``task`` (a registered name) with ``options``; an instance is returned as is."""
+    if isinstance(task, Task):
+        if options:
+            raise InvalidInputError("Options cannot be combined with an already constructed task instance.")
+        return task
+    return get_task(task)(**options)
+
+
+def text_field(record: dict[str, Any], name: str, where: str) -> str:
+    """A non-empty string field of a record."""
+    value = data.field(record, name, str, where)
+    if not value.strip():
+        raise InvalidInputError(f"{where}: field {name!r} is empty.")
+    return value
+
+
+__all__ = ["Example", "HubSpec", "Task", "TaskOptions", "get_task", "list_tasks", "make_task", "text_field"]

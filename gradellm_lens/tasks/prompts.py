@@ -1,0 +1,146 @@
+"""Prompt construction: fill a task template, wrap it (chat template or plain), locate the user text.
+
+A template is a ``str.format`` string over an example's fields, e.g.
+``"Classify ... \\nReview: {text}\\nSentiment:"``. :func:`fill_template` returns the filled text and
+the character span of every field. :func:`encode_with_spans` tokenizes exactly as
+:func:`~gradellm_lens.attribute.encode_prompt` does (chat template: system/user/assistant markup
+around the filled text; plain: the text with the model's default BOS policy) and maps those
+character spans to token spans through the tokenizer's offset mapping. The token spans are the
+"user text": the tokens that carry dataset text. Template words, chat markup and the system prompt
+lie outside every span, so a "user text only" perturbation mask leaves them intact. A token that
+straddles a span boundary counts as user text.
+
+Prompt formats: ``"chat"`` (the model's chat template, the default for instruct models),
+``"plain"`` (the bare text), ``"auto"`` (chat when the tokenizer has a chat template, else plain).
+The resolved format is recorded with every result.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+
+from ..attribute import chat_messages, encode_prompt
+from ..errors import InvalidInputError
+from ..typing import PositionMask, TokenIds
+
+PromptFormat = Literal["auto", "chat", "plain"]
+PROMPT_FORMATS: tuple[str, ...] = ("auto", "chat", "plain")
+Span = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class PromptedExample:
+    """An example turned into model input.
+
+    Attributes:
+        example_id: the example's id.
+        text: the filled template (the user message).
+        token_ids: ``[pos]`` prompt token ids, as the model sees them.
+        user_spans: ``[start, end)`` token spans of the dataset text (one per template field).
+        prompt_format: ``"chat"`` or ``"plain"`` (resolved).
+        truncated: whether a field was cut to the task's token budget.
+    """
+
+    example_id: str
+    text: str
+    token_ids: TokenIds
+    user_spans: tuple[Span, ...]
+    prompt_format: str
+    truncated: bool = False
+
+    def __post_init__(self) -> None:
+        n = self.token_ids.shape[0]
+        for start, end in self.user_spans:
+            if not 0 <= start < end <= n:
+                raise InvalidInputError(f"User-text span {(start, end)} is outside the prompt's {n} tokens.")
+
+    @property
+    def length(self) -> int:
+        return int(self.token_ids.shape[0])
+
+    def user_mask(self, length: int | None = None) -> PositionMask:
+        """``[length]`` bool mask, True on user-text tokens (default length: the prompt)."""
+        mask = torch.zeros(self.length if length is None else length, dtype=torch.bool)
+        for start, end in self.user_spans:
+            mask[start:end] = True
+        return mask
+
+
+def resolve_format(tokenizer, prompt_format: PromptFormat) -> Literal["chat", "plain"]:
+    """``"auto"`` -> ``"chat"`` when the tokenizer has a chat template, else ``"plain"``."""
+    if prompt_format not in PROMPT_FORMATS:
+        raise InvalidInputError(f"prompt_format must be one of {', '.join(PROMPT_FORMATS)}, got {prompt_format!r}.")
+    if prompt_format == "auto":
+        return "chat" if getattr(tokenizer, "chat_template", None) else "plain"
+    return prompt_format
+
+
+def fill_template(template: str, fields: Mapping[str, Any]) -> tuple[str, dict[str, Span]]:
+    """``template.format(**fields)`` and the character span of each field in the result."""
+    parts: list[str] = []
+    spans: dict[str, Span] = {}
+    pos = 0
+    for literal, name, _spec, _conversion in string.Formatter().parse(template):
+        parts.append(literal)
+        pos += len(literal)
+        if name is None:
+            continue
+        if name not in fields:
+            raise InvalidInputError(f"The prompt template needs field {name!r}; the example has {', '.join(fields)}.")
+        value = str(fields[name])
+        spans[name] = (pos, pos + len(value))
+        parts.append(value)
+        pos += len(value)
+    return "".join(parts), spans
+
+
+def _offsets(tokenizer, text: str) -> tuple[list[int], list[Span]]:
+    try:
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    except NotImplementedError:
+        raise InvalidInputError(
+            "Locating the user text needs a fast (Rust) tokenizer with offset mappings; this tokenizer has none."
+        ) from None
+    return list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
+
+
+def truncate_to_tokens(tokenizer, text: str, max_tokens: int | None) -> tuple[str, bool]:
+    """The longest prefix of ``text`` covering its first ``max_tokens`` tokens, and whether it was cut."""
+    if max_tokens is None:
+        return text, False
+    ids, offsets = _offsets(tokenizer, text)
+    if len(ids) <= max_tokens:
+        return text, False
+    return text[: offsets[max_tokens - 1][1]], True
+
+
+def encode_with_spans(
+    model, text: str, char_spans: Mapping[str, Span], prompt_format: Literal["chat", "plain"], system: str | None = None
+) -> tuple[TokenIds, tuple[Span, ...]]:
+    """Token ids of ``text`` (as ``encode_prompt`` makes them) and the token span of each char span."""
+    tokenizer = model.tokenizer
+    chat = prompt_format == "chat"
+    ids = encode_prompt(model, text, chat_template=chat, system=system)
+    rendered = (
+        tokenizer.apply_chat_template(chat_messages(text, system), add_generation_prompt=True, tokenize=False)
+        if chat
+        else text
+    )
+    base = rendered.rfind(text)
+    if base < 0:
+        raise InvalidInputError("The chat template changed the user text, so its tokens cannot be located.")
+    enc_ids, offsets = _offsets(tokenizer, rendered)
+    shift = ids.shape[0] - len(enc_ids)
+    if shift < 0 or ids[shift:].tolist() != enc_ids:
+        raise InvalidInputError("Could not align the prompt's tokens with the tokenizer's offsets.")
+    token_spans = []
+    for a, b in char_spans.values():
+        inside = [j for j, (s, e) in enumerate(offsets) if e > s and s < base + b and e > base + a]
+        if inside:
+            token_spans.append((inside[0] + shift, inside[-1] + 1 + shift))
+    return ids, tuple(token_spans)

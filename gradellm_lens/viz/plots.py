@@ -1,0 +1,134 @@
+"""Matplotlib figures where a plot reads better than a table.
+
+:func:`plot_pi_curves`
+    π-Soft-NS and π-Soft-NC against the retaining probability π, one line per method (the
+    AUCs come from :mod:`gradellm_lens.metrics`; put them in the method names if wanted).
+    NS rises with π and NC falls; higher is better for both.
+:func:`plot_head_importance`
+    A ``[layer, head]`` importance heatmap: of a Grad-ELLM result (reduced by
+    :func:`gradellm_lens.analysis.head_importance`, by default ``"positive"`` =
+    :math:`\\sum_i \\operatorname{ReLU}(c^{\\ell,h}_i)`, mean over steps), or of any
+    :class:`~gradellm_lens.analysis.HeadImportance` (e.g. ablation effects).
+
+Both return the :class:`~matplotlib.figure.Figure` and also save it when ``path`` is given.
+:func:`figure_data_uri` embeds a figure in an offline HTML page. The Agg backend is used, so no
+display is needed.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from ..errors import InvalidInputError
+from ..result import AttributionResult
+
+if TYPE_CHECKING:
+    from ..analysis import HeadImportance, ImportanceMeasure
+
+PiCurve = tuple[Sequence[float], Sequence[float], Sequence[float]]
+"""``(pis, ns_values, nc_values)`` of one method."""
+
+
+def _save(fig: Figure, path: str | Path | None) -> Figure:
+    if path is not None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=150, bbox_inches="tight")
+    return fig
+
+
+def plot_pi_curves(curves: Mapping[str, PiCurve], path: str | Path | None = None) -> Figure:
+    """π-Soft-NS (left) and π-Soft-NC (right) curves of several methods.
+
+    Args:
+        curves: ``{method: (pis, ns_values, nc_values)}``; ``pis`` increasing, NaN points skipped.
+        path: also save the figure here (format from the suffix).
+
+    Returns:
+        The figure.
+    """
+    if not curves:
+        raise InvalidInputError("plot_pi_curves needs at least one method's curves.")
+    fig = Figure(figsize=(9.5, 3.8), layout="constrained")
+    axes = fig.subplots(1, 2, sharex=True)
+    for name, (pis, ns, nc) in curves.items():
+        pis, ns, nc = (np.asarray(a, dtype=float) for a in (pis, ns, nc))
+        if not (pis.shape == ns.shape == nc.shape) or pis.ndim != 1:
+            raise InvalidInputError(f"Curves of {name!r} must be three 1-D sequences of equal length.")
+        for ax, values in zip(axes, (ns, nc)):
+            ok = np.isfinite(values)
+            ax.plot(pis[ok], values[ok], marker="o", markersize=3, label=name)
+    for ax, which in zip(axes, ("NS", "NC")):
+        ax.set_xlabel("retaining probability π")
+        ax.set_ylabel(f"π-Soft-{which}")
+        ax.set_title(f"π-Soft-{which} (higher is better)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    return _save(fig, path)
+
+
+def plot_head_importance(
+    source: AttributionResult | HeadImportance,
+    path: str | Path | None = None,
+    *,
+    measure: ImportanceMeasure = "positive",
+    step: int | None = None,
+) -> Figure:
+    """Heatmap of a ``[layer, head]`` importance (rows: layers, columns: heads).
+
+    Args:
+        source: a :class:`~gradellm_lens.analysis.HeadImportance` (any measure, e.g. ablation
+            effects), or a Grad-ELLM result, reduced with
+            :func:`~gradellm_lens.analysis.head_importance` (``measure``, ``step`` or the mean
+            over steps).
+        path: also save the figure here.
+        measure: see :mod:`gradellm_lens.analysis.importance` (results only).
+        step: one step instead of the mean over steps (results only).
+
+    Returns:
+        The figure: sequential blues for non-negative scores, diverging (blue positive, red
+        negative, centred on 0) for signed ones.
+    """
+    from ..analysis import HeadImportance, head_importance
+
+    if isinstance(source, AttributionResult):
+        if step is not None and not -source.n_steps <= step < source.n_steps:
+            raise InvalidInputError(f"step {step} is out of range: the result has {source.n_steps} step(s).")
+        importance = head_importance(source, measure, steps=None if step is None else [step])
+        which = "mean over steps" if step is None else f"step {step % source.n_steps + 1}"
+    elif isinstance(source, HeadImportance):
+        importance, which = source, ""
+    else:
+        raise InvalidInputError(f"Pass an AttributionResult or a HeadImportance, not {type(source).__name__}.")
+    values = importance.scores.numpy()
+    n_layers, n_heads = values.shape
+    m = float(np.nanmax(np.abs(values))) if values.size else 0.0
+    m = m if m > 0 else 1.0
+    signed = bool(np.nanmin(values) < 0)
+    fig = Figure(figsize=(2.0 + 0.45 * n_heads, 1.3 + 0.26 * n_layers), layout="constrained")
+    ax = fig.subplots()
+    image = ax.imshow(
+        values, cmap="RdBu" if signed else "Blues", vmin=-m if signed else 0.0, vmax=m,
+        aspect="auto", interpolation="nearest",
+    )  # fmt: skip
+    ax.set_xticks(range(n_heads))
+    ax.set_yticks(range(n_layers), [f"L{layer}" for layer in importance.layers])
+    ax.set_xlabel("KV head" if importance.unit == "kv" else "head")
+    ax.set_ylabel("layer")
+    ax.set_title(f"head importance ({importance.measure})" + (f", {which}" if which else ""), fontsize="medium")
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    return _save(fig, path)
+
+
+def figure_data_uri(fig: Figure) -> str:
+    """The figure as a ``data:image/png;base64,...`` URI (for offline pages)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")

@@ -1,0 +1,221 @@
+"""Tasks: data loading and its errors, deterministic sampling, prompts and user-text spans, label matching."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+
+import pytest
+import torch
+
+from evaldata import SST2, TELLMEWHY, write_jsonl, write_task_files
+from gradellm_lens.errors import InvalidInputError, MissingPackageError
+from gradellm_lens.tasks import DATA_ENV, fill_template, get_task, list_tasks, make_task
+from gradellm_lens.tasks import data as task_data
+
+SHARED = task_data.default_data_dirs()[-1]
+needs_shared = pytest.mark.skipif(not (SHARED / "sst2_validation.jsonl").is_file(), reason="shared/data not present")
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    return write_task_files(tmp_path / "data")
+
+
+def test_registry_lists_five_tasks_and_suggests_names():
+    assert list_tasks() == ["boolq", "imdb", "sst2", "tellmewhy", "wikibio"]
+    assert get_task("sst2").kind == "classification" and get_task("wikibio").kind == "generation"
+    with pytest.raises(InvalidInputError, match="Did you mean 'sst2'"):
+        get_task("sst3")
+    with pytest.raises(InvalidInputError, match="Did you mean 'max_new_tokens'"):
+        make_task("sst2", max_new_token=3)
+    with pytest.raises(InvalidInputError, match="split"):
+        make_task("sst2", split="train")
+    with pytest.raises(InvalidInputError, match="max_new_tokens"):
+        make_task("tellmewhy", max_new_tokens=0)
+
+
+def test_data_dir_argument_and_environment_variable(data_dir, tmp_path, monkeypatch):
+    assert len(make_task("sst2", data_dir=str(data_dir)).load()) == len(SST2)
+    monkeypatch.setenv(DATA_ENV, str(data_dir))
+    assert task_data.resolve_data_file("sst2_validation.jsonl") == data_dir / "sst2_validation.jsonl"
+    with pytest.raises(InvalidInputError, match=r"'imdb_test_sample.jsonl' not found .*data"):
+        make_task("imdb").load()
+
+
+def test_malformed_files_name_file_and_line(tmp_path):
+    path = tmp_path / "sst2_validation.jsonl"
+    lines = [json.dumps(SST2[0]), json.dumps(SST2[1]), '{"id": "x", "text": "broken', json.dumps(SST2[2])]
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InvalidInputError, match=rf"{path}:3: not valid JSON"):
+        make_task("sst2", data_dir=tmp_path).load()
+    write_jsonl(path, [SST2[0], {"id": "y", "text": "good"}])
+    with pytest.raises(InvalidInputError, match=rf"{path}:2: missing field 'label'"):
+        make_task("sst2", data_dir=tmp_path).load()
+    write_jsonl(path, [{"id": "y", "text": "good", "label": "1"}])
+    with pytest.raises(InvalidInputError, match=rf"{path}:1: field 'label' must be int"):
+        make_task("sst2", data_dir=tmp_path).load()
+    write_jsonl(path, [{"id": "y", "text": "good", "label": 7}])
+    with pytest.raises(InvalidInputError, match=r":1: label 7 is not one of 0..1"):
+        make_task("sst2", data_dir=tmp_path).load()
+    write_jsonl(path, [SST2[0], SST2[0]])
+    with pytest.raises(InvalidInputError, match=rf"{path}:2: duplicate example id"):
+        make_task("sst2", data_dir=tmp_path).load()
+    path.write_text("[1, 2]\n")
+    with pytest.raises(InvalidInputError, match=r":1: expected a JSON object"):
+        make_task("sst2", data_dir=tmp_path).load()
+    path.write_text("\n\n")
+    with pytest.raises(InvalidInputError, match="has no records"):
+        make_task("sst2", data_dir=tmp_path).load()
+    write_jsonl(tmp_path / "tellmewhy_test_annotated.jsonl", [{**TELLMEWHY[0], "answers": "not a list"}])
+    with pytest.raises(InvalidInputError, match=r":1: field 'answers' must be a list"):
+        make_task("tellmewhy", data_dir=tmp_path).load()
+
+
+def test_unicode_line_separators_inside_strings_do_not_split_records(tmp_path):
+    write_jsonl(tmp_path / "sst2_validation.jsonl", [{**SST2[0], "text": "good\u2028fun\x85 film"}, SST2[1]])
+    examples = make_task("sst2", data_dir=tmp_path).load()
+    assert len(examples) == 2 and any("\u2028" in e.fields["text"] for e in examples)
+
+
+def test_sampling_is_the_sha256_order_prefix_and_seeded(data_dir):
+    task = make_task("sst2", data_dir=data_dir)
+    ids = [e.id for e in task.load()]
+    assert ids == sorted((r["id"] for r in SST2), key=lambda i: hashlib.sha256(i.encode()).hexdigest())
+    assert [e.id for e in task.load(3)] == ids[:3]
+    reseeded = [e.id for e in task.load(seed=1)]
+    assert sorted(reseeded) == sorted(ids) and reseeded != ids
+    assert reseeded == [e.id for e in task.load(seed=1)]
+    with pytest.raises(InvalidInputError, match="positive number"):
+        task.load(0)
+
+
+@needs_shared
+def test_shared_files_load_with_the_readme_counts():
+    counts = {"sst2": 872, "imdb": 500, "boolq": 3270, "tellmewhy": 464, "wikibio": 100}
+    for name, count in counts.items():
+        examples = make_task(name).load()
+        assert len(examples) == count
+    boolq = make_task("boolq").load(5)
+    assert all(not e.fields["question"].endswith("?") and e.label in (0, 1) for e in boolq)
+    imdb = make_task("imdb").load(20)
+    assert all("<br />" not in e.fields["text"] for e in imdb)
+    wikibio = make_task("wikibio", split="validation").load(2)
+    assert all(e.fields["table"] and e.references for e in wikibio)
+
+
+def test_fill_template_reports_field_spans():
+    text, spans = fill_template("A {x} and {y}.", {"x": "cat", "y": "the dog"})
+    assert text == "A cat and the dog."
+    assert text[slice(*spans["x"])] == "cat" and text[slice(*spans["y"])] == "the dog"
+    with pytest.raises(InvalidInputError, match="needs field 'z'"):
+        fill_template("{z}", {"x": "a"})
+
+
+@pytest.mark.parametrize("prompt_format", ["chat", "plain"])
+def test_prompt_user_spans_cover_exactly_the_dataset_text(tiny_model, data_dir, prompt_format):
+    tok = tiny_model.tokenizer
+    task = make_task("boolq", data_dir=data_dir, prompt_format=prompt_format)
+    example = task.load(1)[0]
+    prompted = task.prompt(tiny_model, example)
+    assert prompted.prompt_format == prompt_format
+    chat = prompt_format == "chat"
+    from gradellm_lens.attribute import encode_prompt
+
+    assert torch.equal(prompted.token_ids, encode_prompt(tiny_model, prompted.text, chat_template=chat))
+    assert len(prompted.user_spans) == 2
+    passage, question = (tok.decode(prompted.token_ids[a:b]) for a, b in prompted.user_spans)
+    assert passage == example.fields["passage"] and question == example.fields["question"]
+    mask = prompted.user_mask()
+    assert mask.sum() == sum(b - a for a, b in prompted.user_spans) and not mask[0]
+    assert prompted.user_mask(prompted.length + 3).shape == (prompted.length + 3,)
+
+
+def test_generation_task_prompt_and_references(tiny_model, data_dir):
+    task = make_task("tellmewhy", data_dir=data_dir, max_new_tokens=4)
+    example = task.load(1)[0]
+    prompted = task.prompt(tiny_model, example)
+    assert task.max_new_tokens == 4 and len(example.references) == 3
+    assert tiny_model.tokenizer.decode(prompted.token_ids[slice(*prompted.user_spans[0])]) == example.fields["narrative"]
+    judged = task.judge(tiny_model, prompted, example, [4, 5])
+    assert judged["references"] == list(example.references) and "correct" not in judged
+
+
+def test_token_budget_truncates_the_long_field(tiny_model, tmp_path):
+    write_jsonl(tmp_path / "imdb_test_sample.jsonl", [{"id": "r", "text": "the cat sat on the mat <br /> and the dog ran", "label": 1}])
+    full = make_task("imdb", data_dir=tmp_path).prompt(tiny_model, make_task("imdb", data_dir=tmp_path).load()[0])
+    task = make_task("imdb", data_dir=tmp_path, max_text_tokens=4)
+    cut = task.prompt(tiny_model, task.load()[0])
+    assert not full.truncated and cut.truncated
+    assert tiny_model.tokenizer.decode(cut.token_ids[slice(*cut.user_spans[0])]) == "the cat sat on"
+    assert task.describe(tiny_model)["max_text_tokens"] == 4
+    assert make_task("imdb", max_text_tokens=0).max_text_tokens is None
+
+
+def test_label_word_matching():
+    sst2, boolq = make_task("sst2"), make_task("boolq")
+    assert [sst2.match_token(t) for t in ("Positive", " positive", "pos", " Negative", "The", " ", "")] == [
+        1, 1, 1, 0, None, None, None,
+    ]  # fmt: skip
+    assert [boolq.match_token(t) for t in ("No", " yes", "Y", "maybe")] == [0, 1, 1, None]
+
+
+def test_classification_judge_first_token_and_restricted(tiny_model, data_dir):
+    tok = tiny_model.tokenizer
+    task = make_task("sst2", data_dir=data_dir)
+    example = next(e for e in task.load() if e.label == 1)
+    prompted = task.prompt(tiny_model, example)
+    hit = task.judge(tiny_model, prompted, example, tok(" positive", add_special_tokens=False)["input_ids"])
+    miss = task.judge(tiny_model, prompted, example, tok(" the", add_special_tokens=False)["input_ids"])
+    assert hit["correct"] and hit["predicted"] == "positive" and hit["gold"] == "positive"
+    assert not miss["correct"] and miss["predicted"] is None
+    restricted = make_task("sst2", data_dir=data_dir, label_match="restricted")
+    candidates = restricted.label_candidates(tok)
+    assert all(candidates) and not set(candidates[0]) & set(candidates[1]) and tok.unk_token_id not in candidates[0]
+    judged = restricted.judge(tiny_model, prompted, example, tok(" the", add_special_tokens=False)["input_ids"])
+    logits = tiny_model(prompted.token_ids[None])[0, -1]
+    expected = int(torch.tensor([logits[ids].max() for ids in candidates]).argmax())
+    assert judged["predicted"] == restricted.label_words[expected].strip()
+
+
+def test_hub_source_converts_rows(monkeypatch):
+    rows = {
+        ("stanfordnlp/sst2", "validation"): [{"idx": 3, "sentence": "good fun", "label": 1}],
+        ("google/boolq", "validation"): [{"question": "is it", "passage": "it is", "answer": True}],
+        ("michaelauli/wiki_bio", "test"): [
+            {"input_text": {"table": {"column_header": ["name", "born"], "content": ["ann", "1900"]}}, "target_text": "ann was"}
+        ],
+        ("StonyBrookNLP/tellmewhy", "test"): [{"narrative": "a story", "question": "why ?", "answer": "so", "question_meta": "m"}],
+    }
+    monkeypatch.setattr(task_data, "load_hub_rows", lambda path, split, config=None: rows[(path, split)])
+    sst2 = make_task("sst2", source="hub").load()[0]
+    assert (sst2.id, sst2.fields["text"], sst2.label) == ("sst2-validation-3", "good fun", 1)
+    boolq = make_task("boolq", source="hub").load()[0]
+    assert boolq.label == 1 and boolq.fields == {"passage": "it is", "question": "is it"}
+    wiki = make_task("wikibio", source="hub").load()[0]
+    assert wiki.fields["table"] == "name: ann\nborn: 1900" and wiki.references == ("ann was",)
+    why = make_task("tellmewhy", source="hub").load()[0]
+    assert why.id == "m#0" and why.references == ("so",)
+    assert make_task("sst2", source="hub").describe()["data"] == {"hub": "stanfordnlp/sst2", "split": "validation"}
+
+
+def test_hub_source_without_datasets_package_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "datasets", None)
+    with pytest.raises(MissingPackageError, match="pip install datasets"):
+        make_task("sst2", source="hub").load()
+
+
+@pytest.mark.slow
+def test_smollm2_chat_prompts_locate_user_text(smollm2):
+    for name in list_tasks():
+        task = make_task(name)
+        example = task.load(1)[0]
+        prompted = task.prompt(smollm2, example)
+        assert prompted.prompt_format == "chat" and prompted.token_ids[0] == smollm2.tokenizer.bos_token_id
+        first = smollm2.tokenizer.decode(prompted.token_ids[slice(*prompted.user_spans[0])]).strip()
+        field = next(iter(example.fields.values()))
+        assert field.startswith(first) or first.startswith(field[:20])
+    imdb = make_task("imdb")
+    long_review = max(imdb.load(40), key=lambda e: len(e.fields["text"]))
+    assert imdb.prompt(smollm2, long_review).user_mask().sum() <= 257

@@ -1,0 +1,249 @@
+"""Views, offline pages, reports, figures and the explain CLI's report (no browser; see test_viz_browser.py)."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import replace
+
+import pytest
+import torch
+
+from gradellm_lens import InvalidInputError
+from gradellm_lens.cli.main import main as cli_main
+from gradellm_lens.result import AttributionResult
+from gradellm_lens.viz import (
+    View,
+    colored_tokens,
+    colored_tokens_multi,
+    compare_methods,
+    head_maps,
+    layer_head_tokens,
+    layer_maps,
+    layer_tokens,
+    plot_head_importance,
+    plot_pi_curves,
+    render,
+    write_report,
+    write_views,
+)
+from gradellm_lens.viz.offline import bundle_js, props_json
+from gradellm_lens.viz.plots import figure_data_uri
+from gradellm_lens.viz.tokens import decode_tokens, display_token
+from gradellm_lens.viz.views import finite
+
+NAN = float("nan")
+TOKENS = ("<s>", "a<b>c", "Ġcat", "</script>", "Ċ", "<|im_start|>")
+
+
+@pytest.fixture
+def synthetic() -> AttributionResult:
+    """Six tokens with HTML-hostile strings, two steps (positions 3 and 4), 2 layers x 3 heads."""
+    scores = torch.tensor([[0.5, 2.0, 0.0, 1.0, NAN, NAN], [0.1, 0.2, 0.3, 0.4, 1.0, NAN]])
+    layer_head = torch.randn(2, 2, 3, 6)
+    layer_head[0, :, :, 4:] = NAN
+    layer_head[1, :, :, 5:] = NAN
+    return AttributionResult(
+        tokens=TOKENS, token_ids=torch.arange(6), prompt_length=4, scores=scores, step_positions=(3, 4),
+        target_ids=(4, 5), target_logits=(1.5, 2.5), method="grad_ellm", model="synthetic",
+        options={"layers": 2}, layer_head=layer_head, layers=(6, 7),
+    )  # fmt: skip
+
+
+def _flat(x) -> list[float]:
+    return torch.as_tensor(x, dtype=torch.float64).flatten().tolist()
+
+
+# ---- tokens ----------------------------------------------------------------------------------------
+def test_display_token_undoes_markers_and_bytes():
+    assert display_token("Ġcat") == " cat"
+    assert display_token("▁the") == " the"
+    assert display_token("Ã©") == "é"
+    assert display_token("Ċ") == "\\n"
+    assert display_token("<|im_start|>") == "<|im_start|>"
+    assert decode_tokens(["C", "af", "Ã", "©", "Ċ", "Ġok"]) == "Café\n ok"  # é split across two tokens
+
+
+# ---- views -----------------------------------------------------------------------------------------
+def test_colored_tokens_escapes_html_and_cleans_values(synthetic):
+    view = colored_tokens(synthetic, 0)
+    assert view.component == "ColoredTokens"
+    assert view.props["tokens"] == ["&lt;s&gt;", "a&lt;b&gt;c", " cat", "&lt;/script&gt;"]
+    assert _flat(view.props["values"]) == [0.5, 2.0, 0.0, 1.0]
+    assert (view.props["minValue"], view.props["maxValue"]) == (0.0, 2.0)
+    assert view.title == "step 1: '\\\\n'"  # the explained token "Ċ", a newline, shown as \\n
+
+
+def test_finite_replaces_nan_and_inf():
+    x = torch.tensor([1.0, float("inf"), NAN, float("-inf"), -2.0])
+    assert _flat(finite(x)) == [1.0, 1.0, 0.0, -2.0, -2.0]
+    assert _flat(finite(torch.tensor([NAN, NAN]))) == [0.0, 0.0]
+
+
+def test_colored_tokens_multi_one_series_per_step(synthetic):
+    view = colored_tokens_multi(synthetic)
+    values = torch.as_tensor(view.props["values"])
+    assert values.shape == (6, 2)  # [pos, step]
+    assert torch.isfinite(values).all() and values[5, 1] == 0 and values[4, 0] == 0
+    assert view.props["labels"] == ["1: '\\\\n'", "2: '<|im_start|>'"]
+
+
+def test_layer_views_decompose_layer_head(synthetic):
+    lh = synthetic.layer_head
+    lh[0, 0, 0, 0] = float("inf")  # layer_head is not validated by AttributionResult; views clean it
+    assert torch.isfinite(torch.as_tensor(layer_tokens(synthetic, 0).props["values"])).all()
+    view = layer_tokens(synthetic, 1)
+    values = torch.as_tensor(view.props["values"])  # [pos, 1 + layer]
+    assert view.props["labels"] == ["score", "L6", "L7"]
+    assert torch.allclose(values[:, 1:].T, lh[1, :, :, :5].sum(1))
+
+    view = layer_head_tokens(synthetic)
+    assert view.component == "TextNeuronActivations"
+    assert [len(t) for t in view.props["tokens"]] == [4, 5]
+    act = torch.as_tensor(view.props["activations"][1])  # [pos, layer, 1 + head]
+    assert act.shape == (5, 2, 4)
+    assert torch.allclose(act[:, :, 0], lh[1, :, :, :5].sum(1).T)  # "all heads" = sum over heads
+    assert torch.allclose(act[:, 1, 3], lh[1, 1, 2, :5])
+    assert view.props["secondDimensionLabels"] == ["all heads", "H0", "H1", "H2"]
+    assert view.props["tokens"][0][0] == "&lt;s&gt;"
+
+
+def test_attention_style_maps_put_steps_on_query_rows(synthetic):
+    view = head_maps(synthetic, 7)
+    attn = torch.as_tensor(view.props["attention"])  # [head, query, key]
+    assert attn.shape == (3, 6, 6)
+    assert view.props["attentionHeadNames"] == ["L7 H0", "L7 H1", "L7 H2"]
+    assert view.props["tokens"][0] == "<s>"  # AttentionHeads draws text: not escaped
+    assert torch.allclose(attn[:, 4, :5], synthetic.layer_head[1, 1, :, :5])
+    assert attn[:, :3].abs().sum() == 0 and attn[:, 3, 4:].abs().sum() == 0
+    lo, hi = view.props["minValue"], view.props["maxValue"]
+    assert lo == -hi and hi == pytest.approx(float(attn.abs().max()))
+    assert len(head_maps(synthetic).props["attentionHeadNames"]) == 6
+    assert layer_maps(synthetic).props["attentionHeadNames"] == ["score", "L6", "L7"]
+    with pytest.raises(InvalidInputError, match="Layer 3 was not attributed"):
+        head_maps(synthetic, 3)
+
+
+def test_compare_methods_scales_each_method(synthetic):
+    other = synthetic.with_scores(synthetic.scores * 10, method="saliency", layer_head=None, layers=())
+    view = compare_methods([synthetic, other], step=1)
+    values = torch.as_tensor(view.props["values"])
+    assert view.props["labels"] == ["grad_ellm", "saliency"]
+    assert torch.allclose(values[:, 0], values[:, 1]) and float(values.max()) == 1.0
+    shifted = replace(other, step_positions=(2, 4))
+    with pytest.raises(InvalidInputError, match="different tokens or steps"):
+        compare_methods([synthetic, shifted])
+
+
+def test_view_errors(synthetic):
+    with pytest.raises(InvalidInputError, match="NaN or infinity"):
+        View("ColoredTokens", {"tokens": ["a"], "values": [NAN]})
+    with pytest.raises(InvalidInputError, match="Unknown CircuitsVis component"):
+        View("Bogus", {})
+    with pytest.raises(InvalidInputError, match="out of range"):
+        colored_tokens(synthetic, 5)
+    no_decomposition = replace(synthetic, layer_head=None, layers=())
+    with pytest.raises(InvalidInputError, match="no per-layer/per-head decomposition"):
+        layer_tokens(no_decomposition)
+
+
+def test_view_renders_offline(synthetic):
+    view = colored_tokens(synthetic)
+    src = str(view)
+    assert re.sub(r"cv-[0-9a-f]{12}", "ID", src) == re.sub(r"cv-[0-9a-f]{12}", "ID", view._repr_html_())
+    assert "unpkg.com" not in src and "CircuitsVis.render(" in src and "var CircuitsVis=" in src
+    assert "unpkg.com" in view.cdn_src  # CircuitsVis's online form is still available
+
+
+def test_props_json_cannot_close_the_script():
+    text = props_json({"tokens": ["</script><script>alert(1)</script>"], "values": [1.0]})
+    assert "<" not in text and ">" not in text
+    assert json.loads(text)["tokens"] == ["</script><script>alert(1)</script>"]
+
+
+# ---- pages and reports -----------------------------------------------------------------------------
+def _scripts(page: str) -> list[str]:
+    return re.findall(r"<script>(.*?)</script>", page, flags=re.S)
+
+
+def test_write_views_inlines_the_bundle_once(synthetic, tmp_path):
+    path = write_views([colored_tokens(synthetic, 0), colored_tokens(synthetic, 1), layer_maps(synthetic)], tmp_path / "v.html")
+    page = path.read_text(encoding="utf-8")
+    scripts = _scripts(page)
+    assert len(scripts) == 2 and scripts[0] == bundle_js()
+    assert page.count("var CircuitsVis=") == 1
+    assert scripts[1].count("CircuitsVis.render(") == 3 == page.count('class="cv-view')
+    assert not re.search(r"""(src|href)=["']?https?:""", page)
+    assert "Content-Security-Policy" in page
+
+
+def test_report_contents(synthetic, tmp_path):
+    other = synthetic.with_scores(3 - synthetic.scores, method="saliency", layer_head=None, layers=())
+    page = write_report([synthetic, other], tmp_path / "r.html", title="a <title>").read_text(encoding="utf-8")
+    mounts = _scripts(page)[1]
+    n_views = mounts.count("CircuitsVis.render(")
+    assert n_views == page.count('class="cv-view')
+    # side by side (2 methods x 2 steps); per result: all steps + 2 steps; decomposition: layer x head x
+    # token, 2 layer series, and (2 steps fill >= 1/4 of 6 rows) layer maps + head maps of 2 layers
+    assert n_views == 4 + 2 * 3 + 3 + 3
+    assert "<h1>a &lt;title&gt;</h1>" in page and "Methods side by side" in page
+    assert "NaN" not in mounts and "Infinity" not in mounts
+    assert "data:image/png;base64," in page  # head importance figure
+    assert "<code>2</code>" in page  # the option layers=2 is listed
+    assert '<pre class="text">&lt;s&gt;a&lt;b&gt;c cat&lt;/script&gt;<span class="generated">\n' in page
+    with pytest.raises(InvalidInputError, match="one or more AttributionResult"):
+        write_report([], tmp_path / "empty.html")
+
+
+def test_report_of_tiny_model_runs(tiny_model, tmp_path):
+    from gradellm_lens import explain
+
+    a = explain(tiny_model, "the cat sat on the mat", max_new_tokens=4, layers="all")
+    b = explain(tiny_model, "the cat sat on the mat", "saliency", continuation=a.token_ids[a.prompt_length :])
+    page = write_report([a, b], tmp_path / "r.html").read_text(encoding="utf-8")
+    assert a.n_steps >= 3 and len(a.layers) == 2
+    assert page.count("CircuitsVis.AttentionHeads") == 1 + 2  # the steps fill >= 1/4 of the rows
+    assert page.count("CircuitsVis.ColoredTokens,") == 4 * a.n_steps  # side by side + per result
+    assert "sat" in render(a, color=False)
+
+
+def test_explain_cli_writes_report(tmp_path, capsys):
+    out = tmp_path / "report.html"
+    code = cli_main([
+        "explain", "the cat sat on the mat", "--model", "tiny-llama", "--max-new-tokens", "2",
+        "--methods", "grad_ellm,grad_ellm:pattern,saliency", "-O", "layers=all", "--out", str(out),
+        "--save", str(tmp_path / "r.npz"), "--no-color",
+    ])  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "saliency has no option(s) layers" in printed
+    page = out.read_text(encoding="utf-8")
+    assert "Methods side by side" in page and "grad_ellm (pattern)" in page
+    assert sorted(p.name for p in tmp_path.glob("*.npz")) == [
+        "r.grad_ellm-pattern.npz", "r.grad_ellm.npz", "r.saliency.npz",
+    ]  # fmt: skip
+
+
+# ---- figures --------------------------------------------------------------------------------------
+def test_plot_pi_curves(tmp_path):
+    pis = [0.1, 0.5, 0.9]
+    fig = plot_pi_curves({"grad_ellm": (pis, [0.2, 0.5, 0.8], [0.7, NAN, 0.1]), "random": (pis, [0.1, 0.3, 0.6], [0.5, 0.3, 0.1])},
+                         path=tmp_path / "pi.png")  # fmt: skip
+    assert (tmp_path / "pi.png").stat().st_size > 0
+    ns, nc = fig.axes[:2]
+    assert [line.get_label() for line in ns.get_lines()] == ["grad_ellm", "random"]
+    assert list(nc.get_lines()[0].get_xdata()) == [0.1, 0.9]  # NaN point skipped
+    with pytest.raises(InvalidInputError, match="equal length"):
+        plot_pi_curves({"x": ([0.1, 0.2], [0.1], [0.2, 0.3])})
+
+
+def test_plot_head_importance(synthetic):
+    from gradellm_lens.analysis import HeadImportance
+
+    fig = plot_head_importance(synthetic, step=1)
+    image = fig.axes[0].get_images()[0]
+    expected = synthetic.layer_head[1].nan_to_num(0).clamp(min=0).sum(-1)
+    assert torch.allclose(torch.as_tensor(image.get_array().data), expected)
+    signed = plot_head_importance(HeadImportance(torch.tensor([[1.0, -2.0]]), (3,), "net"))
+    assert signed.axes[0].get_images()[0].get_clim() == (-2.0, 2.0)
+    assert figure_data_uri(signed).startswith("data:image/png;base64,")
