@@ -27,7 +27,7 @@ from collections import defaultdict
 import numpy as np
 from tqdm.auto import tqdm
 
-from analyses.heads.common import Timer, add_common_args, load_examples, mean_sem, pyplot, save_figure, setup, stem, write_table
+from analyses.heads import common as study
 from gradellm_lens import GradEllm, model_info
 from gradellm_lens.analysis import (
     Ablation,
@@ -46,7 +46,7 @@ DESCRIPTION = "rank agreement between Grad-ELLM head importance and single-head 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m analyses.head_agreement", description=DESCRIPTION)
-    add_common_args(p, n=6)
+    study.add_common_args(p, n=6)
     p.add_argument("--layers", default=None, help="comma-separated layers to sweep (default: all)")
     p.add_argument("--kv", action=argparse.BooleanOptionalAction, default=True, help="also compare per KV group")
     p.add_argument("--top-k", type=int, default=10, help="k of the top-k overlap (KV level: k / group size)")
@@ -70,11 +70,13 @@ def absolute(imp: HeadImportance) -> HeadImportance:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    timer = Timer()
-    model = setup(args)
+    timer = study.Timer()
+    model = study.setup(args)
     info = model_info(model)
     layers = list(range(info.n_layers)) if args.layers is None else [int(x) for x in args.layers.split(",")]
-    _, examples = load_examples(model, args.task, args.n, seed=args.seed, max_new_tokens=args.max_new_tokens, objective=args.objective)
+    _, examples = study.load_examples(
+        model, args.task, args.n, seed=args.seed, max_new_tokens=args.max_new_tokens, objective=args.objective
+    )
     scorers = defaultdict(list)  # (level, scorer) -> per-example HeadImportance
     truths = defaultdict(list)  # level -> per-example truth
     for ex in tqdm(examples, desc=f"head_agreement {args.task}", unit="example"):
@@ -82,7 +84,9 @@ def main(argv=None) -> int:
         per_scorer = {f"grad_ellm:{m}": head_importance(out, m) for m in IMPORTANCE_MEASURES}
         norms = output_norm_importance(model, ex.tokens, ex.positions)
         per_scorer["output_norm"] = HeadImportance(norms.scores[layers], tuple(layers), norms.measure)
-        truths["query"].append(single_head_effects(model, ex.tokens, list(ex.steps), layers=layers, batch_size=args.batch_size))
+        truths["query"].append(
+            single_head_effects(model, ex.tokens, list(ex.steps), layers=layers, batch_size=args.batch_size)
+        )
         for name, imp in per_scorer.items():
             scorers["query", name].append(imp)
         if args.kv:
@@ -96,20 +100,23 @@ def main(argv=None) -> int:
             truth = [transform(t) for t in truths[level]]
             per_ex = [rank_agreement(s, t, k=k) for s, t in zip(items, truth)]
             pooled = rank_agreement(dataset_head_importance(items), dataset_head_importance(truth), k=k)
-            rho, tau, top = (mean_sem([getattr(a, f) for a in per_ex]) for f in ("spearman", "kendall", "top_k"))
+            rho, tau, top = (study.mean_sem([getattr(a, f) for a in per_ex]) for f in ("spearman", "kendall", "top_k"))
             rows.append({"level": level, "scorer": name, "truth": truth_kind, "n_units": per_ex[0].n,
                          "spearman": rho[0], "spearman_sem": rho[1], "kendall": tau[0], "kendall_sem": tau[1],
-                         "k": k, "top_k_overlap": top[0], "pooled_spearman": pooled.spearman,
+                         "k": per_ex[0].k, "top_k_overlap": top[0], "pooled_spearman": pooled.spearman,
                          "pooled_kendall": pooled.kendall, "pooled_top_k_overlap": pooled.top_k})  # fmt: skip
-    name = stem(args, "head_agreement")
+    name = study.stem(args, "head_agreement")
     caption = (f"{args.model}, task {args.task}, objective {args.objective}, {len(examples)} examples, layers {layers[0]}..{layers[-1]}, "
                f"zero ablation of single heads; {timer}")  # fmt: skip
-    write_table(rows, args.out, name, title=f"Grad-ELLM head importance vs single-head ablation ({caption})")
+    study.write_table(rows, args.out, name, title=f"Grad-ELLM head importance vs single-head ablation ({caption})")
     pooled_imp = dataset_head_importance(scorers["query", "grad_ellm:positive"])
     pooled_truth = dataset_head_importance(truths["query"])
-    plt = pyplot()
+    plt = study.pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(14, 5))
-    for ax, imp, title in ((axes[0], pooled_imp, "Grad-ELLM importance (positive)"), (axes[1], pooled_truth, "zero-ablation drop")):
+    for ax, imp, title in (
+        (axes[0], pooled_imp, "Grad-ELLM importance (positive)"),
+        (axes[1], pooled_truth, "zero-ablation drop"),
+    ):
         im = ax.imshow(imp.scores.numpy(), aspect="auto", cmap="viridis" if imp is pooled_imp else "coolwarm")
         ax.set(title=title, xlabel="head", ylabel="layer", yticks=range(0, len(layers), 5),
                yticklabels=[layers[i] for i in range(0, len(layers), 5)])  # fmt: skip
@@ -118,7 +125,7 @@ def main(argv=None) -> int:
     agree = rank_agreement(pooled_imp, pooled_truth)
     axes[2].set(xlabel="Grad-ELLM importance (pooled)", ylabel="ablation drop (pooled)",
                 title=f"ρ = {agree.spearman:.2f}, τ = {agree.kendall:.2f}")  # fmt: skip
-    print(f"wrote {save_figure(fig, args.out, name)} ({timer})")
+    print(f"wrote {study.save_figure(fig, args.out, name)} ({timer})")
     for row in rows:
         print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()})
     return 0

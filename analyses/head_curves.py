@@ -25,16 +25,14 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections import defaultdict
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from analyses.heads.common import Timer, add_common_args, load_examples, mean_sem, pyplot, save_figure, setup, stem, write_table
+from analyses.heads import common as study
 from gradellm_lens import model_info
 from gradellm_lens.analysis import (
     Ablation,
-    AblationCurve,
     ablated_continuation,
     ablation_effects,
     collect_reference,
@@ -52,12 +50,16 @@ DESCRIPTION = "cumulative head ablation in Grad-ELLM / output-norm / random orde
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m analyses.head_curves", description=DESCRIPTION)
-    add_common_args(p, n=16)
+    study.add_common_args(p, n=16)
     p.add_argument("--measure", default="positive", help="Grad-ELLM importance measure (positive, net_abs, net, abs)")
     p.add_argument("--mode", default="zero", choices=["zero", "mean"], help="ablation mode")
-    p.add_argument("--n-ref", type=int, default=8, help="reference prompts for --mode mean (disjoint from the examples)")
+    p.add_argument(
+        "--n-ref", type=int, default=8, help="reference prompts for --mode mean (disjoint from the examples)"
+    )
     p.add_argument("--random-seeds", type=int, default=3, help="number of random orders per example")
-    p.add_argument("--generate-k", type=int, default=16, help="generation tasks: heads ablated during generation (0: skip)")
+    p.add_argument(
+        "--generate-k", type=int, default=16, help="generation tasks: heads ablated during generation (0: skip)"
+    )
     p.add_argument("--batch-size", type=int, default=24, help="ablations per forward pass")
     return p
 
@@ -68,81 +70,95 @@ def log_axis(counts, n_total: int) -> list[float]:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    timer = Timer()
-    model = setup(args)
-    task, examples = load_examples(model, args.task, args.n, seed=args.seed, max_new_tokens=args.max_new_tokens, objective=args.objective)
+    timer = study.Timer()
+    model = study.setup(args)
+    task, examples = study.load_examples(
+        model, args.task, args.n, seed=args.seed, max_new_tokens=args.max_new_tokens, objective=args.objective
+    )
     reference = None
     if args.mode == "mean":
-        _, ref_examples = load_examples(model, args.task, args.n_ref, seed=args.seed, max_new_tokens=1, skip=args.n)
+        _, ref_examples = study.load_examples(
+            model, args.task, args.n_ref, seed=args.seed, max_new_tokens=1, skip=args.n
+        )
         reference = collect_reference(model, [e.tokens[: e.prompt_length] for e in ref_examples], hooks=("z",))
     info = model_info(model)
     n_total = info.n_layers * info.n_heads
     counts = default_counts(n_total)
-    generation = task.kind == "generation"
-    per_order = defaultdict(list)  # order -> list of (curve, accuracy flags per point, agreement)
+    classification, generate = examples[0].label is not None, task.kind == "generation" and args.generate_k > 0
+    groups = {"grad_ellm": 1, "output_norm": 1, "random": args.random_seeds}
+    # per group: [example, order of the group, ...] arrays
+    drops = {g: np.zeros((len(examples), n, len(counts))) for g, n in groups.items()}
+    prob_drops = {g: np.zeros_like(a) for g, a in drops.items()}
+    correct = {g: np.zeros_like(a) for g, a in drops.items()}
+    agreement = {g: np.zeros(a.shape[:2]) for g, a in drops.items()}
     for i, ex in enumerate(tqdm(examples, desc=f"head_curves {args.task}", unit="example")):
-        orders = {
-            "grad_ellm": grad_ellm_head_importance(model, ex.tokens, ex.steps, args.measure).ranking(),
-            "output_norm": output_norm_importance(model, ex.tokens, ex.positions).ranking(),
-        }
-        for s in range(args.random_seeds):
-            orders[f"random_{s}"] = random_head_order(info.n_layers, info.n_heads, seed=10_007 * s + i)
-        ablations = [a for order in orders.values() for a in cumulative_ablations(order, counts, mode=args.mode, reference=reference)]
-        effects = ablation_effects(model, ex.tokens, list(ex.steps), ablations, choices=ex.choices, batch_size=args.batch_size)
-        for j, (name, order) in enumerate(orders.items()):
-            chunk = tuple(effects[j * len(counts) : (j + 1) * len(counts)])
-            curve = AblationCurve(tuple(counts), tuple(k / n_total for k in counts), chunk)
-            correct = [e.ablated_choice == ex.label for e in chunk] if ex.label is not None else None
-            agreement = None
-            if generation and args.generate_k:
+        orders = [
+            ("grad_ellm", 0, grad_ellm_head_importance(model, ex.tokens, ex.steps, args.measure).ranking()),
+            ("output_norm", 0, output_norm_importance(model, ex.tokens, ex.positions).ranking()),
+        ]
+        orders += [
+            ("random", s, random_head_order(info.n_layers, info.n_heads, seed=10_007 * s + i))
+            for s in range(args.random_seeds)
+        ]
+        ablations = [
+            a for *_, order in orders for a in cumulative_ablations(order, counts, mode=args.mode, reference=reference)
+        ]
+        effects = ablation_effects(
+            model, ex.tokens, ex.steps, ablations, choices=ex.choices, batch_size=args.batch_size
+        )
+        for j, (group, s, order) in enumerate(orders):
+            chunk = effects[j * len(counts) : (j + 1) * len(counts)]
+            drops[group][i, s] = [e.score_drop for e in chunk]
+            prob_drops[group][i, s] = [e.prob_drop for e in chunk]
+            if classification:
+                correct[group][i, s] = [e.ablated_choice == ex.label for e in chunk]
+            if generate:
                 clean = ex.tokens[ex.prompt_length :]
                 ablation = Ablation(heads=order[: args.generate_k], mode=args.mode, reference=reference)
-                new = ablated_continuation(model, ex.tokens[: ex.prompt_length], ablation, len(clean), stop_at_eos=False)
-                agreement = continuation_agreement(clean, new)
-            per_order[name].append((curve, correct, agreement))
-    groups = {"grad_ellm": ["grad_ellm"], "output_norm": ["output_norm"], "random": [f"random_{s}" for s in range(args.random_seeds)]}
-
-    def per_example(names, fn):
-        """fn(curve, correct, agreement) averaged over the orders of a group, per example."""
-        return [float(np.mean([fn(*per_order[n][e]) for n in names])) for e in range(len(examples))]
-
+                new = ablated_continuation(
+                    model, ex.tokens[: ex.prompt_length], ablation, len(clean), stop_at_eos=False
+                )
+                agreement[group][i, s] = continuation_agreement(clean, new)
+    fractions, log_fractions = [k / n_total for k in counts], log_axis(counts, n_total)
     points, summary = [], []
-    for group, names in groups.items():
+    for group, n_orders in groups.items():
+        curve = drops[group].mean(axis=1)  # [example, count]: random orders averaged per example
         for p, k in enumerate(counts):
-            drop = mean_sem(per_example(names, lambda c, *_: c.score_drops[p]))
-            row = {"order": group, "k": k, "fraction": k / n_total, "logit_drop": drop[0], "logit_drop_sem": drop[1],
-                   "prob_drop": mean_sem(per_example(names, lambda c, *_: c.prob_drops[p]))[0]}  # fmt: skip
-            if examples[0].label is not None:
-                row["accuracy"] = mean_sem(per_example(names, lambda c, acc, _: float(acc[p])))[0]
+            drop = study.mean_sem(curve[:, p])
+            row = {"order": group, "k": k, "fraction": fractions[p], "logit_drop": drop[0], "logit_drop_sem": drop[1],
+                   "prob_drop": study.mean_sem(prob_drops[group].mean(axis=1)[:, p])[0]}  # fmt: skip
+            if classification:
+                row["accuracy"] = study.mean_sem(correct[group].mean(axis=1)[:, p])[0]
             points.append(row)
-        auc = mean_sem(per_example(names, lambda c, *_: c.auc()))
-        auc_log = mean_sem(per_example(names, lambda c, *_: curve_auc(log_axis(c.counts, n_total), c.score_drops)))
-        row = {"order": group, "n_orders": len(names), "auc": auc[0], "auc_sem": auc[1], "auc_log": auc_log[0],
-               "auc_log_sem": auc_log[1], "auc_prob": mean_sem(per_example(names, lambda c, *_: c.auc("prob")))[0],
-               "drop_at_8": mean_sem(per_example(names, lambda c, *_: c.score_drops[counts.index(8)]))[0]}  # fmt: skip
-        if generation and args.generate_k:
-            row[f"gen_agreement_at_{args.generate_k}"] = mean_sem(per_example(names, lambda c, a, g: g))[0]
+        auc = study.mean_sem([curve_auc(fractions, c) for c in curve])
+        auc_log = study.mean_sem([curve_auc(log_fractions, c) for c in curve])
+        row = {"order": group, "n_orders": n_orders, "auc": auc[0], "auc_sem": auc[1], "auc_log": auc_log[0],
+               "auc_log_sem": auc_log[1],
+               "auc_prob": study.mean_sem([curve_auc(fractions, c) for c in prob_drops[group].mean(axis=1)])[0],
+               "drop_at_8": study.mean_sem(curve[:, counts.index(8)])[0]}  # fmt: skip
+        if generate:
+            row[f"gen_agreement_at_{args.generate_k}"] = study.mean_sem(agreement[group].mean(axis=1))[0]
         summary.append(row)
-    name = stem(args, "head_curves", args.mode)
-    caption = (f"{args.model}, task {args.task}, objective {args.objective}, {len(examples)} examples, {args.mode} ablation, Grad-ELLM measure "
-               f"{args.measure}, {args.random_seeds} random orders; {timer}")  # fmt: skip
-    write_table(points, args.out, f"{name}_points", title=f"Cumulative ablation curves ({caption})")
-    write_table(summary, args.out, f"{name}_auc", title=f"Curve AUC, mean over examples ({caption})")
-    plt = pyplot()
-    fig, axes = plt.subplots(1, 2 if examples[0].label is not None else 1, figsize=(11, 4), squeeze=False)
+    name = study.stem(args, "head_curves", args.mode)
+    caption = (f"{args.model}, task {args.task}, objective {args.objective}, {len(examples)} examples, "
+               f"{args.mode} ablation, Grad-ELLM measure {args.measure}, {args.random_seeds} random orders; {timer}")  # fmt: skip
+    study.write_table(points, args.out, f"{name}_points", title=f"Cumulative ablation curves ({caption})")
+    study.write_table(summary, args.out, f"{name}_auc", title=f"Curve AUC, mean over examples ({caption})")
+    plt = study.pyplot()
+    fig, axes = plt.subplots(1, 2 if classification else 1, figsize=(11 if classification else 6, 4), squeeze=False)
     for group in groups:
         rows = [r for r in points if r["order"] == group]
-        x = [r["k"] for r in rows]
         y, err = np.array([r["logit_drop"] for r in rows]), np.array([r["logit_drop_sem"] for r in rows])
-        axes[0, 0].plot(x, y, marker="o", label=group)
-        axes[0, 0].fill_between(x, y - err, y + err, alpha=0.2)
-        if "accuracy" in rows[0]:
-            axes[0, 1].plot(x, [r["accuracy"] for r in rows], marker="o", label=group)
-    axes[0, 0].set(xscale="symlog", xlabel="heads ablated (k)", ylabel="target logit drop", title=f"{args.task}: {args.mode} ablation")
+        axes[0, 0].plot(counts, y, marker="o", label=group)
+        axes[0, 0].fill_between(counts, y - err, y + err, alpha=0.2)
+        if classification:
+            axes[0, 1].plot(counts, [r["accuracy"] for r in rows], marker="o", label=group)
+    axes[0, 0].set(xscale="symlog", xlabel="heads ablated (k)", ylabel=f"target {args.objective} drop",
+                   title=f"{args.task}: {args.mode} ablation, {len(examples)} examples")  # fmt: skip
     axes[0, 0].legend()
-    if axes.shape[1] > 1:
+    if classification:
         axes[0, 1].set(xscale="symlog", xlabel="heads ablated (k)", ylabel="accuracy (label choice)", title="accuracy")
-    print(f"wrote {save_figure(fig, args.out, name)} ({timer})")
+    print(f"wrote {study.save_figure(fig, args.out, name)} ({timer})")
     for row in summary:
         print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()})
     return 0

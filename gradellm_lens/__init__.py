@@ -9,15 +9,23 @@ Quick start::
 
 Layout: :mod:`.models` (loading, capability probe), :mod:`.capture` (activations + gradients at
 hook points), :mod:`.methods` (Grad-ELLM and baselines, registry), :mod:`.attribute` (step-wise
-generation attribution), :mod:`.result` (the shared result type), :mod:`.metrics`
+generation attribution), :mod:`.result` (the shared result type), :mod:`.aggregate`
+(normalisation, word merging, span selection), :mod:`.metrics`
 (Soft-NC/NS, pi-Soft), :mod:`.tasks` (datasets and prompts), :mod:`.evaluation` (runner),
 :mod:`.analysis` (head/layer importance and ablations), :mod:`.viz` (terminal, CircuitsVis, HTML),
 :mod:`.cli`.
 """
 
-from . import viz
+from . import aggregate, viz
 from .attribute import encode_prompt, explain
-from .errors import InvalidInputError, LensError, MissingPackageError, NumericalError, UnsupportedModelError
+from .errors import (
+    FlatAttributionWarning,
+    InvalidInputError,
+    LensError,
+    MissingPackageError,
+    NumericalError,
+    UnsupportedModelError,
+)
 from .methods import GradEllm, get_method, list_methods
 from .models import load_model, model_info
 from .result import AttributionResult
@@ -27,6 +35,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AttributionResult",
+    "FlatAttributionWarning",
     "GradEllm",
     "InvalidInputError",
     "LensError",
@@ -35,6 +44,7 @@ __all__ = [
     "Step",
     "Target",
     "UnsupportedModelError",
+    "aggregate",
     "encode_prompt",
     "explain",
     "get_method",

@@ -28,15 +28,16 @@ splitting (``"Paris,"``). Pieces are combined by ``sum`` (default, keeps ``sum``
 Span selection: :func:`find_token_span` finds the tokens spelling a substring of the decoded
 sequence (e.g. the user message inside a chat template), from the character offsets given by
 incremental decoding (``decode(ids[:k])`` for each ``k``, so any tokenizer works);
-:func:`restrict_to_span` sets scores outside a span to NaN and optionally renormalises within it.
+:func:`restrict_to_span` blanks the scores outside a span (NaN in a tensor; 0 in a result, which
+may hold NaN only after a step's prefix) and optionally renormalises within it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Collection, Sequence
-from typing import Literal, TypeVar
+from collections.abc import Collection, Sequence
+from typing import Literal, TypeVar, get_args
 
 import torch
 from torch import Tensor
@@ -47,13 +48,13 @@ from .result import AttributionResult
 from .typing import TokenIds
 
 Normalization = Literal["sum", "l1", "max", "minmax"]
-NORMALIZATIONS: tuple[str, ...] = ("sum", "l1", "max", "minmax")
+NORMALIZATIONS: tuple[str, ...] = get_args(Normalization)
 PieceReduction = Literal["sum", "max", "mean"]
-PIECE_REDUCTIONS: tuple[str, ...] = ("sum", "max", "mean")
+PIECE_REDUCTIONS: tuple[str, ...] = get_args(PieceReduction)
 
 Scores = TypeVar("Scores", AttributionResult, Tensor)
 
-_SPACE_MARKERS = ("Ġ", "▁", " ")
+_WORD_MARKERS = ("Ġ", "▁")  # byte-level BPE / SentencePiece: "this token starts with a space"
 _BREAK_CHARS = set("ĊĉčĠ▁ \n\t\r")  # a token made only of these is whitespace (newline, tab, spaces)
 _BYTE_WHITESPACE = {"<0x0A>", "<0x09>", "<0x0D>", "<0x20>"}  # SentencePiece byte-fallback whitespace
 _SPECIAL = re.compile(r"^<[^<>\s]+>$")
@@ -127,7 +128,7 @@ def word_starts(
             by default any ``<...>`` token other than a byte token ``<0xNN>`` counts as special.
         breaks: indices that always start a word (e.g. the first generated token).
     """
-    markers = any(t.startswith(_SPACE_MARKERS[:2]) for t in tokens)
+    markers = any(t.startswith(_WORD_MARKERS) for t in tokens)
     starts = []
     for i, token in enumerate(tokens):
         if i == 0 or i in breaks:
@@ -136,7 +137,7 @@ def word_starts(
         prev = tokens[i - 1]
         isolated = any(_is_special(t, special_tokens) or _is_whitespace(t) for t in (token, prev))
         if markers:
-            starts.append(isolated or token.startswith(_SPACE_MARKERS))
+            starts.append(isolated or token.startswith((*_WORD_MARKERS, " ")))
         else:
             starts.append(isolated or not token.startswith("##"))
     return starts
@@ -213,9 +214,10 @@ def char_offsets(tokenizer, token_ids: TokenIds | Sequence[int]) -> tuple[str, l
     (offsets are made non-decreasing), so spans are exact up to such split characters.
     """
     ids = [int(i) for i in torch.as_tensor(token_ids).flatten().tolist()]
-    decode: Callable[[list[int]], str] = lambda part: tokenizer.decode(  # noqa: E731
-        part, skip_special_tokens=False, clean_up_tokenization_spaces=False
-    )
+
+    def decode(part: list[int]) -> str:
+        return tokenizer.decode(part, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
     text = decode(ids)
     offsets = [len(decode(ids[:k])) for k in range(len(ids))] + [len(text)]
     for k in range(len(ids) - 1, -1, -1):
@@ -267,22 +269,40 @@ def _span_mask(n: int, span: tuple[int, int]) -> Tensor:
     return mask
 
 
-def restrict_to_span(scores: Scores, span: tuple[int, int], *, renormalize: Normalization | None = None) -> Scores:
-    """Keep the scores of positions ``span = (start, end)`` (half-open); others become NaN.
+def restrict_to_span(
+    scores: Scores, span: tuple[int, int], *, renormalize: Normalization | None = None, outside: float | None = None
+) -> Scores:
+    """Keep the scores of positions ``span = (start, end)`` (half-open) and blank the others.
+
+    A tensor gets NaN outside the span. An :class:`AttributionResult` may hold NaN only after a
+    step's prefix, so positions outside the span but inside a prefix get ``outside`` (default 0: no
+    attribution) in its ``scores`` and ``layer_head``; positions after the prefix stay NaN.
 
     Args:
-        scores: an :class:`AttributionResult` (``layer_head`` is masked too) or a ``[..., pos]`` tensor.
+        scores: an :class:`AttributionResult` or a ``[..., pos]`` tensor.
         span: token positions to keep, e.g. from :func:`find_token_span`.
-        renormalize: optionally :func:`normalize` within the span afterwards.
+        renormalize: optionally :func:`normalize` within the span (the blanked positions take no
+            part in it).
+        outside: the value outside the span (default NaN for tensors, 0 for results).
     """
     if renormalize is not None:
         _check_choice("renormalize", renormalize, NORMALIZATIONS)
-    if isinstance(scores, AttributionResult):
-        mask = _span_mask(scores.scores.shape[-1], span)
-        layer_head = None if scores.layer_head is None else scores.layer_head.masked_fill(~mask, float("nan"))
-        out = _with_aggregation(
-            scores, f"span:{span[0]}-{span[1]}", scores=scores.scores.masked_fill(~mask, float("nan")), layer_head=layer_head
-        )
-    else:
-        out = scores.masked_fill(~_span_mask(scores.shape[-1], span).to(scores.device), float("nan"))
-    return out if renormalize is None else normalize(out, renormalize)
+    if not isinstance(scores, AttributionResult):
+        fill = float("nan") if outside is None else outside
+        kept = scores.masked_fill(~_span_mask(scores.shape[-1], span).to(scores.device), float("nan"))
+        kept = kept if renormalize is None else _normalize_tensor(kept, renormalize)
+        return _fill_blanked(kept, scores, fill)
+    fill = 0.0 if outside is None else outside
+    mask = _span_mask(scores.scores.shape[-1], span)
+    kept = scores.scores.masked_fill(~mask, float("nan"))
+    kept = kept if renormalize is None else _normalize_tensor(kept, renormalize)
+    layer_head = scores.layer_head
+    if layer_head is not None:
+        layer_head = _fill_blanked(layer_head.masked_fill(~mask, float("nan")), layer_head, fill)
+    note = f"span:{span[0]}-{span[1]}" + ("" if renormalize is None else f":{renormalize}")
+    return _with_aggregation(scores, note, scores=_fill_blanked(kept, scores.scores, fill), layer_head=layer_head)
+
+
+def _fill_blanked(kept: Tensor, original: Tensor, fill: float) -> Tensor:
+    """``kept`` with ``fill`` where it is NaN but ``original`` was not (blanked, not padding)."""
+    return torch.where(torch.isnan(kept) & ~torch.isnan(original), torch.full_like(kept, fill), kept)

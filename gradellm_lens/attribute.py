@@ -64,8 +64,12 @@ def encode_prompt(model, prompt: Prompt, *, chat_template: bool = False, system:
         else:
             ids = model.to_tokens(prompt, truncate=False)[0].cpu()
         _warn_unknown(tokenizer, prompt, ids.tolist(), "prompt")
+    elif isinstance(prompt, torch.Tensor):
+        ids = prompt.detach().cpu()
+    elif isinstance(prompt, Sequence):
+        ids = prompt
     else:
-        ids = prompt.detach().cpu() if isinstance(prompt, torch.Tensor) else prompt
+        raise InvalidInputError(f"The prompt must be text or token ids, got {type(prompt).__name__}.")
     return check_token_ids(ids, info, "the prompt")
 
 
@@ -131,6 +135,7 @@ def greedy_continuation(model, ids: TokenIds, max_new_tokens: int, stop_at_eos: 
     """
     max_new_tokens = as_index(max_new_tokens, "max_new_tokens", minimum=1)
     info = model_info(model)
+    ids = check_token_ids(ids, info, "the prompt")
     room = _generation_room(ids, info.n_ctx)
     if max_new_tokens > room:
         warnings.warn(

@@ -108,7 +108,8 @@ class AttributionResult:
                 "attribution is numerically invalid (NaN may only mark positions after a step's prefix)."
             )
         if bad := [t for t, v in enumerate(self.target_logits) if not np.isfinite(v)]:
-            raise NumericalError(f"The explained {self.objective} of step {bad[0]} is not finite ({self.target_logits[bad[0]]}).")
+            value = self.target_logits[bad[0]]
+            raise NumericalError(f"The explained {self.objective} of step {bad[0]} is not finite ({value}).")
 
     # ---- convenience ------------------------------------------------------------------------------
     @property

@@ -23,7 +23,8 @@ QUICKSTART = [
 Load the default model (offline; the GGUF checkpoint is cached as safetensors after the first load),
 explain every generated token with Grad-ELLM, and look at the result with CircuitsVis views. The views
 render offline: each one inlines the CircuitsVis bundle instead of loading it from a CDN.""",
-    "code", """import tempfile
+    "code", """%matplotlib inline
+import tempfile
 from pathlib import Path
 
 import gradellm_lens as gl
@@ -65,7 +66,8 @@ gl.viz.compare_methods([result, saliency], step=0)""",
 One page with the text, every step, the layer and head views and the options used; the CircuitsVis
 bundle is inlined once and the page makes no network request. The command line does the same:
 `gradellm-lens explain "What is the capital of France?" --chat --methods grad_ellm,saliency --out report.html`.""",
-    "code", """report = gl.viz.write_report([result, saliency], Path(tempfile.mkdtemp()) / "quickstart.html", title=PROMPT)
+    "code", """path = Path(tempfile.mkdtemp()) / "quickstart.html"
+report = gl.viz.write_report([result, saliency], path, title=PROMPT)
 print(report, f"{report.stat().st_size / 1e6:.1f} MB")""",
 ]
 
@@ -78,19 +80,20 @@ probability of the explained token and normalised by the all-masked input. Their
 *how much* a method keeps on average, so π-Soft-NS/NC rescale every method's keep probabilities to the
 same mean π and report curves over π, summarised by their normalised AUC (higher is better for both).
 
-This is a small illustration (one prompt, three mask draws); `gradellm_lens.evaluation` runs datasets.""",
-    "code", """import pandas as pd
+This is a small illustration (one prompt, two mask draws); `gradellm_lens.evaluation` runs datasets.""",
+    "code", """%matplotlib inline
+import pandas as pd
 
 import gradellm_lens as gl
 from gradellm_lens.metrics import FaithfulnessConfig, evaluate_step
 
 model = gl.load_model()""",
-    "md", "Explain the label word ` positive` after a sentiment prompt with four methods:",
+    "md", "Explain the label word ` positive` after a sentiment prompt with Grad-ELLM and two baselines:",
     "code", """PROMPT = "Review: a charming and often affecting journey.\\nIs this review positive or negative? Answer:"
-METHODS = ["grad_ellm", "input_x_gradient", "saliency", "random"]
+METHODS = ["grad_ellm", "input_x_gradient", "random"]
 results = {name: gl.explain(model, PROMPT, name, target=" positive") for name in METHODS}
 gl.viz.compare_methods(list(results.values()))""",
-    "code", """config = FaithfulnessConfig(pis=(0.1, 0.3, 0.5, 0.7, 0.9), n_draws=3)
+    "code", """config = FaithfulnessConfig(pis=(0.1, 0.3, 0.5, 0.7, 0.9), n_draws=2)
 scores = {}
 for name, r in results.items():
     prefix = r.token_ids[: r.step_positions[0] + 1]
@@ -118,7 +121,8 @@ HEAD_ANALYSIS = [
 Grad-ELLM decomposes every token score into per-head contributions `c[layer, head, pos]`. Summing a
 head's positive contributions gives a head importance. Here it is compared with the ground truth of
 ablating each head alone (zeroing its output, `hook_z`) and used to order cumulative ablations.""",
-    "code", """import matplotlib.pyplot as plt
+    "code", """%matplotlib inline
+import matplotlib.pyplot as plt
 
 import gradellm_lens as gl
 from gradellm_lens.analysis import (
@@ -148,7 +152,7 @@ agreement = {
     "output norm vs ablation": rank_agreement(norm, truth, k=5),
 }
 for name, a in agreement.items():
-    print(f"{name:26s} spearman {a.spearman:+.2f}  kendall {a.kendall:+.2f}  top-{a.k} overlap {a.top_k:.2f}  ({a.n} heads)")""",
+    print(f"{name:26s} spearman {a.spearman:+.2f}  kendall {a.kendall:+.2f}  top-{a.k} overlap {a.top_k:.2f}")""",
     "md", """## Cumulative ablations
 
 Remove the heads of the last six layers in the order each scoring ranks them (and in a random order),
@@ -170,8 +174,8 @@ ax.set_ylabel("drop of the ' Paris' logit")
 ax.legend()
 ax.grid(alpha=0.3)""",
     "code", """top = grad_ellm.top(5)
-clean = greedy_continuation(model, ids, 6)
-ablated = ablated_continuation(model, ids, Ablation(heads=top), 6)
+clean = greedy_continuation(model, ids, 4)
+ablated = ablated_continuation(model, ids, Ablation(heads=top), 4)
 print("top-5 Grad-ELLM heads:", top)
 print("clean:  ", repr(model.tokenizer.decode(clean)))
 print("ablated:", repr(model.tokenizer.decode(ablated)))""",

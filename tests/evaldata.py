@@ -16,7 +16,9 @@ SST2_TEXTS = [
     ("really the best actor and actress", 1),
     ("i hate the plot", 0),
 ]
-SST2 = [{"id": f"sst2-{i}", "idx": i, "text": text + " . ", "label": label} for i, (text, label) in enumerate(SST2_TEXTS)]
+SST2 = [
+    {"id": f"sst2-{i}", "idx": i, "text": text + " . ", "label": label} for i, (text, label) in enumerate(SST2_TEXTS)
+]
 
 TELLMEWHY = [
     {
@@ -30,8 +32,16 @@ TELLMEWHY = [
     }
     for i, (narrative, question, answers) in enumerate(
         [
-            ("the man ran home . he was very tired .", "why did the man run home ?", ["he was tired", "to sleep", "home"]),
-            ("the cat sat on the mat . it was a good day .", "why did the cat sit ?", ["it was a good day", "fun", "rest"]),
+            (
+                "the man ran home . he was very tired .",
+                "why did the man run home ?",
+                ["he was tired", "to sleep", "home"],
+            ),
+            (
+                "the cat sat on the mat . it was a good day .",
+                "why did the cat sit ?",
+                ["it was a good day", "fun", "rest"],
+            ),
             ("the child ran . the dog ran too .", "why did the dog run ?", ["the child ran", "fun", "play"]),
         ]
     )

@@ -68,7 +68,10 @@ def test_query_head_ablation_touches_only_target_heads(tiny_model, tiny_ids, ref
 def test_mean_ablation_on_reference_set_keeps_the_mean(tiny_model, prompts, reference):
     name = hook_name("z", 0)
     ablation = Ablation(heads=[(0, 1)], mode="mean", reference=reference)
-    ablated_z = [record_activations(tiny_model, p, [name], fwd_hooks=ablation_hooks(tiny_model, ablation))[1][name][0] for p in prompts]
+    ablated_z = [
+        record_activations(tiny_model, p, [name], fwd_hooks=ablation_hooks(tiny_model, ablation))[1][name][0]
+        for p in prompts
+    ]
     mean = reference.mean(name)
     for z in ablated_z:
         assert torch.equal(z[:, 1], mean[1].expand_as(z[:, 1]))  # the ablated activation is the reference mean
@@ -119,7 +122,9 @@ def test_kv_head_ablation_changes_exactly_its_query_group(tiny_model, tiny_ids, 
 
 def test_kv_parts_k_only_leaves_values(tiny_model, tiny_ids, reference):
     _, clean = record_activations(tiny_model, tiny_ids, ALL_NAMES)
-    _, acts = _run(tiny_model, tiny_ids, Ablation(kind="kv_heads", heads=[(0, 1)], kv_parts="k", mode="mean", reference=reference))
+    _, acts = _run(
+        tiny_model, tiny_ids, Ablation(kind="kv_heads", heads=[(0, 1)], kv_parts="k", mode="mean", reference=reference)
+    )
     assert torch.equal(acts[hook_name("v", 0)], clean[hook_name("v", 0)])
     k = acts[hook_name("k", 0)][0, :, 1]
     assert torch.equal(k, reference.mean(hook_name("k", 0))[1].expand_as(k))
@@ -137,10 +142,9 @@ def test_layer_ablation_replaces_attention_output(tiny_model, tiny_ids, referenc
 
 def test_hooks_removed_after_error(tiny_model, tiny_ids):
     before = hook_count(tiny_model)
-    with pytest.raises(RuntimeError, match="boom"):
-        with ablated(tiny_model, Ablation(heads=[(0, 0)])):
-            assert hook_count(tiny_model) > before
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), ablated(tiny_model, Ablation(heads=[(0, 0)])):
+        assert hook_count(tiny_model) > before
+        raise RuntimeError("boom")
     assert hook_count(tiny_model) == before
 
 

@@ -54,7 +54,10 @@ def test_against_brute_force(data):
     x = data.draw(values)
     y = data.draw(st.lists(st.integers(-3, 3), min_size=len(x), max_size=len(x)))
     np.testing.assert_allclose(average_ranks(x), _ranks_loop(x))
-    for ours, ref in ((spearman(x, y), _pearson(_ranks_loop(x), _ranks_loop(y))), (kendall_tau(x, y), _kendall_loop(x, y))):
+    for ours, ref in (
+        (spearman(x, y), _pearson(_ranks_loop(x), _ranks_loop(y))),
+        (kendall_tau(x, y), _kendall_loop(x, y)),
+    ):
         if math.isnan(ref):
             assert math.isnan(ours)
         else:

@@ -12,6 +12,7 @@ from gradellm_lens.analysis import (
     HeadImportance,
     ablation_curve,
     ablation_effect,
+    ablation_hooks,
     aggregate_kv_groups,
     cumulative_ablations,
     curve_auc,
@@ -46,9 +47,7 @@ def test_importance_shapes_and_measures(result):
         assert imp.scores.shape == (2, 4) and imp.layers == (0, 1) and imp.measure == measure
         torch.testing.assert_close(imp.scores, value)
     assert head_importance(result, steps=[1]).scores.shape == (2, 4)
-    torch.testing.assert_close(
-        head_importance(result, steps=[1]).scores, c[1].clamp(min=0).sum(-1)
-    )
+    torch.testing.assert_close(head_importance(result, steps=[1]).scores, c[1].clamp(min=0).sum(-1))
 
 
 def test_positive_importance_bounds_the_layer_map(result):
@@ -183,3 +182,25 @@ def test_ablation_curve_points_match_single_ablations(tiny_model, tiny_ids):
     expected = float(np.sum(np.diff(curve.fractions) * (curve.score_drops[1:] + curve.score_drops[:-1]) / 2))
     assert curve.auc() == pytest.approx(expected)
     assert np.isfinite(curve.auc("prob"))
+
+
+@pytest.mark.slow
+def test_smollm2_gqa_heads_and_ablation(smollm2):
+    """SmolLM2 (9 query heads, 3 KV heads, 30 layers): importance covers every head; a KV ablation hits its group."""
+    from gradellm_lens import encode_prompt
+    from gradellm_lens.analysis import hook_name, record_activations
+
+    ids = encode_prompt(smollm2, "The capital of France is")
+    target = Target(smollm2.to_single_token(" Paris"))
+    importance = grad_ellm_head_importance(smollm2, ids, target)
+    assert importance.scores.shape == (30, 9) and importance.layers == tuple(range(30))
+    assert importance.to_kv_groups(3).scores.shape == (30, 3)
+    effect = ablation_effect(smollm2, ids, target, Ablation(heads=importance.top(5)))
+    assert np.isfinite(effect.score_drop)
+    name = hook_name("z", 20)
+    _, clean = record_activations(smollm2, ids, [name])
+    _, acts = record_activations(
+        smollm2, ids, [name], fwd_hooks=ablation_hooks(smollm2, Ablation(kind="kv_heads", heads=[(20, 1)]))
+    )
+    changed = (acts[name] - clean[name]).abs().amax(dim=(0, 1, 3)) > 0
+    assert changed.tolist() == [h in query_heads_of(1, 9, 3) for h in range(9)]

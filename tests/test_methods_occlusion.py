@@ -80,7 +80,7 @@ def test_skip_first_position(tiny_model, tiny_ids):
     [
         (dict(replacement="mask"), "replacement='mask' is invalid"),
         (dict(replacement=10**6), "outside the vocabulary"),
-        (dict(batch_size=-2), "batch_size must be a positive integer"),
+        (dict(batch_size=-2), "batch_size must be an integer >= 1"),
         (dict(first_position="keep"), "first_position='keep' is invalid"),
     ],
 )

@@ -132,7 +132,7 @@ def test_every_option_runs_and_is_recorded(rescale, normalise):
     assert len(out.pi_ns) == len(out.rules_ns) == 2 and out.n_perturbable == 11
     assert all(0.0 <= v <= 1.0 for v in (*out.pi_ns, *out.pi_nc, out.auc_pi_ns, out.auc_pi_nc))
     record = out.to_dict()
-    assert isinstance(record["pi_ns"], list) and FaithfulnessScores(**{**record, "pis": (0.2, 0.8)})
+    assert isinstance(record["pi_ns"], list) and FaithfulnessScores.from_dict(record) == out
 
 
 @settings(max_examples=10, deadline=None)
@@ -193,10 +193,8 @@ def test_batch_size_invariance_tiny_llama(tiny_model, tiny_ids):
     prefix = tiny_ids[:8]
     scores = torch.rand(8)
     target = Target(int(tiny_model(prefix[None])[0, -1].argmax()))
-    one, many = (
-        evaluate_step(tiny_model, prefix, target, scores, config=FaithfulnessConfig(pis=FAST.pis, n_draws=2, batch_size=b))
-        for b in (1, 64)
-    )
+    configs = [FaithfulnessConfig(pis=FAST.pis, n_draws=2, batch_size=b) for b in (1, 64)]
+    one, many = (evaluate_step(tiny_model, prefix, target, scores, config=c) for c in configs)
     assert one.rules_ns == many.rules_ns and one.s0 == pytest.approx(many.s0, abs=1e-6)
     for field in ("pi_ns", "pi_nc", "soft_ns", "soft_nc", "full_prob"):
         assert getattr(one, field) == pytest.approx(getattr(many, field), abs=1e-5), field
@@ -242,7 +240,7 @@ def test_invalid_config(kwargs, message):
         FaithfulnessConfig(**kwargs)
 
 
-def test_invalid_step_inputs():
+def test_invalid_step_inputs(tiny_model):
     model, prefix = _one_token_model(), _prefix(12)
     scores = torch.rand(12)
     with pytest.raises(InvalidInputError, match=r"NaN or infinite at positions \[3\]"):
@@ -257,6 +255,8 @@ def test_invalid_step_inputs():
         evaluate_step(model, prefix, 99, scores, config=FAST)
     with pytest.raises(InvalidInputError, match="No perturbable position"):
         evaluate_step(model, prefix[:1], TARGET, scores[:1], config=FAST)
+    with pytest.raises(InvalidInputError, match="outside the model's vocabulary"):
+        evaluate_step(tiny_model, torch.tensor([1, 2, 10_000]), 5, torch.rand(3), config=FAST)
     with pytest.raises(InvalidInputError, match="Cannot perturb"):
         evaluate_step(object(), prefix, TARGET, scores, config=FAST)
     with pytest.raises(InvalidInputError, match="FaithfulnessConfig"):
@@ -270,7 +270,7 @@ def test_invalid_step_inputs():
 def test_grad_ellm_beats_random_on_pi_soft_nc_smollm2(smollm2):
     from gradellm_lens import explain
 
-    config = FaithfulnessConfig(pis=(0.1, 0.3, 0.5, 0.7, 0.9), n_draws=2)
+    config = FaithfulnessConfig(pis=(0.1, 0.3, 0.5, 0.7, 0.9), n_draws=1)
     prompts = [
         "The capital of France is Paris, and the capital of Italy is",
         "Review: the film was a wonderful, moving experience.\nSentiment:",

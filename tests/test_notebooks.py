@@ -18,7 +18,8 @@ KERNEL = "gradellm-lens-test"
 
 
 def test_notebooks_match_build_script():
-    done = subprocess.run([sys.executable, str(NOTEBOOKS / "build_notebooks.py"), "--check"], capture_output=True, text=True)
+    script = NOTEBOOKS / "build_notebooks.py"
+    done = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -39,7 +40,6 @@ def execute(name: str, kernel_path: str, monkeypatch) -> list[dict]:
     from nbclient import NotebookClient
 
     monkeypatch.setenv("JUPYTER_PATH", kernel_path)
-    monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     NotebookClient(nb, kernel_name=KERNEL, timeout=600, resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
     return [cell.outputs for cell in nb.cells if cell.cell_type == "code"]
@@ -62,8 +62,8 @@ def test_quickstart(kernel_path, monkeypatch):
 @pytest.mark.slow
 def test_faithfulness(kernel_path, monkeypatch):
     cells = execute("02_faithfulness.ipynb", kernel_path, monkeypatch)
-    assert _has(cells[3], "text/html", "AUC π-Soft-NS")  # the table
-    assert _has(cells[4], "image/png")  # the π curves
+    assert any(_has(c, "text/html", "AUC π-Soft-NS") for c in cells)  # the table
+    assert _has(cells[-1], "image/png")  # the π curves
 
 
 @pytest.mark.slow

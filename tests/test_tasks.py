@@ -8,13 +8,13 @@ import sys
 
 import pytest
 import torch
-
 from evaldata import SST2, TELLMEWHY, write_jsonl, write_task_files
+
 from gradellm_lens.errors import InvalidInputError, MissingPackageError
 from gradellm_lens.tasks import DATA_ENV, fill_template, get_task, list_tasks, make_task
 from gradellm_lens.tasks import data as task_data
 
-SHARED = task_data.default_data_dirs()[-1]
+SHARED = task_data.default_data_dir()
 needs_shared = pytest.mark.skipif(not (SHARED / "sst2_validation.jsonl").is_file(), reason="shared/data not present")
 
 
@@ -40,7 +40,7 @@ def test_data_dir_argument_and_environment_variable(data_dir, tmp_path, monkeypa
     assert len(make_task("sst2", data_dir=str(data_dir)).load()) == len(SST2)
     monkeypatch.setenv(DATA_ENV, str(data_dir))
     assert task_data.resolve_data_file("sst2_validation.jsonl") == data_dir / "sst2_validation.jsonl"
-    with pytest.raises(InvalidInputError, match=r"'imdb_test_sample.jsonl' not found .*data"):
+    with pytest.raises(InvalidInputError, match=r"'imdb_test_sample.jsonl' not found in .*data"):
         make_task("imdb").load()
 
 
@@ -125,8 +125,8 @@ def test_prompt_user_spans_cover_exactly_the_dataset_text(tiny_model, data_dir, 
 
     assert torch.equal(prompted.token_ids, encode_prompt(tiny_model, prompted.text, chat_template=chat))
     assert len(prompted.user_spans) == 2
-    passage, question = (tok.decode(prompted.token_ids[a:b]) for a, b in prompted.user_spans)
-    assert passage == example.fields["passage"] and question == example.fields["question"]
+    for (a, b), name in zip(prompted.user_spans, ("passage", "question")):
+        assert prompted.token_ids[a:b].tolist() == tok(example.fields[name], add_special_tokens=False)["input_ids"]
     mask = prompted.user_mask()
     assert mask.sum() == sum(b - a for a, b in prompted.user_spans) and not mask[0]
     assert prompted.user_mask(prompted.length + 3).shape == (prompted.length + 3,)
@@ -137,13 +137,17 @@ def test_generation_task_prompt_and_references(tiny_model, data_dir):
     example = task.load(1)[0]
     prompted = task.prompt(tiny_model, example)
     assert task.max_new_tokens == 4 and len(example.references) == 3
-    assert tiny_model.tokenizer.decode(prompted.token_ids[slice(*prompted.user_spans[0])]) == example.fields["narrative"]
+    narrative = tiny_model.tokenizer(example.fields["narrative"], add_special_tokens=False)["input_ids"]
+    assert prompted.token_ids[slice(*prompted.user_spans[0])].tolist() == narrative
     judged = task.judge(tiny_model, prompted, example, [4, 5])
     assert judged["references"] == list(example.references) and "correct" not in judged
 
 
 def test_token_budget_truncates_the_long_field(tiny_model, tmp_path):
-    write_jsonl(tmp_path / "imdb_test_sample.jsonl", [{"id": "r", "text": "the cat sat on the mat <br /> and the dog ran", "label": 1}])
+    write_jsonl(
+        tmp_path / "imdb_test_sample.jsonl",
+        [{"id": "r", "text": "the cat sat on the mat <br /> and the dog ran", "label": 1}],
+    )
     full = make_task("imdb", data_dir=tmp_path).prompt(tiny_model, make_task("imdb", data_dir=tmp_path).load()[0])
     task = make_task("imdb", data_dir=tmp_path, max_text_tokens=4)
     cut = task.prompt(tiny_model, task.load()[0])
@@ -174,7 +178,8 @@ def test_classification_judge_first_token_and_restricted(tiny_model, data_dir):
     candidates = restricted.label_candidates(tok)
     assert all(candidates) and not set(candidates[0]) & set(candidates[1]) and tok.unk_token_id not in candidates[0]
     judged = restricted.judge(tiny_model, prompted, example, tok(" the", add_special_tokens=False)["input_ids"])
-    logits = tiny_model(prompted.token_ids[None])[0, -1]
+    with torch.no_grad():
+        logits = tiny_model(prompted.token_ids[None])[0, -1]
     expected = int(torch.tensor([logits[ids].max() for ids in candidates]).argmax())
     assert judged["predicted"] == restricted.label_words[expected].strip()
 
@@ -184,9 +189,14 @@ def test_hub_source_converts_rows(monkeypatch):
         ("stanfordnlp/sst2", "validation"): [{"idx": 3, "sentence": "good fun", "label": 1}],
         ("google/boolq", "validation"): [{"question": "is it", "passage": "it is", "answer": True}],
         ("michaelauli/wiki_bio", "test"): [
-            {"input_text": {"table": {"column_header": ["name", "born"], "content": ["ann", "1900"]}}, "target_text": "ann was"}
+            {
+                "input_text": {"table": {"column_header": ["name", "born"], "content": ["ann", "1900"]}},
+                "target_text": "ann was",
+            }
         ],
-        ("StonyBrookNLP/tellmewhy", "test"): [{"narrative": "a story", "question": "why ?", "answer": "so", "question_meta": "m"}],
+        ("StonyBrookNLP/tellmewhy", "test"): [
+            {"narrative": "a story", "question": "why ?", "answer": "so", "question_meta": "m"}
+        ],
     }
     monkeypatch.setattr(task_data, "load_hub_rows", lambda path, split, config=None: rows[(path, split)])
     sst2 = make_task("sst2", source="hub").load()[0]

@@ -167,7 +167,8 @@ def _scripts(page: str) -> list[str]:
 
 
 def test_write_views_inlines_the_bundle_once(synthetic, tmp_path):
-    path = write_views([colored_tokens(synthetic, 0), colored_tokens(synthetic, 1), layer_maps(synthetic)], tmp_path / "v.html")
+    views = [colored_tokens(synthetic, 0), colored_tokens(synthetic, 1), layer_maps(synthetic)]
+    path = write_views(views, tmp_path / "v.html")
     page = path.read_text(encoding="utf-8")
     scripts = _scripts(page)
     assert len(scripts) == 2 and scripts[0] == bundle_js()
@@ -175,6 +176,9 @@ def test_write_views_inlines_the_bundle_once(synthetic, tmp_path):
     assert scripts[1].count("CircuitsVis.render(") == 3 == page.count('class="cv-view')
     assert not re.search(r"""(src|href)=["']?https?:""", page)
     assert "Content-Security-Policy" in page
+    single = colored_tokens(synthetic).save(tmp_path / "one.html").read_text(encoding="utf-8")
+    assert single.count("var CircuitsVis=") == 1 and single.count("CircuitsVis.render(") == 1
+    assert "<title>step 1: &#x27;\\\\n&#x27;</title>" in single
 
 
 def test_report_contents(synthetic, tmp_path):
@@ -227,8 +231,8 @@ def test_explain_cli_writes_report(tmp_path, capsys):
 # ---- figures --------------------------------------------------------------------------------------
 def test_plot_pi_curves(tmp_path):
     pis = [0.1, 0.5, 0.9]
-    fig = plot_pi_curves({"grad_ellm": (pis, [0.2, 0.5, 0.8], [0.7, NAN, 0.1]), "random": (pis, [0.1, 0.3, 0.6], [0.5, 0.3, 0.1])},
-                         path=tmp_path / "pi.png")  # fmt: skip
+    curves = {"grad_ellm": (pis, [0.2, 0.5, 0.8], [0.7, NAN, 0.1]), "random": (pis, [0.1, 0.3, 0.6], [0.5, 0.3, 0.1])}
+    fig = plot_pi_curves(curves, path=tmp_path / "pi.png")
     assert (tmp_path / "pi.png").stat().st_size > 0
     ns, nc = fig.axes[:2]
     assert [line.get_label() for line in ns.get_lines()] == ["grad_ellm", "random"]

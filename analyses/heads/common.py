@@ -27,6 +27,7 @@ import torch
 
 from gradellm_lens import load_model
 from gradellm_lens.attribute import build_steps, greedy_continuation
+from gradellm_lens.metrics import all_prefix_mask
 from gradellm_lens.targets import Step
 from gradellm_lens.tasks import make_task
 
@@ -44,6 +45,8 @@ class StudyExample:
         steps: explained steps (targets: the clean greedy tokens).
         label: gold label index (classification) or None.
         choices: per label, its candidate token ids (classification) or None.
+        user_mask: ``[pos]`` True on the dataset-text tokens (never position 0): the
+            ``perturb="user_text"`` positions of the faithfulness metrics.
     """
 
     id: str
@@ -52,6 +55,7 @@ class StudyExample:
     steps: tuple[Step, ...]
     label: int | None = None
     choices: tuple[tuple[int, ...], ...] | None = None
+    user_mask: torch.Tensor | None = None
 
     @property
     def positions(self) -> list[int]:
@@ -65,7 +69,9 @@ def add_common_args(parser: argparse.ArgumentParser, *, n: int, task: str = "sst
     parser.add_argument("--seed", type=int, default=0, help="example sampling seed")
     parser.add_argument("--max-new-tokens", type=int, default=8, help="generated tokens for generation tasks")
     parser.add_argument("--objective", default="logit", choices=["logit", "log_prob", "prob"], help="explained scalar")
-    parser.add_argument("--threads", type=int, default=int(os.environ.get("GRADELLM_THREADS", 2)), help="torch threads")
+    parser.add_argument(
+        "--threads", type=int, default=int(os.environ.get("GRADELLM_THREADS", "1")), help="torch threads"
+    )
     parser.add_argument("--out", default=str(RESULTS_DIR), help="output folder")
 
 
@@ -92,7 +98,8 @@ def load_examples(
     choices = tuple(tuple(c) for c in task.label_candidates(model.tokenizer)) if classification else None
     out = []
     for record in records:
-        ids = task.prompt(model, record).token_ids
+        prompted = task.prompt(model, record)
+        ids = prompted.token_ids
         generated = greedy_continuation(model, ids, 1 if classification else task.max_new_tokens)
         if classification:
             steps = build_steps(len(ids), ids, target=int(generated[0]), objective=objective)
@@ -100,7 +107,8 @@ def load_examples(
         else:
             tokens = torch.cat([ids, generated])
             steps = build_steps(len(ids), tokens, objective=objective)
-        out.append(StudyExample(record.id, tokens, len(ids), tuple(steps), record.label, choices))
+        user_mask = prompted.user_mask(len(tokens)) & all_prefix_mask(len(tokens))
+        out.append(StudyExample(record.id, tokens, len(ids), tuple(steps), record.label, choices, user_mask))
     return task, out
 
 

@@ -110,7 +110,9 @@ class AblationReference:
         """The ``[pos, ...]`` activation of reference prompt ``index`` at ``name``."""
         samples = self._require(name)
         if not 0 <= index < len(samples):
-            raise InvalidInputError(f"Resample source {index} is out of range: the reference has {len(samples)} prompts.")
+            raise InvalidInputError(
+                f"Resample source {index} is out of range: the reference has {len(samples)} prompts."
+            )
         return samples[index]
 
 
@@ -190,9 +192,7 @@ class Ablation:
         if self.kind != "layers" and layers:
             raise InvalidInputError(f"kind={self.kind!r} ablates heads: pass heads=[(layer, head), ...], not layers=.")
         if self.mode != "zero" and self.reference is None:
-            raise InvalidInputError(
-                f"mode={self.mode!r} needs reference=collect_reference(model, reference_prompts)."
-            )
+            raise InvalidInputError(f"mode={self.mode!r} needs reference=collect_reference(model, reference_prompts).")
 
     @property
     def is_empty(self) -> bool:
@@ -248,7 +248,9 @@ def _replacement(ablation: Ablation, name: str, heads: tuple[int, ...] | None, n
     return lambda x: pick(source[positions[: x.shape[1]]]).to(x)
 
 
-def row_ablation_hooks(model, ablations: Sequence[Ablation | None], rows: Sequence[slice] | None = None) -> list[FwdHook]:
+def row_ablation_hooks(
+    model, ablations: Sequence[Ablation | None], rows: Sequence[slice] | None = None
+) -> list[FwdHook]:
     """Forward hooks applying ``ablations[j]`` to batch rows ``rows[j]`` (default: row ``j``).
 
     ``None`` (or an empty ablation) leaves its rows untouched. A single ablation with

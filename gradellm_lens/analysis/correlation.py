@@ -77,7 +77,7 @@ def top_k_overlap(x: ArrayLike, y: ArrayLike, k: int) -> float:
     x, y = _paired(x, y)
     if not 1 <= k <= x.size:
         raise InvalidInputError(f"k must be in 1..{x.size}, got {k}.")
-    top = lambda v: set(np.argsort(-v, kind="stable")[:k].tolist())  # noqa: E731
+    top = lambda v: set(np.argsort(-v, kind="stable")[:k].tolist())
     return len(top(x) & top(y)) / k
 
 

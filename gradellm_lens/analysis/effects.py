@@ -86,7 +86,9 @@ def _choice_groups(choices: Choices | None) -> list[list[int]] | None:
     return groups
 
 
-def _measure(logits: Tensor, steps: Sequence[Step], choices: list[list[int]] | None) -> tuple[Tensor, Tensor, Tensor | None]:
+def _measure(
+    logits: Tensor, steps: Sequence[Step], choices: list[list[int]] | None
+) -> tuple[Tensor, Tensor, Tensor | None]:
     """Per-row ``(score [b], prob [b], choice index [b] or None)`` from ``logits [b, pos, vocab]``."""
     positions = torch.tensor([s.position for s in steps], device=logits.device)
     at = logits[:, positions].float()  # [b, step, vocab]
@@ -137,15 +139,17 @@ def ablation_effects(
         chunk = list(ablations[start : start + batch_size])
         with model.hooks(fwd_hooks=row_ablation_hooks(model, chunk)):
             score, prob, choice = _measure(model(batch.expand(len(chunk), -1)), steps, choice_ids)
-        for j in range(len(chunk)):
-            out.append(
-                AblationEffect(
-                    clean_score=float(clean[0][0]), ablated_score=float(score[j]),
-                    clean_prob=float(clean[1][0]), ablated_prob=float(prob[j]),
-                    clean_choice=None if clean[2] is None else int(clean[2][0]),
-                    ablated_choice=None if choice is None else int(choice[j]),
-                )  # fmt: skip
+        out += [
+            AblationEffect(
+                clean_score=float(clean[0][0]),
+                ablated_score=float(score[j]),
+                clean_prob=float(clean[1][0]),
+                ablated_prob=float(prob[j]),
+                clean_choice=None if clean[2] is None else int(clean[2][0]),
+                ablated_choice=None if choice is None else int(choice[j]),
             )
+            for j in range(len(chunk))
+        ]
     return out
 
 

@@ -128,9 +128,7 @@ class HeadImportance:
     def rows(self) -> list[dict[str, Any]]:
         """``[{"layer", "head", "score", "rank"}]`` (rank 1 = most important), for tables."""
         rank = {head: j + 1 for j, head in enumerate(self.ranking())}
-        return [
-            {"layer": layer, "head": h, "score": self[layer, h], "rank": rank[layer, h]} for layer, h in self.heads
-        ]
+        return [{"layer": layer, "head": h, "score": self[layer, h], "rank": rank[layer, h]} for layer, h in self.heads]
 
 
 def _reduce_positions(c: Tensor, measure: ImportanceMeasure) -> Tensor:

@@ -42,7 +42,9 @@ def as_batch(model, tokens: TokenIds | BatchTokenIds) -> BatchTokenIds:
     if tokens.ndim == 1:
         tokens = tokens[None]
     if tokens.ndim != 2 or tokens.numel() == 0 or tokens.dtype.is_floating_point:
-        raise InvalidInputError(f"tokens must be non-empty integer ids of shape [pos] or [batch, pos], got {tuple(tokens.shape)}.")
+        raise InvalidInputError(
+            f"tokens must be non-empty integer ids of shape [pos] or [batch, pos], got {tuple(tokens.shape)}."
+        )
     return tokens.to(next(model.parameters()).device)
 
 

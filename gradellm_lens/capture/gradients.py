@@ -27,7 +27,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from ..errors import InvalidInputError, NumericalError
+from ..errors import InvalidInputError, NumericalError, did_you_mean
 
 Objective = Callable[[Tensor], Tensor]
 FwdHook = tuple[str, Callable]
@@ -74,6 +74,9 @@ def _grad(
     if values.ndim == 0:
         return torch.autograd.grad(values, inputs, allow_unused=allow_unused), "single"
     n = values.shape[0]
+    if n == 1:  # one objective: a plain backward, without vmap's set-up
+        grads = torch.autograd.grad(values[0], inputs, allow_unused=allow_unused)
+        return tuple(None if g is None else g[None] for g in grads), "single"
     if vectorize:
         try:
             eye = torch.eye(n, dtype=values.dtype, device=values.device)
@@ -109,6 +112,20 @@ def _logit_rows_hook(model, positions: Sequence[int] | None) -> tuple[list[FwdHo
 
         return [(UNEMBED_INPUT, rows)], lambda logits: logits
     return [], lambda logits: logits[:, index.to(logits.device)]
+
+
+def _check_hook_names(model, names: Sequence[str]) -> None:
+    """Raise :class:`InvalidInputError` (with a suggestion) for a hook name the model does not have."""
+    known = getattr(model, "hook_dict", None)
+    if known is None:
+        return
+    for name in names:
+        if name not in known:
+            n_layers = model.cfg.n_layers
+            raise InvalidInputError(
+                f"Unknown hook point {name!r} on this model.{did_you_mean(name, known, cutoff=0.8)} "
+                f"It has {n_layers} layers (blocks.0 .. blocks.{n_layers - 1})."
+            )
 
 
 def _check_finite_gradients(names: Sequence[str], grads: Sequence[Tensor | None], batched: int) -> None:
@@ -176,6 +193,7 @@ def capture_gradients(
         return hook
 
     names = list(dict.fromkeys([*grad_names, *act_names]))
+    _check_hook_names(model, [*names, *(name for name, _ in fwd_hooks if isinstance(name, str))])
     row_hooks, select_rows = _logit_rows_hook(model, logit_positions)
     hooks = [*fwd_hooks, *[(name, keep(name)) for name in names], *row_hooks]
     with torch.enable_grad(), model.hooks(fwd_hooks=hooks):

@@ -17,6 +17,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import InvalidInputError
+from ..evaluation.distributed import AUTO, shard_arg
 from .common import add_model_args, load_model_from_args
 from .summarize import add_summary_args, write_and_print
 
@@ -25,9 +26,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="faithfulness evaluation (Soft-NS/NC, pi-Soft-NS/NC) on a task, resumable")
     p.add_argument("--task", required=True, help="sst2, imdb, boolq, tellmewhy or wikibio")
     add_model_args(p)
-    p.add_argument("--methods", default="all",
-                   help="comma-separated name[:variant][+key=value] specs, e.g. grad_ellm,grad_ellm:reference,"
-                        "integrated_gradients+n_steps=20; 'all' = every registered method (default)")
+    p.add_argument(
+        "--methods",
+        default="all",
+        help="comma-separated name[:variant][+key=value] specs, e.g. grad_ellm,grad_ellm:reference,"
+        "integrated_gradients+n_steps=20; 'all' = every registered method (default)",
+    )
     p.add_argument("--n", type=int, default=None, help="number of examples (seeded hash order; default all)")
     p.add_argument("--out-dir", default=None, help="run folder (default runs/<task>)")
     p.add_argument("--seed", type=int, default=0, help="sampling and Bernoulli-mask seed")
@@ -40,24 +44,41 @@ def add_parser(sub) -> argparse.ArgumentParser:
     m.add_argument("--probability", default="target", help="target (token probability) or distribution")
     m.add_argument("--perturb", default="all", help="all (every prefix token but BOS) or user_text")
     t = p.add_argument_group("task options")
-    t.add_argument("--data-dir", default=None, help="folder of the JSONL files (default ../shared/data or $GRADELLM_LENS_DATA)")
+    t.add_argument(
+        "--data-dir", default=None, help="folder of the JSONL files (default ../shared/data or $GRADELLM_LENS_DATA)"
+    )
     t.add_argument("--source", default="local", help="local (default) or hub (datasets.load_dataset)")
     t.add_argument("--split", default=None, help="dataset split (default: the task's)")
     t.add_argument("--prompt-format", default="auto", help="auto (chat template if the model has one), chat or plain")
     t.add_argument("--system", default=None, help="system message for the chat template")
-    t.add_argument("--max-text-tokens", type=int, default=None, help="token budget of long fields (IMDB default 256; 0 = none)")
+    t.add_argument(
+        "--max-text-tokens", type=int, default=None, help="token budget of long fields (IMDB default 256; 0 = none)"
+    )
     t.add_argument("--max-new-tokens", type=int, default=10, help="generated tokens per example (generation tasks)")
-    t.add_argument("--label-match", default="first_token", help="accuracy from the first_token or restricted label argmax")
+    t.add_argument(
+        "--label-match", default="first_token", help="accuracy from the first_token or restricted label argmax"
+    )
     r = p.add_argument_group("run options")
     mode = r.add_mutually_exclusive_group()
-    mode.add_argument("--resume", dest="mode", action="store_const", const="resume", help="continue an existing run (default)")
-    mode.add_argument("--overwrite", dest="mode", action="store_const", const="overwrite", help="start the results file over")
-    r.add_argument("--shard-index", type=int, default=0, help="evaluate examples i with i %% num_shards == shard_index")
-    r.add_argument("--num-shards", type=int, default=1)
+    mode.add_argument(
+        "--resume", dest="mode", action="store_const", const="resume", help="continue an existing run (default)"
+    )
+    mode.add_argument(
+        "--overwrite", dest="mode", action="store_const", const="overwrite", help="start the results file over"
+    )
+    r.add_argument(
+        "--shard-index", type=shard_arg, default=AUTO,
+        help="evaluate examples i with i %% num_shards == shard_index (default auto: the process's RANK under "
+        "accelerate launch / torchrun, else 0)",
+    )  # fmt: skip
+    r.add_argument(
+        "--num-shards", type=shard_arg, default=AUTO,
+        help="number of shards (default auto: WORLD_SIZE under accelerate launch / torchrun, else 1)",
+    )  # fmt: skip
     r.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_summary_args(r)
     p.set_defaults(mode="resume")
-    return p  # fmt: skip
+    return p
 
 
 def parse_pis(text: str | None) -> tuple[float, ...] | None:
@@ -71,6 +92,25 @@ def parse_pis(text: str | None) -> tuple[float, ...] | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Evaluate this process's shard; under a distributed launch the main process then merges all shards."""
+    from ..evaluation.distributed import init_process_context, other_results_files, run_on_every_process, shard_paths
+
+    context = init_process_context(args.device)
+    args.shard_index, args.num_shards = context.resolve_shards(args.shard_index, args.num_shards)
+    args.device = context.device
+    try:
+        out_dir = run_on_every_process(context, lambda: _evaluate_shard(args, context.distributed, context.local_rank))
+    finally:
+        context.close()
+    if context.distributed and context.is_main:
+        write_and_print(shard_paths(out_dir, args.num_shards), out_dir, args)
+        for other in other_results_files(out_dir, args.num_shards):
+            print(f"note: {other} is from a run with another number of processes (not merged; use summarize)")
+    return 0
+
+
+def _evaluate_shard(args: argparse.Namespace, distributed: bool, local_rank: int) -> Path:
+    """Evaluate shard ``args.shard_index`` of ``args.num_shards``; returns the run folder."""
     from ..evaluation import EvaluationConfig, parse_method_specs, results_path, run_evaluation
     from ..metrics import FaithfulnessConfig
     from ..tasks import make_task
@@ -83,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     mode = "allow_mixed" if args.allow_mixed and args.mode == "resume" else args.mode
     config = EvaluationConfig(
         n=args.n, seed=args.seed, perturb=args.perturb, metrics=metrics, shard_index=args.shard_index,
-        num_shards=args.num_shards, mode=mode, progress=not args.no_progress,
+        num_shards=args.num_shards, mode=mode, progress=not args.no_progress and local_rank == 0,
     )  # fmt: skip
     task = make_task(
         args.task, data_dir=args.data_dir, source=args.source, split=args.split, prompt_format=args.prompt_format,
@@ -102,6 +142,6 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.num_shards == 1:
         write_and_print([path], out_dir, args)
-    else:
+    elif not distributed:
         print(f"shard {args.shard_index + 1}/{args.num_shards} done; merge with: gradellm-lens summarize {out_dir}")
-    return 0
+    return out_dir

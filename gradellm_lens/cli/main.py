@@ -23,7 +23,7 @@ import sys
 import warnings
 from collections.abc import Iterator, Sequence
 
-COMMANDS = ("explain", "demo", "evaluate", "summarize", "methods")
+COMMANDS = ("explain", "demo", "evaluate", "summarize", "methods", "study")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,10 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc, (LensError, OSError)):
             print(f"{prefix}: error: {_one_line(str(exc))}", file=sys.stderr)
             return 2
-        print(
-            f"{prefix}: internal error: {type(exc).__name__}: {_one_line(str(exc))} (rerun with --debug for the traceback)",
-            file=sys.stderr,
-        )
+        message = f"{type(exc).__name__}: {_one_line(str(exc))}"
+        print(f"{prefix}: internal error: {message} (rerun with --debug for the traceback)", file=sys.stderr)
         return 1
 
 

@@ -19,7 +19,9 @@ def add_summary_args(parser: argparse.ArgumentParser) -> None:
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("summarize", help="summarise evaluation results files (merging shards)")
     p.add_argument("results", nargs="+", help="results .jsonl files, or run folders holding results*.jsonl")
-    p.add_argument("--out-dir", default=None, help="where summary.csv/.md/_pi_curves.png go (default: first file's folder)")
+    p.add_argument(
+        "--out-dir", default=None, help="where summary.csv/.md/_pi_curves.png go (default: first file's folder)"
+    )
     p.add_argument("--stem", default="summary", help="file name stem of the outputs")
     add_summary_args(p)
     return p

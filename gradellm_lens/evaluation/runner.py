@@ -224,9 +224,7 @@ def run_evaluation(
     fingerprints = {label: header.method_fingerprint(label) for label in built}
     written = failed = 0
     with ResultsFile(out, header, config.mode) as store:
-        pending = [
-            (i, ex, [lb for lb in built if (ex.id, fingerprints[lb]) not in store.done]) for i, ex in mine
-        ]
+        pending = [(i, ex, [lb for lb in built if (ex.id, fingerprints[lb]) not in store.done]) for i, ex in mine]
         pending = [p for p in pending if p[2]]
         total = sum(len(p[2]) for p in pending)
         skipped = len(mine) * len(built) - total

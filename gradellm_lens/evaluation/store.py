@@ -209,7 +209,9 @@ class ResultsFile:
         results = [r for r in records if r["kind"] == "result"]
         if not headers:
             if results:
-                raise InvalidInputError(f"{self.path}: results without a header line; move the file away or --overwrite.")
+                raise InvalidInputError(
+                    f"{self.path}: results without a header line; move the file away or --overwrite."
+                )
             self._write(self.header.to_record())
             return set(), partial, 0
         if any(h.get("format") != FORMAT for h in headers):
@@ -282,4 +284,3 @@ def _fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
-

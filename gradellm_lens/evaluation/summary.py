@@ -8,7 +8,9 @@ are averaged the same way, point by point. Task accuracy (classification) is the
 unique examples whose answer matched the gold label, with the same bootstrap CI. Failed and
 degenerate pairs are counted, never averaged.
 
-Several files (the shards of one run) are merged: a pair present twice is counted once. Files or
+Several files (the shards of one run) are merged: a pair present twice is counted once, and the
+pairs are taken in example order (``index``), so a sharded run summarises exactly like a
+single-process one. Files or
 headers with different common options are refused unless ``allow_mixed``, in which case each
 configuration's rows are kept apart (labels get an ``@<fingerprint>`` suffix).
 """
@@ -51,7 +53,9 @@ class Estimate:
         return f"{self.mean:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
 
 
-def bootstrap_ci(values: Sequence[float] | np.ndarray, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> Estimate:
+def bootstrap_ci(
+    values: Sequence[float] | np.ndarray, n_boot: int = 1000, level: float = 0.95, seed: int = 0
+) -> Estimate:
     """Percentile-bootstrap CI of the mean over the first axis of ``values`` (scalars or curves)."""
     x = np.asarray(values, dtype=np.float64)
     if x.shape[0] == 0:
@@ -100,17 +104,32 @@ class Summary:
         out = []
         if self.accuracy is not None:
             a = self.accuracy
-            out.append({"method": "(task)", "metric": "accuracy", "mean": a.mean, "ci_low": a.low, "ci_high": a.high, "n": a.n})
+            out.append(
+                {"method": "(task)", "metric": "accuracy", "mean": a.mean, "ci_low": a.low, "ci_high": a.high, "n": a.n}
+            )
         for m in self.methods:
             for key, e in m.metrics.items():
-                out.append({"method": m.label, "metric": key, "mean": e.mean, "ci_low": e.low, "ci_high": e.high, "n": e.n})
+                out.append(
+                    {"method": m.label, "metric": key, "mean": e.mean, "ci_low": e.low, "ci_high": e.high, "n": e.n}
+                )
             for key in ("failed", "degenerate"):
-                out.append({"method": m.label, "metric": f"n_{key}", "mean": getattr(m, f"n_{key}"), "ci_low": "", "ci_high": "", "n": ""})
+                out.append(
+                    {
+                        "method": m.label,
+                        "metric": f"n_{key}",
+                        "mean": getattr(m, f"n_{key}"),
+                        "ci_low": "",
+                        "ci_high": "",
+                        "n": "",
+                    }
+                )
         return out
 
     def to_csv(self) -> str:
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=["method", "metric", "mean", "ci_low", "ci_high", "n"], lineterminator="\n")
+        writer = csv.DictWriter(
+            buffer, fieldnames=["method", "metric", "mean", "ci_low", "ci_high", "n"], lineterminator="\n"
+        )
         writer.writeheader()
         writer.writerows(self.rows())
         return buffer.getvalue()
@@ -159,8 +178,10 @@ class Summary:
     def to_report(self) -> str:
         """Markdown page: title, setup paragraph, table, and failure reasons if any."""
         parts = [f"## {self.task} · {self.model}", "", self.describe_setup(), "", self.to_markdown(), ""]
-        parts.append("Mean over examples [bootstrap 95% CI]; higher is better for every metric but *mean score* "
-                     "(the mean min-max normalised attribution, the quantity plain Soft-NS/NC are sensitive to).")
+        parts.append(
+            "Mean over examples [bootstrap 95% CI]; higher is better for every metric but *mean score* "
+            "(the mean min-max normalised attribution, the quantity plain Soft-NS/NC are sensitive to)."
+        )
         for m in self.methods:
             for reason in m.errors:
                 parts.append(f"- {m.label} failed: {reason}")
@@ -200,6 +221,8 @@ def summarize(paths: Sequence[str | Path], *, n_boot: int = 1000, seed: int = 0,
             results.setdefault(key, r)
     if not results:
         raise InvalidInputError(f"No results in {', '.join(str(p) for p in paths)} yet.")
+    # example order, not file order: the shards of a run summarise exactly like one file (bootstrap, sums)
+    results = dict(sorted(results.items(), key=lambda kv: (kv[1].get("index", 0), kv[0])))
     if len(configs) > 1 and not allow_mixed:
         first, *others = configs.values()
         raise InvalidInputError(

@@ -4,14 +4,26 @@ One module per method family; importing this package registers every method.
 """
 
 from . import _load_all  # noqa: F401
+from .attention import Attention, AttentionRollout, AttentionXGradient
 from .base import AttributionMethod, MethodOutput, get_method, list_methods, make_method
 from .grad_ellm import GradEllm, GradEllmOptions
+from .gradients import InputXGradient, IntegratedGradients, Saliency
+from .occlusion import Occlusion
+from .random import RandomAttribution
 
 __all__ = [
+    "Attention",
+    "AttentionRollout",
+    "AttentionXGradient",
     "AttributionMethod",
     "GradEllm",
     "GradEllmOptions",
+    "InputXGradient",
+    "IntegratedGradients",
     "MethodOutput",
+    "Occlusion",
+    "RandomAttribution",
+    "Saliency",
     "get_method",
     "list_methods",
     "make_method",

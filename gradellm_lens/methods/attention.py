@@ -42,13 +42,12 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor
 
-from ..capture import capture_gradients
 from ..errors import InvalidInputError
 from ..targets import Step
 from ..typing import AttentionPatterns, TokenIds
 from .base import AttributionMethod, MethodOutput
 from .grad_ellm import GradEllmOptions, LayerSpec
-from .objectives import shared_prefix, step_rows, step_values
+from .objectives import capture_steps, shared_prefix, step_rows
 
 AttentionLayers = Literal["last", "mean"]
 
@@ -167,12 +166,7 @@ class AttentionXGradient(AttributionMethod):
 
     def _attribute(self, tokens: TokenIds, steps: Sequence[Step]) -> MethodOutput:
         names = [pattern_hook(layer) for layer in self.layers]
-        captured = capture_gradients(
-            self.model,
-            shared_prefix(tokens, steps)[None],
-            grad_names=names,
-            objective=lambda logits: step_values(logits, steps)[0],
-        )
+        captured = capture_steps(self.model, shared_prefix(tokens, steps)[None], steps, grad_names=names)
         per_layer = []
         for name in names:
             pattern = step_rows(captured.activations[name][0].float(), steps)  # [step, head, key]

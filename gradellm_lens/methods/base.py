@@ -112,7 +112,8 @@ class AttributionMethod(ABC):
         scores = scores.masked_fill(~inside, float("nan"))
         layer_head = out.layer_head
         if layer_head is not None:
-            layer_head = _pad_positions(layer_head.float().cpu(), n).masked_fill(~inside[:, None, None, :], float("nan"))
+            layer_head = _pad_positions(layer_head.float().cpu(), n)
+            layer_head = layer_head.masked_fill(~inside[:, None, None, :], float("nan"))
         for what, x in (("scores", scores), ("per-layer/head scores", layer_head)):
             if x is not None and (row := first_nonfinite_row(x, inside)) is not None:
                 raise NumericalError(
@@ -171,7 +172,8 @@ def check_token_ids(tokens: Tensor | Sequence[int], info: ModelInfo, what: str =
         ids = torch.as_tensor(tokens)
     except (TypeError, ValueError, RuntimeError):
         raise InvalidInputError(
-            f"{label} must be text or a 1-D sequence of integer token ids, got {type(tokens).__name__}."
+            f"{label} must be a 1-D sequence of integer token ids, got {type(tokens).__name__} "
+            "(encode text with gradellm_lens.encode_prompt)."
         ) from None
     if ids.ndim == 2 and ids.shape[0] == 1:
         ids = ids[0]

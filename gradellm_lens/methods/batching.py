@@ -1,4 +1,4 @@
-"""Batching of perturbed inputs: validated batch sizes and progress-reporting chunks.
+"""Batching of perturbed inputs: the chunks of rows that run per forward pass, with progress.
 
 Integrated gradients and occlusion evaluate many perturbed copies of one sequence; they run them
 ``batch_size`` rows per forward pass rather than one forward per perturbation. The result does not
@@ -10,14 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from tqdm.auto import tqdm
-
-from ..errors import InvalidInputError
-
-
-def check_batch_size(batch_size: int) -> None:
-    """Raise :class:`InvalidInputError` unless ``batch_size`` is a positive integer."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InvalidInputError(f"batch_size must be a positive integer, got {batch_size!r}.")
 
 
 def chunks(n: int, size: int, desc: str) -> Iterable[slice]:

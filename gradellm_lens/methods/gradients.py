@@ -1,8 +1,10 @@
 r"""Gradient baselines at the token embeddings: saliency, input x gradient, integrated gradients.
 
 Let :math:`e_i \in \mathbb{R}^{d}` be the output of ``hook_embed`` at position :math:`i` (the
-token embedding the first block reads; Llama-family models add no positional embedding there) and
-:math:`y` the explained scalar of a step (the target logit by default).
+token embedding the first block reads; Llama-family models add no positional embedding there, and
+where a model adds learned positions, e.g. GPT-2's ``hook_pos_embed``, those are not attributed
+and stay in place along the integration path) and :math:`y` the explained scalar of a step (the
+target logit by default).
 
 ``saliency``
     :math:`s_i = \lVert \partial y / \partial e_i \rVert_2` (L2 norm over ``d_model``; unsigned).
@@ -35,24 +37,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, get_args
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from ..capture import capture_gradients
 from ..errors import InvalidInputError
-from ..targets import Step
+from ..targets import Step, as_index
 from ..typing import Embeddings, StepEmbeddingGrads, StepScores, TokenIds
 from .base import AttributionMethod, MethodOutput
-from .batching import check_batch_size, chunks
-from .objectives import shared_prefix, step_values
+from .batching import chunks
+from .objectives import capture_steps, shared_prefix
 
 EMBED_HOOK = "hook_embed"
 
 Integration = Literal["gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle"]
-INTEGRATIONS: tuple[str, ...] = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle")
+INTEGRATIONS: tuple[str, ...] = get_args(Integration)
 
 
 def quadrature(n_steps: int, rule: Integration = "gausslegendre") -> tuple[Tensor, Tensor]:
@@ -66,7 +67,11 @@ def quadrature(n_steps: int, rule: Integration = "gausslegendre") -> tuple[Tenso
         weights[0] /= 2
         weights[-1] /= 2
         return torch.linspace(0, 1, n, dtype=torch.float64), weights
-    lo, hi = {"riemann_left": (0, 1 - 1 / n), "riemann_right": (1 / n, 1), "riemann_middle": (1 / (2 * n), 1 - 1 / (2 * n))}[rule]
+    lo, hi = {
+        "riemann_left": (0, 1 - 1 / n),
+        "riemann_right": (1 / n, 1),
+        "riemann_middle": (1 / (2 * n), 1 - 1 / (2 * n)),
+    }[rule]
     return torch.linspace(lo, hi, n, dtype=torch.float64), weights
 
 
@@ -96,19 +101,11 @@ def embedding_gradients(
             scale = alphas[part].to(embed.device, embed.dtype)[:, None, None]
             return (scale * embed.detach()).requires_grad_(True)
 
-        node_weights = weights[part].to(tokens.device)
-
-        def objective(logits: Tensor, node_weights=node_weights) -> Tensor:
-            return (node_weights.to(logits.dtype)[:, None] * step_values(logits, steps).float()).sum(dim=0)
-
-        n_rows = part.stop - part.start
-        captured = capture_gradients(
-            model,
-            tokens[None].expand(n_rows, -1),
-            grad_names=[EMBED_HOOK],
-            objective=objective,
+        rows = tokens[None].expand(part.stop - part.start, -1)
+        captured = capture_steps(
+            model, rows, steps, grad_names=[EMBED_HOOK], row_weights=weights[part],
             fwd_hooks=[(EMBED_HOOK, interpolate)],
-        )
+        )  # fmt: skip
         grads = captured.gradients[EMBED_HOOK].float().sum(dim=1)  # [step, pos, d]
         total = grads if total is None else total + grads
     return original["e"].float(), total
@@ -169,9 +166,8 @@ class IntegratedGradientsOptions:
                 f"integration={self.integration!r} is invalid; use one of {', '.join(INTEGRATIONS)}."
             )
         minimum = 1 if self.integration == "gausslegendre" else 2
-        if isinstance(self.n_steps, bool) or not isinstance(self.n_steps, int) or self.n_steps < minimum:
-            raise InvalidInputError(f"n_steps must be an integer >= {minimum} for {self.integration}, got {self.n_steps!r}.")
-        check_batch_size(self.batch_size)
+        object.__setattr__(self, "n_steps", as_index(self.n_steps, f"n_steps ({self.integration})", minimum=minimum))
+        object.__setattr__(self, "batch_size", as_index(self.batch_size, "batch_size", minimum=1))
 
 
 class IntegratedGradients(InputXGradient):

@@ -1,10 +1,11 @@
-"""The explained scalars of many generation steps, read from one (batched) forward pass.
+r"""The explained scalars of many generation steps, read from one (batched) forward pass.
 
 For a causal model the logits at position :math:`p` depend only on ``tokens[: p + 1]``, so one
 forward over the longest prefix serves every step: step :math:`t` reads
-:math:`y_t = \\text{target}_t(\\text{logits}[b, p_t])` for every batch row :math:`b`.
-Perturbation methods (integrated gradients, occlusion) batch perturbed copies of the sequence and
-read the same values from each row.
+:math:`y_t = \text{target}_t(\text{logits}[b, p_t])` in every batch row :math:`b`. Perturbation
+methods batch perturbed copies of the sequence and read the same values from each row; gradient
+methods differentiate the row-weighted sum :math:`\sum_b w_b\, y_t^{(b)}` (one objective per step,
+one batched backward), with :math:`w = 1` for a single unperturbed row.
 """
 
 from __future__ import annotations
@@ -15,13 +16,44 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from ..targets import Step
-from ..typing import TokenIds
+from ..capture.gradients import Captured, FwdHook, capture_gradients
+from ..targets import Step, stacked_values
+from ..typing import BatchTokenIds, TokenIds
 
 
 def step_values(logits: Float[Tensor, "batch pos vocab"], steps: Sequence[Step]) -> Float[Tensor, "batch step"]:
     """``values[b, t] = steps[t].target(logits[b, steps[t].position])``, differentiably."""
-    return torch.stack([s.target(logits[:, s.position]) for s in steps], dim=-1)
+    return stacked_values([s.target for s in steps], logits[:, [s.position for s in steps]])
+
+
+def capture_steps(
+    model,
+    tokens: BatchTokenIds,
+    steps: Sequence[Step],
+    *,
+    grad_names: Sequence[str],
+    row_weights: Tensor | None = None,
+    fwd_hooks: Sequence[FwdHook] = (),
+) -> Captured:
+    """:func:`~gradellm_lens.capture.capture_gradients` of every step's target at once.
+
+    The objective of step ``t`` is ``Σ_b row_weights[b] · y_t(row b)`` (weights default to 1), so the
+    gradients come back as ``[step, batch, ...]``; logits are computed only at the step positions.
+    """
+    weights = torch.ones(tokens.shape[0]) if row_weights is None else row_weights
+
+    def objective(logits: Tensor) -> Tensor:  # logits [batch, step, vocab]
+        values = stacked_values([s.target for s in steps], logits).float()
+        return (weights.to(values.device, values.dtype)[:, None] * values).sum(dim=0)
+
+    return capture_gradients(
+        model,
+        tokens,
+        grad_names=grad_names,
+        objective=objective,
+        fwd_hooks=fwd_hooks,
+        logit_positions=[s.position for s in steps],
+    )
 
 
 def shared_prefix(tokens: TokenIds, steps: Sequence[Step]) -> TokenIds:

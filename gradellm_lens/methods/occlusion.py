@@ -32,10 +32,10 @@ import torch
 from torch import Tensor
 
 from ..errors import InvalidInputError
-from ..targets import Step
+from ..targets import Step, as_index
 from ..typing import StepScores, TokenIds
 from .base import AttributionMethod, MethodOutput
-from .batching import check_batch_size, chunks
+from .batching import chunks
 from .gradients import EMBED_HOOK
 from .objectives import shared_prefix, step_values
 
@@ -59,14 +59,13 @@ class OcclusionOptions:
     first_position: FirstPosition = "occlude"
 
     def __post_init__(self) -> None:
-        rep = self.replacement
-        named = isinstance(rep, str) and rep in ("zero", "pad", "unk")
-        token_id = isinstance(rep, int) and not isinstance(rep, bool) and rep >= 0
-        if not (named or token_id):
-            raise InvalidInputError(
-                f"replacement={rep!r} is invalid; use 'zero', 'pad', 'unk' or a non-negative token id."
-            )
-        check_batch_size(self.batch_size)
+        if not (isinstance(self.replacement, str) and self.replacement in ("zero", "pad", "unk")):
+            if isinstance(self.replacement, str):
+                raise InvalidInputError(
+                    f"replacement={self.replacement!r} is invalid; use 'zero', 'pad', 'unk' or a token id."
+                )
+            object.__setattr__(self, "replacement", as_index(self.replacement, "replacement token id"))
+        object.__setattr__(self, "batch_size", as_index(self.batch_size, "batch_size", minimum=1))
         if self.first_position not in ("occlude", "skip"):
             raise InvalidInputError(f"first_position={self.first_position!r} is invalid; use 'occlude' or 'skip'.")
 

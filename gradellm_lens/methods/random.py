@@ -14,8 +14,7 @@ from typing import ClassVar
 
 import torch
 
-from ..errors import InvalidInputError
-from ..targets import Step
+from ..targets import Step, as_index
 from ..typing import TokenIds
 from .base import AttributionMethod, MethodOutput
 
@@ -31,8 +30,7 @@ class RandomOptions:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise InvalidInputError(f"seed must be a non-negative integer, got {self.seed!r}.")
+        object.__setattr__(self, "seed", as_index(self.seed, "seed"))
 
 
 class RandomAttribution(AttributionMethod):

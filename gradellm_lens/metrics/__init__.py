@@ -12,7 +12,15 @@ from .perturb import MaskedForward, as_masked_forward, draw_uniforms, step_seed
 from .pi_soft import DEFAULT_PIS, check_pis, normalised_auc, pi_keep_probabilities
 from .positions import all_prefix_mask, check_perturbable, span_mask
 from .retention import FALLBACK_RULES, RESCALE_KINDS, Retention, retention_probs
-from .soft import PROBABILITY_KINDS, distribution_distance, log_ratio, plain_soft_keep, probability_drop, soft_nc, soft_ns
+from .soft import (
+    PROBABILITY_KINDS,
+    distribution_distance,
+    log_ratio,
+    plain_soft_keep,
+    probability_drop,
+    soft_nc,
+    soft_ns,
+)
 
 __all__ = [
     "DEFAULT_PIS",

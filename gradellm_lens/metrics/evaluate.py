@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..errors import InvalidInputError, unknown_name_error
+from ..errors import InvalidInputError, NumericalError, unknown_name_error
 from ..result import AttributionResult
 from ..targets import Target
 from ..typing import PositionMask, TokenIds, TokenScores
@@ -35,7 +35,15 @@ from .perturb import as_masked_forward, draw_uniforms, iter_masked_logits, step_
 from .pi_soft import DEFAULT_PIS, check_pis, normalised_auc, pi_keep_probabilities
 from .positions import check_perturbable, span_mask
 from .retention import RESCALE_KINDS, RescaleKind
-from .soft import DEFAULT_EPSILON, PROBABILITY_KINDS, ProbabilityKind, plain_soft_keep, probability_drop, soft_nc, soft_ns
+from .soft import (
+    DEFAULT_EPSILON,
+    PROBABILITY_KINDS,
+    ProbabilityKind,
+    plain_soft_keep,
+    probability_drop,
+    soft_nc,
+    soft_ns,
+)
 
 
 @dataclass(frozen=True)
@@ -127,15 +135,30 @@ class FaithfulnessScores:
     n_perturbable: int = 0
     degenerate: bool = False
 
+    def __post_init__(self) -> None:
+        for name in ("pis", "pi_ns", "pi_nc", "rules_ns", "rules_nc"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        n = len(self.pis)
+        if len(self.pi_ns) != n or len(self.pi_nc) != n:
+            raise InvalidInputError(f"pi_ns/pi_nc need one value per π ({n}), got {len(self.pi_ns)}/{len(self.pi_nc)}.")
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict (tuples become lists)."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> FaithfulnessScores:
+        """Inverse of :meth:`to_dict` (unknown keys, e.g. ones a runner added, are ignored)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in record.items() if k in names})
 
 
 def _check_prefix(prefix: TokenIds | Sequence[int]) -> TokenIds:
     tokens = torch.as_tensor(prefix)
     if tokens.ndim != 1 or tokens.numel() == 0:
-        raise InvalidInputError(f"prefix must be a non-empty 1-D sequence of token ids, got shape {tuple(tokens.shape)}.")
+        raise InvalidInputError(
+            f"prefix must be a non-empty 1-D sequence of token ids, got shape {tuple(tokens.shape)}."
+        )
     if tokens.dtype.is_floating_point or tokens.dtype == torch.bool:
         raise InvalidInputError(f"prefix must hold integer token ids, got dtype {tokens.dtype}.")
     return tokens.cpu().long()
@@ -179,7 +202,7 @@ def _drops(
     with torch.no_grad():
         for start, logits in iter_masked_logits(forward, tokens, keep, draws, uniforms, config.batch_size):
             if not torch.isfinite(logits).all():
-                raise InvalidInputError("The model produced NaN/inf logits on a perturbed input.")
+                raise NumericalError("The model produced NaN/inf logits on a perturbed input.")
             probs = torch.softmax(logits.double(), dim=-1)
             if full is None:
                 if not 0 <= token_id < probs.shape[-1]:
@@ -214,6 +237,7 @@ def evaluate_step(
 
     Raises:
         InvalidInputError: malformed prefix, scores (NaN, wrong length), mask, target or config.
+        NumericalError: the model returns NaN/inf logits on a perturbed input.
     """
     if not isinstance(config, FaithfulnessConfig):
         raise InvalidInputError(f"config must be a FaithfulnessConfig, got {type(config).__name__}.")
@@ -223,6 +247,9 @@ def evaluate_step(
     values = _check_scores(scores, n)
     valid = check_perturbable(perturbable, n)
     forward = as_masked_forward(model)
+    vocab = getattr(forward, "d_vocab", None)
+    if vocab is not None and (int(tokens.max()) >= vocab or int(tokens.min()) < 0 or token_id >= vocab):
+        raise InvalidInputError(f"A prefix or target token id is outside the model's vocabulary (0..{vocab - 1}).")
 
     minmax = normalise_scores(values, valid, "minmax")
     ns, nc = pi_keep_probabilities(normalise_scores(values, valid, config.normalise), valid, config.pis, config.rescale)

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from typing import Protocol, runtime_checkable
 
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from ..errors import InvalidInputError
@@ -39,15 +39,18 @@ KeepMatrix = Float[Tensor, "item pos"]
 
 @runtime_checkable
 class MaskedForward(Protocol):
-    """A model that runs one prefix under a batch of input-embedding masks.
+    """A model that runs one prefix under a batch of input-embedding masks (boolean, 1 = keep).
 
     Attributes:
         d_model: width of the input embeddings (the mask's last dimension).
+
+    An optional ``d_vocab`` attribute lets callers validate token ids before running, and an
+    optional ``device`` attribute says where the masks should be built.
     """
 
     d_model: int
 
-    def __call__(self, tokens: TokenIds, masks: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch vocab"]:
+    def __call__(self, tokens: TokenIds, masks: Bool[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch vocab"]:
         """Logits at the last position of ``tokens`` with its input embeddings multiplied by each mask."""
         ...
 
@@ -58,13 +61,15 @@ class BridgeMaskedForward:
     def __init__(self, model) -> None:
         from ..models.capabilities import model_info
 
+        info = model_info(model)
         self.model = model
-        self.d_model = model_info(model).d_model
+        self.d_model = info.d_model
+        self.d_vocab = info.d_vocab
         self.device = next(model.parameters()).device
         self._cut_last = "unembed.hook_in" in model.hook_dict
 
     @torch.no_grad()
-    def __call__(self, tokens: TokenIds, masks: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch vocab"]:
+    def __call__(self, tokens: TokenIds, masks: Bool[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch vocab"]:
         def apply_mask(embed: Tensor, hook=None) -> Tensor:
             return embed * masks.to(device=embed.device, dtype=embed.dtype)
 
@@ -116,8 +121,8 @@ def iter_masked_logits(
     """Run every perturbation ``(keep[k], uniforms[draws[k]])`` in batches of ``batch_size``.
 
     Yields ``(start, logits)`` with ``logits[j]`` the last-position logits of item ``start + j``.
-    Masks are built on the uniforms' device one batch at a time, so memory grows with the batch,
-    not with the number of items.
+    Masks are boolean ``[batch, pos, d_model]`` tensors built on the uniforms' device one batch at a
+    time, so memory grows with the batch, not with the number of items.
     """
     if keep.shape[0] != draws.shape[0]:
         raise InvalidInputError(f"{keep.shape[0]} keep vectors but {draws.shape[0]} draw indices.")
@@ -125,5 +130,5 @@ def iter_masked_logits(
     draws = draws.to(uniforms.device)
     for start in range(0, keep.shape[0], batch_size):
         stop = min(start + batch_size, keep.shape[0])
-        masks = (uniforms[draws[start:stop]] < threshold[start:stop, :, None]).to(torch.float32)
+        masks = uniforms[draws[start:stop]] < threshold[start:stop, :, None]
         yield start, forward(tokens, masks)

@@ -67,7 +67,8 @@ def probe(model, name: str | None = None) -> ModelInfo:
 
     Backward hooks (TransformerLens' own gradient mechanism) are registered on layer 0's
     ``attn.hook_z`` and ``attn.hook_pattern``; a 3-token forward and a backward of the summed last
-    logits must fire both with finite gradients. Parameter ``.grad`` buffers are reset afterwards.
+    logits must fire both with finite gradients. Existing parameter ``.grad`` tensors are restored
+    untouched afterwards (the backward runs on cleared buffers, so nothing accumulates into them).
     """
     cfg = model.cfg
     names = ["blocks.0.attn.hook_z", "blocks.0.attn.hook_pattern"]
@@ -80,6 +81,8 @@ def probe(model, name: str | None = None) -> ModelInfo:
 
     bwd = [(n, lambda g, hook, n=n: record(g, hook, n)) for n in names]
     grads_before = [p.grad for p in model.parameters()]
+    for param in model.parameters():  # backward would accumulate into (and so change) existing grads
+        param.grad = None
     try:
         with torch.enable_grad(), model.hooks(bwd_hooks=bwd):
             model(tokens)[0, -1].sum().backward()

@@ -117,6 +117,8 @@ def _resolve(model, tokenizer, cache_dir):
         source = str(cached_checkpoint(GGUF_MODELS[model], cache_dir))
         hf_model, tok = _load_hf(source)
         return hf_model, tokenizer or tok, model, source
+    if model.startswith(("/", "./", "../", "~")) and not Path(model).expanduser().is_dir():
+        raise InvalidInputError(f"No model directory at {model!r}: a local model must be a directory with config.json.")
     if "/" not in model and not Path(model).exists() and did_you_mean(model, builtin_model_names(), cutoff=0.8):
         # a near-miss of a built-in name is a typo, not a hub id: answer at once instead of asking the hub
         raise unknown_name_error("model", model, builtin_model_names())

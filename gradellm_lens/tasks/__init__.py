@@ -6,20 +6,20 @@ the model input with its user-text token spans.
 """
 
 from .base import Example, Task, TaskOptions, get_task, list_tasks, make_task
-from .classification import BoolQ, ClassificationTask, IMDB, SST2
+from .classification import IMDB, SST2, BoolQ, ClassificationTask
 from .data import DATA_ENV, resolve_data_file
 from .generation import GenerationTask, TellMeWhy, WikiBio
 from .prompts import PromptedExample, fill_template
 
 __all__ = [
+    "DATA_ENV",
+    "IMDB",
+    "SST2",
     "BoolQ",
     "ClassificationTask",
-    "DATA_ENV",
     "Example",
     "GenerationTask",
-    "IMDB",
     "PromptedExample",
-    "SST2",
     "Task",
     "TaskOptions",
     "TellMeWhy",

@@ -121,7 +121,11 @@ class SST2(ClassificationTask):
         return Example(_required_id(record, where), {"text": text}, self.label(record, where), origin=where)
 
     def _parse_hub_row(self, row: dict[str, Any], index: int, where: str) -> Example:
-        record = {"id": f"sst2-validation-{row.get('idx', index)}", "text": row.get("sentence"), "label": row.get("label")}
+        record = {
+            "id": f"sst2-validation-{row.get('idx', index)}",
+            "text": row.get("sentence"),
+            "label": row.get("label"),
+        }
         return self.parse_record(record, where)
 
 
@@ -142,7 +146,9 @@ class IMDB(ClassificationTask):
         return Example(_required_id(record, where), {"text": text}, self.label(record, where), origin=where)
 
     def _parse_hub_row(self, row: dict[str, Any], index: int, where: str) -> Example:
-        return self.parse_record({"id": f"imdb-test-{index}", "text": row.get("text"), "label": row.get("label")}, where)
+        return self.parse_record(
+            {"id": f"imdb-test-{index}", "text": row.get("text"), "label": row.get("label")}, where
+        )
 
 
 class BoolQ(ClassificationTask):

@@ -1,6 +1,6 @@
 """Where task data comes from: the shared JSONL files (default), a user folder, or the Hugging Face hub.
 
-Local files are looked up in, first to last:
+Local files are looked up in the first of these that is given:
 
 1. the ``data_dir`` argument (``--data-dir``);
 2. the environment variable ``GRADELLM_LENS_DATA``;
@@ -28,26 +28,24 @@ DATA_ENV = "GRADELLM_LENS_DATA"
 T = TypeVar("T")
 
 
-def default_data_dirs() -> list[Path]:
-    """Candidate data folders, in lookup order (env variable, then the checkout's ``../shared/data``)."""
-    dirs = [Path(os.environ[DATA_ENV]).expanduser()] if os.environ.get(DATA_ENV) else []
-    repo = Path(__file__).resolve().parents[2]
-    return [*dirs, repo.parent / "shared" / "data"]
+def default_data_dir() -> Path:
+    """``$GRADELLM_LENS_DATA`` when set, else the checkout's ``../shared/data``."""
+    if os.environ.get(DATA_ENV):
+        return Path(os.environ[DATA_ENV]).expanduser()
+    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 def resolve_data_file(filename: str, data_dir: str | Path | None = None) -> Path:
-    """The path of ``filename`` in ``data_dir`` or, when None, the first default folder holding it.
+    """The path of ``filename`` in ``data_dir`` (default: :func:`default_data_dir`).
 
     Raises:
-        InvalidInputError: the file is in none of the folders searched (all of them are named).
+        InvalidInputError: the file is not there (the folder is named).
     """
-    dirs = [Path(data_dir).expanduser()] if data_dir is not None else default_data_dirs()
-    for folder in dirs:
-        if (folder / filename).is_file():
-            return folder / filename
-    searched = ", ".join(str(d) for d in dirs)
+    folder = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+    if (folder / filename).is_file():
+        return folder / filename
     raise InvalidInputError(
-        f"Data file {filename!r} not found (searched: {searched}). Pass --data-dir / data_dir=, set "
+        f"Data file {filename!r} not found in {folder}. Pass --data-dir / data_dir=, set "
         f"{DATA_ENV}, or use source='hub' to download the dataset with the `datasets` package."
     )
 

@@ -42,10 +42,7 @@ COMPONENTS: tuple[str, ...] = get_args(Component)
 HTML_TEXT_COMPONENTS = frozenset({"ColoredTokens", "ColoredTokensMulti", "TextNeuronActivations"})
 """Components that inject token strings as HTML (``dangerouslySetInnerHTML``): escape their tokens."""
 
-CSP = (
-    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-    "img-src data:; font-src data:"
-)
+CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; font-src data:"
 """Content-Security-Policy of generated pages: inline code and data: images only, no network."""
 
 _SCRIPT_SAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
@@ -94,13 +91,15 @@ def view_element(element_id: str, component: str = "") -> str:
     return f'<div class="cv-view cv-{component}" id="{html.escape(element_id)}"></div>'
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class View(RenderedHTML):
     """A CircuitsVis view: a component name and its props (camelCase, JSON-ready, finite).
 
     Displays offline in notebooks (``_repr_html_``) and as ``str()``; ``cdn_src`` keeps
     CircuitsVis's CDN form for pages that will be viewed online. :func:`write_views` or
     :func:`~gradellm_lens.viz.report.write_report` put several views on one page.
+
+    Compared by identity (props hold tensors).
 
     Attributes:
         component: CircuitsVis component (one of :data:`COMPONENTS`).
@@ -125,7 +124,8 @@ class View(RenderedHTML):
     def local_src(self) -> str:  # type: ignore[override]
         """Self-contained HTML fragment: element, inlined bundle, mount call (no network)."""
         element_id = f"cv-{uuid4().hex[:12]}"
-        return f"{view_element(element_id, self.component)}\n<script>{bundle_js()}</script>\n<script>{self.mount(element_id)}</script>"
+        element = view_element(element_id, self.component)
+        return f"{element}\n<script>{bundle_js()}</script>\n<script>{self.mount(element_id)}</script>"
 
     @property
     def cdn_src(self) -> str:  # type: ignore[override]

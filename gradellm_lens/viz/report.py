@@ -11,7 +11,7 @@ with the same tokens and steps are grouped) the page shows:
   heatmap per step (``ColoredTokens``);
 - for results with a Grad-ELLM decomposition (``layer_head``): the [layer, head] importance
   figure; the layer x head x token view (pick a layer and a head, one box per step); with
-  several layers, per step the layer x token series; and, when the generated steps fill at least
+  several layers, per step the layer x token series (folded); and, when the generated steps fill at least
   a quarter of the query rows, the per-layer and per-head query x key maps (``AttentionHeads``;
   with a long prompt and few steps they would be almost empty).
 
@@ -80,7 +80,8 @@ def _text_block(r: AttributionResult) -> str:
 
 
 def _steps_table(r: AttributionResult, top_k: int = 3) -> str:
-    rows = ["<tr><th>step</th><th>explains</th><th>position</th><th>target logit</th><th>top tokens</th></tr>"]
+    columns = ("step", "explains", "position", f"target {r.objective}", "top tokens")
+    rows = ["<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in columns) + "</tr>"]
     for t in range(r.n_steps):
         scores = views.finite(r.step_scores(t))
         top = scores.argsort(descending=True)[:top_k].tolist()
@@ -134,8 +135,10 @@ def _result_section(page: Page, r: AttributionResult) -> None:
         page.add(f'<p class="note">No head importance figure: {html.escape(str(exc))}</p>')
     page.add_view(views.layer_head_tokens(r))
     if len(r.layers) > 1:
+        page.add(f"<details><summary>Each layer's map per step ({r.n_steps} views)</summary>")
         for t in range(r.n_steps):
             page.add_view(views.layer_tokens(r, t))
+        page.add("</details>")
     if r.n_steps >= QUERY_KEY_MIN_FILL * len(r.tokens):
         page.add_view(views.layer_maps(r))
         for layer in r.layers:

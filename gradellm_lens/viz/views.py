@@ -111,7 +111,10 @@ def _multi(tokens: Sequence[str], series: Tensor, labels: list[str], title: str)
 
 
 def _step_rows(result: AttributionResult, maps: Tensor) -> Tensor:
-    """[step, K, pos] maps -> [K, pos, pos] attention-style matrices with row ``step_positions[t]`` = step t."""
+    """[step, K, pos] maps -> [K, pos, pos] attention-style matrices with row ``step_positions[t]`` = step t.
+
+    Steps sharing a position (several targets at one position) share a row: the last one is shown.
+    """
     n = len(result.tokens)
     out = torch.zeros(maps.shape[1], n, n)
     out[:, list(result.step_positions), :] = finite(maps).transpose(0, 1)
@@ -191,7 +194,7 @@ def layer_head_tokens(result: AttributionResult) -> View:
             "firstDimensionLabels": [f"L{layer}" for layer in result.layers],
             "secondDimensionLabels": ["all heads"] + [f"H{h}" for h in range(lh.shape[2])],
         },
-        "layer x head x token, one box per step (" + ", ".join(step_label(result, t) for t in range(result.n_steps)) + ")",
+        f"layer x head x token, one box per step ({', '.join(step_label(result, t) for t in range(result.n_steps))})",
     )
 
 

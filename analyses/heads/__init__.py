@@ -1,0 +1,1 @@
+"""Shared helpers of the head/layer studies (``analyses/head_*.py``, ``analyses/layer_sweep.py``)."""

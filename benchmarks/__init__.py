@@ -1,0 +1,1 @@
+"""Speed and memory benchmarks of gradellm-lens (``python benchmarks/run.py``; see benchmarks/README.md)."""

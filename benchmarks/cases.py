@@ -1,0 +1,227 @@
+"""The rows of the benchmark: what is timed for one model, prompt length ``L`` and ``T`` steps.
+
+Every case is a zero-argument callable built outside the timed region (method objects, scores
+that a metric needs, embeddings layers), so only the work a user waits for is measured.
+
+``floor``
+    The reference cost: one forward over the sequence (``tokens[: last step + 1]``) and one
+    ``torch.autograd.grad`` of the last step's target logit with respect to the output of
+    ``hook_embed`` (the token embeddings): a full backward through every layer to the input, the
+    cost of one plain gradient, without parameter gradients. Every row's ratio is to this.
+``floor[hook_z last]``
+    The same forward, backward only to the last layer's ``attn.hook_z``: the least any method that
+    needs the last layer's gradient can cost. Default Grad-ELLM (last layer) compares to this.
+``floor[HF]``
+    ``floor`` on the plain Hugging Face model (no TransformerLens bridge, its default attention
+    kernel), to show what the bridge's hook machinery costs; the peers run on this model.
+``forward`` / ``generate``
+    A no-grad forward of the sequence, and greedy generation of ``T`` tokens with
+    :func:`gradellm_lens.attribute.greedy_continuation` (full-prefix forwards), for context.
+``grad_ellm`` rows
+    Default options, ``layers="all"``, and for ``T > 1`` the same with ``share_forward=False``
+    (``T`` separate forward/backward passes, one per prefix) to show the shared-forward speed-up.
+``<method>`` rows
+    Every other registered method (``list_methods()``) with its default options.
+``pi_soft`` rows (``T = 1`` only)
+    :func:`gradellm_lens.metrics.evaluate_step` on the last step with Grad-ELLM's scores, with the
+    default ``FaithfulnessConfig`` (perturbations batched) and with ``batch_size=1`` (one forward
+    per perturbation).
+``captum:<method>`` rows
+    captum 0.9's ``Saliency`` / ``InputXGradient`` / ``IntegratedGradients`` (zero baseline,
+    Gauss-Legendre, 50 steps, internal batch 16: our IG defaults) on the input embeddings of the
+    plain HF model, one attribution per step over its prefix (how captum's LLM wrappers loop).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+
+from gradellm_lens.attribute import greedy_continuation
+from gradellm_lens.methods import list_methods, make_method
+
+from .inputs import BenchInput
+
+CaseFn = Callable[[], object]
+CAPTUM_METHODS = ("saliency", "input_x_gradient", "integrated_gradients")
+IG_OPTIONS = {"n_steps": 50, "method": "gausslegendre", "internal_batch_size": 16}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One benchmark row for one configuration.
+
+    Attributes:
+        name: row label (``floor``, ``grad_ellm[layers=all]``, ``captum:saliency`` ...).
+        group: ``floor``, ``context``, ``ours``, ``baseline``, ``metric`` or ``peer``.
+        run: the timed callable.
+        exempt: never skipped by the time budget (the floors and Grad-ELLM rows).
+    """
+
+    name: str
+    group: str
+    run: CaseFn
+    exempt: bool = False
+
+
+def _device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def gradient_pass(model, tokens: torch.Tensor, step, hook: str) -> CaseFn:
+    """Forward ``tokens`` through the bridge, then d(step's target) / d(activation at ``hook``)."""
+    batch = tokens[None].to(_device(model))
+
+    def run() -> object:
+        store = {}
+
+        def keep(x, hook=None):
+            store["x"] = x
+            return x
+
+        with torch.enable_grad(), model.hooks(fwd_hooks=[(hook, keep)]):
+            logits = model(batch)
+            return torch.autograd.grad(step.target(logits[0, step.position]), store["x"])
+
+    return run
+
+
+def hf_gradient_pass(hf_model, tokens: torch.Tensor, step) -> CaseFn:
+    """``floor`` on a plain HF causal LM: forward from the embeddings, gradient w.r.t. them."""
+    batch = tokens[None].to(_device(hf_model))
+    embed = hf_model.get_input_embeddings()
+
+    def run() -> object:
+        with torch.enable_grad():
+            emb = embed(batch)
+            logits = hf_model(inputs_embeds=emb).logits
+            return torch.autograd.grad(step.target(logits[0, step.position]), emb)
+
+    return run
+
+
+def forward_pass(model, tokens: torch.Tensor) -> CaseFn:
+    batch = tokens[None].to(_device(model))
+
+    def run() -> object:
+        with torch.no_grad():
+            return model(batch)
+
+    return run
+
+
+def method_call(model, name: str, inp: BenchInput, **options) -> CaseFn:
+    """``make_method(name, model, **options).attribute(tokens, steps)`` (the method built once)."""
+    method = make_method(name, model, **options)
+    return lambda: method.attribute(inp.tokens, inp.steps)
+
+
+def pi_soft_call(model, inp: BenchInput, **config) -> CaseFn:
+    """π-Soft evaluation of the last step, with Grad-ELLM's scores (computed here, not timed)."""
+    from gradellm_lens.metrics import FaithfulnessConfig, evaluate_step
+
+    step = inp.last_step
+    scores = make_method("grad_ellm", model).attribute(inp.tokens, [step]).scores[0, : step.position + 1]
+    prefix = inp.tokens[: step.position + 1]
+    cfg = FaithfulnessConfig(**config)
+    return lambda: evaluate_step(model, prefix, step.target, scores, config=cfg)
+
+
+def captum_call(hf_model, inp: BenchInput, method: str) -> CaseFn:
+    """captum's ``method`` on the HF model's input embeddings, one call per step (see module doc)."""
+    from captum.attr import InputXGradient, IntegratedGradients, Saliency
+
+    embed = hf_model.get_input_embeddings()
+    ids = inp.tokens.to(_device(hf_model))
+
+    def last_logit(emb: torch.Tensor, token: int) -> torch.Tensor:
+        return hf_model(inputs_embeds=emb).logits[:, -1, token]
+
+    algorithm = {"saliency": Saliency, "input_x_gradient": InputXGradient, "integrated_gradients": IntegratedGradients}
+    attr = algorithm[method](last_logit)
+    extra = IG_OPTIONS if method == "integrated_gradients" else {}
+
+    def run() -> object:
+        out = []
+        for step in inp.steps:
+            with torch.no_grad():
+                emb = embed(ids[None, : step.position + 1])
+            baselines = {"baselines": torch.zeros_like(emb)} if extra else {}
+            scores = attr.attribute(emb, additional_forward_args=(step.target.token_id,), **baselines, **extra)
+            out.append(scores.sum(-1))
+        return out
+
+    return run
+
+
+def build_cases(model, inp: BenchInput, *, hf_model=None, pi_soft: bool = True, captum: bool = True) -> list[Case]:
+    """Every row for one configuration, floors first."""
+    last = inp.last_step
+    seq = inp.tokens[: last.position + 1]
+    n_layers = model.cfg.n_layers
+    cases = [
+        Case("floor", "floor", gradient_pass(model, seq, last, "hook_embed"), exempt=True),
+        Case("floor[hook_z last]", "floor", gradient_pass(model, seq, last, f"blocks.{n_layers - 1}.attn.hook_z"), True),
+    ]
+    if hf_model is not None:
+        cases.append(Case("floor[HF]", "floor", hf_gradient_pass(hf_model, seq, last), exempt=True))
+    prompt = inp.tokens[: inp.prompt_length]
+    cases += [
+        Case("forward", "context", forward_pass(model, seq), exempt=True),
+        Case("generate", "context", lambda: greedy_continuation(model, prompt, inp.n_steps, stop_at_eos=False)),
+        Case("grad_ellm", "ours", method_call(model, "grad_ellm", inp), exempt=True),
+        Case("grad_ellm[layers=all]", "ours", method_call(model, "grad_ellm", inp, layers="all"), exempt=True),
+    ]
+    if inp.n_steps > 1:
+        cases += [
+            Case("grad_ellm[separate]", "ours", method_call(model, "grad_ellm", inp, share_forward=False), True),
+            Case(
+                "grad_ellm[layers=all,separate]",
+                "ours",
+                method_call(model, "grad_ellm", inp, layers="all", share_forward=False),
+                exempt=True,
+            ),
+        ]
+    cases += [Case(name, "baseline", method_call(model, name, inp)) for name in list_methods() if name != "grad_ellm"]
+    if pi_soft and inp.n_steps == 1 and metrics_available():
+        cases += [
+            Case("pi_soft", "metric", pi_soft_call(model, inp)),
+            Case("pi_soft[batch_size=1]", "metric", pi_soft_call(model, inp, batch_size=1)),
+        ]
+    if captum and hf_model is not None:
+        cases += [Case(f"captum:{m}", "peer", captum_call(hf_model, inp, m)) for m in CAPTUM_METHODS]
+    return cases
+
+
+def metrics_available() -> bool:
+    """Whether the metrics package (issue 4) provides ``evaluate_step`` with batching."""
+    try:
+        from gradellm_lens.metrics import FaithfulnessConfig, evaluate_step  # noqa: F401
+    except ImportError:
+        return False
+    return "batch_size" in FaithfulnessConfig.__dataclass_fields__
+
+
+@contextmanager
+def backward_paths() -> Iterator[list[str]]:
+    """Collect the backward path (``single`` / ``vmap`` / ``loop``) of every ``capture_gradients`` call."""
+    seen: list[str] = []
+    logger = logging.getLogger("gradellm_lens.capture.gradients")
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.msg.startswith("backward path"):
+                seen.append(str(record.args[0]))
+
+    handler, level = Collect(logging.DEBUG), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield seen
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)

@@ -1,0 +1,401 @@
+"""Speed and memory benchmark: Grad-ELLM, the baselines, π-Soft and the peers against a plain gradient.
+
+Usage::
+
+    python benchmarks/run.py                        # SmolLM2 + tiny, L = 32/128/512, T = 1/10 (~15 min on 2 cores)
+    python benchmarks/run.py --quick                # tiny model, short prompts: a smoke run (CI)
+    python benchmarks/run.py --inseq-python /tmp/inseq-venv/bin/python   # add inseq rows
+    python benchmarks/run.py --models tiny-llama --lengths 64 --steps 1 4 --repeats 3 --device cuda
+
+For every model, prompt length ``L`` and number of explained steps ``T`` the rows of
+:mod:`benchmarks.cases` are measured side by side: each is run once as warm-up, then the timed
+repeats go round-robin over the rows (so a change in machine load hits every row alike), and
+the median is kept. Each row's time and peak memory are divided by those of ``floor`` (one
+forward + one full backward of the target logit to the token embeddings) of the same
+configuration. Peak memory is measured in a separate run (:mod:`benchmarks.measure`).
+
+Time budget: a row runs at most ``--repeats`` timed repeats, fewer when they would take longer
+than ``--budget-s``; a non-floor row whose single run is predicted (from the shorter prompts) to
+exceed ``--max-cell-s`` is skipped and says so. The table is printed and written as CSV (one line
+per row, with the machine load at the time) and Markdown next to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+if __package__ in (None, ""):  # run as a script: make `benchmarks` and `gradellm_lens` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import measure  # noqa: E402
+from benchmarks.cases import Case, backward_paths, build_cases  # noqa: E402
+from benchmarks.inputs import BenchInput, make_input  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+DEFAULT_MODELS = ("smollm2-135m-instruct", "tiny-llama")
+INSEQ_METHODS = ("saliency", "input_x_gradient", "integrated_gradients")
+QUICK = {"models": ["tiny-llama"], "lengths": [16, 48], "steps": [1, 4], "repeats": 2, "budget_s": 2.0}
+
+
+@dataclass
+class Row:
+    """One line of the table and of the CSV."""
+
+    model: str
+    steps: int
+    prompt_len: int
+    requested_len: int
+    name: str
+    group: str
+    device: str
+    threads: int
+    wall_ms: float | None = None
+    cpu_ms: float | None = None
+    repeats: int = 0
+    ratio: float | None = None
+    cpu_ratio: float | None = None
+    peak_mb: float | None = None
+    mem_ratio: float | None = None
+    load_avg: float | None = None
+    note: str = ""
+
+    @property
+    def config(self) -> tuple[str, int, int]:
+        return (self.model, self.steps, self.prompt_len)
+
+
+@dataclass
+class Options:
+    models: list[str]
+    lengths: list[int]
+    steps: list[int]
+    repeats: int
+    device: str
+    dtype: str | None
+    threads: int
+    budget_s: float
+    max_cell_s: float
+    memory: bool
+    captum: bool
+    inseq_python: str | None
+    only: list[str] = field(default_factory=list)
+    out: Path | None = None
+    quiet: bool = False
+
+
+def parse_args(argv: list[str] | None = None) -> Options:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="tiny model, L=16/48, T=1/4, 2 repeats (CI smoke run)")
+    p.add_argument("--models", nargs="+", help=f"model names for load_model (default: {' '.join(DEFAULT_MODELS)})")
+    p.add_argument("--lengths", nargs="+", type=int, help="prompt lengths L (default 32 128 512)")
+    p.add_argument("--steps", nargs="+", type=int, help="numbers of explained steps T (default 1 10)")
+    p.add_argument("--repeats", type=int, help="timed repeats per row after one warm-up (default 5)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--dtype", default=None, help="model dtype: float32 (default), bfloat16, float16")
+    p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
+    p.add_argument("--budget-s", type=float, help="time budget of a row's timed repeats (default 10)")
+    p.add_argument("--max-cell-s", type=float, default=40.0, help="skip rows predicted to run longer (default 40)")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
+    p.add_argument("--no-captum", action="store_true", help="skip the captum rows")
+    p.add_argument("--inseq-python", help="python of a virtualenv with inseq 0.7.1: adds the inseq rows")
+    p.add_argument("--only", nargs="+", default=[], help="run only rows whose name contains one of these (floors always run)")
+    p.add_argument("--out", type=Path, help="CSV path (default benchmarks/results/<device>[-quick].csv); .md written next to it")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    a = p.parse_args(argv)
+    quick = QUICK if a.quick else {}
+    from gradellm_lens.models import resolve_device
+
+    device = str(resolve_device(a.device))
+    out = a.out or RESULTS / f"{torch.device(device).type}{'-quick' if a.quick else ''}.csv"
+    return Options(
+        models=a.models or quick.get("models") or list(DEFAULT_MODELS),
+        lengths=a.lengths or quick.get("lengths") or [32, 128, 512],
+        steps=a.steps or quick.get("steps") or [1, 10],
+        repeats=a.repeats or quick.get("repeats") or 5,
+        device=device,
+        dtype=a.dtype,
+        threads=a.threads,
+        budget_s=a.budget_s or quick.get("budget_s") or 10.0,
+        max_cell_s=a.max_cell_s,
+        memory=not a.no_memory,
+        captum=not a.no_captum,
+        inseq_python=a.inseq_python,
+        only=a.only,
+        out=out,
+        quiet=a.quiet,
+    )
+
+
+def log(opts: Options, message: str) -> None:
+    if not opts.quiet:
+        print(message, file=sys.stderr, flush=True)
+
+
+# ---- measuring one configuration ------------------------------------------------------------------
+def predicted_s(history: list[tuple[int, float]], length: int) -> float | None:
+    """One run's time at ``length`` extrapolated from earlier (length, seconds) points of the same row.
+
+    The exponent comes from the last two points (clamped to [1, 2]); with one point it is 2.
+    """
+    if not history:
+        return None
+    (l1, t1), (l2, t2) = (history[-2] if len(history) > 1 else (None, None)), history[-1]
+    exponent = 2.0
+    if l1 is not None and l2 > l1 and t1 > 0:
+        exponent = min(2.0, max(1.0, math.log(t2 / t1) / math.log(l2 / l1)))
+    return t2 * (length / l2) ** exponent
+
+
+def measure_config(cases: list[Case], opts: Options, base: dict, history: dict[str, list]) -> list[Row]:
+    """Warm up, time round-robin, then measure memory, for every case of one configuration."""
+    rows: dict[str, Row] = {}
+    active: list[tuple[Case, int]] = []
+    for case in cases:
+        row = rows[case.name] = Row(name=case.name, group=case.group, **base)
+        guess = predicted_s(history.get(case.name, []), base["prompt_len"])
+        if not case.exempt and guess is not None and guess > opts.max_cell_s:
+            row.note = f"skipped: predicted {guess:.0f} s per run > --max-cell-s {opts.max_cell_s:.0f}"
+            continue
+        try:
+            with backward_paths() as paths:
+                warm = measure.timed(case.run, opts.device)
+        except Exception as exc:  # a broken row is reported, not fatal
+            row.note = f"error: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
+            continue
+        if paths:
+            row.note = "backward: " + "+".join(sorted(set(paths)))
+        active.append((case, measure.plan_repeats(warm.wall_s, opts.repeats, opts.budget_s)))
+    samples: dict[str, list[measure.Sample]] = {case.name: [] for case, _ in active}
+    for r in range(max((n for _, n in active), default=0)):
+        for case, n in active:
+            if r < n:
+                samples[case.name].append(measure.timed(case.run, opts.device))
+    for case, n in active:
+        row, sample = rows[case.name], measure.median(samples[case.name])
+        row.wall_ms, row.cpu_ms, row.repeats = 1e3 * sample.wall_s, 1e3 * sample.cpu_s, n
+        history.setdefault(case.name, []).append((base["prompt_len"], sample.wall_s))
+        if opts.memory:
+            row.peak_mb = measure.peak_memory_bytes(case.run, opts.device) / 2**20
+    return list(rows.values())
+
+
+def add_ratios(rows: list[Row]) -> None:
+    """Fill ``ratio`` / ``cpu_ratio`` / ``mem_ratio`` against the ``floor`` row of the same configuration."""
+    floors = {r.config: r for r in rows if r.name == "floor" and r.wall_ms}
+    for r in rows:
+        f = floors.get(r.config)
+        if f is None:
+            continue
+        if r.wall_ms is not None:
+            r.ratio, r.cpu_ratio = r.wall_ms / f.wall_ms, (r.cpu_ms / f.cpu_ms if f.cpu_ms else None)
+        if r.peak_mb is not None and f.peak_mb:
+            r.mem_ratio = r.peak_mb / f.peak_mb
+
+
+# ---- inseq (separate virtualenv) ------------------------------------------------------------------
+def inseq_rows(opts: Options, hf_model, tokenizer, inputs: list[tuple[BenchInput, dict]]) -> list[Row]:
+    """Run :mod:`benchmarks.inseq_worker` in ``--inseq-python`` on every configuration of one model."""
+    worker = Path(__file__).resolve().parent / "inseq_worker.py"
+    with tempfile.TemporaryDirectory(prefix="gradellm-bench-") as tmp:
+        model_dir = Path(tmp) / "model"
+        hf_model.save_pretrained(model_dir)
+        tokenizer.save_pretrained(model_dir)
+        configs = []
+        for inp, base in inputs:
+            start = int(int(inp.tokens[0]) in tokenizer.all_special_ids)  # inseq adds no BOS
+            prompt = tokenizer.decode(inp.tokens[start : inp.prompt_length])
+            full = tokenizer.decode(inp.tokens[start:])
+            configs.append({"config": json.dumps(base), "prompt": prompt, "full": full, "methods": list(INSEQ_METHODS)})
+        spec = {
+            "model_dir": str(model_dir), "device": opts.device, "threads": opts.threads, "repeats": opts.repeats,
+            "budget_s": opts.budget_s, "memory": opts.memory, "configs": configs,
+        }  # fmt: skip
+        spec_path = Path(tmp) / "spec.json"
+        spec_path.write_text(json.dumps(spec))
+        proc = subprocess.run(
+            [opts.inseq_python, str(worker), str(spec_path)], capture_output=True, text=True,
+            env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
+        )  # fmt: skip
+    rows = []
+    for line in proc.stdout.splitlines():
+        if not line.startswith("{"):
+            continue
+        rec = json.loads(line)
+        base = json.loads(rec["config"])
+        row = Row(name=rec["name"], group="peer", **base, load_avg=os.getloadavg()[0])
+        if "error" in rec:
+            row.note = "error: " + rec["error"]
+        else:
+            row.wall_ms, row.cpu_ms, row.repeats = 1e3 * rec["wall_s"], 1e3 * rec["cpu_s"], rec["repeats"]
+            row.peak_mb = None if rec["peak_bytes"] is None else rec["peak_bytes"] / 2**20
+            row.note = rec["note"] + "; measured after the other rows, in its own process"
+        rows.append(row)
+    if proc.returncode != 0 and not rows:
+        tail = (proc.stderr or "").strip().splitlines()[-1:] or ["no output"]
+        raise RuntimeError(f"the inseq worker failed ({opts.inseq_python}): {tail[0]}")
+    return rows
+
+
+# ---- the run --------------------------------------------------------------------------------------
+def plain_hf_model(name: str, opts: Options):
+    """An independent, un-bridged HF copy of ``name`` (for ``floor[HF]``, captum and inseq)."""
+    from gradellm_lens.models.loader import _resolve, resolve_dtype
+
+    hf_model, tokenizer = _resolve(name, None, None)[:2]
+    dtype = resolve_dtype(opts.dtype)
+    if dtype is not None:
+        hf_model = hf_model.to(dtype)
+    return hf_model.to(opts.device).eval(), tokenizer
+
+
+def run(opts: Options) -> list[Row]:
+    """Measure every model / steps / length configuration; returns the rows (ratios filled)."""
+    import gradellm_lens as gl
+
+    torch.set_num_threads(opts.threads)
+    rows: list[Row] = []
+    for model_name in opts.models:
+        log(opts, f"== {model_name}: loading")
+        model = gl.load_model(model_name, device=opts.device, dtype=opts.dtype)
+        hf_model, tokenizer = plain_hf_model(model_name, opts)
+        for_inseq: list[tuple[BenchInput, dict]] = []
+        for n_steps in opts.steps:
+            history: dict[str, list] = {}
+            done: set[int] = set()
+            for length in sorted(opts.lengths):
+                inp = make_input(model, length, n_steps)
+                if inp.prompt_length in done:
+                    continue
+                done.add(inp.prompt_length)
+                base = dict(
+                    model=model_name, steps=n_steps, prompt_len=inp.prompt_length, requested_len=length,
+                    device=opts.device, threads=opts.threads,
+                )  # fmt: skip
+                log(opts, f"-- {model_name} L={inp.prompt_length} T={n_steps} (load {os.getloadavg()[0]:.1f})")
+                cases = build_cases(model, inp, hf_model=hf_model, captum=opts.captum)
+                cases = [c for c in cases if c.group == "floor" or not opts.only or any(o in c.name for o in opts.only)]
+                config_rows = measure_config(cases, opts, {**base, "load_avg": os.getloadavg()[0]}, history)
+                rows += config_rows
+                for_inseq.append((inp, base))
+                if not opts.quiet:
+                    add_ratios(config_rows)
+                    print(format_table(config_rows), file=sys.stderr, flush=True)
+        if opts.inseq_python:
+            log(opts, f"-- {model_name}: inseq rows ({opts.inseq_python})")
+            rows += inseq_rows(opts, hf_model, tokenizer, for_inseq)
+        del model, hf_model
+    add_ratios(rows)
+    return rows
+
+
+# ---- output -------------------------------------------------------------------------------------
+def _fmt(x: float | None, spec: str) -> str:
+    return "" if x is None else format(x, spec)
+
+
+def table_blocks(rows: list[Row]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """One block per (model, steps): header, and per row name the cells ``ms ×floor MB ×floor`` per length."""
+    blocks = []
+    for model, steps in dict.fromkeys((r.model, r.steps) for r in rows):
+        sub = [r for r in rows if r.model == model and r.steps == steps]
+        lengths = sorted({r.prompt_len for r in sub})
+        header = ["method"] + [f"L={n} {c}" for n in lengths for c in ("ms", "×floor", "MB", "×floor")]
+        body = []
+        for name in dict.fromkeys(r.name for r in sub):
+            line = [name]
+            for n in lengths:
+                r = next((x for x in sub if x.name == name and x.prompt_len == n), None)
+                if r is None or r.wall_ms is None:
+                    line += ["—" if r is None or not r.note.startswith("skipped") else "skip", "", "", ""]
+                    continue
+                line += [_fmt(r.wall_ms, ".0f"), _fmt(r.ratio, ".2f"), _fmt(r.peak_mb, ".1f"), _fmt(r.mem_ratio, ".2f")]
+            body.append(line)
+        blocks.append((f"{model}, {steps} step{'s' if steps > 1 else ''}", header, body))
+    return blocks
+
+
+def format_table(rows: list[Row], markdown: bool = False) -> str:
+    """The blocks of :func:`table_blocks` as aligned text, or as Markdown tables."""
+    out = []
+    for title, header, body in table_blocks(rows):
+        if markdown:
+            out += [f"**{title}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            out += ["| " + " | ".join(line) + " |" for line in body] + [""]
+            continue
+        widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+        fmt = lambda line: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))  # noqa: E731
+        out += [title, fmt(header), *map(fmt, body), ""]
+    notes = sorted({f"{r.name}: {r.note}" for r in rows if r.note and not r.note.startswith("backward")})
+    paths = sorted({f"{r.name}: {r.note}" for r in rows if r.note.startswith("backward") and r.steps > 1})
+    if paths:
+        out += ["Backward paths (T > 1):", *[f"  {p}" for p in paths]]
+    if notes:
+        out += ["Notes:", *[f"  {n}" for n in notes]]
+    return "\n".join(out)
+
+
+def summary(rows: list[Row]) -> list[str]:
+    """The headline numbers: Grad-ELLM vs the floor, shared vs separate steps, batched π-Soft."""
+
+    def get(name: str, config: tuple) -> Row | None:
+        return next((r for r in rows if r.name == name and r.config == config and r.wall_ms), None)
+
+    lines = []
+    for config in dict.fromkeys(r.config for r in rows):
+        model, steps, length = config
+        ge, zf = get("grad_ellm", config), get("floor[hook_z last]", config)
+        if steps == 1 and ge and ge.ratio is not None:
+            tight = f", ×{ge.wall_ms / zf.wall_ms:.2f} of floor[hook_z last]" if zf else ""
+            ga = get("grad_ellm[layers=all]", config)
+            all_ = f"; layers=all ×{ga.ratio:.2f}" if ga and ga.ratio else ""
+            lines.append(f"{model} L={length}: grad_ellm 1 step ×{ge.ratio:.2f} of floor{tight}{all_}")
+        for shared, separate in (("grad_ellm", "grad_ellm[separate]"), ("grad_ellm[layers=all]", "grad_ellm[layers=all,separate]")):
+            a, b = get(shared, config), get(separate, config)
+            if a and b:
+                lines.append(f"{model} L={length} T={steps}: {shared} shared forward {b.wall_ms / a.wall_ms:.1f}× faster than separate passes")
+        a, b = get("pi_soft", config), get("pi_soft[batch_size=1]", config)
+        if a and b:
+            lines.append(f"{model} L={length}: pi_soft batched {b.wall_ms / a.wall_ms:.1f}× faster than batch_size=1")
+    return lines
+
+
+def write_outputs(rows: list[Row], opts: Options) -> None:
+    """CSV (all fields) and Markdown (the table and summary) at ``opts.out``."""
+    opts.out.parent.mkdir(parents=True, exist_ok=True)
+    with opts.out.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(asdict(rows[0])))
+        writer.writeheader()
+        writer.writerows(asdict(r) for r in rows)
+    meta = (
+        f"torch {torch.__version__}, device {opts.device}, {opts.threads} threads, {os.cpu_count()} CPUs, "
+        f"repeats {opts.repeats} (median after 1 warm-up), {time.strftime('%Y-%m-%d %H:%M')}"
+    )
+    text = "\n".join([meta, "", format_table(rows, markdown=True), "", *[f"- {s}" for s in summary(rows)], ""])
+    opts.out.with_suffix(".md").write_text(text)
+
+
+def main(argv: list[str] | None = None) -> list[Row]:
+    """Command-line entry point; returns the rows (for tests)."""
+    opts = parse_args(argv)
+    rows = run(opts)
+    write_outputs(rows, opts)
+    print(format_table(rows))
+    print("\n".join(summary(rows)))
+    print(f"\nwrote {opts.out} and {opts.out.with_suffix('.md')}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""The head/layer studies of ``analyses/`` run end to end on the tiny model (tiny sizes), and the CLI finds them."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from gradellm_lens.cli.main import main as cli_main
+from gradellm_lens.cli.study import STUDIES, load_study
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*not in the model's vocabulary")
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+needs_shared = pytest.mark.skipif(
+    not (SHARED / "tellmewhy_test_annotated.jsonl").is_file(), reason="shared/data not present"
+)
+TINY = ["--model", "tiny-llama", "--task", "tellmewhy", "--n", "2", "--max-new-tokens", "2", "--threads", "1"]
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open() as fh:
+        return list(csv.DictReader(fh))
+
+
+@needs_shared
+def test_head_curves_study(tmp_path):
+    args = [*TINY, "--random-seeds", "2", "--generate-k", "2", "--mode", "mean", "--n-ref", "2", "--out", str(tmp_path)]
+    assert load_study("head_curves").main(args) == 0
+    points = _rows(tmp_path / "head_curves_mean_tellmewhy_points.csv")
+    assert {r["order"] for r in points} == {"grad_ellm", "output_norm", "random"}
+    assert [int(r["k"]) for r in points if r["order"] == "random"] == [0, 1, 2, 4, 8]  # 2 layers x 4 heads
+    assert all(abs(float(r["logit_drop"])) < 1e-4 for r in points if r["k"] == "0")
+    auc = _rows(tmp_path / "head_curves_mean_tellmewhy_auc.csv")
+    assert [r["n_orders"] for r in auc] == ["1", "1", "2"]
+    assert all(0.0 <= float(r["gen_agreement_at_2"]) <= 1.0 for r in auc)
+    assert (tmp_path / "head_curves_mean_tellmewhy.png").stat().st_size > 0
+    assert (tmp_path / "head_curves_mean_tellmewhy_auc.md").read_text().startswith("# Curve AUC")
+
+
+@needs_shared
+def test_head_agreement_study(tmp_path):
+    assert load_study("head_agreement").main([*TINY, "--out", str(tmp_path)]) == 0
+    rows = _rows(tmp_path / "head_agreement_tellmewhy.csv")
+    assert {(r["level"], r["truth"]) for r in rows} == {(lv, t) for lv in ("query", "kv") for t in ("drop", "|drop|")}
+    assert {r["n_units"] for r in rows} == {"8", "4"}
+    assert all(-1.0 <= float(r["spearman"]) <= 1.0 for r in rows if r["spearman"] != "nan")
+    assert (tmp_path / "head_agreement_tellmewhy.png").is_file()
+
+
+@needs_shared
+def test_layer_sweep_study(tmp_path):
+    args = [*TINY, "--n", "1", "--pis", "0.3,0.7", "--out", str(tmp_path)]
+    assert load_study("layer_sweep").main(args) == 0
+    rows = _rows(tmp_path / "layer_sweep_tellmewhy.csv")
+    assert rows[0]["config"] == "K=1 (default)" and float(rows[0]["d_auc_pi_ns"]) == 0.0
+    assert "random" in {r["config"] for r in rows} and "variant=reference" in {r["config"] for r in rows}
+    assert all(0.0 <= float(r["auc_pi_nc"]) <= 1.0 for r in rows)
+
+
+def test_cli_lists_and_rejects_studies(capsys):
+    assert set(STUDIES) == {"head_curves", "head_agreement", "layer_sweep"}
+    assert cli_main(["study", "head_curve"]) == 2
+    assert "Did you mean 'head_curves'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["study", "layer_sweep", "--help"])
+    assert exc.value.code == 0
+    assert "--pis" in capsys.readouterr().out

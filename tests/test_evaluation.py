@@ -1,0 +1,439 @@
+"""Evaluation runner, results store, summaries and the ``evaluate`` / ``summarize`` commands (tiny model)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from evaldata import SST2, write_task_files
+
+from gradellm_lens.cli.main import main
+from gradellm_lens.errors import InvalidInputError
+from gradellm_lens.evaluation import (
+    EvaluationConfig,
+    MethodSpec,
+    ResultsFile,
+    RunHeader,
+    bootstrap_ci,
+    parse_method_specs,
+    read_results,
+    results_path,
+    run_evaluation,
+    summarize,
+    write_summary,
+)
+from gradellm_lens.evaluation import runner as runner_module
+from gradellm_lens.metrics import FaithfulnessConfig
+
+REPO = Path(__file__).resolve().parents[1]
+FAST = FaithfulnessConfig(pis=(0.3, 0.7), n_draws=1)
+CLI_FAST = ["--model", "tiny-llama", "--device", "cpu", "--pis", "0.3,0.7", "--draws", "1", "--no-progress"]
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    return write_task_files(tmp_path / "data")
+
+
+def strict_json(line: str | bytes) -> dict:
+    """``json.loads`` that refuses NaN / Infinity (results must never hold them as numbers)."""
+
+    def refuse(constant: str):
+        raise AssertionError(f"non-finite number {constant} in a results line")
+
+    return json.loads(line, parse_constant=refuse)
+
+
+def lines(path: Path) -> list[dict]:
+    return [strict_json(line) for line in path.read_bytes().split(b"\n") if line]
+
+
+def results(path: Path) -> list[dict]:
+    return [r for r in lines(path) if r["kind"] == "result"]
+
+
+def pairs(path: Path) -> list[tuple[str, str]]:
+    return [(r["example_id"], r["method"]) for r in results(path)]
+
+
+def run(model, data_dir, out, methods="grad_ellm,random", n=3, task="sst2", **config):
+    from gradellm_lens.tasks import make_task
+
+    task_options, hook = config.pop("task_options", {}), config.pop("hook", None)
+    cfg = EvaluationConfig(n=n, metrics=config.pop("metrics", FAST), progress=False, **config)
+    return run_evaluation(model, make_task(task, data_dir=data_dir, **task_options), methods, out, cfg, on_record=hook)
+
+
+# ---- method specs ----------------------------------------------------------------------------------
+
+
+def test_method_specs_parse_variants_options_and_all():
+    specs = parse_method_specs("grad_ellm, grad_ellm:reference+layers=[0,1],integrated_gradients+n_steps=8")
+    assert [s.label for s in specs] == [
+        "grad_ellm",
+        "grad_ellm:reference+layers=[0,1]",
+        "integrated_gradients+n_steps=8",
+    ]
+    assert specs[1].options == {"variant": "reference", "layers": [0, 1]} and specs[2].options == {"n_steps": 8}
+    from gradellm_lens import list_methods
+
+    assert [s.name for s in parse_method_specs("all")] == list_methods()
+    for bad, message in [
+        ("grad_elm", "Did you mean 'grad_ellm'"),
+        ("saliency:x", "has no variants"),
+        ("grad_ellm+layers", "key=value"),
+        ("random,random", "given twice"),
+        (" , ", "No methods"),
+    ]:
+        with pytest.raises(InvalidInputError, match=message):
+            parse_method_specs(bad)
+
+
+# ---- end to end through the CLI ----------------------------------------------------------------------
+
+
+def test_cli_end_to_end_writes_results_summary_and_plot(data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["evaluate", "--task", "sst2", *CLI_FAST, "--methods", "grad_ellm,grad_ellm:reference,saliency"]
+    assert main([*argv, "--n", "3", "--data-dir", str(data_dir), "--out-dir", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "9 new result(s), 0 failed" in printed and "| grad_ellm:reference |" in printed
+    records = lines(out / "results.jsonl")
+    assert records[0]["kind"] == "header" and len(records) == 10
+    assert sorted(pairs(out / "results.jsonl")) == sorted({(r["example_id"], r["method"]) for r in records[1:]})
+    first = records[1]
+    assert first["status"] == "ok" and first["n_steps"] == 1 and len(first["mean"]["pi_ns"]) == 2
+    assert set(first["output"]) >= {"first_token", "gold", "predicted", "correct"}
+    assert first["prompt_format"] == "chat" and records[0]["config"]["task"]["template"].startswith("Classify")
+    rows = list(csv.DictReader((out / "summary.csv").open()))
+    assert {r["method"] for r in rows} == {"(task)", "grad_ellm", "grad_ellm:reference", "saliency"}
+    assert (out / "summary_pi_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "π-Soft-NC AUC" in (out / "summary.md").read_text()
+    # the same command again computes nothing new
+    assert main([*argv, "--n", "3", "--data-dir", str(data_dir), "--out-dir", str(out)]) == 0
+    assert "0 new result(s), 0 failed, 9 already done" in capsys.readouterr().out
+    # summarize merges a folder
+    assert main(["summarize", str(out), "--out-dir", str(tmp_path / "s"), "--stem", "merged"]) == 0
+    assert (tmp_path / "s" / "merged.csv").is_file()
+
+
+def test_cli_errors_are_one_line_and_nonzero(data_dir, tmp_path, capsys):
+    base = ["evaluate", *CLI_FAST, "--data-dir", str(data_dir), "--out-dir", str(tmp_path / "o")]
+    for extra, message in [
+        (["--task", "sst3"], "Did you mean 'sst2'"),
+        (["--task", "sst2", "--methods", "grad_elm"], "Did you mean 'grad_ellm'"),
+        (["--task", "sst2", "--pis", "0.5,x"], "--pis must be"),
+        (["--task", "sst2", "--draws", "0"], "n_draws"),
+        (["--task", "sst2", "--perturb", "everything"], "perturb must be"),
+        (["--task", "sst2", "--shard-index", "2", "--num-shards", "2"], "shard_index"),
+    ]:
+        assert main([*base, *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert main(["summarize", str(tmp_path / "missing.jsonl")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_generation_task_explains_every_generated_step(tiny_model, data_dir, tmp_path):
+    out = tmp_path / "r.jsonl"
+    report = run(
+        tiny_model, data_dir, out, task="tellmewhy", n=2, methods="grad_ellm", task_options={"max_new_tokens": 3}
+    )
+    assert report.written == 2 and report.failed == 0
+    for r in results(out):
+        assert 1 <= r["n_steps"] <= 3 and len(r["generated_ids"]) == r["n_steps"]
+        assert [s["position"] for s in r["steps"]] == list(
+            range(r["prompt_tokens"] - 1, r["prompt_tokens"] - 1 + r["n_steps"])
+        )
+        assert "references" in r["output"] and "correct" not in r["output"]
+
+
+def test_user_text_perturbation_masks_only_the_dataset_tokens(tiny_model, data_dir, tmp_path):
+    run(tiny_model, data_dir, tmp_path / "u.jsonl", methods="random", n=2, perturb="user_text")
+    for r in results(tmp_path / "u.jsonl"):
+        assert r["steps"][0]["n_perturbable"] == r["user_tokens"]
+    run(tiny_model, data_dir, tmp_path / "a.jsonl", methods="random", n=2)
+    for r in results(tmp_path / "a.jsonl"):
+        assert r["steps"][0]["n_perturbable"] == r["prompt_tokens"] - 1
+
+
+# ---- resume, kill, option mismatch ----------------------------------------------------------------------
+
+
+class Stop(Exception):
+    pass
+
+
+def test_resume_after_an_exception_neither_duplicates_nor_loses(tiny_model, data_dir, tmp_path):
+    out = tmp_path / "r.jsonl"
+    seen = []
+
+    def hook(record):
+        seen.append(record)
+        if len(seen) == 3:
+            raise Stop
+
+    with pytest.raises(Stop):
+        run(tiny_model, data_dir, out, n=4, hook=hook)
+    before = out.read_text()
+    assert len(results(out)) == 3
+    report = run(tiny_model, data_dir, out, n=4)
+    assert (report.written, report.skipped) == (5, 3)
+    assert out.read_text().startswith(before)
+    assert len(set(pairs(out))) == len(pairs(out)) == 8
+    # growing n only adds the new examples
+    assert run(tiny_model, data_dir, out, n=6).written == 4
+
+
+def test_keyboard_interrupt_through_the_cli_resumes(data_dir, tmp_path, monkeypatch, capsys):
+    calls = {"n": 0}
+    real = runner_module.evaluate_pair
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner_module, "evaluate_pair", flaky)
+    argv = ["evaluate", "--task", "sst2", *CLI_FAST, "--methods", "random,saliency", "--n", "3",
+            "--data-dir", str(data_dir), "--out-dir", str(tmp_path)]  # fmt: skip
+    assert main(argv) == 130
+    assert "rerun the same command to resume" in capsys.readouterr().err
+    assert len(results(tmp_path / "results.jsonl")) == 3
+    assert main(argv) == 0
+    assert sorted(pairs(tmp_path / "results.jsonl")) == sorted(
+        {(r["example_id"], m) for r in results(tmp_path / "results.jsonl") for m in ("random", "saliency")}
+    )
+    assert len(results(tmp_path / "results.jsonl")) == 6
+
+
+def test_kill_minus_nine_then_resume(data_dir, tmp_path):
+    out = tmp_path / "killed"
+    argv = ["evaluate", "--task", "sst2", *CLI_FAST, "--methods", "saliency,random", "--n", "6", "--draws", "2",
+            "--data-dir", str(data_dir), "--out-dir", str(out)]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gradellm_lens.cli.main", *argv], cwd=REPO, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    path = out / "results.jsonl"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if path.exists() and path.read_bytes().count(b"\n") >= 2:
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run finished before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(30)
+    raw = path.read_bytes()
+    complete = raw[: raw.rfind(b"\n") + 1]
+    before = [strict_json(line) for line in complete.splitlines()]
+    assert before[0]["kind"] == "header" and 1 <= len(before) - 1 < 12
+    assert main(argv) == 0
+    data = path.read_bytes()
+    assert data.endswith(b"\n") and data.startswith(complete)
+    assert all(strict_json(line) for line in data.splitlines())
+    got = pairs(path)
+    assert len(got) == len(set(got)) == 12
+
+
+def test_partial_last_line_is_dropped_and_corruption_elsewhere_is_reported(tmp_path):
+    header = RunHeader({"task": {"task": "t"}}, {"m": {"method": "m"}})
+    path = tmp_path / "r.jsonl"
+    with ResultsFile(path, header) as store:
+        store.append({"example_id": "a", "method": "m", "fingerprint": header.method_fingerprint("m"), "status": "ok"})
+    good = path.read_bytes()
+    path.write_bytes(good + b'{"kind": "result", "example_id": "b", "meth')
+    assert read_results(path)[2] is True  # read-only view notices it and leaves the file alone
+    with ResultsFile(path, header) as store:
+        assert store.dropped_partial > 0 and store.done == {("a", header.method_fingerprint("m"))}
+    assert path.read_bytes() == good
+    path.write_bytes(good + b"garbage\n" + good.splitlines(keepends=True)[1])
+    with pytest.raises(InvalidInputError, match=r"r.jsonl:3: corrupt results line"):
+        ResultsFile(path, header)
+    with pytest.raises(InvalidInputError, match="corrupt"):
+        read_results(path)
+
+
+def test_a_second_writer_is_refused(tmp_path):
+    header = RunHeader({"x": 1}, {"m": {}})
+    with ResultsFile(tmp_path / "r.jsonl", header):
+        with pytest.raises(InvalidInputError, match="another process"):
+            ResultsFile(tmp_path / "r.jsonl", header)
+    ResultsFile(tmp_path / "r.jsonl", header).close()  # the lock is released on close
+
+
+def test_different_options_are_refused_unless_told(tiny_model, data_dir, tmp_path, capsys):
+    out = tmp_path / "r.jsonl"
+    run(tiny_model, data_dir, out, methods="random", n=2)
+    with pytest.raises(InvalidInputError, match=r"different options \(metrics.n_draws: 1 -> 2\).*--overwrite"):
+        run(tiny_model, data_dir, out, methods="random", n=2, metrics=FaithfulnessConfig(pis=(0.3, 0.7), n_draws=2))
+    with pytest.raises(InvalidInputError, match=r"method 'random' was run with different options \(seed: 0 -> 1\)"):
+        run(tiny_model, data_dir, out, methods=[MethodSpec("random", {"seed": 1})], n=2)
+    # another batch size is not a different option; a new method is welcome
+    report = run(tiny_model, data_dir, out, methods="random,saliency", n=2,
+                 metrics=FaithfulnessConfig(pis=(0.3, 0.7), n_draws=1, batch_size=3))  # fmt: skip
+    assert (report.written, report.skipped) == (2, 2)
+    mixed = run(tiny_model, data_dir, out, methods="random", n=2, mode="allow_mixed",
+                metrics=FaithfulnessConfig(pis=(0.3, 0.7), n_draws=2))  # fmt: skip
+    assert mixed.written == 2 and sum(r["kind"] == "header" for r in lines(out)) == 3
+    with pytest.raises(InvalidInputError, match="--allow-mixed"):
+        summarize([out])
+    labels = {m.label for m in summarize([out], allow_mixed=True).methods}
+    assert len(labels) == 3 and all("@" in label for label in labels)
+    assert run(tiny_model, data_dir, out, methods="random", n=1, mode="overwrite").written == 1
+    assert sum(r["kind"] == "header" for r in lines(out)) == 1 and len(results(out)) == 1
+
+
+# ---- failures are recorded, never averaged -----------------------------------------------------------
+
+
+def test_nan_logits_and_nan_gradients_are_recorded_as_failures(tiny_model, data_dir, tmp_path):
+    bad_word = tiny_model.tokenizer.convert_tokens_to_ids("terrible")
+    nan = float("nan")
+
+    def nan_logits(module, inputs, output):
+        if (inputs[0] == bad_word).any():
+            return output * nan
+
+    def nan_gradients(module, inputs, output):
+        if output.requires_grad:
+            output.register_hook(lambda grad: grad * nan)
+
+    examples = [e["id"] for e in SST2]
+    bad_id = next(e["id"] for e in SST2 if "terrible" in e["text"])
+    out = tmp_path / "r.jsonl"
+    handle = tiny_model.embed.register_forward_hook(nan_logits)
+    try:
+        run(tiny_model, data_dir, out, methods="random", n=len(examples))
+    finally:
+        handle.remove()
+    by_id = {r["example_id"]: r for r in results(out)}
+    assert by_id[bad_id]["status"] == "failed" and "logits" in by_id[bad_id]["error"]
+    assert by_id[bad_id]["mean"] is None and sum(r["status"] == "failed" for r in by_id.values()) == 1
+    out2 = tmp_path / "g.jsonl"
+    handle = tiny_model.blocks[1].register_forward_hook(nan_gradients)
+    try:
+        report = run(tiny_model, data_dir, out2, methods="saliency,random", n=2)
+    finally:
+        handle.remove()
+    status = {(r["method"], r["status"]) for r in results(out2)}
+    assert status == {("saliency", "failed"), ("random", "ok")} and report.failed == 2
+    assert all("NaN" in r["error"] for r in results(out2) if r["method"] == "saliency")
+    summary = summarize([out2])
+    row = {m.label: m for m in summary.methods}
+    assert row["saliency"].n_failed == 2 and row["saliency"].n_ok == 0 and not row["saliency"].metrics
+
+
+# ---- sharding and summaries ----------------------------------------------------------------------------
+
+
+def test_shards_partition_the_examples_and_merge_to_the_unsharded_result(tiny_model, data_dir, tmp_path):
+    full = tmp_path / "full.jsonl"
+    run(tiny_model, data_dir, full, methods="grad_ellm", n=5)
+    shards = [results_path(tmp_path, i, 2) for i in range(2)]
+    for i, path in enumerate(shards):
+        run(tiny_model, data_dir, path, methods="grad_ellm", n=5, shard_index=i, num_shards=2)
+    assert [len(results(p)) for p in shards] == [3, 2]
+    merged, single = summarize(shards), summarize([full])
+    assert merged.n_examples == 5
+    assert merged.methods[0].metrics["auc_pi_nc"].mean == pytest.approx(single.methods[0].metrics["auc_pi_nc"].mean)
+    with pytest.raises(InvalidInputError, match="shard"):
+        run(tiny_model, data_dir, shards[0], methods="grad_ellm", n=5, shard_index=1, num_shards=2)
+
+
+def test_bootstrap_ci_matches_the_normal_approximation():
+    x = np.tile([0.0, 1.0], 200)
+    est = bootstrap_ci(x, n_boot=4000)
+    half = 1.96 * x.std() / np.sqrt(len(x))
+    assert (
+        est.mean == 0.5
+        and est.low == pytest.approx(0.5 - half, abs=0.006)
+        and est.high == pytest.approx(0.5 + half, abs=0.006)
+    )
+    assert bootstrap_ci([0.3, 0.3, 0.3]).low == bootstrap_ci([0.3]).high == pytest.approx(0.3)
+    curve = bootstrap_ci([[0.0, 1.0], [1.0, 1.0]])
+    assert curve.mean == (0.5, 1.0) and curve.low[1] == curve.high[1] == 1.0
+    with pytest.raises(InvalidInputError):
+        bootstrap_ci([])
+
+
+def _synthetic_file(path: Path, values: dict[str, list[float]], correct: list[bool]) -> Path:
+    config = {"task": {"task": "sst2", "kind": "classification", "label_match": "first_token", "prompt_format": "chat"},
+              "model": {"name": "m"}, "metrics": {"pis": [0.3, 0.7], "n_draws": 1, "rescale": "scale_clip",
+              "probability": "target"}, "perturb": "all"}  # fmt: skip
+    header = RunHeader(config, {label: {"method": label} for label in values})
+    with ResultsFile(path, header) as store:
+        for label, vals in values.items():
+            for i, v in enumerate(vals):
+                mean = {k: v for k in ("soft_ns", "soft_nc", "auc_pi_ns", "auc_pi_nc", "mean_score")}
+                record = {"example_id": f"e{i}", "method": label, "fingerprint": header.method_fingerprint(label),
+                          "output": {"correct": correct[i]}, "pis": [0.3, 0.7]}  # fmt: skip
+                if v < 0:
+                    record.update(status="failed", error="NumericalError: injected", mean=None)
+                else:
+                    record.update(status="ok", mean={**mean, "pi_ns": [v, v], "pi_nc": [v, 1 - v]})
+                store.append(record)
+    return path
+
+
+def test_summary_numbers_on_a_synthetic_results_file(tmp_path):
+    values = {"good": [0.9, 0.8, 0.7, 0.6], "bad": [0.1, 0.2, -1.0, 0.3]}
+    path = _synthetic_file(tmp_path / "r.jsonl", values, [True, False, True, True])
+    summary = summarize([path], n_boot=2000)
+    good, bad = summary.methods
+    assert (good.n_ok, bad.n_ok, bad.n_failed) == (4, 3, 1)
+    assert good.metrics["auc_pi_nc"].mean == pytest.approx(0.75) and bad.metrics["soft_ns"].mean == pytest.approx(0.2)
+    assert 0.6 <= good.metrics["auc_pi_nc"].low < 0.75 < good.metrics["auc_pi_nc"].high <= 0.9
+    assert bad.curves["pi_nc"].mean == pytest.approx((0.2, 0.8))
+    assert summary.accuracy.mean == pytest.approx(0.75) and summary.accuracy.n == 4 and summary.n_examples == 4
+    table = summary.to_markdown()
+    assert "| good | 4 | 0 | **0.750** [" in table and "| bad | 3 | 1 | 0.200 [" in table
+    assert "bad failed: NumericalError: injected" in summary.to_report()
+    rows = list(csv.DictReader(summary.to_csv().splitlines()))
+    assert {"method": "(task)", "metric": "accuracy"}.items() <= rows[0].items()
+    written = write_summary(summary, tmp_path / "out")
+    assert [p.name for p in written] == ["summary.csv", "summary.md", "summary_pi_curves.png"]
+    # a duplicated line (e.g. overlapping shards) is counted once
+    copy = tmp_path / "copy.jsonl"
+    copy.write_bytes(path.read_bytes())
+    assert summarize([path, copy]).methods[0].n_ok == 4 and summarize([path, copy]).duplicates == 8
+
+
+def test_results_never_hold_nan_numbers(tmp_path):
+    header = RunHeader({"x": 1}, {"m": {}})
+    with ResultsFile(tmp_path / "r.jsonl", header) as store:
+        from gradellm_lens.errors import NumericalError
+
+        with pytest.raises(NumericalError):
+            store.append({"example_id": "a", "method": "m", "fingerprint": "f", "mean": {"soft_ns": float("nan")}})
+    assert len(lines(tmp_path / "r.jsonl")) == 1
+
+
+@pytest.mark.slow
+def test_smollm2_sst2_two_examples_end_to_end(smollm2, tmp_path):
+    out = tmp_path / "s.jsonl"
+    from gradellm_lens.tasks import make_task
+
+    cfg = EvaluationConfig(
+        n=2, metrics=FaithfulnessConfig(pis=(0.2, 0.5, 0.8), n_draws=1, batch_size=16), progress=False
+    )
+    report = run_evaluation(
+        smollm2, make_task("sst2", label_match="restricted"), "grad_ellm,grad_ellm:reference", out, cfg
+    )
+    assert report.failed == 0 and report.written == 4
+    summary = summarize([out])
+    assert summary.accuracy is not None and all(0 <= m.metrics["auc_pi_nc"].mean <= 1 for m in summary.methods)
+    assert torch.isfinite(torch.tensor([m.metrics["soft_ns"].mean for m in summary.methods])).all()
