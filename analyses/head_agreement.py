@@ -9,7 +9,7 @@ Spearman's ρ, Kendall's τ-b and the overlap of the top-10 heads:
   (Σ_i ReLU c), ``net_abs`` (|Σ_i c|), ``net`` (Σ_i c) and ``abs`` (Σ_i |c|);
 * the output-norm baseline ‖z_h W_O^h‖ at the explained position(s).
 
-Comparisons are made against the signed drop (``truth=drop``) and its magnitude (``|drop|``: a
+Comparisons are made against the signed drop (``truth=drop``) and its magnitude (``abs_drop``: a
 head whose removal *raises* the target also matters), per example (mean ± s.e.m. over examples)
 and pooled (per-example scores normalised by Σ|·| and averaged, then correlated once). With
 ``--kv`` the same is done per KV group: each of the 3 KV heads per layer is zero-ablated through
@@ -96,7 +96,7 @@ def main(argv=None) -> int:
     rows = []
     for (level, name), items in scorers.items():
         k = args.top_k if level == "query" else max(1, args.top_k * info.n_kv_heads // info.n_heads)
-        for truth_kind, transform in (("drop", lambda t: t), ("|drop|", absolute)):
+        for truth_kind, transform in (("drop", lambda t: t), ("abs_drop", absolute)):
             truth = [transform(t) for t in truths[level]]
             per_ex = [rank_agreement(s, t, k=k) for s, t in zip(items, truth)]
             pooled = rank_agreement(dataset_head_importance(items), dataset_head_importance(truth), k=k)
@@ -112,12 +112,14 @@ def main(argv=None) -> int:
     pooled_imp = dataset_head_importance(scorers["query", "grad_ellm:positive"])
     pooled_truth = dataset_head_importance(truths["query"])
     plt = study.pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(14, 5))
-    for ax, imp, title in (
-        (axes[0], pooled_imp, "Grad-ELLM importance (positive)"),
-        (axes[1], pooled_truth, "zero-ablation drop"),
-    ):
-        im = ax.imshow(imp.scores.numpy(), aspect="auto", cmap="viridis" if imp is pooled_imp else "coolwarm")
+    fig, axes = plt.subplots(1, 3, figsize=(15, 5), constrained_layout=True)
+    bound = float(pooled_truth.scores.abs().max())  # signed drop: white at 0
+    panels = (
+        (pooled_imp, "Grad-ELLM importance (positive)", {"cmap": "viridis"}),
+        (pooled_truth, "zero-ablation drop", {"cmap": "coolwarm", "vmin": -bound, "vmax": bound}),
+    )
+    for ax, (imp, title, style) in zip(axes, panels):
+        im = ax.imshow(imp.scores.numpy(), aspect="auto", **style)
         ax.set(title=title, xlabel="head", ylabel="layer", yticks=range(0, len(layers), 5),
                yticklabels=[layers[i] for i in range(0, len(layers), 5)])  # fmt: skip
         fig.colorbar(im, ax=ax)

@@ -17,17 +17,17 @@ COMMON=(--model smollm2-135m-instruct --device cpu --methods "$METHODS" --seed 0
 
 n_for() {  # examples per task
   case "$1" in
-    sst2) echo "${N_SST2:-16}" ;;
-    imdb) echo "${N_IMDB:-6}" ;;
-    boolq) echo "${N_BOOLQ:-6}" ;;
-    tellmewhy) echo "${N_TELLMEWHY:-3}" ;;
-    wikibio) echo "${N_WIKIBIO:-3}" ;;
+    sst2) echo "${N_SST2:-6}" ;;
+    imdb) echo "${N_IMDB:-3}" ;;
+    boolq) echo "${N_BOOLQ:-3}" ;;
+    tellmewhy) echo "${N_TELLMEWHY:-2}" ;;
+    wikibio) echo "${N_WIKIBIO:-2}" ;;
   esac
 }
-extra_for() {  # task-specific budgets: long fields cut to 96 tokens, 4 generated tokens
+extra_for() {  # task-specific budgets: long fields cut to 48 tokens, 2 generated tokens
   case "$1" in
-    imdb|boolq) echo "--max-text-tokens 96" ;;
-    tellmewhy|wikibio) echo "--max-new-tokens 4" ;;
+    imdb|boolq) echo "--max-text-tokens 48" ;;
+    tellmewhy|wikibio) echo "--max-new-tokens 2" ;;
   esac
 }
 

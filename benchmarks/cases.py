@@ -158,8 +158,18 @@ def captum_call(hf_model, inp: BenchInput, method: str) -> CaseFn:
     return run
 
 
-def build_cases(model, inp: BenchInput, *, hf_model=None, pi_soft: bool = True, captum: bool = True) -> list[Case]:
-    """Every row for one configuration, floors first."""
+def build_cases(
+    model, inp: BenchInput, *, hf_model=None, pi_soft: dict | None = None, captum: bool = True
+) -> list[Case]:
+    """Every row for one configuration, floors first.
+
+    Args:
+        model: the bridged model.
+        inp: the sequence and its steps.
+        hf_model: an un-bridged copy for ``floor[HF]`` and the captum rows (rows skipped when None).
+        pi_soft: ``FaithfulnessConfig`` overrides for the π-Soft rows (``{}``: defaults), None to skip them.
+        captum: add the captum rows.
+    """
     last = inp.last_step
     seq = inp.tokens[: last.position + 1]
     n_layers = model.cfg.n_layers
@@ -187,10 +197,10 @@ def build_cases(model, inp: BenchInput, *, hf_model=None, pi_soft: bool = True, 
             ),
         ]
     cases += [Case(name, "baseline", method_call(model, name, inp)) for name in list_methods() if name != "grad_ellm"]
-    if pi_soft and inp.n_steps == 1 and metrics_available():
+    if pi_soft is not None and inp.n_steps == 1 and metrics_available():
         cases += [
-            Case("pi_soft", "metric", pi_soft_call(model, inp)),
-            Case("pi_soft[batch_size=1]", "metric", pi_soft_call(model, inp, batch_size=1)),
+            Case("pi_soft", "metric", pi_soft_call(model, inp, **pi_soft)),
+            Case("pi_soft[batch_size=1]", "metric", pi_soft_call(model, inp, **{**pi_soft, "batch_size": 1})),
         ]
     if captum and hf_model is not None:
         cases += [Case(f"captum:{m}", "peer", captum_call(hf_model, inp, m)) for m in CAPTUM_METHODS]

@@ -23,9 +23,12 @@ This module imports only ``torch`` so that the inseq worker (another virtualenv)
 
 from __future__ import annotations
 
+import os
 import statistics
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -64,6 +67,21 @@ def median(samples: list[Sample]) -> Sample:
     return Sample(statistics.median(s.wall_s for s in samples), statistics.median(s.cpu_s for s in samples))
 
 
+@contextmanager
+def _stderr_silenced() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null (the profiler's C++ start/stop lines); the run was already seen once."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def peak_memory_bytes(fn: Callable[[], object], device: torch.device | str) -> int:
     """Peak tensor memory allocated by ``fn`` above the memory live before the call (see module doc)."""
     device = torch.device(device)
@@ -76,7 +94,7 @@ def peak_memory_bytes(fn: Callable[[], object], device: torch.device | str) -> i
         return max(0, torch.cuda.max_memory_allocated(device) - before)
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with _stderr_silenced(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
     events = sorted(
         (e for e in prof.events() if e.self_cpu_memory_usage), key=lambda e: e.time_range.start

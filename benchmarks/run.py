@@ -46,7 +46,7 @@ from benchmarks.inputs import BenchInput, make_input  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_MODELS = ("smollm2-135m-instruct", "tiny-llama")
 INSEQ_METHODS = ("saliency", "input_x_gradient", "integrated_gradients")
-QUICK = {"models": ["tiny-llama"], "lengths": [16, 48], "steps": [1, 4], "repeats": 2, "budget_s": 2.0}
+QUICK = {"models": ["tiny-llama"], "lengths": [16, 32], "steps": [1, 3], "repeats": 2, "budget_s": 1.0}
 
 
 @dataclass
@@ -69,6 +69,7 @@ class Row:
     peak_mb: float | None = None
     mem_ratio: float | None = None
     load_avg: float | None = None
+    total_s: float = 0.0
     note: str = ""
 
     @property
@@ -90,6 +91,7 @@ class Options:
     memory: bool
     captum: bool
     inseq_python: str | None
+    pi_soft_draws: int | None = None
     only: list[str] = field(default_factory=list)
     out: Path | None = None
     quiet: bool = False
@@ -97,7 +99,7 @@ class Options:
 
 def parse_args(argv: list[str] | None = None) -> Options:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="tiny model, L=16/48, T=1/4, 2 repeats (CI smoke run)")
+    p.add_argument("--quick", action="store_true", help="tiny model, L=16/32, T=1/3, 2 repeats (CI smoke run)")
     p.add_argument("--models", nargs="+", help=f"model names for load_model (default: {' '.join(DEFAULT_MODELS)})")
     p.add_argument("--lengths", nargs="+", type=int, help="prompt lengths L (default 32 128 512)")
     p.add_argument("--steps", nargs="+", type=int, help="numbers of explained steps T (default 1 10)")
@@ -110,6 +112,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
     p.add_argument("--no-captum", action="store_true", help="skip the captum rows")
     p.add_argument("--inseq-python", help="python of a virtualenv with inseq 0.7.1: adds the inseq rows")
+    p.add_argument("--pi-soft-draws", type=int, help="n_draws of the π-Soft rows (default: FaithfulnessConfig's)")
     p.add_argument("--only", nargs="+", default=[], help="run only rows whose name contains one of these (floors always run)")
     p.add_argument("--out", type=Path, help="CSV path (default benchmarks/results/<device>[-quick].csv); .md written next to it")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -132,6 +135,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         memory=not a.no_memory,
         captum=not a.no_captum,
         inseq_python=a.inseq_python,
+        pi_soft_draws=a.pi_soft_draws,
         only=a.only,
         out=out,
         quiet=a.quiet,
@@ -171,6 +175,7 @@ def measure_config(cases: list[Case], opts: Options, base: dict, history: dict[s
         try:
             with backward_paths() as paths:
                 warm = measure.timed(case.run, opts.device)
+            row.total_s += warm.wall_s
         except Exception as exc:  # a broken row is reported, not fatal
             row.note = f"error: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
             continue
@@ -182,12 +187,15 @@ def measure_config(cases: list[Case], opts: Options, base: dict, history: dict[s
         for case, n in active:
             if r < n:
                 samples[case.name].append(measure.timed(case.run, opts.device))
+                rows[case.name].total_s += samples[case.name][-1].wall_s
     for case, n in active:
         row, sample = rows[case.name], measure.median(samples[case.name])
         row.wall_ms, row.cpu_ms, row.repeats = 1e3 * sample.wall_s, 1e3 * sample.cpu_s, n
         history.setdefault(case.name, []).append((base["prompt_len"], sample.wall_s))
         if opts.memory:
+            start = time.perf_counter()
             row.peak_mb = measure.peak_memory_bytes(case.run, opts.device) / 2**20
+            row.total_s += time.perf_counter() - start
     return list(rows.values())
 
 
@@ -240,7 +248,7 @@ def inseq_rows(opts: Options, hf_model, tokenizer, inputs: list[tuple[BenchInput
         else:
             row.wall_ms, row.cpu_ms, row.repeats = 1e3 * rec["wall_s"], 1e3 * rec["cpu_s"], rec["repeats"]
             row.peak_mb = None if rec["peak_bytes"] is None else rec["peak_bytes"] / 2**20
-            row.note = rec["note"] + "; measured after the other rows, in its own process"
+            row.note = rec["note"]
         rows.append(row)
     if proc.returncode != 0 and not rows:
         tail = (proc.stderr or "").strip().splitlines()[-1:] or ["no output"]
@@ -262,9 +270,19 @@ def plain_hf_model(name: str, opts: Options):
 
 def run(opts: Options) -> list[Row]:
     """Measure every model / steps / length configuration; returns the rows (ratios filled)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(opts.threads)
+    try:
+        rows = _run_models(opts)
+    finally:
+        torch.set_num_threads(threads)
+    add_ratios(rows)
+    return rows
+
+
+def _run_models(opts: Options) -> list[Row]:
     import gradellm_lens as gl
 
-    torch.set_num_threads(opts.threads)
     rows: list[Row] = []
     for model_name in opts.models:
         log(opts, f"== {model_name}: loading")
@@ -284,7 +302,8 @@ def run(opts: Options) -> list[Row]:
                     device=opts.device, threads=opts.threads,
                 )  # fmt: skip
                 log(opts, f"-- {model_name} L={inp.prompt_length} T={n_steps} (load {os.getloadavg()[0]:.1f})")
-                cases = build_cases(model, inp, hf_model=hf_model, captum=opts.captum)
+                pi_soft = {} if opts.pi_soft_draws is None else {"n_draws": opts.pi_soft_draws}
+                cases = build_cases(model, inp, hf_model=hf_model, pi_soft=pi_soft, captum=opts.captum)
                 cases = [c for c in cases if c.group == "floor" or not opts.only or any(o in c.name for o in opts.only)]
                 config_rows = measure_config(cases, opts, {**base, "load_avg": os.getloadavg()[0]}, history)
                 rows += config_rows
@@ -296,7 +315,6 @@ def run(opts: Options) -> list[Row]:
             log(opts, f"-- {model_name}: inseq rows ({opts.inseq_python})")
             rows += inseq_rows(opts, hf_model, tokenizer, for_inseq)
         del model, hf_model
-    add_ratios(rows)
     return rows
 
 
@@ -337,7 +355,11 @@ def format_table(rows: list[Row], markdown: bool = False) -> str:
         widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
         fmt = lambda line: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))  # noqa: E731
         out += [title, fmt(header), *map(fmt, body), ""]
-    notes = sorted({f"{r.name}: {r.note}" for r in rows if r.note and not r.note.startswith("backward")})
+    by_note: dict[str, list[str]] = {}
+    for r in rows:
+        if r.note and not r.note.startswith("backward") and r.name not in by_note.setdefault(r.note, []):
+            by_note[r.note].append(r.name)
+    notes = [f"{', '.join(names)}: {note}" for note, names in by_note.items()]
     paths = sorted({f"{r.name}: {r.note}" for r in rows if r.note.startswith("backward") and r.steps > 1})
     if paths:
         out += ["Backward paths (T > 1):", *[f"  {p}" for p in paths]]

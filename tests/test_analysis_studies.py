@@ -42,7 +42,7 @@ def test_head_curves_study(tmp_path):
 def test_head_agreement_study(tmp_path):
     assert load_study("head_agreement").main([*TINY, "--out", str(tmp_path)]) == 0
     rows = _rows(tmp_path / "head_agreement_tellmewhy.csv")
-    assert {(r["level"], r["truth"]) for r in rows} == {(lv, t) for lv in ("query", "kv") for t in ("drop", "|drop|")}
+    assert {(r["level"], r["truth"]) for r in rows} == {(lv, t) for lv in ("query", "kv") for t in ("drop", "abs_drop")}
     assert {r["n_units"] for r in rows} == {"8", "4"}
     assert all(-1.0 <= float(r["spearman"]) <= 1.0 for r in rows if r["spearman"] != "nan")
     assert (tmp_path / "head_agreement_tellmewhy.png").is_file()

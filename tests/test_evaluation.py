@@ -423,17 +423,20 @@ def test_results_never_hold_nan_numbers(tmp_path):
 
 
 @pytest.mark.slow
-def test_smollm2_sst2_two_examples_end_to_end(smollm2, tmp_path):
-    out = tmp_path / "s.jsonl"
+def test_smollm2_sst2_end_to_end(smollm2, tmp_path):
     from gradellm_lens.tasks import make_task
 
-    cfg = EvaluationConfig(
-        n=2, metrics=FaithfulnessConfig(pis=(0.2, 0.5, 0.8), n_draws=1, batch_size=16), progress=False
-    )
-    report = run_evaluation(
-        smollm2, make_task("sst2", label_match="restricted"), "grad_ellm,grad_ellm:reference", out, cfg
-    )
-    assert report.failed == 0 and report.written == 4
+    out = tmp_path / "s.jsonl"
+    cfg = EvaluationConfig(n=1, metrics=FaithfulnessConfig(pis=(0.3, 0.7), n_draws=1, batch_size=16), progress=False)
+    task = make_task("sst2", label_match="restricted")
+    report = run_evaluation(smollm2, task, "grad_ellm,grad_ellm:reference", out, cfg)
+    assert report.failed == 0 and report.written == 2
     summary = summarize([out])
-    assert summary.accuracy is not None and all(0 <= m.metrics["auc_pi_nc"].mean <= 1 for m in summary.methods)
-    assert torch.isfinite(torch.tensor([m.metrics["soft_ns"].mean for m in summary.methods])).all()
+    assert summary.accuracy is not None and summary.accuracy.n == 1
+    for m in summary.methods:
+        assert all(0.0 <= e.mean <= 1.0 for e in m.metrics.values())
+    assert records_are_finite(out)
+
+
+def records_are_finite(path: Path) -> bool:
+    return all(torch.isfinite(torch.tensor(r["mean"]["pi_ns"] + r["mean"]["pi_nc"])).all() for r in results(path))

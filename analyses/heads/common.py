@@ -121,9 +121,10 @@ def mean_sem(values: Sequence[float]) -> tuple[float, float]:
 
 
 def _fmt(value: Any) -> str:
+    """A Markdown table cell: floats to 4 significant digits, pipes escaped."""
     if isinstance(value, float):
         return "nan" if math.isnan(value) else f"{value:.4g}"
-    return str(value)
+    return str(value).replace("|", "\\|")
 
 
 def write_table(rows: Sequence[dict[str, Any]], out: str | Path, stem: str, *, title: str = "") -> tuple[Path, Path]:

@@ -194,10 +194,6 @@ class Ablation:
         if self.mode != "zero" and self.reference is None:
             raise InvalidInputError(f"mode={self.mode!r} needs reference=collect_reference(model, reference_prompts).")
 
-    @property
-    def is_empty(self) -> bool:
-        return not (self.heads or self.layers)
-
     def edits(self, info: ModelInfo) -> dict[str, tuple[int, ...] | None]:
         """Hook name -> head indices replaced there (None: the whole activation). Validates ranges."""
         out: dict[str, list[int] | None] = {}

@@ -9,6 +9,10 @@ Results go to ``<out-dir>/results.jsonl`` (one line per example and method, appe
 finish); rerunning the same command resumes. The summary (``summary.csv``, ``summary.md``,
 ``summary_pi_curves.png``) is written when the run ends; sharded runs (``--num-shards``) write
 ``results.shard-<i>-of-<n>.jsonl`` and are merged with ``gradellm-lens summarize <out-dir>``.
+
+Under ``accelerate launch --multi_gpu --num_processes N -m gradellm_lens.cli evaluate ...`` (or
+torchrun) each process takes shard RANK of N on its own device and the main process merges the
+shards when all are done (:mod:`gradellm_lens.evaluation.distributed`).
 """
 
 from __future__ import annotations
@@ -32,7 +36,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
         help="comma-separated name[:variant][+key=value] specs, e.g. grad_ellm,grad_ellm:reference,"
         "integrated_gradients+n_steps=20; 'all' = every registered method (default)",
     )
-    p.add_argument("--n", type=int, default=None, help="number of examples (seeded hash order; default all)")
+    p.add_argument(
+        "--n", "--num-examples", type=int, default=None,
+        help="number of examples (seeded hash order; default all); under torchrun write --num-examples",
+    )  # fmt: skip
     p.add_argument("--out-dir", default=None, help="run folder (default runs/<task>)")
     p.add_argument("--seed", type=int, default=0, help="sampling and Bernoulli-mask seed")
     m = p.add_argument_group("metric options")
@@ -93,19 +100,21 @@ def parse_pis(text: str | None) -> tuple[float, ...] | None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate this process's shard; under a distributed launch the main process then merges all shards."""
-    from ..evaluation.distributed import init_process_context, other_results_files, run_on_every_process, shard_paths
+    from ..evaluation.distributed import find_shard_files, init_process_context, run_on_every_process
 
     context = init_process_context(args.device)
-    args.shard_index, args.num_shards = context.resolve_shards(args.shard_index, args.num_shards)
-    args.device = context.device
     try:
+        args.shard_index, args.num_shards = context.resolve_shards(args.shard_index, args.num_shards)
+        args.device = context.device
         out_dir = run_on_every_process(context, lambda: _evaluate_shard(args, context.distributed, context.local_rank))
     finally:
         context.close()
     if context.distributed and context.is_main:
-        write_and_print(shard_paths(out_dir, args.num_shards), out_dir, args)
-        for other in other_results_files(out_dir, args.num_shards):
-            print(f"note: {other} is from a run with another number of processes (not merged; use summarize)")
+        files = find_shard_files(out_dir, args.num_shards)
+        if not files.missing:
+            write_and_print(list(files.present), out_dir, args)
+        for note in files.notes(out_dir):
+            print(f"note: {note}")
     return 0
 
 

@@ -22,12 +22,12 @@ Rerunning the same launch resumes: each process reopens its own shard file and s
 already in it. Resuming needs the same ``N`` (another ``N`` is another partition of the examples
 into other files; those files can still be merged with ``gradellm-lens summarize``).
 
-The process group comes from ``accelerate.PartialState`` when accelerate is installed (the
-``distributed`` extra) and from ``torch.distributed.init_process_group("env://")`` otherwise
-(``nccl`` on CUDA, ``gloo`` on CPU). A process that finds no launcher variables (``WORLD_SIZE``
-unset or 1) is a plain single process: nothing is initialised and no package beyond torch is
-needed. Collectives get a long timeout (:data:`DEFAULT_TIMEOUT`), since shards can finish hours
-apart.
+The process group comes from ``accelerate.PartialState`` (the ``distributed`` extra; also a
+dependency of TransformerLens 4.x): ``nccl`` on CUDA, ``gloo`` on CPU, read from the launcher's
+``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK`` / ``MASTER_ADDR`` / ``MASTER_PORT`` (or MPI's
+equivalents). A process that finds no launcher variables (``WORLD_SIZE`` unset or 1) is a plain
+single process: nothing is initialised and accelerate is never imported. Collectives get a long
+timeout (:data:`DEFAULT_TIMEOUT`), since shards can finish hours apart.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from typing import TypeVar
 
 import torch
 
-from ..errors import InvalidInputError, LensError
+from ..errors import InvalidInputError, LensError, MissingPackageError
 from .runner import results_path
 
 T = TypeVar("T")
@@ -127,20 +127,17 @@ class ProcessContext:
     def resolve_shards(self, shard_index: int | str | None, num_shards: int | str | None) -> tuple[int, int]:
         """``(shard_index, num_shards)`` of this process; ``"auto"``/None take them from the launch.
 
-        A single process defaults to shard 0 of 1 and keeps explicit values (manual sharding, e.g.
-        one job per shard on a cluster). Under a distributed launch the shard is always
-        ``(rank, world_size)``; explicit values must agree with it.
+        A single process defaults to shard 0 of 1 and keeps explicit values as given (manual
+        sharding, e.g. one job per shard on a cluster; :class:`~.runner.EvaluationConfig`
+        validates them). Under a distributed launch the shard is always ``(rank, world_size)``;
+        explicit values must agree with it.
 
         Raises:
-            InvalidInputError: explicit values that contradict the launch, or an index out of range.
+            InvalidInputError: explicit values that contradict the launch.
         """
         auto_index, auto_count = shard_index in (None, AUTO), num_shards in (None, AUTO)
         if not self.distributed:
-            count = 1 if auto_count else int(num_shards)
-            index = 0 if auto_index else int(shard_index)
-            if count < 1 or not 0 <= index < count:
-                raise InvalidInputError(f"--shard-index must be in 0..{count - 1} for --num-shards {count}, got {index}.")
-            return index, count
+            return (0 if auto_index else int(shard_index)), (1 if auto_count else int(num_shards))
         if (not auto_count and num_shards != self.world_size) or (not auto_index and shard_index != self.rank):
             raise InvalidInputError(
                 f"This process is rank {self.rank} of {self.world_size} in a distributed launch, so it evaluates "
@@ -190,7 +187,8 @@ def init_process_context(
         A single-process context when the launcher variables are absent, else a joined one.
 
     Raises:
-        InvalidInputError: the launcher variables are inconsistent or incomplete.
+        InvalidInputError: the launcher variables are inconsistent.
+        MissingPackageError: a distributed launch without accelerate installed.
     """
     environ = os.environ if environ is None else environ
     world_size = launch_world_size(environ)
@@ -206,30 +204,12 @@ def init_process_context(
     try:
         from accelerate import PartialState
     except ImportError:
-        backend = _init_torch_distributed(use_cpu, local_rank, timeout, environ)
-    else:
-        state = PartialState(cpu=use_cpu, timeout=timeout)
-        backend = state.backend
-        rank, world_size, local_rank = state.process_index, state.num_processes, state.local_process_index
-    return ProcessContext(rank, world_size, local_rank, _process_device(device, local_rank, use_cpu), backend)
-
-
-def _init_torch_distributed(use_cpu: bool, local_rank: int, timeout: timedelta, environ: Mapping[str, str]) -> str:
-    """``torch.distributed`` with ``env://`` initialisation (torchrun's variables), without accelerate."""
-    dist = torch.distributed
-    if dist.is_initialized():
-        return str(dist.get_backend())
-    missing = [name for name in ("MASTER_ADDR", "MASTER_PORT", "RANK") if not environ.get(name)]
-    if missing:
-        raise InvalidInputError(
-            f"WORLD_SIZE > 1 but {', '.join(missing)} unset: start the processes with torchrun or accelerate "
-            "launch, or install the 'distributed' extra (pip install 'gradellm-lens[distributed]') for MPI launches."
-        )
-    backend = "gloo" if use_cpu else "nccl"
-    if backend == "nccl":
-        torch.cuda.set_device(local_rank % torch.cuda.device_count())
-    dist.init_process_group(backend=backend, init_method="env://", timeout=timeout)
-    return backend
+        raise MissingPackageError(
+            f"WORLD_SIZE={world_size}: a distributed run needs accelerate; pip install 'gradellm-lens[distributed]'."
+        ) from None
+    state = PartialState(cpu=use_cpu, timeout=timeout)  # joins the process group (gloo on CPU, nccl on CUDA)
+    rank, world_size, local_rank = state.process_index, state.num_processes, state.local_process_index
+    return ProcessContext(rank, world_size, local_rank, _process_device(device, local_rank, use_cpu), state.backend)
 
 
 def run_on_every_process(context: ProcessContext, work: Callable[[], T]) -> T:
@@ -269,7 +249,39 @@ def shard_paths(out_dir: str | Path, num_shards: int) -> list[Path]:
     return [results_path(out_dir, index, num_shards) for index in range(num_shards)]
 
 
-def other_results_files(out_dir: str | Path, num_shards: int) -> list[Path]:
-    """``results*.jsonl`` files in ``out_dir`` that belong to another sharding (not merged, not resumed)."""
-    mine = set(shard_paths(out_dir, num_shards))
-    return [p for p in sorted(Path(out_dir).glob("results*.jsonl")) if p not in mine]
+@dataclass(frozen=True)
+class ShardFiles:
+    """The results files of a sharded run as the main process finds them in the run folder.
+
+    Attributes:
+        present: this run's shard files that exist here (by shard index).
+        missing: this run's shard files that do not: written on another machine without a shared
+            file system (copy them here, then ``gradellm-lens summarize``).
+        others: ``results*.jsonl`` files of another sharding (another number of processes): neither
+            resumed nor merged by this run.
+    """
+
+    present: tuple[Path, ...]
+    missing: tuple[Path, ...]
+    others: tuple[Path, ...]
+
+    def notes(self, out_dir: str | Path) -> list[str]:
+        """One line per thing the user should know (nothing when every shard is here)."""
+        out = []
+        if self.missing:
+            names = ", ".join(p.name for p in self.missing)
+            out.append(
+                f"{len(self.missing)} shard file(s) are not on this machine ({names}): copy them into {out_dir} "
+                f"and run: gradellm-lens summarize {out_dir}"
+            )
+        out += [f"{p} is from a run with another number of processes (not merged)" for p in self.others]
+        return out
+
+
+def find_shard_files(out_dir: str | Path, num_shards: int) -> ShardFiles:
+    """Sort the ``results*.jsonl`` files of ``out_dir`` into this run's (present / missing) and others."""
+    mine = shard_paths(out_dir, num_shards)
+    others = [p for p in sorted(Path(out_dir).glob("results*.jsonl")) if p not in set(mine)]
+    return ShardFiles(
+        tuple(p for p in mine if p.is_file()), tuple(p for p in mine if not p.is_file()), tuple(others)
+    )

@@ -139,13 +139,13 @@ class Summary:
         config = next(iter(self.configs.values()))
         metrics, task = config["metrics"], config["task"]
         pis = metrics["pis"]
-        parts = [f"{self.n_examples} examples"]
+        parts = [_count(self.n_examples, "example")]
         if self.accuracy is not None:
             parts.append(f"accuracy {self.accuracy.format()} ({task.get('label_match')})")
         parts += [
             f"prompt format {task.get('prompt_format')}",
             f"π grid {pis[0]:g}…{pis[-1]:g} ({len(pis)} points)",
-            f"{metrics['n_draws']} draws",
+            _count(metrics["n_draws"], "draw"),
             f"rescale {metrics['rescale']}",
             f"probability {metrics['probability']}",
             f"perturb {config['perturb']}",
@@ -186,6 +186,10 @@ class Summary:
             for reason in m.errors:
                 parts.append(f"- {m.label} failed: {reason}")
         return "\n".join(parts) + "\n"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _method_summary(label: str, records: list[dict[str, Any]], n_boot: int, seed: int) -> MethodSummary:

@@ -4,7 +4,8 @@ Tokenizers store tokens in an internal alphabet: byte-level BPE (GPT-2, Llama-3,
 every byte to a printable character (``"Ġ"`` is a space, ``"Ċ"`` a newline, ``"Ã©"`` the two
 UTF-8 bytes of ``"é"``); SentencePiece writes a space as ``"▁"``. :func:`display_token` turns one
 token into the text it stands for, with newlines, tabs and carriage returns written as the
-visible escapes ``\\n``, ``\\t``, ``\\r`` so a heatmap row stays on one line.
+visible escapes ``\\n``, ``\\t``, ``\\r`` so a heatmap row stays on one line, and every other
+control character (ESC, NUL, DEL, C1) as ``\\xNN`` so token text cannot inject terminal escapes.
 :func:`decode_tokens` joins a whole sequence into plain text (real newlines; multi-byte characters
 split across tokens are reassembled).
 """
@@ -15,6 +16,9 @@ from collections.abc import Sequence
 from functools import cache
 
 _VISIBLE = str.maketrans({"\n": "\\n", "\t": "\\t", "\r": "\\r"})
+# every other C0/C1 control character (ESC, NUL, DEL ...) as a visible \xNN escape, so that token
+# text can never inject terminal escape sequences or invisible characters into a view
+_CONTROL = str.maketrans({c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)] if chr(c) not in "\n\t\r"})
 
 
 @cache
@@ -44,7 +48,7 @@ def _plain(token: str) -> str:
 
 def display_token(token: str) -> str:
     """``"Ġcat"`` -> ``" cat"``, ``"Ã©"`` -> ``"é"``, ``"Ċ"`` -> ``"\\n"`` (visible); special tokens unchanged."""
-    return _plain(token).translate(_VISIBLE)
+    return _plain(token).translate(_VISIBLE).translate(_CONTROL)
 
 
 def display_tokens(tokens: Sequence[str]) -> list[str]:
@@ -56,5 +60,7 @@ def decode_tokens(tokens: Sequence[str]) -> str:
     """The text a token sequence spells (real newlines), for showing prompts and generations."""
     raw = [_token_bytes(t) for t in tokens]
     if all(r is not None for r in raw):
-        return b"".join(raw).decode("utf-8", errors="replace")
-    return "".join(_plain(t) for t in tokens)
+        text = b"".join(raw).decode("utf-8", errors="replace")
+    else:
+        text = "".join(_plain(t) for t in tokens)
+    return text.translate(_CONTROL)

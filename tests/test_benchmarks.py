@@ -1,0 +1,73 @@
+"""Smoke test of ``benchmarks/run.py --quick`` (in-process) and of its measuring helpers. No timing assertions."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import measure, run  # noqa: E402
+
+import gradellm_lens as gl  # noqa: E402
+
+
+def test_peak_memory_counts_live_tensors_only():
+    def work():
+        a = torch.ones(1000, 1000)  # 4 MB
+        b = torch.ones(2000, 1000)  # 8 MB
+        del a
+        c = torch.ones(3000, 1000)  # 12 MB: 20 MB live with b
+        del b, c
+        return torch.ones(10)
+
+    assert measure.peak_memory_bytes(work, "cpu") == 20_000_000
+
+
+def test_repeat_planning_and_extrapolation():
+    assert measure.plan_repeats(0.1, 5, 10.0) == 5
+    assert measure.plan_repeats(4.0, 5, 10.0) == 2
+    assert measure.plan_repeats(30.0, 5, 10.0) == 1
+    assert run.predicted_s([], 128) is None
+    assert run.predicted_s([(32, 1.0)], 64) == pytest.approx(4.0)  # one point: quadratic
+    assert run.predicted_s([(32, 1.0), (64, 2.0)], 128) == pytest.approx(4.0)  # fitted exponent 1
+
+
+def test_quick_run_writes_the_table(tmp_path, capsys):
+    out = tmp_path / "quick.csv"
+    rows = run.main(["--quick", "--lengths", "12", "--steps", "1", "3", "--repeats", "1", "--budget-s", "0.2",
+                     "--pi-soft-draws", "1", "--threads", "1", "--out", str(out), "--quiet"])  # fmt: skip
+    printed = capsys.readouterr().out
+
+    methods = [m for m in gl.list_methods() if m != "grad_ellm"]
+    common = ["floor", "floor[hook_z last]", "floor[HF]", "forward", "generate", "grad_ellm", "grad_ellm[layers=all]"]
+    common += [*methods, "captum:saliency", "captum:input_x_gradient", "captum:integrated_gradients"]
+    expected = {
+        1: [*common, "pi_soft", "pi_soft[batch_size=1]"],
+        3: [*common, "grad_ellm[separate]", "grad_ellm[layers=all,separate]"],
+    }
+    for steps, names in expected.items():
+        got = [r for r in rows if r.steps == steps]
+        assert sorted(r.name for r in got) == sorted(names)
+        assert all(r.model == "tiny-llama" and r.prompt_len == 12 for r in got)
+        for r in got:
+            assert not r.note.startswith(("error", "skipped")), (r.name, r.note)
+            assert r.wall_ms is not None and r.ratio is not None and r.peak_mb is not None and r.repeats == 1
+        assert next(r for r in got if r.name == "floor").ratio == pytest.approx(1.0)
+    multi = {r.name: r.note for r in rows if r.steps == 3}
+    assert multi["grad_ellm"] == "backward: vmap"  # the batched backward ran, no silent fallback
+
+    with out.open() as fh:
+        records = list(csv.DictReader(fh))
+    assert len(records) == len(rows)
+    assert {"model", "steps", "prompt_len", "name", "wall_ms", "cpu_ms", "ratio", "peak_mb", "mem_ratio", "load_avg"} <= set(
+        records[0]
+    )
+    markdown = out.with_suffix(".md").read_text()
+    assert "**tiny-llama, 1 step**" in markdown and "**tiny-llama, 3 steps**" in markdown
+    assert "| method | L=12 ms | L=12 ×floor | L=12 MB | L=12 ×floor |" in markdown
+    assert "grad_ellm shared forward" in printed and "pi_soft batched" in printed

@@ -1,0 +1,255 @@
+"""Sharded evaluation across processes: shard/device resolution, the outcome barrier, and a real
+2-process ``accelerate launch`` on CPU (gloo) whose merged summary equals a single-process run."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from evaldata import write_task_files
+
+from gradellm_lens.cli.main import main
+from gradellm_lens.errors import InvalidInputError, MissingPackageError
+from gradellm_lens.evaluation import EvaluationConfig, results_path, run_evaluation, summarize
+from gradellm_lens.evaluation.distributed import (
+    AUTO,
+    ProcessContext,
+    ShardFailedError,
+    find_shard_files,
+    init_process_context,
+    launch_world_size,
+    run_on_every_process,
+    shard_arg,
+    shard_paths,
+)
+from gradellm_lens.metrics import FaithfulnessConfig
+
+REPO = Path(__file__).resolve().parents[1]
+LAUNCH_VARS = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "LOCAL_WORLD_SIZE")
+EVALUATE = [
+    "evaluate", "--task", "tellmewhy", "--model", "tiny-llama", "--device", "cpu", "--n", "3",
+    "--max-new-tokens", "3", "--methods", "grad_ellm,random", "--pis", "0.3,0.7", "--draws", "2",
+    "--no-progress", "--bootstrap", "200",
+]  # fmt: skip
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    return write_task_files(tmp_path / "data")
+
+
+class FakeGroup(ProcessContext):
+    """A distributed context whose gather returns the given outcomes of the other ranks (no processes)."""
+
+    def __init__(self, rank: int, others: list[str | None]):
+        super().__init__(rank=rank, world_size=len(others) + 1)
+        object.__setattr__(self, "_others", others)
+
+    def gather(self, obj):
+        out = list(self._others)
+        out.insert(self.rank, obj)
+        return out
+
+
+# ---- resolution of shards, devices and the launch environment ---------------------------------
+
+
+def test_shard_arg_accepts_integers_and_auto():
+    assert shard_arg("auto") == AUTO and shard_arg(" AUTO ") == AUTO and shard_arg("3") == 3
+    for bad in ("-1", "two", "1.5"):
+        with pytest.raises(InvalidInputError, match="integer or 'auto'"):
+            shard_arg(bad)
+
+
+def test_world_size_comes_from_the_launcher_or_mpi_variables():
+    assert launch_world_size({}) == 1
+    assert launch_world_size({"WORLD_SIZE": "4"}) == 4
+    assert launch_world_size({"OMPI_COMM_WORLD_SIZE": "3"}) == 3
+    with pytest.raises(InvalidInputError, match="WORLD_SIZE='x'"):
+        launch_world_size({"WORLD_SIZE": "x"})
+
+
+def test_single_process_needs_no_accelerate_and_keeps_explicit_shards(monkeypatch):
+    monkeypatch.setitem(sys.modules, "accelerate", None)  # an import of accelerate would now fail
+    context = init_process_context("cpu", environ={"WORLD_SIZE": "1"})
+    assert context == ProcessContext(device="cpu") and not context.distributed and context.is_main
+    assert context.resolve_shards(AUTO, AUTO) == (0, 1)
+    assert context.resolve_shards(None, None) == (0, 1)
+    assert context.resolve_shards(2, 3) == (2, 3)  # manual sharding (one job per shard)
+    assert run_on_every_process(context, lambda: "done") == "done"
+    context.close()  # no process group: nothing to do
+    with pytest.raises(MissingPackageError, match=r"gradellm-lens\[distributed\]"):
+        init_process_context(environ={"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"})
+
+
+def test_inconsistent_launch_variables_are_refused():
+    with pytest.raises(InvalidInputError, match="RANK=2, WORLD_SIZE=2"):
+        init_process_context(environ={"WORLD_SIZE": "2", "RANK": "2"})
+
+
+def test_a_launched_process_takes_its_rank_as_shard():
+    context = ProcessContext(rank=1, world_size=3, local_rank=1, device="cpu", backend="gloo")
+    assert context.distributed and not context.is_main
+    assert context.resolve_shards(AUTO, AUTO) == (1, 3)
+    assert context.resolve_shards(1, 3) == (1, 3)
+    for index, count in ((0, 3), (AUTO, 2)):
+        with pytest.raises(InvalidInputError, match="rank 1 of 3"):
+            context.resolve_shards(index, count)
+
+
+# ---- the barrier that carries each process's outcome --------------------------------------------
+
+
+def test_main_process_reports_failed_shards_instead_of_merging():
+    with pytest.raises(ShardFailedError, match=r"1 of 3 processes failed \(rank 2: RuntimeError: boom\)"):
+        run_on_every_process(FakeGroup(0, [None, "RuntimeError: boom"]), lambda: "merged")
+    # a process that finished its shard while another failed returns normally (it has nothing to merge)
+    assert run_on_every_process(FakeGroup(1, [None, "RuntimeError: boom"]), lambda: "mine") == "mine"
+    assert run_on_every_process(FakeGroup(0, [None]), lambda: "all done") == "all done"
+
+
+def test_a_failing_process_reports_then_reraises_its_own_error():
+    seen = []
+
+    class Recording(FakeGroup):
+        def gather(self, obj):
+            seen.append(obj)
+            return super().gather(obj)
+
+    def work():
+        raise InvalidInputError("bad shard")
+
+    with pytest.raises(InvalidInputError, match="bad shard"):
+        run_on_every_process(Recording(1, [None]), work)
+    assert seen == ["InvalidInputError: bad shard"]
+
+
+def test_shard_files_present_missing_and_of_other_shardings(tmp_path):
+    assert [p.name for p in shard_paths(tmp_path, 2)] == ["results.shard-0-of-2.jsonl", "results.shard-1-of-2.jsonl"]
+    assert shard_paths(tmp_path, 1) == [tmp_path / "results.jsonl"]
+    for name in ("results.shard-0-of-2.jsonl", "results.shard-1-of-3.jsonl", "results.jsonl", "notes.jsonl"):
+        (tmp_path / name).write_text("")
+    files = find_shard_files(tmp_path, 2)
+    assert [p.name for p in files.present] == ["results.shard-0-of-2.jsonl"]
+    assert [p.name for p in files.missing] == ["results.shard-1-of-2.jsonl"]  # written on another machine
+    assert [p.name for p in files.others] == ["results.jsonl", "results.shard-1-of-3.jsonl"]
+    notes = files.notes(tmp_path)
+    assert "not on this machine (results.shard-1-of-2.jsonl)" in notes[0] and f"summarize {tmp_path}" in notes[0]
+    assert len(notes) == 3 and "another number of processes" in notes[2]
+    assert find_shard_files(tmp_path, 3).missing and not find_shard_files(tmp_path / "x", 1).present
+
+
+# ---- merged shards summarise exactly like one file ---------------------------------------------
+
+
+def test_shard_files_summarise_exactly_like_a_single_file(tiny_model, data_dir, tmp_path):
+    from gradellm_lens.tasks import make_task
+
+    def run(out, **shard):
+        config = EvaluationConfig(n=5, metrics=FaithfulnessConfig(pis=(0.3, 0.7), n_draws=1), progress=False, **shard)
+        run_evaluation(tiny_model, make_task("sst2", data_dir=data_dir), "grad_ellm,random", out, config)
+
+    run(tmp_path / "single.jsonl")
+    shards = shard_paths(tmp_path / "sharded", 3)
+    for i, path in enumerate(shards):
+        run(path, shard_index=i, num_shards=3)
+    single = summarize([tmp_path / "single.jsonl"], n_boot=300).to_csv()
+    assert summarize(shards, n_boot=300).to_csv() == single  # bootstrap CIs included, digit for digit
+    assert summarize(shards[::-1], n_boot=300).to_csv() == single
+
+
+# ---- a real two-process launch ---------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(argv: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+    """``accelerate launch`` 2 CPU processes (gloo), offline, with no user accelerate config."""
+    env = {k: v for k, v in os.environ.items() if k not in LAUNCH_VARS and not k.startswith("ACCELERATE_")}
+    env.update(
+        HF_HOME=str(tmp_path / "hf-home"), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1",
+        OMP_NUM_THREADS="1", PYTHONPATH=str(REPO),
+    )  # fmt: skip
+    # --multi_gpu selects accelerate's torchrun launcher, which also runs CPU processes (accelerate's
+    # --cpu flag starts a single process); --device cpu makes every process use gloo on the CPU.
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        "--main_process_port", str(free_port()), "-m", "gradellm_lens.cli", *argv,
+    ]  # fmt: skip
+    return subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+
+
+def result_records(paths: list[Path]) -> dict[tuple[str, str], dict]:
+    out = {}
+    for path in paths:
+        for line in path.read_text().splitlines():
+            record = json.loads(line)
+            if record["kind"] == "result":
+                record.pop("timing")
+                out[(record["example_id"], record["method"])] = record
+    return out
+
+
+def assert_close(a, b, where: str = "") -> None:
+    """Equal structures; numbers within 1e-6."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            assert_close(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_close(x, y, f"{where}[{i}]")
+    elif isinstance(a, float) or isinstance(b, float):
+        assert math.isclose(a, b, rel_tol=0, abs_tol=1e-6), f"{where}: {a} != {b}"
+    else:
+        assert a == b, where
+
+
+def test_accelerate_launch_two_cpu_processes_match_a_single_process_and_resume(data_dir, tmp_path, capsys):
+    single_dir, dist_dir = tmp_path / "single", tmp_path / "dist"
+    assert main([*EVALUATE, "--data-dir", str(data_dir), "--out-dir", str(single_dir)]) == 0
+    capsys.readouterr()
+
+    argv = [*EVALUATE, "--data-dir", str(data_dir), "--out-dir", str(dist_dir)]
+    proc = launch(argv, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    shards = shard_paths(dist_dir, 2)
+    assert all(p.is_file() for p in shards) and not (dist_dir / "results.jsonl").exists()
+    assert "4 new result(s)" in proc.stdout and "2 new result(s)" in proc.stdout  # examples 0,2 and 1
+    assert proc.stdout.count("wrote ") == 3  # only the main process merges
+
+    single = result_records([single_dir / "results.jsonl"])
+    merged = result_records(shards)
+    assert merged.keys() == single.keys() and len(single) == 6
+    for key in single:
+        assert_close(merged[key], single[key], str(key))
+    rows = lambda path: list(csv.DictReader(path.open()))  # noqa: E731
+    merged_rows, single_rows = rows(dist_dir / "summary.csv"), rows(single_dir / "summary.csv")
+    assert [(r["method"], r["metric"], r["n"]) for r in merged_rows] == [
+        (r["method"], r["metric"], r["n"]) for r in single_rows
+    ]
+    for m, s in zip(merged_rows, single_rows):
+        for col in ("mean", "ci_low", "ci_high"):
+            if s[col]:
+                assert math.isclose(float(m[col]), float(s[col]), abs_tol=1e-6), (s["method"], s["metric"], col)
+
+    # the same launch again: every pair is found in its shard file, nothing is recomputed or appended
+    before = [p.read_bytes() for p in shards]
+    proc = launch(argv, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [p.read_bytes() for p in shards] == before
+    assert "0 new result(s), 0 failed, 4 already done" in proc.stdout
+    assert "0 new result(s), 0 failed, 2 already done" in proc.stdout
