@@ -194,7 +194,8 @@ def measure_config(cases: list[Case], opts: Options, base: dict, history: dict[s
         history.setdefault(case.name, []).append((base["prompt_len"], sample.wall_s))
         if opts.memory:
             start = time.perf_counter()
-            row.peak_mb = measure.peak_memory_bytes(case.run, opts.device) / 2**20
+            peak = measure.peak_memory_bytes(case.run, opts.device)
+            row.peak_mb = None if peak is None else peak / 2**20
             row.total_s += time.perf_counter() - start
     return list(rows.values())
 

@@ -16,7 +16,8 @@ from benchmarks import measure, run  # noqa: E402
 import gradellm_lens as gl  # noqa: E402
 
 
-def test_peak_memory_counts_live_tensors_only():
+@pytest.mark.skipif(not measure.cpu_peak_supported(), reason="no /proc/self/clear_refs (not Linux)")
+def test_peak_memory_is_the_high_water_mark_of_the_call():
     def work():
         a = torch.ones(1000, 1000)  # 4 MB
         b = torch.ones(2000, 1000)  # 8 MB
@@ -25,7 +26,8 @@ def test_peak_memory_counts_live_tensors_only():
         del b, c
         return torch.ones(10)
 
-    assert measure.peak_memory_bytes(work, "cpu") == 20_000_000
+    for _ in range(2):  # the second call starts from memory freed by the first, and must not count it
+        assert 20e6 <= measure.peak_memory_bytes(work, "cpu") < 26e6
 
 
 def test_repeat_planning_and_extrapolation():
@@ -56,7 +58,8 @@ def test_quick_run_writes_the_table(tmp_path, capsys):
         assert all(r.model == "tiny-llama" and r.prompt_len == 12 for r in got)
         for r in got:
             assert not r.note.startswith(("error", "skipped")), (r.name, r.note)
-            assert r.wall_ms is not None and r.ratio is not None and r.peak_mb is not None and r.repeats == 1
+            assert r.wall_ms is not None and r.ratio is not None and r.repeats == 1
+            assert r.peak_mb is not None or not measure.cpu_peak_supported()
         assert next(r for r in got if r.name == "floor").ratio == pytest.approx(1.0)
     multi = {r.name: r.note for r in rows if r.steps == 3}
     assert multi["grad_ellm"] == "backward: vmap"  # the batched backward ran, no silent fallback

@@ -46,7 +46,7 @@ from ..errors import InvalidInputError
 from ..targets import Step
 from ..typing import AttentionPatterns, TokenIds
 from .base import AttributionMethod, MethodOutput
-from .grad_ellm import GradEllmOptions, LayerSpec
+from .layers import LayerSpec, check_layer_spec, resolve_layers
 from .objectives import capture_steps, shared_prefix, step_rows
 
 AttentionLayers = Literal["last", "mean"]
@@ -59,10 +59,16 @@ def pattern_hook(layer: int) -> str:
 
 @torch.no_grad()
 def attention_patterns(model, tokens: TokenIds, layers: Sequence[int]) -> AttentionPatterns:
-    """Post-softmax patterns ``[layer, head, query, key]`` (float32) of ``layers`` from one forward."""
+    """Post-softmax patterns ``[layer, head, query, key]`` (float32) of ``layers`` from one forward.
+
+    Recorded with plain hook-point hooks, not ``run_with_cache``: that asks the HF model for
+    ``output_attentions``, which makes transformers install permanent output-capturing hooks.
+    """
+    from ..analysis.recording import record_activations  # lazy: analysis imports the methods
+
     names = [pattern_hook(layer) for layer in layers]
-    _, cache = model.run_with_cache(tokens[None], names_filter=names)
-    return torch.stack([cache[name][0].float() for name in names])
+    _, acts = record_activations(model, tokens[None], names)
+    return torch.stack([acts[name][0].float() for name in names])
 
 
 def rollout(head_mean: Tensor, residual_weight: float = 0.5) -> Tensor:
@@ -148,7 +154,7 @@ class AttentionXGradientOptions:
     layers: LayerSpec = "all"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "layers", GradEllmOptions(layers=self.layers).layers)  # same validation
+        object.__setattr__(self, "layers", check_layer_spec(self.layers))
 
 
 class AttentionXGradient(AttributionMethod):
@@ -159,7 +165,7 @@ class AttentionXGradient(AttributionMethod):
 
     def __init__(self, model, **options: Any) -> None:
         super().__init__(model, **options)
-        self.layers = GradEllmOptions(layers=self.options.layers).resolve_layers(self.info.n_layers)
+        self.layers = resolve_layers(self.options.layers, self.info.n_layers)
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "layers": list(self.layers)}

@@ -68,12 +68,12 @@ from ..numerics import masked_minmax, prefix_mask
 from ..targets import Step, stacked_values
 from ..typing import TokenIds
 from .base import AttributionMethod, MethodOutput, _pad_positions
+from .layers import LayerSpec, check_layer_spec, resolve_layers
 
 GradientSource = Literal["pre_o", "post_o"]
 Spatial = Literal["loosened", "softmax", "pattern", "rope_minmax", "none"]
 KVExpansion = Literal["grouped", "legacy_repeat"]
 Combine = Literal["relu_then_sum", "sum_then_relu"]
-LayerSpec = int | Sequence[int] | Literal["all"]
 
 _CHOICES = {
     "gradient_source": ("pre_o", "post_o"),
@@ -99,37 +99,11 @@ class GradEllmOptions:
             value = getattr(self, name)
             if value not in allowed:
                 raise InvalidInputError(f"Grad-ELLM option {name}={value!r} is invalid; use one of {', '.join(allowed)}.")
-        layers = self.layers
-        if isinstance(layers, str):
-            if layers != "all":
-                raise InvalidInputError(f"layers must be an int K, a list of layer indices or 'all', got {layers!r}.")
-        elif isinstance(layers, int) and not isinstance(layers, bool):
-            if layers < 1:
-                raise InvalidInputError(f"layers={layers}: the number of last layers must be at least 1.")
-        else:
-            try:
-                layers = tuple(int(x) for x in layers)
-            except TypeError:
-                raise InvalidInputError(f"layers must be an int K, a list of layer indices or 'all', got {layers!r}.") from None
-            if not layers:
-                raise InvalidInputError("layers is an empty list: select at least one layer.")
-            object.__setattr__(self, "layers", layers)
+        object.__setattr__(self, "layers", check_layer_spec(self.layers))
 
     def resolve_layers(self, n_layers: int) -> tuple[int, ...]:
         """Absolute, sorted, de-duplicated layer indices; out-of-range indices raise."""
-        if self.layers == "all":
-            return tuple(range(n_layers))
-        if isinstance(self.layers, int):
-            if self.layers > n_layers:
-                raise InvalidInputError(f"layers={self.layers} but the model has only {n_layers} layers.")
-            return tuple(range(n_layers - self.layers, n_layers))
-        bad = [x for x in self.layers if not -n_layers <= x < n_layers]
-        if bad:
-            raise InvalidInputError(
-                f"Layer index {bad[0]} is out of range: the model has {n_layers} layers (0..{n_layers - 1}, "
-                f"or -{n_layers}..-1 from the end)."
-            )
-        return tuple(sorted({x % n_layers for x in self.layers}))
+        return resolve_layers(self.layers, n_layers)
 
 
 VARIANTS: dict[str, dict[str, Any]] = {
