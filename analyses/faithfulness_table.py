@@ -2,7 +2,8 @@
 
 For π-Soft-NC AUC and π-Soft-NS AUC (and plain Soft-NC / Soft-NS) each cell is the method's mean
 over the task's examples with its rank among the methods on that task (1 = best); the last column
-is the mean rank over tasks. Reads the run folders written by ``analyses/run_faithfulness.sh``::
+is the mean rank over tasks. A last table gives the mean seconds per (example, method) pair spent in
+the attribution and in the metrics. Reads the run folders written by ``analyses/run_faithfulness.sh``::
 
     python analyses/faithfulness_table.py analyses/results/faithfulness > analyses/results/faithfulness/combined.md
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gradellm_lens.evaluation import summarize
+from gradellm_lens.evaluation import read_results, summarize
 from gradellm_lens.evaluation.summary import METRIC_NAMES
 
 TASK_ORDER = ("sst2", "imdb", "boolq", "tellmewhy", "wikibio")
@@ -57,6 +58,26 @@ def table(summaries: dict, metric: str) -> str:
     return "\n".join(lines)
 
 
+def timing_table(root: Path, tasks: list[str]) -> str:
+    """Mean wall seconds per (example, method) pair: attribution + metrics (all steps of the example)."""
+    cells: dict[str, dict[str, str]] = {}
+    for task in tasks:
+        per_method: dict[str, list[tuple[float, float]]] = {}
+        for path in sorted((root / task).glob("results*.jsonl")):
+            for r in read_results(path)[1]:
+                if r["status"] != "failed":
+                    per_method.setdefault(r["method"], []).append(
+                        (r["timing"]["attribute_s"], r["timing"]["metrics_s"])
+                    )
+        for label, times in per_method.items():
+            a, m = (sum(x) / len(times) for x in zip(*times))
+            cells.setdefault(label, {})[task] = f"{a:.0f} + {m:.0f}"
+    head = "| method | " + " | ".join(tasks) + " |"
+    rows = [f"| {label} | " + " | ".join(c.get(t, "–") for t in tasks) + " |" for label, c in cells.items()]
+    title = "**Seconds per example and method** (attribution + metrics, wall clock on the shared 2-core CPU)"
+    return "\n".join([title, "", head, "|---" * (len(tasks) + 1) + "|", *rows])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", type=Path, help="folder holding one run folder per task")
@@ -66,11 +87,16 @@ def main() -> None:
         files = sorted((args.root / task).glob("results*.jsonl"))
         if files:
             summaries[task] = summarize(files)
-    accuracy = ", ".join(f"{t} {s.accuracy.format(2)}" for t, s in summaries.items() if s.accuracy is not None)
+    accuracy = ", ".join(
+        f"{t} {s.accuracy.format(2)} ({next(iter(s.configs.values()))['task']['label_match']})"
+        for t, s in summaries.items()
+        if s.accuracy is not None
+    )
     print("# Faithfulness across tasks\n")
-    print(f"Task accuracy (restricted label-word argmax) [95% CI]: {accuracy}.\n")
+    print(f"Task accuracy [95% CI]: {accuracy}.\n")
     for metric in TABLE_METRICS:
         print(table(summaries, metric) + "\n")
+    print(timing_table(args.root, list(summaries)))
 
 
 if __name__ == "__main__":

@@ -19,9 +19,9 @@ n_for() {  # examples per task
   case "$1" in
     sst2) echo "${N_SST2:-6}" ;;
     imdb) echo "${N_IMDB:-3}" ;;
-    boolq) echo "${N_BOOLQ:-3}" ;;
-    tellmewhy) echo "${N_TELLMEWHY:-2}" ;;
-    wikibio) echo "${N_WIKIBIO:-2}" ;;
+    boolq) echo "${N_BOOLQ:-2}" ;;
+    tellmewhy) echo "${N_TELLMEWHY:-1}" ;;
+    wikibio) echo "${N_WIKIBIO:-1}" ;;
   esac
 }
 extra_for() {  # task-specific budgets: long fields cut to 48 tokens, 2 generated tokens
@@ -38,3 +38,7 @@ for task in $TASKS; do
     "${COMMON[@]}" $(extra_for "$task") --no-progress
   echo "$task: $(( $(date +%s) - start )) s wall"
 done
+
+# one table across tasks (mean and rank per method) from every task folder present
+"$BIN/python" analyses/faithfulness_table.py "$OUT" > "$OUT/combined.md"
+echo "wrote $OUT/combined.md"

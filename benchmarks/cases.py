@@ -4,16 +4,19 @@ Every case is a zero-argument callable built outside the timed region (method ob
 that a metric needs, embeddings layers), so only the work a user waits for is measured.
 
 ``floor``
-    The reference cost: one forward over the sequence (``tokens[: last step + 1]``) and one
-    ``torch.autograd.grad`` of the last step's target logit with respect to the output of
-    ``hook_embed`` (the token embeddings): a full backward through every layer to the input, the
-    cost of one plain gradient, without parameter gradients. Every row's ratio is to this.
+    The reference cost: one forward through the bridge over the sequence (``tokens[: last step +
+    1]``) and one ``torch.autograd.grad`` of the last step's target logit with respect to the
+    output of ``hook_embed`` (the token embeddings): a full backward through every layer to the
+    input, without parameter gradients. The unembedding runs at the explained position only (a
+    hook slices its input), as our methods do, so that the floor is the least work of one exact
+    input gradient rather than of a plain ``model(tokens)`` call, which also computes the
+    ``[pos, vocab]`` logits of every position. Every row's ratio is to this.
 ``floor[hook_z last]``
     The same forward, backward only to the last layer's ``attn.hook_z``: the least any method that
     needs the last layer's gradient can cost. Default Grad-ELLM (last layer) compares to this.
 ``floor[HF]``
-    ``floor`` on the plain Hugging Face model (no TransformerLens bridge, its default attention
-    kernel), to show what the bridge's hook machinery costs; the peers run on this model.
+    A plain forward + backward to the embeddings on the Hugging Face model (no TransformerLens
+    bridge, its default attention kernel, logits at every position): what the peers run on.
 ``forward`` / ``generate``
     A no-grad forward of the sequence, and greedy generation of ``T`` tokens with
     :func:`gradellm_lens.attribute.greedy_continuation` (full-prefix forwards), for context.
@@ -73,8 +76,9 @@ def _device(model) -> torch.device:
 
 
 def gradient_pass(model, tokens: torch.Tensor, step, hook: str) -> CaseFn:
-    """Forward ``tokens`` through the bridge, then d(step's target) / d(activation at ``hook``)."""
+    """Forward ``tokens`` through the bridge (logits at the step's position only), then d(target) / d(``hook``)."""
     batch = tokens[None].to(_device(model))
+    row = slice(step.position, step.position + 1)
 
     def run() -> object:
         store = {}
@@ -83,9 +87,10 @@ def gradient_pass(model, tokens: torch.Tensor, step, hook: str) -> CaseFn:
             store["x"] = x
             return x
 
-        with torch.enable_grad(), model.hooks(fwd_hooks=[(hook, keep)]):
+        hooks = [(hook, keep), ("unembed.hook_in", lambda x, hook=None: x[:, row])]
+        with torch.enable_grad(), model.hooks(fwd_hooks=hooks):
             logits = model(batch)
-            return torch.autograd.grad(step.target(logits[0, step.position]), store["x"])
+            return torch.autograd.grad(step.target(logits[0, 0]), store["x"])
 
     return run
 

@@ -4,7 +4,7 @@ Time
     ``time.perf_counter`` around the call (after ``torch.cuda.synchronize`` on CUDA), and the
     process CPU time (``time.process_time``, all threads) alongside it: on a shared machine wall
     time absorbs other processes' load, CPU time much less so. A case is run once as warm-up,
-    then timed ``repeats`` times; the reported value is the median.
+    then timed up to ``repeats`` times (:class:`Budget`); the reported value is the median.
 
 Peak memory
     How much more memory the call needed at its peak than was in use before it.
@@ -15,7 +15,8 @@ Peak memory
     runs left cached) and writing ``5`` to ``/proc/self/clear_refs`` resets the peak counter; the
     result is ``VmHWM`` after the call minus ``VmRSS`` before it. This is exact at page granularity
     (no sampling), costs nothing, and counts everything the process touched: tensors, allocator
-    fragmentation, Python objects. It is a separate run from the timed ones. On other systems
+    fragmentation, Python objects. It is measured on the warm-up run (a row's first run at this
+    length; the very first run of each code path happens at a short length before). On other systems
     (no ``clear_refs``) CPU memory is not measured. (``tracemalloc`` does not see torch's
     allocations; the ``torch.profiler`` memory timeline works but its event parsing takes minutes
     on a π-Soft evaluation.)
@@ -28,10 +29,12 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gc
+import math
 import statistics
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import torch
 
@@ -59,9 +62,65 @@ def timed(fn: Callable[[], object], device: torch.device | str) -> Sample:
     return Sample(time.perf_counter() - wall, time.process_time() - cpu)
 
 
-def plan_repeats(warm_s: float, repeats: int, budget_s: float) -> int:
-    """Timed repeats after a warm-up of ``warm_s``: ``repeats``, fewer when they would exceed ``budget_s`` (at least 1)."""
-    return max(1, min(repeats, int(budget_s // max(warm_s, 1e-9))))
+def extrapolate(points: list[tuple[float, float]], x: float) -> float | None:
+    """The value at ``x`` of a power law through the last two ``(x, y)`` points (exponent clamped to [1, 2]).
+
+    With one point the exponent is 2 (attention is quadratic in the length); with none, None.
+    """
+    if not points:
+        return None
+    x2, y2 = points[-1]
+    exponent = 2.0
+    if len(points) > 1:
+        x1, y1 = points[-2]
+        if x2 > x1 and y1 > 0 and y2 > 0:
+            exponent = min(2.0, max(1.0, math.log(y2 / y1) / math.log(x2 / x1)))
+    return y2 * (x / x2) ** exponent
+
+
+@dataclass
+class Budget:
+    """Which rows run, and how many timed repeats they get.
+
+    A row runs ``repeats`` timed repeats after its warm-up, fewer when they would take longer than
+    ``budget_s`` (at least one). A row is skipped when its single run is predicted to take longer
+    than ``max_cell_s`` or to need more than ``max_cell_mb`` of memory: predicted from the same row
+    at shorter prompts (:func:`extrapolate`) or, for the first prompt length of a larger number of
+    steps, from fewer steps at the same length scaled by the ratio of steps (time only).
+    Configurations must be visited with steps and lengths ascending.
+    """
+
+    repeats: int
+    budget_s: float
+    max_cell_s: float
+    max_cell_mb: float
+    history: dict[tuple[str, int], list[tuple[int, float, float | None]]] = field(default_factory=dict)
+
+    def plan_repeats(self, warm_s: float) -> int:
+        return max(1, min(self.repeats, int(self.budget_s // max(warm_s, 1e-9))))
+
+    def predict(self, name: str, steps: int, length: int) -> tuple[float | None, float | None]:
+        """Predicted seconds and MB of one run of row ``name`` (None where nothing is known)."""
+        same = self.history.get((name, steps), [])
+        seconds = extrapolate([(n, t) for n, t, _ in same], length)
+        mb = extrapolate([(n, m) for n, _, m in same if m], length)
+        if seconds is None:
+            fewer = [(s, t) for (n, s), recs in self.history.items() if n == name and s < steps for ln, t, _ in recs if ln == length]
+            if fewer:
+                s, t = max(fewer)
+                seconds = t * steps / s
+        return seconds, mb
+
+    def skip_reason(self, name: str, steps: int, length: int) -> str | None:
+        seconds, mb = self.predict(name, steps, length)
+        if seconds is not None and seconds > self.max_cell_s:
+            return f"skipped: predicted {seconds:.0f} s per run > --max-cell-s {self.max_cell_s:g}"
+        if mb is not None and mb > self.max_cell_mb:
+            return f"skipped: predicted {mb:.0f} MB > --max-cell-mb {self.max_cell_mb:g}"
+        return None
+
+    def record(self, name: str, steps: int, length: int, seconds: float, mb: float | None) -> None:
+        self.history.setdefault((name, steps), []).append((length, seconds, mb))
 
 
 def median(samples: list[Sample]) -> Sample:
@@ -88,18 +147,25 @@ def cpu_peak_supported() -> bool:
     return True
 
 
-def peak_memory_bytes(fn: Callable[[], object], device: torch.device | str) -> int | None:
-    """Peak memory of ``fn`` above the memory in use before the call (see module doc); None if unmeasurable."""
-    device = torch.device(device)
+@contextmanager
+def peak_memory(device: torch.device | str, enabled: bool = True) -> Iterator[list[int | None]]:
+    """Measure the peak memory of the block above the memory in use before it (see module doc).
+
+    Yields a list that holds, after the block, the peak in bytes (None when disabled or unmeasurable).
+    """
+    device, out = torch.device(device), []
+    if not enabled or (device.type != "cuda" and not cpu_peak_supported()):
+        yield out
+        out.append(None)
+        return
     if device.type == "cuda":
         synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
         before = torch.cuda.memory_allocated(device)
-        fn()
+        yield out
         synchronize(device)
-        return max(0, torch.cuda.max_memory_allocated(device) - before)
-    if not cpu_peak_supported():
-        return None
+        out.append(max(0, torch.cuda.max_memory_allocated(device) - before))
+        return
     gc.collect()
     trim = getattr(ctypes.CDLL(ctypes.util.find_library("c")), "malloc_trim", None)  # glibc only
     if trim is not None:
@@ -107,5 +173,19 @@ def peak_memory_bytes(fn: Callable[[], object], device: torch.device | str) -> i
     with open("/proc/self/clear_refs", "w") as fh:
         fh.write("5")
     before = _proc_status_bytes("VmRSS:")
-    fn()
-    return max(0, _proc_status_bytes("VmHWM:") - before)
+    yield out
+    out.append(max(0, _proc_status_bytes("VmHWM:") - before))
+
+
+def peak_memory_bytes(fn: Callable[[], object], device: torch.device | str) -> int | None:
+    """Peak memory of one call of ``fn`` (see :func:`peak_memory`)."""
+    with peak_memory(device) as out:
+        fn()
+    return out[0]
+
+
+def first_run(fn: Callable[[], object], device: torch.device | str, memory: bool = True) -> tuple[Sample, int | None]:
+    """The warm-up run of a row: its time (discarded by callers) and its peak memory."""
+    with peak_memory(device, memory) as out:
+        sample = timed(fn, device)
+    return sample, out[0]

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import os
 import subprocess
 import sys
@@ -45,7 +44,6 @@ from benchmarks.inputs import BenchInput, make_input  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_MODELS = ("smollm2-135m-instruct", "tiny-llama")
-INSEQ_METHODS = ("saliency", "input_x_gradient", "integrated_gradients")
 QUICK = {"models": ["tiny-llama"], "lengths": [16, 32], "steps": [1, 3], "repeats": 2, "budget_s": 1.0}
 
 
@@ -88,6 +86,7 @@ class Options:
     threads: int
     budget_s: float
     max_cell_s: float
+    max_cell_mb: float
     memory: bool
     captum: bool
     inseq_python: str | None
@@ -108,7 +107,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
     p.add_argument("--dtype", default=None, help="model dtype: float32 (default), bfloat16, float16")
     p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
     p.add_argument("--budget-s", type=float, help="time budget of a row's timed repeats (default 10)")
-    p.add_argument("--max-cell-s", type=float, default=40.0, help="skip rows predicted to run longer (default 40)")
+    p.add_argument("--max-cell-s", type=float, default=30.0, help="skip rows predicted to run longer (default 30)")
+    p.add_argument("--max-cell-mb", type=float, default=3000.0, help="skip rows predicted to need more memory (default 3000)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
     p.add_argument("--no-captum", action="store_true", help="skip the captum rows")
     p.add_argument("--inseq-python", help="python of a virtualenv with inseq 0.7.1: adds the inseq rows")
@@ -132,6 +132,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         threads=a.threads,
         budget_s=a.budget_s or quick.get("budget_s") or 10.0,
         max_cell_s=a.max_cell_s,
+        max_cell_mb=a.max_cell_mb,
         memory=not a.no_memory,
         captum=not a.no_captum,
         inseq_python=a.inseq_python,
@@ -148,40 +149,27 @@ def log(opts: Options, message: str) -> None:
 
 
 # ---- measuring one configuration ------------------------------------------------------------------
-def predicted_s(history: list[tuple[int, float]], length: int) -> float | None:
-    """One run's time at ``length`` extrapolated from earlier (length, seconds) points of the same row.
-
-    The exponent comes from the last two points (clamped to [1, 2]); with one point it is 2.
-    """
-    if not history:
-        return None
-    (l1, t1), (l2, t2) = (history[-2] if len(history) > 1 else (None, None)), history[-1]
-    exponent = 2.0
-    if l1 is not None and l2 > l1 and t1 > 0:
-        exponent = min(2.0, max(1.0, math.log(t2 / t1) / math.log(l2 / l1)))
-    return t2 * (length / l2) ** exponent
-
-
-def measure_config(cases: list[Case], opts: Options, base: dict, history: dict[str, list]) -> list[Row]:
-    """Warm up, time round-robin, then measure memory, for every case of one configuration."""
+def measure_config(cases: list[Case], opts: Options, base: dict, budget: measure.Budget) -> list[Row]:
+    """Warm up (measuring memory), then time round-robin, every case of one configuration."""
     rows: dict[str, Row] = {}
     active: list[tuple[Case, int]] = []
+    steps, length = base["steps"], base["prompt_len"]
     for case in cases:
         row = rows[case.name] = Row(name=case.name, group=case.group, **base)
-        guess = predicted_s(history.get(case.name, []), base["prompt_len"])
-        if not case.exempt and guess is not None and guess > opts.max_cell_s:
-            row.note = f"skipped: predicted {guess:.0f} s per run > --max-cell-s {opts.max_cell_s:.0f}"
+        reason = None if case.exempt else budget.skip_reason(case.name, steps, length)
+        if reason:
+            row.note = reason
             continue
         try:
             with backward_paths() as paths:
-                warm = measure.timed(case.run, opts.device)
-            row.total_s += warm.wall_s
+                warm, peak = measure.first_run(case.run, opts.device, opts.memory)
         except Exception as exc:  # a broken row is reported, not fatal
             row.note = f"error: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
             continue
+        row.total_s, row.peak_mb = warm.wall_s, (None if peak is None else peak / 2**20)
         if paths:
             row.note = "backward: " + "+".join(sorted(set(paths)))
-        active.append((case, measure.plan_repeats(warm.wall_s, opts.repeats, opts.budget_s)))
+        active.append((case, budget.plan_repeats(warm.wall_s)))
     samples: dict[str, list[measure.Sample]] = {case.name: [] for case, _ in active}
     for r in range(max((n for _, n in active), default=0)):
         for case, n in active:
@@ -191,13 +179,18 @@ def measure_config(cases: list[Case], opts: Options, base: dict, history: dict[s
     for case, n in active:
         row, sample = rows[case.name], measure.median(samples[case.name])
         row.wall_ms, row.cpu_ms, row.repeats = 1e3 * sample.wall_s, 1e3 * sample.cpu_s, n
-        history.setdefault(case.name, []).append((base["prompt_len"], sample.wall_s))
-        if opts.memory:
-            start = time.perf_counter()
-            peak = measure.peak_memory_bytes(case.run, opts.device)
-            row.peak_mb = None if peak is None else peak / 2**20
-            row.total_s += time.perf_counter() - start
+        budget.record(case.name, steps, length, sample.wall_s, row.peak_mb)
     return list(rows.values())
+
+
+def first_touch(cases: list[Case], opts: Options) -> None:
+    """Run every non-metric case once, untimed: one-time allocations and lazy set-up happen here."""
+    for case in cases:
+        if case.group != "metric":
+            try:
+                case.run()
+            except Exception:  # reported when the case runs for real
+                pass
 
 
 def add_ratios(rows: list[Row]) -> None:
@@ -222,14 +215,16 @@ def inseq_rows(opts: Options, hf_model, tokenizer, inputs: list[tuple[BenchInput
         hf_model.save_pretrained(model_dir)
         tokenizer.save_pretrained(model_dir)
         configs = []
-        for inp, base in inputs:
+        for inp, base in sorted(inputs, key=lambda x: (x[1]["steps"], x[1]["prompt_len"])):
             start = int(int(inp.tokens[0]) in tokenizer.all_special_ids)  # inseq adds no BOS
-            prompt = tokenizer.decode(inp.tokens[start : inp.prompt_length])
-            full = tokenizer.decode(inp.tokens[start:])
-            configs.append({"config": json.dumps(base), "prompt": prompt, "full": full, "methods": list(INSEQ_METHODS)})
+            configs.append({
+                "config": json.dumps(base), "steps": base["steps"], "length": base["prompt_len"],
+                "prompt": tokenizer.decode(inp.tokens[start : inp.prompt_length]), "full": tokenizer.decode(inp.tokens[start:]),
+            })  # fmt: skip
         spec = {
             "model_dir": str(model_dir), "device": opts.device, "threads": opts.threads, "repeats": opts.repeats,
-            "budget_s": opts.budget_s, "memory": opts.memory, "configs": configs,
+            "budget_s": opts.budget_s, "max_cell_s": opts.max_cell_s, "max_cell_mb": opts.max_cell_mb,
+            "memory": opts.memory, "configs": configs,
         }  # fmt: skip
         spec_path = Path(tmp) / "spec.json"
         spec_path.write_text(json.dumps(spec))
@@ -242,14 +237,14 @@ def inseq_rows(opts: Options, hf_model, tokenizer, inputs: list[tuple[BenchInput
         if not line.startswith("{"):
             continue
         rec = json.loads(line)
-        base = json.loads(rec["config"])
-        row = Row(name=rec["name"], group="peer", **base, load_avg=os.getloadavg()[0])
-        if "error" in rec:
-            row.note = "error: " + rec["error"]
-        else:
-            row.wall_ms, row.cpu_ms, row.repeats = 1e3 * rec["wall_s"], 1e3 * rec["cpu_s"], rec["repeats"]
-            row.peak_mb = None if rec["peak_bytes"] is None else rec["peak_bytes"] / 2**20
-            row.note = rec["note"]
+        row = Row(name=rec["name"], group="peer", **json.loads(rec["config"]), load_avg=os.getloadavg()[0], note=rec["note"])
+        if "wall_s" in rec:
+            row.wall_ms, row.cpu_ms, row.repeats, row.peak_mb = 1e3 * rec["wall_s"], 1e3 * rec["cpu_s"], rec["repeats"], rec["peak_mb"]
+            seen = (rec["n_prompt"], rec["n_continuation"])
+            if seen == (row.prompt_len - 1, row.steps):
+                row.note = "inseq sees the prompt without its BOS token"
+            elif seen != (row.prompt_len, row.steps):
+                row.note = f"inseq re-tokenised the text into {seen[0]} prompt + {seen[1]} continuation tokens"
         rows.append(row)
     if proc.returncode != 0 and not rows:
         tail = (proc.stderr or "").strip().splitlines()[-1:] or ["no output"]
@@ -289,9 +284,11 @@ def _run_models(opts: Options) -> list[Row]:
         log(opts, f"== {model_name}: loading")
         model = gl.load_model(model_name, device=opts.device, dtype=opts.dtype)
         hf_model, tokenizer = plain_hf_model(model_name, opts)
+        pi_soft = {} if opts.pi_soft_draws is None else {"n_draws": opts.pi_soft_draws}
+        first_touch(build_cases(model, make_input(model, 8, 2), hf_model=hf_model, captum=opts.captum), opts)
         for_inseq: list[tuple[BenchInput, dict]] = []
-        for n_steps in opts.steps:
-            history: dict[str, list] = {}
+        budget = measure.Budget(opts.repeats, opts.budget_s, opts.max_cell_s, opts.max_cell_mb)
+        for n_steps in sorted(opts.steps):
             done: set[int] = set()
             for length in sorted(opts.lengths):
                 inp = make_input(model, length, n_steps)
@@ -303,10 +300,9 @@ def _run_models(opts: Options) -> list[Row]:
                     device=opts.device, threads=opts.threads,
                 )  # fmt: skip
                 log(opts, f"-- {model_name} L={inp.prompt_length} T={n_steps} (load {os.getloadavg()[0]:.1f})")
-                pi_soft = {} if opts.pi_soft_draws is None else {"n_draws": opts.pi_soft_draws}
                 cases = build_cases(model, inp, hf_model=hf_model, pi_soft=pi_soft, captum=opts.captum)
                 cases = [c for c in cases if c.group == "floor" or not opts.only or any(o in c.name for o in opts.only)]
-                config_rows = measure_config(cases, opts, {**base, "load_avg": os.getloadavg()[0]}, history)
+                config_rows = measure_config(cases, opts, {**base, "load_avg": os.getloadavg()[0]}, budget)
                 rows += config_rows
                 for_inseq.append((inp, base))
                 if not opts.quiet:

@@ -16,7 +16,7 @@ generation attribution), :mod:`.result` (the shared result type), :mod:`.aggrega
 :mod:`.cli`.
 """
 
-from . import aggregate, viz
+from . import aggregate, analysis, metrics, viz
 from .attribute import encode_prompt, explain
 from .errors import (
     FlatAttributionWarning,
@@ -24,6 +24,7 @@ from .errors import (
     LensError,
     MissingPackageError,
     NumericalError,
+    UnknownTokenWarning,
     UnsupportedModelError,
 )
 from .methods import GradEllm, get_method, list_methods
@@ -43,13 +44,16 @@ __all__ = [
     "NumericalError",
     "Step",
     "Target",
+    "UnknownTokenWarning",
     "UnsupportedModelError",
     "aggregate",
+    "analysis",
     "encode_prompt",
     "explain",
     "get_method",
     "list_methods",
     "load_model",
+    "metrics",
     "model_info",
     "viz",
 ]

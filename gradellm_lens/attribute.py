@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from .errors import FlatAttributionWarning, InvalidInputError, LensError, NumericalError
+from .errors import FlatAttributionWarning, InvalidInputError, LensError, NumericalError, UnknownTokenWarning
 from .methods.base import AttributionMethod, check_token_ids, make_method
 from .models.capabilities import model_info
 from .result import AttributionResult, library_versions
@@ -81,6 +81,7 @@ def _warn_unknown(tokenizer, text: str, ids: Sequence[int], what: str) -> None:
     if n := sum(1 for i in ids if i == unk):
         warnings.warn(
             f"{n} piece(s) of the {what} are not in the model's vocabulary and became the unknown token {unk_text!r}.",
+            UnknownTokenWarning,
             stacklevel=4,
         )
 

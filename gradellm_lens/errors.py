@@ -35,6 +35,10 @@ class FlatAttributionWarning(UserWarning):
     """A step's attribution scores are all equal (e.g. all zero): the map singles out no token."""
 
 
+class UnknownTokenWarning(UserWarning):
+    """Parts of a text are not in the model's vocabulary and became the tokenizer's unknown token."""
+
+
 def did_you_mean(name: str, choices: Iterable[str], cutoff: float = 0.5) -> str:
     """Return ``" Did you mean 'x'?"`` for the closest choice, or ``""`` when nothing is close.
 

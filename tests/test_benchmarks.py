@@ -30,13 +30,20 @@ def test_peak_memory_is_the_high_water_mark_of_the_call():
         assert 20e6 <= measure.peak_memory_bytes(work, "cpu") < 26e6
 
 
-def test_repeat_planning_and_extrapolation():
-    assert measure.plan_repeats(0.1, 5, 10.0) == 5
-    assert measure.plan_repeats(4.0, 5, 10.0) == 2
-    assert measure.plan_repeats(30.0, 5, 10.0) == 1
-    assert run.predicted_s([], 128) is None
-    assert run.predicted_s([(32, 1.0)], 64) == pytest.approx(4.0)  # one point: quadratic
-    assert run.predicted_s([(32, 1.0), (64, 2.0)], 128) == pytest.approx(4.0)  # fitted exponent 1
+def test_budget_plans_repeats_and_skips_by_extrapolation():
+    assert measure.extrapolate([], 128) is None
+    assert measure.extrapolate([(32, 1.0)], 64) == pytest.approx(4.0)  # one point: quadratic
+    assert measure.extrapolate([(32, 1.0), (64, 2.0)], 128) == pytest.approx(4.0)  # fitted exponent 1
+    assert measure.extrapolate([(32, 1.0), (64, 1.0)], 128) == pytest.approx(2.0)  # exponent at least 1
+    budget = measure.Budget(repeats=5, budget_s=10.0, max_cell_s=30.0, max_cell_mb=1000.0)
+    assert [budget.plan_repeats(t) for t in (0.1, 4.0, 30.0)] == [5, 2, 1]
+    budget.record("ig", 1, 32, 2.0, 100.0)
+    assert budget.skip_reason("ig", 1, 64) is None  # 8 s, 400 MB
+    assert "predicted 32 s" in budget.skip_reason("ig", 1, 128)
+    budget.record("occ", 1, 32, 0.1, 300.0)
+    assert "predicted 1200 MB" in budget.skip_reason("occ", 1, 64)
+    assert "predicted 40 s" in budget.skip_reason("ig", 20, 32)  # 20 steps from 1 step, scaled by steps
+    assert budget.skip_reason("ig", 10, 32) is None
 
 
 def test_quick_run_writes_the_table(tmp_path, capsys):

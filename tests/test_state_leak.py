@@ -11,42 +11,12 @@ import torch
 
 import gradellm_lens as gl
 from gradellm_lens import GradEllm, Step, Target
-from gradellm_lens.capture import capture_gradients, hook_count
+from gradellm_lens.capture import capture_gradients
 from gradellm_lens.errors import LensError
 from gradellm_lens.methods.grad_ellm import VARIANTS
 from gradellm_lens.models import capabilities
 
-from faults import backward_fault, interrupt, nan_at, nan_gradient, raise_in_hook
-
-PROBE_IDS = torch.tensor([[1, 4, 32, 34, 14, 4, 35, 41, 23]])
-
-
-def snapshot(model) -> dict:
-    """Everything a call could leave behind, in comparable form."""
-    hook_points = [m for m in model.modules() if hasattr(m, "fwd_hooks") and hasattr(m, "ctx")]
-    with torch.no_grad():
-        logits = model(PROBE_IDS).clone()
-    return {
-        "hooks": hook_count(model),
-        "hook_point_lists": sum(len(h.fwd_hooks) + len(h.bwd_hooks) + len(h.ctx) for h in hook_points),
-        "use_attn_result": (
-            getattr(model.cfg, "use_attn_result", None),
-            tuple(getattr(m, "use_attn_result", None) for m in model.modules()),
-        ),
-        "param_grads": [name for name, p in model.named_parameters() if p.grad is not None],
-        "requires_grad": tuple(p.requires_grad for p in model.parameters()),
-        "training": tuple(m.training for m in model.modules()),
-        "grad_enabled": torch.is_grad_enabled(),
-        "logits": logits,
-    }
-
-
-def assert_same(before: dict, after: dict, context: str = "") -> None:
-    for key in before:
-        if key == "logits":
-            assert torch.equal(before[key], after[key]), f"logits changed {context}"
-        else:
-            assert before[key] == after[key], f"{key} changed {context}"
+from faults import PROBE_IDS, assert_same, backward_fault, interrupt, nan_at, nan_gradient, raise_in_hook, snapshot
 
 
 @pytest.fixture

@@ -54,6 +54,7 @@ from torch import Tensor
 
 from ..errors import InvalidInputError
 from ..models.capabilities import ModelInfo, model_info
+from ..targets import as_index
 from ..typing import TokenIds
 from .recording import FwdHook, hook_name, record_activations
 
@@ -181,10 +182,12 @@ class Ablation:
                     f"Ablation {name}={getattr(self, name)!r} is invalid; use one of {', '.join(allowed)}."
                 )
         try:
-            heads = tuple(dict.fromkeys((int(layer), int(head)) for layer, head in self.heads))
-            layers = tuple(dict.fromkeys(int(layer) for layer in self.layers))
+            pairs, layers = [(layer, head) for layer, head in self.heads], list(self.layers)
         except (TypeError, ValueError):
             raise InvalidInputError("heads must be (layer, head) pairs of ints and layers a list of ints.") from None
+        what = "heads must be (layer, head) pairs of ints; a layer", "heads must be (layer, head) pairs of ints; a head"
+        heads = tuple(dict.fromkeys((as_index(layer, what[0]), as_index(head, what[1])) for layer, head in pairs))
+        layers = tuple(dict.fromkeys(as_index(layer, "Each layer in layers") for layer in layers))
         object.__setattr__(self, "heads", heads)
         object.__setattr__(self, "layers", layers)
         if self.kind == "layers" and heads:

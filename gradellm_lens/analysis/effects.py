@@ -34,9 +34,9 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..attribute import greedy_continuation
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, NumericalError
 from ..models.capabilities import model_info
-from ..targets import Step, Target
+from ..targets import Step, Target, as_index
 from ..typing import TokenIds
 from .ablation import Ablation, AblationMode, AblationReference, ablated, row_ablation_hooks
 from .importance import HeadImportance
@@ -77,13 +77,24 @@ class AblationEffect:
 Choices = Sequence[int | Sequence[int]]
 
 
-def _choice_groups(choices: Choices | None) -> list[list[int]] | None:
+def _choice_groups(choices: Choices | None, d_vocab: int) -> list[list[int]] | None:
     if choices is None:
         return None
-    groups = [[int(c)] if isinstance(c, int) else [int(t) for t in c] for c in choices]
+    groups = [
+        [as_index(t, "A choice token id") for t in (c if isinstance(c, Sequence) or getattr(c, "ndim", 0) else [c])]
+        for c in choices
+    ]  # a label is one id (int, numpy or 0-d tensor) or a group (sequence, 1-D array or tensor)
     if len(groups) < 2 or not all(groups):
         raise InvalidInputError("choices needs at least two labels, each a token id or a non-empty list of ids.")
+    if bad := [t for group in groups for t in group if t >= d_vocab]:
+        raise InvalidInputError(f"choice token id {bad[0]} is outside the vocabulary (0..{d_vocab - 1}).")
     return groups
+
+
+def _first_nonfinite(score: Tensor, prob: Tensor) -> int | None:
+    """The first batch row whose measured score or probability is NaN/inf (None: all finite)."""
+    bad = (~torch.isfinite(score) | ~torch.isfinite(prob)).nonzero().flatten()
+    return int(bad[0]) if bad.numel() else None
 
 
 def _measure(
@@ -122,6 +133,11 @@ def ablation_effects(
         choices: per label, a token id or a list of ids; the winning label index is recorded.
         batch_size: ablations per forward pass.
         progress: show a tqdm bar over batches.
+
+    Raises:
+        InvalidInputError: bad token ids (outside the vocabulary, longer than the context), steps,
+            targets, choices or ``batch_size``.
+        NumericalError: NaN/inf logits at an explained position, clean or under an ablation (named).
     """
     if batch_size < 1:
         raise InvalidInputError(f"batch_size must be at least 1, got {batch_size}.")
@@ -129,16 +145,23 @@ def ablation_effects(
     if batch.shape[0] != 1:
         raise InvalidInputError("ablation_effects takes one sequence ([pos] token ids); loop over a dataset.")
     steps = as_steps(batch[0], target)
+    d_vocab = model_info(model).d_vocab
     for s in steps:
-        s.target.validate(model_info(model).d_vocab)
-    choice_ids = _choice_groups(choices)
+        s.target.validate(d_vocab)
+    choice_ids = _choice_groups(choices, d_vocab)
     clean = _measure(model(batch), steps, choice_ids)
+    if _first_nonfinite(clean[0], clean[1]) is not None:
+        raise NumericalError("The model's logits are NaN/inf at the explained position(s), without any ablation.")
     out: list[AblationEffect] = []
     starts = range(0, len(ablations), batch_size)
     for start in tqdm(starts, desc="ablations", unit="batch", disable=not progress, leave=False):
         chunk = list(ablations[start : start + batch_size])
         with model.hooks(fwd_hooks=row_ablation_hooks(model, chunk)):
             score, prob, choice = _measure(model(batch.expand(len(chunk), -1)), steps, choice_ids)
+        if (j := _first_nonfinite(score, prob)) is not None:
+            raise NumericalError(
+                f"Ablation {start + j} ({chunk[j]}) makes the logits at the explained position(s) NaN/inf."
+            )
         out += [
             AblationEffect(
                 clean_score=float(clean[0][0]),

@@ -47,7 +47,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, NumericalError
 from ..methods.base import MethodOutput
 from ..methods.grad_ellm import GradEllm
 from ..models.capabilities import model_info
@@ -230,4 +230,7 @@ def output_norm_importance(model, tokens: TokenIds, positions: Sequence[int] | N
         z = acts[name][0, positions].float()  # [n_pos, head, d_head]
         w_o = model.blocks[layer].attn.W_O.float().to(z.device)  # [head, d_head, d_model]
         rows.append(torch.einsum("phd,hdm->phm", z, w_o).norm(dim=-1).mean(dim=0))
-    return HeadImportance(torch.stack(rows), tuple(range(info.n_layers)), "output_norm")
+    scores = torch.stack(rows)
+    if not torch.isfinite(scores).all():
+        raise NumericalError("The heads' outputs (hook_z) are NaN/inf: no valid output-norm importance exists.")
+    return HeadImportance(scores, tuple(range(info.n_layers)), "output_norm")

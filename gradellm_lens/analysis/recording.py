@@ -17,7 +17,10 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
+from ..capture.gradients import _check_hook_names
 from ..errors import InvalidInputError
+from ..methods.base import check_token_ids
+from ..models.capabilities import model_info
 from ..targets import Step, Target
 from ..typing import BatchTokenIds, TokenIds
 
@@ -37,7 +40,10 @@ def hook_name(kind: str, layer: int) -> str:
 
 
 def as_batch(model, tokens: TokenIds | BatchTokenIds) -> BatchTokenIds:
-    """``[pos]`` or ``[batch, pos]`` token ids -> ``[batch, pos]`` on the model's device."""
+    """``[pos]`` or ``[batch, pos]`` token ids -> ``[batch, pos]`` on the model's device.
+
+    Every row is checked like a prompt (ids inside the vocabulary, no longer than the context).
+    """
     tokens = torch.as_tensor(tokens)
     if tokens.ndim == 1:
         tokens = tokens[None]
@@ -45,6 +51,9 @@ def as_batch(model, tokens: TokenIds | BatchTokenIds) -> BatchTokenIds:
         raise InvalidInputError(
             f"tokens must be non-empty integer ids of shape [pos] or [batch, pos], got {tuple(tokens.shape)}."
         )
+    info = model_info(model)
+    for row in tokens.unique(dim=0):
+        check_token_ids(row, info, "the token sequence")
     return tokens.to(next(model.parameters()).device)
 
 
@@ -81,6 +90,7 @@ def record_activations(
         return hook
 
     names = list(dict.fromkeys(names))
+    _check_hook_names(model, [*names, *(name for name, _ in fwd_hooks if isinstance(name, str))])
     with model.hooks(fwd_hooks=[*fwd_hooks, *[(n, recorder(n)) for n in names]]):
         logits = model(as_batch(model, tokens))
     missing = [n for n in names if n not in store]

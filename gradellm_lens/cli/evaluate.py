@@ -23,7 +23,7 @@ from pathlib import Path
 from ..errors import InvalidInputError
 from ..evaluation.distributed import AUTO, shard_arg
 from .common import add_model_args, load_model_from_args
-from .summarize import add_summary_args, write_and_print
+from .summarize import add_summary_args, check_summary_args, write_and_print
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -124,9 +124,10 @@ def _evaluate_shard(args: argparse.Namespace, distributed: bool, local_rank: int
     from ..metrics import FaithfulnessConfig
     from ..tasks import make_task
 
+    check_summary_args(args)
     pis = parse_pis(args.pis)
     metrics = FaithfulnessConfig(
-        **({"pis": pis} if pis else {}), n_draws=args.draws, rescale=args.rescale, normalise=args.normalise,
+        **({"pis": pis} if pis is not None else {}), n_draws=args.draws, rescale=args.rescale, normalise=args.normalise,
         probability=args.probability, seed=args.seed, batch_size=args.batch_size,
     )  # fmt: skip
     mode = "allow_mixed" if args.allow_mixed and args.mode == "resume" else args.mode

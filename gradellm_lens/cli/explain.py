@@ -32,10 +32,14 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def _method_specs(args: argparse.Namespace) -> list[tuple[str, dict]]:
     """``[(method, options), ...]`` from ``--method``/``--methods``, ``--variant`` and ``-O`` options.
 
-    With ``--methods``, ``-O`` options go to the methods that have them (others are told so).
+    ``--methods`` takes the evaluation's ``name[:variant][+key=value]`` specs. ``-O`` / ``--variant``
+    options go to the methods that have them (others are told so); an option that none of the
+    methods has is an error (a typo).
     """
     import dataclasses
 
+    from ..errors import InvalidInputError, did_you_mean
+    from ..evaluation.specs import parse_method_specs
     from ..methods import get_method
 
     options = parse_options(args.option)
@@ -43,15 +47,24 @@ def _method_specs(args: argparse.Namespace) -> list[tuple[str, dict]]:
         options["variant"] = args.variant
     if not getattr(args, "methods", None):
         return [(args.method, options)]
-    specs = []
-    for item in (m.strip() for m in args.methods.split(",") if m.strip()):
-        name, _, variant = item.partition(":")
-        accepted = {f.name for f in dataclasses.fields(get_method(name).Options)} | {"sign"}
-        mine = {k: v for k, v in options.items() if k in accepted}
+    specs = parse_method_specs(args.methods)
+    accepted = {}
+    for spec in specs:
+        cls = get_method(spec.name)
+        names = {f.name for f in dataclasses.fields(cls.Options)} | {"sign"}  # every method takes sign
+        accepted[spec.label] = names | ({"variant"} if getattr(cls, "variants", None) else set())
+    known = set().union(*accepted.values())
+    if unused := sorted(set(options) - known):
+        raise InvalidInputError(
+            f"None of the methods {', '.join(accepted)} has an option {unused[0]!r}.{did_you_mean(unused[0], known)}"
+        )
+    out = []
+    for spec in specs:
+        mine = {k: v for k, v in options.items() if k in accepted[spec.label]}
         if dropped := sorted(set(options) - set(mine)):
-            print(f"note: {name} has no option(s) {', '.join(dropped)}; not applied to it")
-        specs.append((name, {**mine, "variant": variant} if variant else mine))
-    return specs
+            print(f"note: {spec.name} has no option(s) {', '.join(dropped)}; not applied to it")
+        out.append((spec.name, {**mine, **spec.options}))
+    return out
 
 
 def run(args: argparse.Namespace) -> int:

@@ -16,6 +16,12 @@ def add_summary_args(parser: argparse.ArgumentParser) -> None:
                              "summarize: keep each configuration's rows apart instead of refusing")  # fmt: skip
 
 
+def check_summary_args(args: argparse.Namespace) -> None:
+    """Refuse bad summary options up front (``evaluate`` would otherwise fail only after its run)."""
+    if args.bootstrap < 1:
+        raise InvalidInputError(f"--bootstrap must be at least 1, got {args.bootstrap}.")
+
+
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("summarize", help="summarise evaluation results files (merging shards)")
     p.add_argument("results", nargs="+", help="results .jsonl files, or run folders holding results*.jsonl")
@@ -57,6 +63,7 @@ def write_and_print(paths: list[Path], out_dir: Path, args: argparse.Namespace, 
 
 
 def run(args: argparse.Namespace) -> int:
+    check_summary_args(args)
     paths = expand_results(args.results)
     write_and_print(paths, Path(args.out_dir) if args.out_dir else paths[0].parent, args, args.stem)
     return 0

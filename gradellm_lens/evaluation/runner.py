@@ -18,7 +18,9 @@ gradients, non-finite attribution scores, a prompt longer than the context, ...)
 ``status: "failed"`` with the reason and never averaged. Steps the metric flags ``degenerate``
 (zeroing every perturbable embedding did not lower the target probability, so Soft-NS/NC are
 undefined) stay in the line but are left out of the means; a pair with only degenerate steps gets
-``status: "degenerate"``.
+``status: "degenerate"``. Steps whose scores single out no perturbable token (all zero or all equal)
+are scored as the uniform map, as the metric defines; they are flagged ``flat`` per step and
+counted in ``n_flat`` (and in the summary), not dropped.
 """
 
 from __future__ import annotations
@@ -75,6 +77,8 @@ class EvaluationConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        if self.n is not None and (isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1):
+            raise InvalidInputError(f"n must be a positive number of examples (or None for all), got {self.n!r}.")
         if self.perturb not in PERTURB_MODES:
             raise InvalidInputError(f"perturb must be one of {', '.join(PERTURB_MODES)}, got {self.perturb!r}.")
         if self.mode not in OPEN_MODES:
@@ -179,6 +183,7 @@ def evaluate_pair(
         "error": None,
         "n_steps": len(rows),
         "n_degenerate": sum(r["degenerate"] for r in rows),
+        "n_flat": sum(r["flat"] for r in rows),
         "pis": list(config.metrics.pis),
         "mean": mean,
         "steps": rows,

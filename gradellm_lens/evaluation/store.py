@@ -45,6 +45,10 @@ FORMAT = "gradellm-lens-evaluation"
 FORMAT_VERSION = 1
 OpenMode = Literal["resume", "overwrite", "allow_mixed"]
 OPEN_MODES: tuple[str, ...] = ("resume", "overwrite", "allow_mixed")
+_FIELDS: dict[str, dict[str, type]] = {  # what readers index, per line kind
+    "header": {"format": str, "config": dict, "config_fingerprint": str, "methods": dict},
+    "result": {"example_id": str, "method": str, "fingerprint": str, "status": str},
+}
 
 
 def fingerprint(obj: Any) -> str:
@@ -137,6 +141,15 @@ def parse_lines(data: bytes, path: Path) -> tuple[list[dict[str, Any]], int]:
             raise InvalidInputError(
                 f"{path}:{lineno}: corrupt results line (not an interrupted write, which only affects the last "
                 f"line). Move the file away or rerun with --overwrite."
+            )
+        bad = [k for k, kind in _FIELDS[record["kind"]].items() if not isinstance(record.get(k), kind)]
+        if record["kind"] == "header" and not bad:
+            entries = record["methods"].items()
+            bad = [f"methods.{k}" for k, v in entries if not isinstance(v, dict) or "fingerprint" not in v]
+        if bad:
+            raise InvalidInputError(
+                f"{path}:{lineno}: corrupt {record['kind']} line: missing or invalid {', '.join(bad)}. "
+                "Move the file away or rerun with --overwrite."
             )
         records.append(record)
     return records, len(data) - end

@@ -6,7 +6,9 @@ confidence interval is the percentile bootstrap over examples: ``B`` resamples o
 with replacement (seeded), the 2.5th and 97.5th percentiles of the resampled means. The π curves
 are averaged the same way, point by point. Task accuracy (classification) is the fraction of
 unique examples whose answer matched the gold label, with the same bootstrap CI. Failed and
-degenerate pairs are counted, never averaged.
+degenerate pairs are counted, never averaged. *Flat* steps (scores that single out no token, scored
+as the uniform map) stay in the means and are counted per method (``flat steps``: flat / all steps
+of the ``ok`` and ``degenerate`` pairs that record the flag; "–" for files written before it existed).
 
 Several files (the shards of one run) are merged: a pair present twice is counted once, and the
 pairs are taken in example order (``index``), so a sharded run summarises exactly like a
@@ -74,7 +76,11 @@ def bootstrap_ci(
 
 @dataclass(frozen=True)
 class MethodSummary:
-    """One row of the table: a method (configuration) over the examples it finished."""
+    """One row of the table: a method (configuration) over the examples it finished.
+
+    ``n_flat_steps`` of the ``n_steps`` generated steps (of the pairs that record the flag) had flat
+    scores; None when no pair records it.
+    """
 
     label: str
     n_ok: int
@@ -84,6 +90,12 @@ class MethodSummary:
     pis: tuple[float, ...] = ()
     curves: dict[str, Estimate] = field(default_factory=dict)
     errors: tuple[str, ...] = ()
+    n_steps: int = 0
+    n_flat_steps: int | None = None
+
+    def flat_cell(self) -> str:
+        """``"flat/steps"``, or "–" when the results predate the per-step flat flag."""
+        return "–" if self.n_flat_steps is None else f"{self.n_flat_steps}/{self.n_steps}"
 
 
 @dataclass(frozen=True)
@@ -123,6 +135,9 @@ class Summary:
                         "n": "",
                     }
                 )
+            if m.n_flat_steps is not None:
+                row = {"method": m.label, "metric": "n_flat_steps", "mean": m.n_flat_steps, "ci_low": "", "ci_high": ""}
+                out.append({**row, "n": m.n_steps})
         return out
 
     def to_csv(self) -> str:
@@ -162,8 +177,8 @@ class Summary:
         best = {
             k: max((m.metrics[k].mean for m in self.methods if k in m.metrics), default=None) for k in FAITHFULNESS_KEYS
         }
-        head = "| method | n | failed | " + " | ".join(METRIC_NAMES[k] for k in keys) + " |"
-        lines = [head, "|" + "---|" * (3 + len(keys))]
+        head = "| method | n | failed | " + " | ".join(METRIC_NAMES[k] for k in keys) + " | flat steps |"
+        lines = [head, "|" + "---|" * (4 + len(keys))]
         for m in self.methods:
             cells = []
             for k in keys:
@@ -172,7 +187,7 @@ class Summary:
                 if e is not None and best.get(k) is not None and e.mean == best[k]:
                     text = f"**{e.mean:.3f}**" + text[len(f"{e.mean:.3f}") :]
                 cells.append(text)
-            lines.append(f"| {m.label} | {m.n_ok} | {m.n_failed} | " + " | ".join(cells) + " |")
+            lines.append(f"| {m.label} | {m.n_ok} | {m.n_failed} | " + " | ".join(cells) + f" | {m.flat_cell()} |")
         return "\n".join(lines)
 
     def to_report(self) -> str:
@@ -182,6 +197,11 @@ class Summary:
             "Mean over examples [bootstrap 95% CI]; higher is better for every metric but *mean score* "
             "(the mean min-max normalised attribution, the quantity plain Soft-NS/NC are sensitive to)."
         )
+        if any(m.n_flat_steps for m in self.methods):
+            parts.append(
+                "*Flat steps*: generated steps whose scores single out no perturbable token (all zero or all "
+                "equal); the metrics score them as the uniform map, and they stay in the means."
+            )
         for m in self.methods:
             for reason in m.errors:
                 parts.append(f"- {m.label} failed: {reason}")
@@ -200,7 +220,22 @@ def _method_summary(label: str, records: list[dict[str, Any]], n_boot: int, seed
     pis = tuple(ok[0]["pis"]) if ok else ()
     errors = tuple(dict.fromkeys(r["error"] for r in failed))[:3]
     degenerate = sum(r["status"] == "degenerate" for r in records)
-    return MethodSummary(label, len(ok), len(failed), degenerate, metrics, pis, curves, errors)
+    flagged = [r for r in records if r["status"] != "failed" and "n_flat" in r]  # older files lack the flag
+    n_flat = sum(r["n_flat"] for r in flagged) if flagged else None
+    n_steps = sum(r.get("n_steps", 0) for r in flagged)
+    return MethodSummary(label, len(ok), len(failed), degenerate, metrics, pis, curves, errors, n_steps, n_flat)
+
+
+def _check_scored(record: dict[str, Any], path: str | Path) -> None:
+    """An ``ok`` result line must carry every mean the summary reads (else the file is corrupt)."""
+    mean = record.get("mean")
+    if record["status"] == "ok" and not (
+        isinstance(mean, dict) and all(k in mean for k in (*METRIC_KEYS, *CURVE_KEYS)) and "pis" in record
+    ):
+        raise InvalidInputError(
+            f"{path}: the result of example {record['example_id']!r}, method {record['method']!r} has status 'ok' "
+            "but no complete 'mean' or 'pis' (a corrupted or foreign line); remove that line or rerun the pair."
+        )
 
 
 def summarize(paths: Sequence[str | Path], *, n_boot: int = 1000, seed: int = 0, allow_mixed: bool = False) -> Summary:
@@ -220,6 +255,7 @@ def summarize(paths: Sequence[str | Path], *, n_boot: int = 1000, seed: int = 0,
             for label, entry in h["methods"].items():
                 owner[entry["fingerprint"]] = (label, h["config_fingerprint"])
         for r in records:
+            _check_scored(r, path)
             key = (r["example_id"], r["fingerprint"])
             duplicates += key in results
             results.setdefault(key, r)

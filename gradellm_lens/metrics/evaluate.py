@@ -3,7 +3,9 @@
 For a prefix ``x = tokens[: position + 1]``, the explained token ``ŷ`` and scores over ``x``:
 
 1. normalise the scores over the perturbable positions (:mod:`.normalise`): min-max for plain Soft,
-   ``config.normalise`` (default ``"max"``) for π-Soft;
+   ``config.normalise`` (default ``"max"``) for π-Soft; a *flat* map (all zero, or all equal over
+   more than one position: :func:`~gradellm_lens.numerics.flat_rows`) becomes the uniform map and
+   the step is flagged ``flat``;
 2. keep probabilities: plain Soft-NS ``r = ŝ``, Soft-NC ``r = 1 - ŝ``; π-Soft-NS/NC ``r`` with mean
    π (:mod:`.retention`, ``config.rescale``) for every π of the grid;
 3. run the clean prefix, the all-masked prefix (``S0``) and ``n_draws`` Bernoulli draws of every
@@ -27,6 +29,7 @@ import torch
 from torch import Tensor
 
 from ..errors import InvalidInputError, NumericalError, unknown_name_error
+from ..numerics import flat_rows
 from ..result import AttributionResult
 from ..targets import Target
 from ..typing import PositionMask, TokenIds, TokenScores
@@ -116,6 +119,8 @@ class FaithfulnessScores:
         n_perturbable: number of perturbable positions.
         degenerate: ``1 - S0 < eps``: masking everything did not lower the target, so the scores
             are not meaningful (callers should usually drop the step).
+        flat: the attribution singles out no perturbable position (all zero, or all equal), so it
+            was scored as the uniform map (method-spec 3.4); such steps are valid but uninformative.
     """
 
     soft_ns: float
@@ -134,6 +139,7 @@ class FaithfulnessScores:
     rules_nc: tuple[str, ...] = ()
     n_perturbable: int = 0
     degenerate: bool = False
+    flat: bool = False
 
     def __post_init__(self) -> None:
         for name in ("pis", "pi_ns", "pi_nc", "rules_ns", "rules_nc"):
@@ -282,6 +288,7 @@ def evaluate_step(
         rules_nc=nc.rules,
         n_perturbable=int(valid.sum()),
         degenerate=bool(drop0 < config.eps),
+        flat=bool(flat_rows(values.masked_fill(~valid, float("nan"))[None])[0]),
     )
 
 

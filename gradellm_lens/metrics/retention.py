@@ -138,11 +138,15 @@ def _scale_clip(x: Tensor, t: Tensor) -> tuple[Tensor, tuple[str, ...]]:
     x_min = x[positive].min() if positive.any() else x.new_tensor(1.0)
     lo = torch.log(t.clamp(min=1e-300))  # c = t gives mean(min(1, t ŝ)) <= t since ŝ <= 1
     hi = torch.full_like(t, -float(torch.log(x_min))).maximum(lo) + 1e-9
-    log_c = _bisect(lambda u: (u.exp()[:, None] * x[None, :]).clamp(max=1).mean(1), t, lo, hi, increasing=True)
-    clipped = log_c.exp()[:, None] * x[None, :] >= 1
-    free = torch.where(clipped, torch.zeros_like(x)[None, :], x[None, :]).sum(1)
-    c_exact = (t * n - clipped.sum(1)) / free.clamp(min=1e-300)
-    mass = torch.where(clipped, torch.ones_like(x)[None, :], (c_exact[:, None] * x[None, :]).clamp(max=1))
+    # in log space: c can exceed the float64 range when the smallest positive ŝ is tiny (subnormal)
+    log_x = x.log()[None, :]  # -inf at zero scores, which then get mass exp(-inf) = 0
+    log_c = _bisect(lambda u: (u[:, None] + log_x).exp().clamp(max=1).mean(1), t, lo, hi, increasing=True)
+    clipped = log_c[:, None] + log_x >= 0
+    unclipped = torch.where(clipped, torch.zeros_like(x)[None, :], x[None, :])
+    free = unclipped.sum(1, keepdim=True)
+    share = torch.where(free > 0, unclipped / torch.where(free > 0, free, 1.0), 0.0)  # ŝ_i / Σ_unclipped ŝ
+    need = (t * n - clipped.sum(1))[:, None]  # the mass the unclipped tokens carry: c_exact ŝ_i = need · share_i
+    mass = torch.where(clipped, torch.ones_like(x)[None, :], (need * share).clamp(max=1))
     mass = torch.where(water[:, None], _water_fill(x, t), mass)
     return mass, tuple("water_fill" if w else "scale_clip" for w in water.tolist())
 

@@ -17,12 +17,13 @@ Registry: subclasses with a ``name`` register themselves; :func:`list_tasks`, :f
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from ..errors import InvalidInputError, unknown_name_error
+from ..errors import InvalidInputError, UnknownTokenWarning, unknown_name_error
 from . import data
 from .prompts import PromptedExample, PromptFormat, encode_with_spans, fill_template, resolve_format, truncate_to_tokens
 
@@ -135,10 +136,12 @@ class Task(ABC):
         self.max_text_tokens = self.default_max_text_tokens if budget is None else (budget or None)
         self.max_new_tokens = 1 if self.kind == "classification" else self.options.max_new_tokens
         self._data_file = None
+        self._unknown_reported = False  # one unknown-token warning per load, not per example
 
     # ---- data ---------------------------------------------------------------------------------
     def load(self, n: int | None = None, seed: int = 0) -> list[Example]:
         """The first ``n`` examples (all when None) in the seeded hash order (see :mod:`.data`)."""
+        self._unknown_reported = False
         if self.options.source == "hub":
             rows = data.load_hub_rows(self.hub.path, self.hub.splits[self.split], self.hub.config)
             where = f"hub:{self.hub.path}/{self.hub.splits[self.split]}"
@@ -164,7 +167,12 @@ class Task(ABC):
 
     # ---- prompts ------------------------------------------------------------------------------
     def prompt(self, model, example: Example) -> PromptedExample:
-        """Fill the template (after the token budget), encode it and locate the user-text tokens."""
+        """Fill the template (after the token budget), encode it and locate the user-text tokens.
+
+        Text outside the model's vocabulary becomes its unknown token; that is reported by one
+        :class:`~gradellm_lens.errors.UnknownTokenWarning` per task (and per :meth:`load`), naming
+        the first example it happened in, not one warning per example.
+        """
         fields = dict(example.fields)
         truncated = False
         if self.truncate_field and self.max_text_tokens:
@@ -173,8 +181,25 @@ class Task(ABC):
             )
         text, char_spans = fill_template(self.template, fields)
         fmt = resolve_format(model.tokenizer, self.options.prompt_format)
-        ids, spans = encode_with_spans(model, text, char_spans, fmt, self.options.system)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UnknownTokenWarning)
+            ids, spans = encode_with_spans(model, text, char_spans, fmt, self.options.system)
+        self._reissue(caught, example)
         return PromptedExample(example.id, text, ids, spans, fmt, truncated)
+
+    def _reissue(self, caught: list[warnings.WarningMessage], example: Example) -> None:
+        """Re-issue warnings caught while encoding; unknown-token ones only the first time."""
+        for w in caught:
+            if not issubclass(w.category, UnknownTokenWarning):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            elif not self._unknown_reported:
+                self._unknown_reported = True
+                warnings.warn(
+                    f"Task {self.name!r}, example {example.id!r}: {w.message} Later examples with unknown tokens "
+                    "are not reported.",
+                    UnknownTokenWarning,
+                    stacklevel=3,
+                )
 
     # ---- judging ------------------------------------------------------------------------------
     def judge(self, model, prompted: PromptedExample, example: Example, generated: Sequence[int]) -> dict[str, Any]:

@@ -1,0 +1,304 @@
+"""Hostile input to the ``evaluate``, ``summarize``, ``methods``, ``study`` and ``explain --methods``
+commands (issue 8, phase 2): every fixable problem exits 2 with ONE readable line on stderr and no
+traceback (``--debug`` shows it), before any work is done where it can be checked up front; a
+corrupted results store is named by file and line, and an interrupted last line is repaired."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from evaldata import SST2, write_jsonl, write_task_files
+
+from gradellm_lens.cli.main import main
+from gradellm_lens.errors import InvalidInputError
+
+FAST = ["--model", "tiny-llama", "--device", "cpu", "--pis", "0.3,0.7", "--draws", "1", "--no-progress"]
+
+
+def _cli(capsys, *argv) -> tuple[int, str, list[str]]:
+    """Run a command in-process: exit code, stdout, and stderr lines other than one-line warnings."""
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, [line for line in err.strip().splitlines() if ": warning: " not in line]
+
+
+def assert_one_line_error(code: int, lines: list[str], command: str, match: str) -> None:
+    assert code == 2, lines
+    assert len(lines) == 1 and lines[0].startswith(f"gradellm-lens {command}: error: "), lines
+    assert "Traceback" not in lines[0] and re.search(match, lines[0]), lines[0]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return write_task_files(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def good_run(data_dir, tmp_path_factory) -> Path:
+    """A finished two-example run (``random`` on SST-2); tests copy its results file and break the copy."""
+    out = tmp_path_factory.mktemp("good")
+    with contextlib.redirect_stdout(io.StringIO()):
+        argv = ["evaluate", "--task", "sst2", *FAST, "--methods", "random", "--n", "2"]
+        assert main([*argv, "--data-dir", str(data_dir), "--out-dir", str(out)]) == 0
+    return out / "results.jsonl"
+
+
+# ---- evaluate: options ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "extra,match",
+    [
+        (["--task", "sst3"], r"Unknown task 'sst3'\. Did you mean 'sst2'\?"),
+        (["--methods", "grad_elm"], "Unknown attribution method 'grad_elm'. Did you mean 'grad_ellm'"),
+        (["--methods", "grad_ellm:refernce"], "Did you mean 'reference'"),
+        (["--methods", "grad_ellm+lyers=2"], "Did you mean 'layers'"),
+        (["--methods", "saliency:abs"], "Method 'saliency' has no variants"),
+        (["--methods", ","], "No methods given; choose from"),
+        (["--methods", "random,random"], "Method label.* given twice: random"),
+        (["--model", "tiny-lama"], "Unknown model 'tiny-lama'. Did you mean 'tiny-llama'"),
+        (["--pis", "0,0.5"], r"Every π must lie strictly between 0 and 1; got \[0.0\]"),
+        (["--pis", "0.5,1"], r"strictly between 0 and 1; got \[1.0\]"),
+        (["--pis", "1.5"], "strictly between 0 and 1"),
+        (["--pis=-0.2,0.5"], "strictly between 0 and 1"),
+        (["--pis", "nan"], "strictly between 0 and 1"),
+        (["--pis", ","], "pis is empty"),
+        (["--pis", "0.7,0.3"], "pis must be strictly increasing"),
+        (["--pis", "0.5,x"], "--pis must be comma-separated numbers"),
+        (["--draws", "0"], "n_draws must be a positive integer, got 0"),
+        (["--draws", "-2"], "n_draws must be a positive integer, got -2"),
+        (["--n", "0"], "n must be a positive number of examples"),
+        (["--n", "-3"], "n must be a positive number of examples .*got -3"),
+        (["--batch-size", "0"], "batch_size must be a positive integer"),
+        (["--bootstrap", "0"], "--bootstrap must be at least 1"),
+        (["--rescale", "scale-clip"], "Unknown rescale option 'scale-clip'. Did you mean 'scale_clip'"),
+        (["--normalise", "maxx"], "Unknown normalise option 'maxx'. Did you mean 'max'"),
+        (["--probability", "dist"], "Did you mean 'distribution'"),
+        (["--perturb", "user"], "perturb must be one of all, user_text"),
+        (["--split", "tset"], "Unknown local split of task 'sst2': 'tset'"),
+        (["--label-match", "restrict"], "label_match must be"),
+        (["--prompt-format", "chatml"], "prompt_format must be"),
+        (["--max-new-tokens", "0"], "max_new_tokens must be at least 1"),
+        (["--max-text-tokens", "-1"], "max_text_tokens must be a non-negative integer"),
+        (["--source", "web"], "source must be 'local' or 'hub'"),
+        (["--shard-index", "3", "--num-shards", "2"], "shard_index must be in 0..1"),
+    ],
+)
+def test_evaluate_option_errors_are_one_line_and_nothing_runs(capsys, data_dir, tmp_path, extra, match):
+    argv = ["evaluate", "--task", "sst2", *FAST, "--methods", "random", "--n", "2"]
+    code, _, lines = _cli(capsys, *argv, "--data-dir", data_dir, "--out-dir", tmp_path / "run", *extra)
+    assert_one_line_error(code, lines, "evaluate", match)
+    assert not (tmp_path / "run").exists()  # refused before any example was evaluated
+
+
+def test_evaluate_data_errors_name_file_and_line(capsys, tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    path = folder / "sst2_validation.jsonl"
+    lines = [json.dumps(SST2[0]), json.dumps(SST2[1]), '{"id": "x", "text": "the cat", "label": 1', json.dumps(SST2[2])]
+    cases = {
+        "\n".join(lines) + "\n": rf"{path}:3: not valid JSON",
+        json.dumps(SST2[0]) + "\n[1, 2]\n": rf"{path}:2: expected a JSON object, got list",
+        json.dumps({**SST2[0], "label": 5}) + "\n": rf"{path}:1: label 5 is not one of 0..1",
+        json.dumps(SST2[0]) + "\n" + json.dumps(SST2[0]) + "\n": rf"{path}:2: duplicate example id 'sst2-0'",
+        "\n\n": rf"Data file {path} has no records",
+    }
+    argv = ["evaluate", "--task", "sst2", *FAST, "--methods", "random", "--data-dir", folder]
+    for text, match in cases.items():
+        path.write_text(text, encoding="utf-8")
+        code, _, err = _cli(capsys, *argv, "--out-dir", tmp_path / "run")
+        assert_one_line_error(code, err, "evaluate", match)
+    path.write_bytes(b'{"id": "\xff"}\n')
+    assert_one_line_error(*_cli(capsys, *argv, "--out-dir", tmp_path / "run")[::2], "evaluate", "is not UTF-8 text")
+    code, _, err = _cli(capsys, *argv, "--data-dir", tmp_path / "nowhere", "--out-dir", tmp_path / "run")
+    assert_one_line_error(code, err, "evaluate", r"Data file 'sst2_validation.jsonl' not found in .*nowhere")
+
+
+# ---- corrupted results stores --------------------------------------------------------------------
+
+
+def _lines(path: Path) -> list[bytes]:
+    return path.read_bytes().splitlines(keepends=True)
+
+
+def _record(line: bytes, **changes) -> bytes:
+    record = json.loads(line)
+    for key, value in changes.items():
+        if value is None:
+            record.pop(key)
+        else:
+            record[key] = value
+    return (json.dumps(record) + "\n").encode()
+
+
+def _corruptions(good: list[bytes]) -> dict[str, tuple[bytes, str]]:
+    """name -> (file content, expected error) for stores damaged other than by an interrupted write."""
+    header, first, second = good
+    return {
+        "garbage line in the middle": (header + first + b"garbage\n" + second, r"results.jsonl:3: corrupt results"),
+        "binary junk": (header + b"\xff\xfe\x00\n" + first, r"results.jsonl:2: corrupt results line"),
+        "JSON that is not a record": (header + b"[1, 2]\n", r"results.jsonl:2: corrupt results line"),
+        "result without a status": (header + _record(first, status=None), r":2: corrupt result line: .*status"),
+        "result without an example id": (header + _record(first, example_id=None), r":2: corrupt result .*example_id"),
+        "header without its fingerprint": (_record(header, config_fingerprint=None) + first, r":1: corrupt header"),
+        "results before any header": (first + second, "first line is not a gradellm-lens .* header|without a header"),
+        "another program's header": (_record(header, format="other") + first, "not a gradellm-lens evaluation results"),
+    }  # fmt: skip
+
+
+def test_corrupted_results_are_named_by_file_and_line(capsys, good_run, data_dir, tmp_path):
+    good = _lines(good_run)
+    assert len(good) == 3  # header + two results
+    argv = ["evaluate", "--task", "sst2", *FAST, "--methods", "random", "--n", "2", "--data-dir", data_dir]
+    for name, (content, match) in _corruptions(good).items():
+        run = tmp_path / name.replace(" ", "_")
+        run.mkdir()
+        (run / "results.jsonl").write_bytes(content)
+        assert_one_line_error(*_cli(capsys, "summarize", run)[::2], "summarize", match)
+        assert_one_line_error(*_cli(capsys, *argv, "--out-dir", run)[::2], "evaluate", match)
+        assert (run / "results.jsonl").read_bytes() == content, f"{name}: a corrupted store was modified"
+
+
+def test_ok_result_without_its_means_is_refused_by_summarize(capsys, good_run, tmp_path):
+    header, first, _ = _lines(good_run)
+    path = tmp_path / "results.jsonl"
+    path.write_bytes(header + _record(first, mean=None))
+    code, _, err = _cli(capsys, "summarize", path)
+    assert_one_line_error(code, err, "summarize", "has status 'ok' but no complete 'mean'")
+
+
+def test_interrupted_last_line_is_repaired(capsys, good_run, data_dir, tmp_path):
+    good = good_run.read_bytes()
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.jsonl").write_bytes(good[: good.rfind(b"\n", 0, len(good) - 1) + 30])  # cut in the 2nd result
+    code, out, err = _cli(capsys, "summarize", run, "--out-dir", tmp_path / "s")
+    assert code == 0 and err == [] and "| random | 1 |" in out  # the complete lines are summarised
+    argv = ["evaluate", "--task", "sst2", *FAST, "--methods", "random", "--n", "2", "--data-dir", data_dir]
+    code, out, err = _cli(capsys, *argv, "--out-dir", run)
+    assert code == 0 and err == [] and "1 new result(s), 0 failed, 1 already done" in out
+    assert "an interrupted last line was dropped first" in out
+    repaired = [json.loads(line) for line in _lines(run / "results.jsonl")]
+    assert [r["kind"] for r in repaired] == ["header", "result", "result"]
+    assert {r["example_id"] for r in repaired[1:]} == {json.loads(line)["example_id"] for line in _lines(good_run)[1:]}
+
+
+def test_results_with_other_options_are_refused(capsys, good_run, data_dir, tmp_path):
+    argv = ["evaluate", "--task", "sst2", *FAST, "--methods", "random", "--n", "2", "--data-dir", data_dir]
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.jsonl").write_bytes(good_run.read_bytes())
+    code, _, err = _cli(capsys, *argv, "--out-dir", run, "--draws", "2")
+    assert_one_line_error(code, err, "evaluate", r"different options \(metrics.n_draws: 1 -> 2\).*--overwrite")
+    other = tmp_path / "other"
+    code, _, err = _cli(capsys, *argv, "--out-dir", other, "--pis", "0.2,0.8")
+    assert code == 0
+    code, _, err = _cli(capsys, "summarize", run / "results.jsonl", other / "results.jsonl")
+    assert_one_line_error(code, err, "summarize", r"different options \(metrics.pis: .*--allow-mixed")
+
+
+@pytest.mark.parametrize(
+    "argv,match",
+    [
+        (["summarize", "missing.jsonl"], "Results file missing.jsonl does not exist"),
+        (["summarize", "empty_folder"], "No results.*jsonl files in folder"),
+        (["summarize", "empty.jsonl"], "No results in .*empty.jsonl yet"),
+        (["summarize", "data.jsonl"], r"data.jsonl:1: corrupt results line"),
+        (["summarize", "empty.jsonl", "--bootstrap", "0"], "--bootstrap must be at least 1"),
+        (["methods", "saliencee"], "Unknown attribution method 'saliencee'. Did you mean 'saliency'"),
+        (["study", "head_curvs"], "Unknown study 'head_curvs'. Did you mean 'head_curves'"),
+    ],
+)
+def test_summarize_methods_and_study_errors(capsys, tmp_path, monkeypatch, argv, match):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty_folder").mkdir()
+    (tmp_path / "empty.jsonl").write_bytes(b"")
+    write_jsonl(tmp_path / "data.jsonl", SST2[:2])  # a data file is not a results file
+    assert_one_line_error(*_cli(capsys, *argv)[::2], argv[0], match)
+
+
+# ---- explain --methods ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "extra,match",
+    [
+        (["--methods", ","], "No methods given"),
+        (["--methods", "grad_ellm,saliencee"], "Did you mean 'saliency'"),
+        (["--methods", "grad_ellm,grad_ellm"], "given twice: grad_ellm"),
+        (["--methods", "saliency:abs"], "Method 'saliency' has no variants"),
+        (["--methods", "grad_ellm:refernce,saliency"], "Did you mean 'reference'"),
+        (["--methods", "grad_ellm,saliency", "-O", "lyers=2"], "None of the methods .* has an option 'lyers'. Did you"),
+        (["--methods", "grad_ellm+layers=[5]"], "Layer index 5 is out of range"),
+        (["--methods", "occlusion+batch_size=0"], "batch_size must be an integer >= 1, got 0"),
+    ],
+)
+def test_explain_methods_errors(capsys, extra, match):
+    code, _, err = _cli(capsys, "explain", "the cat", "--model", "tiny-llama", "--max-new-tokens", "1", *extra)
+    assert_one_line_error(code, err, "explain", match)
+
+
+def test_explain_methods_take_specs_and_route_options(capsys):
+    argv = ["explain", "the cat", "--model", "tiny-llama", "--max-new-tokens", "1", "--no-color"]
+    code, out, err = _cli(capsys, *argv, "--methods", "grad_ellm+layers=all,saliency,random", "-O", "sign=abs")
+    assert code == 0 and err == []
+    assert "grad_ellm (default)" in out and "saliency (default)" in out and "random (default)" in out
+    code, out, _ = _cli(capsys, *argv, "--methods", "grad_ellm,saliency", "--variant", "pattern")
+    assert code == 0 and "grad_ellm (pattern)" in out and "note: saliency has no option(s) variant" in out
+
+
+# ---- unknown-token warnings are grouped per task load ----------------------------------------------
+
+
+def test_unknown_token_warnings_are_one_per_task_load_not_per_example(tiny_model, data_dir):
+    import warnings
+
+    from gradellm_lens import UnknownTokenWarning
+    from gradellm_lens.tasks import make_task
+
+    task = make_task("sst2", data_dir=data_dir)
+    for _ in range(2):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            prompts = [task.prompt(tiny_model, example) for example in task.load(4)]
+        unknown = [w for w in caught if issubclass(w.category, UnknownTokenWarning)]
+        assert len(prompts) == 4 and len(unknown) == 1  # the template words are not in tiny-llama's vocabulary
+        assert re.match(
+            r"Task 'sst2', example '[^']+': \d+ piece\(s\) of the prompt .*'<unk>'. Later", str(unknown[0].message)
+        )
+
+
+@pytest.mark.filterwarnings("always::gradellm_lens.errors.UnknownTokenWarning")  # as a user sees them, no dedup
+def test_evaluate_prints_one_unknown_token_warning(capsys, data_dir, tmp_path):
+    argv = ["evaluate", "--task", "sst2", *FAST, "--methods", "random", "--n", "3", "--data-dir", data_dir]
+    assert main([str(a) for a in [*argv, "--out-dir", tmp_path]]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "UnknownToken" in line or "<unk>" in line]
+    assert len(warned) == 1 and warned[0].startswith("gradellm-lens evaluate: warning: Task 'sst2', example ")
+
+
+# ---- --debug and a real process ------------------------------------------------------------------
+
+
+def test_debug_shows_the_exception(data_dir, tmp_path):
+    with pytest.raises(InvalidInputError, match="n_draws must be a positive integer"):
+        main(["--debug", "evaluate", "--task", "sst2", *FAST, "--draws", "0", "--out-dir", str(tmp_path)])
+
+
+def test_subprocess_malformed_data_file_is_one_line(tmp_path):
+    path = tmp_path / "sst2_validation.jsonl"
+    path.write_text(json.dumps(SST2[0]) + "\n" + '{"id": "x", "text": \n', encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, "-m", "gradellm_lens.cli.main", "evaluate", "--task", "sst2", *FAST, "--methods", "random",
+         "--data-dir", str(tmp_path), "--out-dir", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    lines = [line for line in proc.stderr.strip().splitlines() if ": warning: " not in line]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert len(lines) == 1 and lines[0].startswith(f"gradellm-lens evaluate: error: {path}:2: not valid JSON (")
