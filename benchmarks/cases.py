@@ -62,7 +62,8 @@ class Case:
         name: row label (``floor``, ``grad_ellm[layers=all]``, ``captum:saliency`` ...).
         group: ``floor``, ``context``, ``ours``, ``baseline``, ``metric`` or ``peer``.
         run: the timed callable.
-        exempt: never skipped by the time budget (the floors and Grad-ELLM rows).
+        exempt: never skipped by the time budget (the floors, the no-grad forward and the shared-forward
+            Grad-ELLM rows).
     """
 
     name: str
@@ -193,12 +194,9 @@ def build_cases(
     ]
     if inp.n_steps > 1:
         cases += [
-            Case("grad_ellm[separate]", "ours", method_call(model, "grad_ellm", inp, share_forward=False), True),
+            Case("grad_ellm[separate]", "ours", method_call(model, "grad_ellm", inp, share_forward=False)),
             Case(
-                "grad_ellm[layers=all,separate]",
-                "ours",
-                method_call(model, "grad_ellm", inp, layers="all", share_forward=False),
-                exempt=True,
+                "grad_ellm[layers=all,separate]", "ours", method_call(model, "grad_ellm", inp, layers="all", share_forward=False)
             ),
         ]
     cases += [Case(name, "baseline", method_call(model, name, inp)) for name in list_methods() if name != "grad_ellm"]

@@ -86,8 +86,9 @@ class Budget:
     ``budget_s`` (at least one). A row is skipped when its single run is predicted to take longer
     than ``max_cell_s`` or to need more than ``max_cell_mb`` of memory: predicted from the same row
     at shorter prompts (:func:`extrapolate`) or, for the first prompt length of a larger number of
-    steps, from fewer steps at the same length scaled by the ratio of steps (time only).
-    Configurations must be visited with steps and lengths ascending.
+    steps, from fewer steps at the same length scaled by the ratio of steps (time only). A row
+    skipped once stays skipped for longer prompts and more steps. Configurations must be visited
+    with steps and lengths ascending.
     """
 
     repeats: int
@@ -95,6 +96,7 @@ class Budget:
     max_cell_s: float
     max_cell_mb: float
     history: dict[tuple[str, int], list[tuple[int, float, float | None]]] = field(default_factory=dict)
+    skipped: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # name -> (steps, length) skipped
 
     def plan_repeats(self, warm_s: float) -> int:
         return max(1, min(self.repeats, int(self.budget_s // max(warm_s, 1e-9))))
@@ -112,12 +114,19 @@ class Budget:
         return seconds, mb
 
     def skip_reason(self, name: str, steps: int, length: int) -> str | None:
+        """Why row ``name`` does not run at (``steps``, ``length``), or None when it runs."""
+        earlier = [(s, n) for s, n in self.skipped.get(name, []) if s <= steps and n <= length]
         seconds, mb = self.predict(name, steps, length)
-        if seconds is not None and seconds > self.max_cell_s:
-            return f"skipped: predicted {seconds:.0f} s per run > --max-cell-s {self.max_cell_s:g}"
-        if mb is not None and mb > self.max_cell_mb:
-            return f"skipped: predicted {mb:.0f} MB > --max-cell-mb {self.max_cell_mb:g}"
-        return None
+        if earlier:
+            reason = f"skipped: over budget already at T={earlier[0][0]}, L={earlier[0][1]}"
+        elif seconds is not None and seconds > self.max_cell_s:
+            reason = f"skipped: predicted {seconds:.0f} s per run > --max-cell-s {self.max_cell_s:g}"
+        elif mb is not None and mb > self.max_cell_mb:
+            reason = f"skipped: predicted {mb:.0f} MB > --max-cell-mb {self.max_cell_mb:g}"
+        else:
+            return None
+        self.skipped.setdefault(name, []).append((steps, length))
+        return reason
 
     def record(self, name: str, steps: int, length: int, seconds: float, mb: float | None) -> None:
         self.history.setdefault((name, steps), []).append((length, seconds, mb))

@@ -106,8 +106,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--dtype", default=None, help="model dtype: float32 (default), bfloat16, float16")
     p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
-    p.add_argument("--budget-s", type=float, help="time budget of a row's timed repeats (default 10)")
-    p.add_argument("--max-cell-s", type=float, default=30.0, help="skip rows predicted to run longer (default 30)")
+    p.add_argument("--budget-s", type=float, help="time budget of a row's timed repeats (default 6)")
+    p.add_argument("--max-cell-s", type=float, default=20.0, help="skip rows predicted to run longer (default 20)")
     p.add_argument("--max-cell-mb", type=float, default=3000.0, help="skip rows predicted to need more memory (default 3000)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
     p.add_argument("--no-captum", action="store_true", help="skip the captum rows")
@@ -130,7 +130,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         device=device,
         dtype=a.dtype,
         threads=a.threads,
-        budget_s=a.budget_s or quick.get("budget_s") or 10.0,
+        budget_s=a.budget_s or quick.get("budget_s") or 6.0,
         max_cell_s=a.max_cell_s,
         max_cell_mb=a.max_cell_mb,
         memory=not a.no_memory,

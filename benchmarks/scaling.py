@@ -171,12 +171,17 @@ def format_table(rows: list[Row]) -> str:
         for r in rows
     ]  # fmt: skip
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
-    fmt = lambda line: "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))  # noqa: E731
+
+    def fmt(line: list[str]) -> str:
+        return "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
+
     return "\n".join([fmt(header), *map(fmt, body)])
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--quick", action="store_true", help="tiny model, L=32/64, T=1/4, 2 repeats")
     p.add_argument("--models", nargs="+", help=f"default: {' '.join(DEFAULT_MODELS)} (those installed)")
     p.add_argument("--lengths", nargs="+", type=int, help="prompt lengths L (default 32 128 256)")
@@ -184,7 +189,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, help="timed repeats after the first run (default 5)")
     p.add_argument("--budget-s", type=float, default=20.0, help="time budget of a row's timed repeats")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1 ...")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: on a loaded machine OpenMP's spin-waiting inflates CPU time)")  # fmt: skip
     p.add_argument("--out", type=Path, default=None, help="CSV path (default benchmarks/results/scaling.csv)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     return p.parse_args(argv)

@@ -42,8 +42,9 @@ def test_budget_plans_repeats_and_skips_by_extrapolation():
     assert "predicted 32 s" in budget.skip_reason("ig", 1, 128)
     budget.record("occ", 1, 32, 0.1, 300.0)
     assert "predicted 1200 MB" in budget.skip_reason("occ", 1, 64)
-    assert "predicted 40 s" in budget.skip_reason("ig", 20, 32)  # 20 steps from 1 step, scaled by steps
-    assert budget.skip_reason("ig", 10, 32) is None
+    assert budget.skip_reason("ig", 10, 32) is None  # 10 steps from 1 step, scaled by steps: 20 s
+    assert "predicted 40 s" in budget.skip_reason("ig", 20, 32)
+    assert "already at T=1, L=128" in budget.skip_reason("ig", 10, 256)  # skipped once, skipped after
 
 
 def test_quick_run_writes_the_table(tmp_path, capsys):

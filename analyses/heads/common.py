@@ -29,7 +29,7 @@ from gradellm_lens import load_model
 from gradellm_lens.attribute import build_steps, greedy_continuation
 from gradellm_lens.metrics import all_prefix_mask
 from gradellm_lens.targets import Step
-from gradellm_lens.tasks import make_task
+from gradellm_lens.tasks import get_task, make_task
 
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "results" / "heads"
 
@@ -73,6 +73,7 @@ def add_common_args(parser: argparse.ArgumentParser, *, n: int, task: str = "sst
         "--threads", type=int, default=int(os.environ.get("GRADELLM_THREADS", "1")), help="torch threads"
     )
     parser.add_argument("--out", default=str(RESULTS_DIR), help="output folder")
+    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
 
 
 def stem(args: argparse.Namespace, *parts: str) -> str:
@@ -81,11 +82,12 @@ def stem(args: argparse.Namespace, *parts: str) -> str:
 
 
 def setup(args: argparse.Namespace):
-    """Seed, thread count, output folder; returns the loaded model."""
+    """Check the task name, then seed, thread count, output folder; returns the loaded model."""
+    get_task(args.task)  # an unknown task fails here, before the model is loaded
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    return load_model(args.model, device="cpu")
+    return load_model(args.model, device=args.device)
 
 
 def load_examples(

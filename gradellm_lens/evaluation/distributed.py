@@ -1,7 +1,7 @@
 """Sharded evaluation over the processes of a distributed launch (accelerate, torchrun, MPI).
 
-Under ``accelerate launch --num_processes N`` (or ``torchrun --nproc_per_node N``, or ``mpirun -n
-N``) the launcher starts ``N`` copies of the program with ``WORLD_SIZE = N`` and a distinct
+Under ``accelerate launch --multi_gpu --num_processes N`` (or ``torchrun --nproc_per_node N``, or
+``mpirun -n N``; note that ``accelerate launch --cpu`` starts a single process) the launcher starts ``N`` copies of the program with ``WORLD_SIZE = N`` and a distinct
 ``RANK`` in ``0..N-1`` (and ``LOCAL_RANK``, the rank on its machine). Each process then
 
 1. takes shard ``RANK`` of ``N``: the examples ``i`` with ``i % N == RANK`` (see
@@ -13,7 +13,7 @@ N``) the launcher starts ``N`` copies of the program with ``WORLD_SIZE = N`` and
    carries each process's outcome; this is the barrier, and unlike a bare barrier it lets the main
    process report a failed shard instead of merging a partial run);
 4. the main process (``RANK == 0``) merges the ``N`` shard files into the summary
-   (:func:`shard_paths` + :func:`~.summary.summarize`), which equals the summary of a
+   (:func:`find_shard_files` + :func:`~.summary.summarize`), which equals the summary of a
    single-process run: every pair's result depends only on the example and the options (the
    metric masks are seeded from a hash of the prefix and the target), and the summary does not
    depend on the order of the result lines.
@@ -26,7 +26,7 @@ The process group comes from ``accelerate.PartialState`` (the ``distributed`` ex
 dependency of TransformerLens 4.x): ``nccl`` on CUDA, ``gloo`` on CPU, read from the launcher's
 ``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK`` / ``MASTER_ADDR`` / ``MASTER_PORT`` (or MPI's
 equivalents). A process that finds no launcher variables (``WORLD_SIZE`` unset or 1) is a plain
-single process: nothing is initialised and accelerate is never imported. Collectives get a long
+single process: nothing is initialised and this module does not import accelerate. Collectives get a long
 timeout (:data:`DEFAULT_TIMEOUT`), since shards can finish hours apart.
 """
 
@@ -229,7 +229,7 @@ def run_on_every_process(context: ProcessContext, work: Callable[[], T]) -> T:
     result, error, failure = None, None, None
     try:
         result = work()
-    except Exception as exc:  # reported to every process, then re-raised below
+    except Exception as exc:  # noqa: BLE001 - reported to every process, then re-raised below
         error, failure = exc, f"{type(exc).__name__}: {exc}"
     outcomes = context.gather(failure)
     if error is not None:
@@ -282,6 +282,4 @@ def find_shard_files(out_dir: str | Path, num_shards: int) -> ShardFiles:
     """Sort the ``results*.jsonl`` files of ``out_dir`` into this run's (present / missing) and others."""
     mine = shard_paths(out_dir, num_shards)
     others = [p for p in sorted(Path(out_dir).glob("results*.jsonl")) if p not in set(mine)]
-    return ShardFiles(
-        tuple(p for p in mine if p.is_file()), tuple(p for p in mine if not p.is_file()), tuple(others)
-    )
+    return ShardFiles(tuple(p for p in mine if p.is_file()), tuple(p for p in mine if not p.is_file()), tuple(others))
