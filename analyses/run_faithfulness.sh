@@ -42,3 +42,10 @@ done
 # one table across tasks (mean and rank per method) from every task folder present
 "$BIN/python" analyses/faithfulness_table.py "$OUT" > "$OUT/combined.md"
 echo "wrote $OUT/combined.md"
+
+# where each method puts its mass: dataset text vs template (explains the ranking; ~10 min)
+if [ "${TEMPLATE_MASS:-1}" = 1 ]; then
+  "$BIN/python" analyses/faithfulness_template_mass.py --task sst2 --n "$(n_for sst2)" --results "$OUT" \
+    > "$OUT/template_mass.md"
+  echo "wrote $OUT/template_mass.md"
+fi

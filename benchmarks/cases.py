@@ -64,12 +64,15 @@ class Case:
         run: the timed callable.
         exempt: never skipped by the time budget (the floors, the no-grad forward and the shared-forward
             Grad-ELLM rows).
+        per_step_of: for a row that runs one pass per step, the one-step row whose time bounds each
+            pass (used to predict its cost, see :class:`benchmarks.measure.Budget`).
     """
 
     name: str
     group: str
     run: CaseFn
     exempt: bool = False
+    per_step_of: str | None = None
 
 
 def _device(model) -> torch.device:
@@ -193,10 +196,14 @@ def build_cases(
         Case("grad_ellm[layers=all]", "ours", method_call(model, "grad_ellm", inp, layers="all"), exempt=True),
     ]
     if inp.n_steps > 1:
+        separate = {"share_forward": False}
         cases += [
-            Case("grad_ellm[separate]", "ours", method_call(model, "grad_ellm", inp, share_forward=False)),
+            Case("grad_ellm[separate]", "ours", method_call(model, "grad_ellm", inp, **separate), per_step_of="grad_ellm"),
             Case(
-                "grad_ellm[layers=all,separate]", "ours", method_call(model, "grad_ellm", inp, layers="all", share_forward=False)
+                "grad_ellm[layers=all,separate]",
+                "ours",
+                method_call(model, "grad_ellm", inp, layers="all", **separate),
+                per_step_of="grad_ellm[layers=all]",
             ),
         ]
     cases += [Case(name, "baseline", method_call(model, name, inp)) for name in list_methods() if name != "grad_ellm"]

@@ -101,22 +101,30 @@ class Budget:
     def plan_repeats(self, warm_s: float) -> int:
         return max(1, min(self.repeats, int(self.budget_s // max(warm_s, 1e-9))))
 
-    def predict(self, name: str, steps: int, length: int) -> tuple[float | None, float | None]:
-        """Predicted seconds and MB of one run of row ``name`` (None where nothing is known)."""
+    def predict(self, name: str, steps: int, length: int, per_step_of: str | None = None) -> tuple[float | None, float | None]:
+        """Predicted seconds and MB of one run of row ``name`` (None where nothing is known).
+
+        ``per_step_of`` names a row whose one-step run at the same length is an upper bound of each
+        of this row's ``steps`` parts (``grad_ellm[separate]`` is ``steps`` runs of ``grad_ellm``'s
+        kind); where known, ``steps`` times it is the time predicted.
+        """
         same = self.history.get((name, steps), [])
         seconds = extrapolate([(n, t) for n, t, _ in same], length)
         mb = extrapolate([(n, m) for n, _, m in same if m], length)
-        if seconds is None:
+        part = [t for n, t, _ in self.history.get((per_step_of, 1), []) if n == length] if per_step_of else []
+        if part:
+            seconds = part[-1] * steps
+        elif seconds is None:
             fewer = [(s, t) for (n, s), recs in self.history.items() if n == name and s < steps for ln, t, _ in recs if ln == length]
             if fewer:
                 s, t = max(fewer)
                 seconds = t * steps / s
         return seconds, mb
 
-    def skip_reason(self, name: str, steps: int, length: int) -> str | None:
+    def skip_reason(self, name: str, steps: int, length: int, per_step_of: str | None = None) -> str | None:
         """Why row ``name`` does not run at (``steps``, ``length``), or None when it runs."""
         earlier = [(s, n) for s, n in self.skipped.get(name, []) if s <= steps and n <= length]
-        seconds, mb = self.predict(name, steps, length)
+        seconds, mb = self.predict(name, steps, length, per_step_of)
         if earlier:
             reason = f"skipped: over budget already at T={earlier[0][0]}, L={earlier[0][1]}"
         elif seconds is not None and seconds > self.max_cell_s:

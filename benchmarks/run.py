@@ -107,7 +107,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
     p.add_argument("--dtype", default=None, help="model dtype: float32 (default), bfloat16, float16")
     p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
     p.add_argument("--budget-s", type=float, help="time budget of a row's timed repeats (default 6)")
-    p.add_argument("--max-cell-s", type=float, default=20.0, help="skip rows predicted to run longer (default 20)")
+    p.add_argument("--max-cell-s", type=float, default=12.0, help="skip rows predicted to run longer (default 12)")
     p.add_argument("--max-cell-mb", type=float, default=3000.0, help="skip rows predicted to need more memory (default 3000)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
     p.add_argument("--no-captum", action="store_true", help="skip the captum rows")
@@ -156,7 +156,7 @@ def measure_config(cases: list[Case], opts: Options, base: dict, budget: measure
     steps, length = base["steps"], base["prompt_len"]
     for case in cases:
         row = rows[case.name] = Row(name=case.name, group=case.group, **base)
-        reason = None if case.exempt else budget.skip_reason(case.name, steps, length)
+        reason = None if case.exempt else budget.skip_reason(case.name, steps, length, case.per_step_of)
         if reason:
             row.note = reason
             continue
@@ -211,9 +211,11 @@ def inseq_rows(opts: Options, hf_model, tokenizer, inputs: list[tuple[BenchInput
     """Run :mod:`benchmarks.inseq_worker` in ``--inseq-python`` on every configuration of one model."""
     worker = Path(__file__).resolve().parent / "inseq_worker.py"
     with tempfile.TemporaryDirectory(prefix="gradellm-bench-") as tmp:
-        model_dir = Path(tmp) / "model"
-        hf_model.save_pretrained(model_dir)
-        tokenizer.save_pretrained(model_dir)
+        model_dir = Path(str(getattr(hf_model, "name_or_path", "")))
+        if not (model_dir / "config.json").is_file():  # an in-memory model (the tiny one): write it out
+            model_dir = Path(tmp) / "model"
+            hf_model.save_pretrained(model_dir)
+            tokenizer.save_pretrained(model_dir)
         configs = []
         for inp, base in sorted(inputs, key=lambda x: (x[1]["steps"], x[1]["prompt_len"])):
             start = int(int(inp.tokens[0]) in tokenizer.all_special_ids)  # inseq adds no BOS
@@ -310,7 +312,11 @@ def _run_models(opts: Options) -> list[Row]:
                     print(format_table(config_rows), file=sys.stderr, flush=True)
         if opts.inseq_python:
             log(opts, f"-- {model_name}: inseq rows ({opts.inseq_python})")
-            rows += inseq_rows(opts, hf_model, tokenizer, for_inseq)
+            try:
+                rows += inseq_rows(opts, hf_model, tokenizer, for_inseq)
+            except Exception as exc:  # the peer is optional: say why its rows are missing, keep ours
+                base = dict(model=model_name, steps=0, prompt_len=0, requested_len=0, device=opts.device, threads=opts.threads)
+                rows.append(Row(name="inseq", group="peer", **base, note=f"error: {type(exc).__name__}: {exc}"))
         del model, hf_model
     return rows
 

@@ -25,9 +25,12 @@ def plot_pi_curves(summary: Summary, path: str | Path) -> Path | None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
     titles = {"pi_ns": "π-Soft-NS (higher is better)", "pi_nc": "π-Soft-NC (higher is better)"}
     for ax, key in zip(axes, ("pi_ns", "pi_nc")):
-        for m in methods:
+        for i, m in enumerate(methods):
             curve = m.curves[key]
-            (line,) = ax.plot(m.pis, curve.mean, marker="o", markersize=3, label=f"{m.label} (n={m.n_ok})")
+            style = ("-", "--", ":", "-.")[i // 10 % 4]  # the colour cycle repeats after ten methods
+            (line,) = ax.plot(
+                m.pis, curve.mean, linestyle=style, marker="o", markersize=3, label=f"{m.label} (n={m.n_ok})"
+            )
             ax.fill_between(m.pis, curve.low, curve.high, color=line.get_color(), alpha=0.12, linewidth=0)
         ax.set_title(titles[key])
         ax.set_xlabel("retaining probability π")

@@ -243,15 +243,17 @@ class ResultsFile:
 
     def _check_compatible(self, headers: list[dict[str, Any]]) -> None:
         last = headers[-1]
-        hint = "Rerun with --overwrite to start over, --allow-mixed to add these results alongside, or use another --out-dir."
+        hint = (
+            "Rerun with --overwrite to start over, --allow-mixed to add these results alongside, "
+            "or use another --out-dir."
+        )
         shard = {"index": self.header.shard_index, "count": self.header.num_shards}
         if last.get("shard") != shard:
             raise InvalidInputError(f"{self.path} holds shard {last.get('shard')}, not {shard}. {hint}")
         same = [h for h in headers if h["config_fingerprint"] == self.header.config_fingerprint]
         if not same:
-            raise InvalidInputError(
-                f"{self.path} was written with different options ({describe_difference(last['config'], self.header.config)}). {hint}"
-            )
+            difference = describe_difference(last["config"], self.header.config)
+            raise InvalidInputError(f"{self.path} was written with different options ({difference}). {hint}")
         for label, config in self.header.methods.items():
             for h in same:
                 entry = h["methods"].get(label)
