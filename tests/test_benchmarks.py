@@ -45,6 +45,9 @@ def test_budget_plans_repeats_and_skips_by_extrapolation():
     assert budget.skip_reason("ig", 10, 32) is None  # 10 steps from 1 step, scaled by steps: 20 s
     assert "predicted 40 s" in budget.skip_reason("ig", 20, 32)
     assert "already at T=1, L=128" in budget.skip_reason("ig", 10, 256)  # skipped once, skipped after
+    budget.record("ge", 1, 64, 1.0, 10.0)
+    budget.record("ge[separate]", 10, 32, 4.0, 10.0)  # alone, this extrapolates to 16 s at L=64
+    assert budget.predict("ge[separate]", 10, 64, per_step_of="ge")[0] == pytest.approx(10.0)  # 10 passes of 1 s
 
 
 def test_quick_run_writes_the_table(tmp_path, capsys):
