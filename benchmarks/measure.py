@@ -85,10 +85,9 @@ class Budget:
     A row runs ``repeats`` timed repeats after its warm-up, fewer when they would take longer than
     ``budget_s`` (at least one). A row is skipped when its single run is predicted to take longer
     than ``max_cell_s`` or to need more than ``max_cell_mb`` of memory: predicted from the same row
-    at shorter prompts (:func:`extrapolate`) or, for the first prompt length of a larger number of
-    steps, from fewer steps at the same length scaled by the ratio of steps (time only). A row
-    skipped once stays skipped for longer prompts and more steps. Configurations must be visited
-    with steps and lengths ascending.
+    at shorter prompts (:func:`extrapolate`) and from one step at the same length (:meth:`predict`).
+    A row skipped once stays skipped for longer prompts and more steps. Configurations must be
+    visited with steps and lengths ascending.
     """
 
     repeats: int
@@ -104,22 +103,19 @@ class Budget:
     def predict(self, name: str, steps: int, length: int, per_step_of: str | None = None) -> tuple[float | None, float | None]:
         """Predicted seconds and MB of one run of row ``name`` (None where nothing is known).
 
-        ``per_step_of`` names a row whose one-step run at the same length is an upper bound of each
-        of this row's ``steps`` parts (``grad_ellm[separate]`` is ``steps`` runs of ``grad_ellm``'s
-        kind); where known, ``steps`` times it is the time predicted.
+        Time: the smaller of the extrapolation from shorter prompts and, for ``steps > 1``, ``steps``
+        times the one-step time of the row at this length (an upper bound for a row that repeats or
+        batches a one-step computation per step). ``per_step_of`` names another row whose one-step
+        time serves for that bound (``grad_ellm[separate]`` is ``steps`` runs of ``grad_ellm``).
         """
         same = self.history.get((name, steps), [])
-        seconds = extrapolate([(n, t) for n, t, _ in same], length)
+        guesses = [extrapolate([(n, t) for n, t, _ in same], length)]
         mb = extrapolate([(n, m) for n, _, m in same if m], length)
-        part = [t for n, t, _ in self.history.get((per_step_of, 1), []) if n == length] if per_step_of else []
-        if part:
-            seconds = part[-1] * steps
-        elif seconds is None:
-            fewer = [(s, t) for (n, s), recs in self.history.items() if n == name and s < steps for ln, t, _ in recs if ln == length]
-            if fewer:
-                s, t = max(fewer)
-                seconds = t * steps / s
-        return seconds, mb
+        if steps > 1:
+            one = [t for n, t, _ in self.history.get((per_step_of or name, 1), []) if n == length]
+            guesses.append(one[-1] * steps if one else None)
+        known = [g for g in guesses if g is not None]
+        return (min(known) if known else None), mb
 
     def skip_reason(self, name: str, steps: int, length: int, per_step_of: str | None = None) -> str | None:
         """Why row ``name`` does not run at (``steps``, ``length``), or None when it runs."""

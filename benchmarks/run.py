@@ -326,8 +326,9 @@ def _fmt(x: float | None, spec: str) -> str:
     return "" if x is None else format(x, spec)
 
 
-def table_blocks(rows: list[Row]) -> list[tuple[str, list[str], list[list[str]]]]:
-    """One block per (model, steps): header, and per row name the cells ``ms ×floor MB ×floor`` per length."""
+def table_blocks(rows: list[Row]) -> list[tuple[str, list[str], list[list[str]], list[str]]]:
+    """One block per (model, steps): title, header, per row name the cells ``ms ×floor MB ×floor`` per
+    length, and notes (backward paths; other notes except the skip reasons, which are in the CSV)."""
     blocks = []
     for model, steps in dict.fromkeys((r.model, r.steps) for r in rows):
         sub = [r for r in rows if r.model == model and r.steps == steps]
@@ -339,35 +340,32 @@ def table_blocks(rows: list[Row]) -> list[tuple[str, list[str], list[list[str]]]
             for n in lengths:
                 r = next((x for x in sub if x.name == name and x.prompt_len == n), None)
                 if r is None or r.wall_ms is None:
-                    line += ["—" if r is None or not r.note.startswith("skipped") else "skip", "", "", ""]
+                    line += ["skip" if r is not None and r.note.startswith("skipped") else "—", "", "", ""]
                     continue
                 line += [_fmt(r.wall_ms, ".0f"), _fmt(r.ratio, ".2f"), _fmt(r.peak_mb, ".1f"), _fmt(r.mem_ratio, ".2f")]
             body.append(line)
-        blocks.append((f"{model}, {steps} step{'s' if steps > 1 else ''}", header, body))
+        grouped: dict[str, list[str]] = {}
+        for r in sub:
+            if r.note and not r.note.startswith("skipped"):
+                names = grouped.setdefault(r.note, [])
+                names += [] if r.name in names else [r.name]
+        notes = [f"{note}: {', '.join(names)}" for note, names in grouped.items()]
+        blocks.append((f"{model}, {steps} step{'s' if steps > 1 else ''}", header, body, notes))
     return blocks
 
 
 def format_table(rows: list[Row], markdown: bool = False) -> str:
     """The blocks of :func:`table_blocks` as aligned text, or as Markdown tables."""
     out = []
-    for title, header, body in table_blocks(rows):
+    for title, header, body, notes in table_blocks(rows):
         if markdown:
             out += [f"**{title}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-            out += ["| " + " | ".join(line) + " |" for line in body] + [""]
+            out += ["| " + " | ".join(line) + " |" for line in body] + [""] + [f"- {n}" for n in notes]
+            out += [""] if notes else []
             continue
         widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
         fmt = lambda line: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))  # noqa: E731
-        out += [title, fmt(header), *map(fmt, body), ""]
-    by_note: dict[str, list[str]] = {}
-    for r in rows:
-        if r.note and not r.note.startswith("backward") and r.name not in by_note.setdefault(r.note, []):
-            by_note[r.note].append(r.name)
-    notes = [f"{', '.join(names)}: {note}" for note, names in by_note.items()]
-    paths = sorted({f"{r.name}: {r.note}" for r in rows if r.note.startswith("backward") and r.steps > 1})
-    if paths:
-        out += ["Backward paths (T > 1):", *[f"  {p}" for p in paths]]
-    if notes:
-        out += ["Notes:", *[f"  {n}" for n in notes]]
+        out += [title, fmt(header), *map(fmt, body), *[f"  {n}" for n in notes], ""]
     return "\n".join(out)
 
 

@@ -44,6 +44,11 @@ def test_budget_plans_repeats_and_skips_by_extrapolation():
     assert "predicted 1200 MB" in budget.skip_reason("occ", 1, 64)
     assert budget.skip_reason("ig", 10, 32) is None  # 10 steps from 1 step, scaled by steps: 20 s
     assert "predicted 40 s" in budget.skip_reason("ig", 20, 32)
+    budget.record("sal", 1, 64, 0.5, 10.0)
+    budget.record("sal", 10, 32, 1.0, 10.0)  # alone, this extrapolates to 4 s at L=64
+    assert budget.predict("sal", 10, 64)[0] == pytest.approx(4.0)  # the smaller of 4 s and 10 x 0.5 s
+    budget.record("sal", 10, 64, 3.0, 10.0)
+    assert budget.predict("sal", 10, 128)[0] == pytest.approx(9.0)  # no one-step time at L=128: exponent 1.58
     assert "already at T=1, L=128" in budget.skip_reason("ig", 10, 256)  # skipped once, skipped after
     budget.record("ge", 1, 64, 1.0, 10.0)
     budget.record("ge[separate]", 10, 32, 4.0, 10.0)  # alone, this extrapolates to 16 s at L=64
