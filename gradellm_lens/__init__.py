@@ -17,7 +17,8 @@ generation attribution), :mod:`.result` (the shared result type), :mod:`.aggrega
 """
 
 from . import aggregate, analysis, metrics, viz
-from .attribute import encode_prompt, explain
+from .attribute import explain
+from .encoding import encode_prompt
 from .errors import (
     FlatAttributionWarning,
     InvalidInputError,

@@ -18,82 +18,25 @@ import torch
 from tqdm.auto import tqdm
 
 from .errors import FlatAttributionWarning, InvalidInputError, LensError, NumericalError, UnknownTokenWarning
-from .methods.base import AttributionMethod, check_token_ids, make_method
+from .encoding import Prompt, check_text, check_token_ids, chat_messages, encode_prompt, warn_unknown_tokens
+from .methods.base import AttributionMethod, make_method
 from .models.capabilities import model_info
 from .result import AttributionResult, library_versions
 from .targets import ObjectiveKind, Step, Target, as_index, check_objective
 from .typing import TokenIds
 
-Prompt = str | Sequence[int] | torch.Tensor
-
-
-def chat_messages(prompt: str, system: str | None = None) -> list[dict[str, str]]:
-    """The chat-template messages of one user prompt (an optional system message first)."""
-    return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-
-
-def encode_prompt(model, prompt: Prompt, *, chat_template: bool = False, system: str | None = None) -> TokenIds:
-    """Token ids of ``prompt``.
-
-    A string is wrapped in the model's chat template (user turn + generation prompt) when
-    ``chat_template`` is true, else tokenized with the model's default BOS policy, never truncated.
-    Token ids (a list, or a 1-D or ``[1, pos]`` integer tensor) are taken as given.
-
-    Documented behaviour for unusual text: special-token strings (``"<s></s>"``,
-    ``"<|im_start|>"``) become those special tokens, as the tokenizer defines, and are attributed
-    like any other token; unicode, emoji, right-to-left text and control characters (``\x00``,
-    ``\x1b``) go to the tokenizer unchanged, and pieces it cannot represent become its unknown
-    token (with a warning).
-
-    Raises:
-        InvalidInputError: empty or whitespace-only text, no chat template, a prompt longer than the
-            model's context, or ids that are not 1-D integers inside the vocabulary.
-    """
-    tokenizer = model.tokenizer
-    info = model_info(model)
-    if isinstance(prompt, str):
-        if not prompt.strip():
-            raise InvalidInputError("The prompt is empty (or only whitespace): there is nothing to attribute.")
-        if chat_template:
-            if not getattr(tokenizer, "chat_template", None):
-                raise InvalidInputError("This model's tokenizer has no chat template; pass chat_template=False.")
-            ids = tokenizer.apply_chat_template(chat_messages(prompt, system), add_generation_prompt=True, tokenize=True)
-            if not isinstance(ids, list):  # BatchEncoding in recent transformers
-                ids = ids["input_ids"]
-            ids = torch.tensor(ids, dtype=torch.long)
-        else:
-            ids = model.to_tokens(prompt, truncate=False)[0].cpu()
-        _warn_unknown(tokenizer, prompt, ids.tolist(), "prompt")
-    elif isinstance(prompt, torch.Tensor):
-        ids = prompt.detach().cpu()
-    elif isinstance(prompt, Sequence):
-        ids = prompt
-    else:
-        raise InvalidInputError(f"The prompt must be text or token ids, got {type(prompt).__name__}.")
-    return check_token_ids(ids, info, "the prompt")
-
-
-def _warn_unknown(tokenizer, text: str, ids: Sequence[int], what: str) -> None:
-    """Warn when the tokenizer turned parts of ``text`` into its unknown token."""
-    unk, unk_text = getattr(tokenizer, "unk_token_id", None), getattr(tokenizer, "unk_token", None)
-    if unk is None or (unk_text and unk_text in text):
-        return
-    if n := sum(1 for i in ids if i == unk):
-        warnings.warn(
-            f"{n} piece(s) of the {what} are not in the model's vocabulary and became the unknown token {unk_text!r}.",
-            UnknownTokenWarning,
-            stacklevel=4,
-        )
+__all__ = ["attribute_sequence", "build_steps", "chat_messages", "encode_prompt", "explain", "greedy_continuation"]
 
 
 def _single_token(model, text: str | int, what: str) -> int:
     """A target/contrast given as text (first token, with a warning if longer) or as a token id."""
     if not isinstance(text, str):
         return as_index(text, f"The {what} token id")
+    check_text(text, f"the {what}")
     ids = model.tokenizer(text, add_special_tokens=False)["input_ids"]
     if not ids:
         raise InvalidInputError(f"The {what} {text!r} encodes to no tokens.")
-    _warn_unknown(model.tokenizer, text, ids[:1], what)
+    warn_unknown_tokens(model.tokenizer, text, ids[:1], what)
     if len(ids) > 1:
         pieces = model.tokenizer.convert_ids_to_tokens(ids)
         warnings.warn(f"The {what} {text!r} is {len(ids)} tokens {pieces}; explaining its first token only.", stacklevel=3)
@@ -103,10 +46,11 @@ def _single_token(model, text: str | int, what: str) -> int:
 def _continuation_ids(model, continuation: str | Sequence[int] | torch.Tensor) -> TokenIds:
     """Token ids of a forced continuation (text is tokenized without special tokens)."""
     if isinstance(continuation, str):
+        check_text(continuation, "the forced continuation")
         ids = model.tokenizer(continuation, add_special_tokens=False)["input_ids"]
         if not ids:
             raise InvalidInputError(f"The forced continuation {continuation!r} encodes to no tokens.")
-        _warn_unknown(model.tokenizer, continuation, ids, "continuation")
+        warn_unknown_tokens(model.tokenizer, continuation, ids, "continuation")
         continuation = ids
     return check_token_ids(continuation, model_info(model), "the forced continuation")
 

@@ -596,3 +596,14 @@ def test_smollm2_special_tokens_and_control_characters(smollm2):
         prompts = ["hi \x00 \x1b[31m 😀 שלום", "<|im_start|>"]
         hostile = gl.explain(smollm2, prompts, max_new_tokens=2, chat_template=True)
     assert all(_finite_in_prefix(r) for r in hostile)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("the \ud800 cat", r"unpaired surrogate U\+D800.*at character 4"), ("the \udcff cat", "byte 0xff.*at character 4")],
+)
+def test_text_that_is_not_unicode_is_refused_naming_the_position(tiny_model, text, expected):
+    with pytest.raises(InvalidInputError, match=expected):
+        encode_prompt(tiny_model, text)
+    with pytest.raises(InvalidInputError, match=expected):
+        gl.explain(tiny_model, "the cat", target=text)

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from ..capture.gradients import _check_hook_names
 from ..errors import InvalidInputError
-from ..methods.base import check_token_ids
+from ..encoding import check_token_ids
 from ..models.capabilities import model_info
 from ..targets import Step, Target
 from ..typing import BatchTokenIds, TokenIds

@@ -17,13 +17,14 @@ from __future__ import annotations
 import dataclasses
 from abc import ABC
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor
 
 from ..errors import InvalidInputError, NumericalError, unknown_name_error
+from ..encoding import check_token_ids
 from ..models.capabilities import ModelInfo, model_info
 from ..numerics import first_nonfinite_row, prefix_mask
 from ..targets import Step, Target
@@ -44,11 +45,14 @@ class MethodOutput:
         layer_head: ``[step, layer, head, pos]`` per-component contributions (before any ReLU),
             or None for methods without a decomposition.
         layers: model layer index of each ``layer`` row of ``layer_head``.
+        diagnostics: JSON-friendly facts about how the scores were computed (e.g. which gradient
+            path ran, integrated gradients' completeness gap per step); recorded with results.
     """
 
     scores: StepScores
     layer_head: StepLayerHeadScores | None = None
     layers: tuple[int, ...] = ()
+    diagnostics: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -120,7 +124,7 @@ class AttributionMethod(ABC):
                     f"{self.method_name} produced NaN/inf {what} inside the prefix of step {row} (position "
                     f"{steps[row].position}); the model's activations or gradients are not finite there."
                 )
-        return MethodOutput(scores=scores, layer_head=layer_head, layers=tuple(out.layers))
+        return MethodOutput(scores=scores, layer_head=layer_head, layers=tuple(out.layers), diagnostics=out.diagnostics)
 
     # ---- extension points -----------------------------------------------------------------------
     def _attribute(self, tokens: TokenIds, steps: Sequence[Step]) -> MethodOutput:
@@ -158,42 +162,6 @@ class AttributionMethod(ABC):
                 )
             step.target.validate(self.info.d_vocab)
         return steps
-
-
-def check_token_ids(tokens: Tensor | Sequence[int], info: ModelInfo, what: str = "the token sequence") -> TokenIds:
-    """``tokens`` as 1-D int64 ids (a ``[1, pos]`` batch is squeezed), checked against ``info``.
-
-    Raises:
-        InvalidInputError: not convertible to ids, not 1-D, empty, not integer, longer than the
-            model's context, or an id outside ``[0, d_vocab)``. The message starts with ``what``.
-    """
-    label = what[0].upper() + what[1:]
-    try:
-        ids = torch.as_tensor(tokens)
-    except (TypeError, ValueError, RuntimeError):
-        raise InvalidInputError(
-            f"{label} must be a 1-D sequence of integer token ids, got {type(tokens).__name__} "
-            "(encode text with gradellm_lens.encode_prompt)."
-        ) from None
-    if ids.ndim == 2 and ids.shape[0] == 1:
-        ids = ids[0]
-    if ids.ndim != 1:
-        hint = " (pass a list of prompts for a batch)" if ids.ndim == 2 else ""
-        raise InvalidInputError(f"{label} must be a 1-D sequence of token ids, got shape {tuple(ids.shape)}{hint}.")
-    if ids.numel() == 0:
-        raise InvalidInputError(f"{label} is empty: there is nothing to attribute.")
-    if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
-        raise InvalidInputError(f"{label} must hold integer token ids, got dtype {ids.dtype}.")
-    if ids.shape[0] > info.n_ctx:
-        raise InvalidInputError(
-            f"{label} has {ids.shape[0]} tokens, longer than the model's context of {info.n_ctx}; shorten it."
-        )
-    bad = (ids < 0) | (ids >= info.d_vocab)
-    if bad.any():
-        raise InvalidInputError(
-            f"{label} has token id {int(ids[bad][0])}, outside the vocabulary (valid ids: 0..{info.d_vocab - 1})."
-        )
-    return ids.long()
 
 
 def _pad_positions(x: Tensor, n: int) -> Tensor:

@@ -3,7 +3,7 @@
 A template is a ``str.format`` string over an example's fields, e.g.
 ``"Classify ... \\nReview: {text}\\nSentiment:"``. :func:`fill_template` returns the filled text and
 the character span of every field. :func:`encode_with_spans` tokenizes exactly as
-:func:`~gradellm_lens.attribute.encode_prompt` does (chat template: system/user/assistant markup
+:func:`~gradellm_lens.encoding.encode_prompt` does (chat template: system/user/assistant markup
 around the filled text; plain: the text with the model's default BOS policy) and maps those
 character spans to token spans through the tokenizer's offset mapping. The token spans are the
 "user text": the tokens that carry dataset text. Template words, chat markup and the system prompt
@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import torch
 
-from ..attribute import chat_messages, encode_prompt
+from ..encoding import chat_messages, encode_prompt
 from ..errors import InvalidInputError
 from ..typing import PositionMask, TokenIds
 

@@ -1,0 +1,146 @@
+"""Text and token ids in: checks and prompt encoding, shared by every entry point.
+
+* :func:`check_text` refuses text that is not valid Unicode (lone surrogates, which is what Python
+  makes of undecodable bytes on the command line or in a file read with ``surrogateescape``);
+* :func:`check_token_ids` is the one token-id validation (1-D integer ids inside the vocabulary and
+  the context);
+* :func:`encode_prompt` turns a prompt (text, optionally in the chat template, or ids) into checked
+  ids; :func:`chat_messages` builds the chat-template messages.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from .errors import InvalidInputError, UnknownTokenWarning
+from .models.capabilities import ModelInfo, model_info
+from .typing import TokenIds
+
+Prompt = str | Sequence[int] | torch.Tensor
+
+
+def check_text(text: str, what: str = "the text") -> str:
+    """Return ``text`` if it is valid Unicode; raise :class:`InvalidInputError` naming the first bad character.
+
+    A lone surrogate (U+D800..U+DFFF) cannot be encoded as UTF-8, so no tokenizer accepts it. Python
+    produces one for every undecodable byte of a command-line argument (``surrogateescape``: byte
+    0xff becomes U+DCFF); JSON ``"\\ud800"`` escapes produce them too.
+    """
+    for i, ch in enumerate(text):
+        code = ord(ch)
+        if 0xD800 <= code <= 0xDFFF:
+            label = what[0].upper() + what[1:]
+            if 0xDC80 <= code <= 0xDCFF:
+                why = f"the byte 0x{code - 0xDC00:02x}, which is not valid UTF-8"
+            else:
+                why = f"an unpaired surrogate U+{code:04X}, which is not valid Unicode"
+            raise InvalidInputError(
+                f"{label} has {why} at character {i}; pass UTF-8 text (re-encode the file or argument)."
+            )
+    return text
+
+
+def check_token_ids(tokens: Tensor | Sequence[int], info: ModelInfo, what: str = "the token sequence") -> TokenIds:
+    """``tokens`` as 1-D int64 ids (a ``[1, pos]`` batch is squeezed), checked against ``info``.
+
+    Raises:
+        InvalidInputError: not convertible to ids, not 1-D, empty, not integer, longer than the
+            model's context, or an id outside ``[0, d_vocab)``. The message starts with ``what``.
+    """
+    label = what[0].upper() + what[1:]
+    try:
+        ids = torch.as_tensor(tokens)
+    except (TypeError, ValueError, RuntimeError):
+        raise InvalidInputError(
+            f"{label} must be a 1-D sequence of integer token ids, got {type(tokens).__name__} "
+            "(encode text with gradellm_lens.encode_prompt)."
+        ) from None
+    if ids.ndim == 2 and ids.shape[0] == 1:
+        ids = ids[0]
+    if ids.ndim != 1:
+        hint = " (pass a list of prompts for a batch)" if ids.ndim == 2 else ""
+        raise InvalidInputError(f"{label} must be a 1-D sequence of token ids, got shape {tuple(ids.shape)}{hint}.")
+    if ids.numel() == 0:
+        raise InvalidInputError(f"{label} is empty: there is nothing to attribute.")
+    if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
+        raise InvalidInputError(f"{label} must hold integer token ids, got dtype {ids.dtype}.")
+    if ids.shape[0] > info.n_ctx:
+        raise InvalidInputError(
+            f"{label} has {ids.shape[0]} tokens, longer than the model's context of {info.n_ctx}; shorten it."
+        )
+    bad = (ids < 0) | (ids >= info.d_vocab)
+    if bad.any():
+        raise InvalidInputError(
+            f"{label} has token id {int(ids[bad][0])}, outside the vocabulary (valid ids: 0..{info.d_vocab - 1})."
+        )
+    return ids.long()
+
+
+
+def chat_messages(prompt: str, system: str | None = None) -> list[dict[str, str]]:
+    """The chat-template messages of one user prompt (an optional system message first)."""
+    return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+
+
+def encode_prompt(model, prompt: Prompt, *, chat_template: bool = False, system: str | None = None) -> TokenIds:
+    """Token ids of ``prompt``.
+
+    A string is wrapped in the model's chat template (user turn + generation prompt) when
+    ``chat_template`` is true, else tokenized with the model's default BOS policy, never truncated.
+    Token ids (a list, or a 1-D or ``[1, pos]`` integer tensor) are taken as given.
+
+    Documented behaviour for unusual text: special-token strings (``"<s></s>"``,
+    ``"<|im_start|>"``) become those special tokens, as the tokenizer defines, and are attributed
+    like any other token; unicode, emoji, right-to-left text and control characters (``\x00``,
+    ``\x1b``) go to the tokenizer unchanged, and pieces it cannot represent become its unknown
+    token (with a warning).
+
+    Raises:
+        InvalidInputError: text that is not valid Unicode (named with its position), empty or
+            whitespace-only text, no chat template, a prompt longer than the
+            model's context, or ids that are not 1-D integers inside the vocabulary.
+    """
+    tokenizer = model.tokenizer
+    info = model_info(model)
+    if isinstance(prompt, str):
+        check_text(prompt, "the prompt")
+        if not prompt.strip():
+            raise InvalidInputError("The prompt is empty (or only whitespace): there is nothing to attribute.")
+        if chat_template:
+            if system is not None:
+                check_text(system, "the system message")
+            if not getattr(tokenizer, "chat_template", None):
+                raise InvalidInputError("This model's tokenizer has no chat template; pass chat_template=False.")
+            ids = tokenizer.apply_chat_template(chat_messages(prompt, system), add_generation_prompt=True, tokenize=True)
+            if not isinstance(ids, list):  # BatchEncoding in recent transformers
+                ids = ids["input_ids"]
+            ids = torch.tensor(ids, dtype=torch.long)
+        else:
+            ids = model.to_tokens(prompt, truncate=False)[0].cpu()
+        warn_unknown_tokens(tokenizer, prompt, ids.tolist(), "prompt")
+    elif isinstance(prompt, torch.Tensor):
+        ids = prompt.detach().cpu()
+    elif isinstance(prompt, Sequence):
+        ids = prompt
+    else:
+        raise InvalidInputError(f"The prompt must be text or token ids, got {type(prompt).__name__}.")
+    return check_token_ids(ids, info, "the prompt")
+
+
+def warn_unknown_tokens(tokenizer, text: str, ids: Sequence[int], what: str) -> None:
+    """Warn when the tokenizer turned parts of ``text`` into its unknown token."""
+    unk, unk_text = getattr(tokenizer, "unk_token_id", None), getattr(tokenizer, "unk_token", None)
+    if unk is None or (unk_text and unk_text in text):
+        return
+    if n := sum(1 for i in ids if i == unk):
+        warnings.warn(
+            f"{n} piece(s) of the {what} are not in the model's vocabulary and became the unknown token {unk_text!r}.",
+            UnknownTokenWarning,
+            stacklevel=4,
+        )
+
+
