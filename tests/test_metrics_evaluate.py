@@ -22,6 +22,7 @@ from gradellm_lens.metrics import (
     distribution_distance,
     evaluate_result,
     evaluate_step,
+    step_reference,
     span_mask,
 )
 from gradellm_lens.metrics.perturb import BridgeMaskedForward
@@ -174,9 +175,22 @@ def test_seed_reproducibility_and_common_random_numbers():
     model.calls.clear()
     evaluate_step(model, prefix, TARGET, scores, config=FAST)
     evaluate_step(model, prefix, TARGET, torch.rand(12), config=FAST)
-    first, second = model.calls
-    # another attribution on the same step thresholds the same uniforms: S0 input identical, masks differ
-    assert torch.equal(first[1], second[1]) and not torch.equal(first[2:], second[2:])
+    reference_a, first, reference_b, second = model.calls  # each step: its clean + all-masked pair, then the draws
+    # another attribution on the same step: the same clean and S0 inputs, the same uniforms, other masks
+    assert torch.equal(reference_a, reference_b) and not torch.equal(first, second)
+
+
+def test_a_shared_step_reference_gives_identical_scores_and_is_checked():
+    model, prefix, scores = _one_token_model(), _prefix(12), torch.rand(12)
+    reference = step_reference(model, prefix, TARGET)
+    assert reference.rho == pytest.approx((reference.p_full - reference.p_empty) / reference.p_full)
+    model.calls.clear()
+    shared = evaluate_step(model, prefix, TARGET, scores, config=FAST, reference=reference)
+    assert len(model.calls) == 1  # only the score-dependent draws ran
+    assert shared == evaluate_step(model, prefix, TARGET, scores, config=FAST)
+    assert shared.p_empty == reference.p_empty and shared.rho == reference.rho
+    with pytest.raises(InvalidInputError, match="not the StepReference of this step"):
+        evaluate_step(model, prefix, TARGET, scores, config=FAST, reference=step_reference(model, prefix, TARGET + 1))
 
 
 def test_batch_size_invariance_synthetic():

@@ -6,7 +6,14 @@ Entry point: :func:`evaluate_step` with a :class:`FaithfulnessConfig`, returning
 formulas, batched masking) are public for analyses and tests.
 """
 
-from .evaluate import FaithfulnessConfig, FaithfulnessScores, evaluate_result, evaluate_step
+from .evaluate import (
+    FaithfulnessConfig,
+    FaithfulnessScores,
+    StepReference,
+    evaluate_result,
+    evaluate_step,
+    step_reference,
+)
 from .normalise import NORMALISE_KINDS, normalise_scores
 from .perturb import MaskedForward, as_masked_forward, draw_uniforms, step_seed
 from .pi_soft import DEFAULT_PIS, check_pis, normalised_auc, pi_keep_probabilities
@@ -32,6 +39,7 @@ __all__ = [
     "FaithfulnessScores",
     "MaskedForward",
     "Retention",
+    "StepReference",
     "all_prefix_mask",
     "as_masked_forward",
     "check_perturbable",
@@ -50,5 +58,6 @@ __all__ = [
     "soft_nc",
     "soft_ns",
     "span_mask",
+    "step_reference",
     "step_seed",
 ]

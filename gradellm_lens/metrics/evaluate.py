@@ -8,9 +8,10 @@ For a prefix ``x = tokens[: position + 1]``, the explained token ``ŷ`` and scor
    the step is flagged ``flat``;
 2. keep probabilities: plain Soft-NS ``r = ŝ``, Soft-NC ``r = 1 - ŝ``; π-Soft-NS/NC ``r`` with mean
    π (:mod:`.retention`, ``config.rescale``) for every π of the grid;
-3. run the clean prefix, the all-masked prefix (``S0``) and ``n_draws`` Bernoulli draws of every
-   keep vector through the model in batches of ``config.batch_size`` (:mod:`.perturb`), under
-   ``torch.no_grad``: ``2 + 2·n_draws·(1 + len(pis))`` inputs, 92 + 10 by default;
+3. run the clean prefix and the all-masked prefix (``S0``; a :class:`StepReference`, shared by
+   every method evaluated on the step) and ``n_draws`` Bernoulli draws of every keep vector through
+   the model in batches of ``config.batch_size`` (:mod:`.perturb`), under ``torch.no_grad``:
+   ``2 + 2·n_draws·(1 + len(pis))`` inputs, 2 + 100 by default;
 4. score each draw with Soft-NS/NC (:mod:`.soft`, ``config.probability``), average over draws, and
    summarise the π curves by their normalised AUC (:mod:`.pi_soft`).
 
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from jaxtyping import Float
 from torch import Tensor
 
 from ..errors import InvalidInputError, NumericalError, unknown_name_error
@@ -117,8 +119,14 @@ class FaithfulnessScores:
         config: the :class:`FaithfulnessConfig` used, as a dict.
         rules_ns, rules_nc: rescaling rule used at each π.
         n_perturbable: number of perturbable positions.
-        degenerate: ``1 - S0 < eps``: masking everything did not lower the target, so the scores
-            are not meaningful (callers should usually drop the step).
+        p_empty: ``p(ŷ | x_∅)``, the explained token's probability with every perturbable position
+            masked (the all-masked input of ``S0``).
+        rho: the relative drop ``ρ = (p(ŷ|x) - p(ŷ|x_∅)) / p(ŷ|x)``: how much the perturbable
+            positions matter to the prediction at all. A step with small ρ is *ill-conditioned*:
+            every keep vector moves ``p`` by little, so its Soft scores are mostly noise (callers
+            choose a threshold; the evaluation runner's default leaves out ρ < 0.1).
+        degenerate: ``1 - S0 < eps``: a numerical guard only (the normaliser is held at ``eps``);
+            use ``rho`` to judge whether a step is informative.
         flat: the attribution singles out no perturbable position (all zero, or all equal), so it
             was scored as the uniform map (method-spec 3.4); such steps are valid but uninformative.
     """
@@ -140,6 +148,8 @@ class FaithfulnessScores:
     n_perturbable: int = 0
     degenerate: bool = False
     flat: bool = False
+    p_empty: float = float("nan")
+    rho: float = float("nan")
 
     def __post_init__(self) -> None:
         for name in ("pis", "pi_ns", "pi_nc", "rules_ns", "rules_nc"):
@@ -157,6 +167,52 @@ class FaithfulnessScores:
         """Inverse of :meth:`to_dict` (unknown keys, e.g. ones a runner added, are ignored)."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in record.items() if k in names})
+
+
+@dataclass(frozen=True)
+class StepReference:
+    """The two inputs of a step that do not depend on the scores: the clean prefix and the all-masked one.
+
+    Every method (and every control) evaluated on the same step, perturbable positions and
+    probability kind shares them, so an evaluation computes them once per step
+    (:func:`step_reference`) and passes them to :func:`evaluate_step`.
+
+    Attributes:
+        tokens: ``[pos]`` the prefix.
+        token_id: the explained token ``ŷ``.
+        perturbable: ``[pos]`` the positions that may be masked.
+        full: ``[vocab]`` float64 next-token probabilities of the clean prefix.
+        empty: ``[vocab]`` float64 next-token probabilities with every perturbable position masked.
+    """
+
+    tokens: TokenIds
+    token_id: int
+    perturbable: PositionMask
+    full: Float[Tensor, "vocab"]
+    empty: Float[Tensor, "vocab"]
+
+    @property
+    def p_full(self) -> float:
+        """``p(ŷ | x)``."""
+        return float(self.full[self.token_id])
+
+    @property
+    def p_empty(self) -> float:
+        """``p(ŷ | x_∅)``."""
+        return float(self.empty[self.token_id])
+
+    @property
+    def rho(self) -> float:
+        """``(p(ŷ|x) - p(ŷ|x_∅)) / p(ŷ|x)``, 0 when ``p(ŷ|x) = 0``."""
+        p = self.p_full
+        return (p - self.p_empty) / p if p > 0 else 0.0
+
+    def matches(self, tokens: TokenIds, token_id: int, perturbable: PositionMask) -> bool:
+        return (
+            self.token_id == token_id
+            and torch.equal(self.tokens, tokens)
+            and torch.equal(self.perturbable, perturbable)
+        )
 
 
 def _check_prefix(prefix: TokenIds | Sequence[int]) -> TokenIds:
@@ -186,38 +242,61 @@ def _check_scores(scores: TokenScores, length: int) -> TokenScores:
     return values.double()
 
 
-def _perturbations(
-    valid: PositionMask, plain: Tensor, ns: Tensor, nc: Tensor, n_draws: int
-) -> tuple[Tensor, Tensor]:
-    """Keep vectors and draw indices of every input of a step, in the order ``evaluate_step`` reads:
-    clean, all-masked (S0), then per draw: plain NS, plain NC; then per draw: π-NS grid, π-NC grid."""
-    ones = torch.ones(1, valid.shape[0], dtype=torch.float64)
-    zero = torch.where(valid, 0.0, 1.0).to(torch.float64)[None]
-    blocks = [ones, zero, plain.double().repeat(n_draws, 1), torch.cat([ns, nc]).repeat(n_draws, 1)]
-    draws = [0, 0, *[d for d in range(n_draws) for _ in range(2)]]
+def _perturbations(plain: Tensor, ns: Tensor, nc: Tensor, n_draws: int) -> tuple[Tensor, Tensor]:
+    """Keep vectors and draw indices of the score-dependent inputs of a step, in the order
+    ``evaluate_step`` reads: per draw: plain NS, plain NC; then per draw: π-NS grid, π-NC grid."""
+    blocks = [plain.double().repeat(n_draws, 1), torch.cat([ns, nc]).repeat(n_draws, 1)]
+    draws = [d for d in range(n_draws) for _ in range(2)]
     draws += [d for d in range(n_draws) for _ in range(ns.shape[0] + nc.shape[0])]
     return torch.cat(blocks), torch.tensor(draws, dtype=torch.long)
 
 
-def _drops(
-    forward, tokens: TokenIds, token_id: int, keep: Tensor, draws: Tensor, uniforms: Tensor, config: FaithfulnessConfig
-) -> tuple[Tensor, float]:
-    """``C = 1 - S`` of every input (item 0 must be the clean prefix), and ``p(ŷ | x)``."""
-    out = torch.empty(keep.shape[0], dtype=torch.float64)
-    full = None
+def _probabilities(forward, tokens: TokenIds, keep: Tensor, draws: Tensor, uniforms: Tensor, batch_size: int):
+    """Yield ``(start, probs)``: float64 next-token probabilities of the perturbed inputs, batch by batch."""
     with torch.no_grad():
-        for start, logits in iter_masked_logits(forward, tokens, keep, draws, uniforms, config.batch_size):
+        for start, logits in iter_masked_logits(forward, tokens, keep, draws, uniforms, batch_size):
             if not torch.isfinite(logits).all():
                 raise NumericalError("The model produced NaN/inf logits on a perturbed input.")
-            probs = torch.softmax(logits.double(), dim=-1)
-            if full is None:
-                if not 0 <= token_id < probs.shape[-1]:
-                    raise InvalidInputError(
-                        f"Target token id {token_id} is outside the model's vocabulary (0..{probs.shape[-1] - 1})."
-                    )
-                full = probs[0]
-            out[start : start + probs.shape[0]] = probability_drop(full, probs, token_id, config.probability).cpu()
-    return out, float(full[token_id])
+            yield start, torch.softmax(logits.double(), dim=-1)
+
+
+def _prepare(model, prefix, target, perturbable) -> tuple[object, TokenIds, int, PositionMask]:
+    """The masked forward, checked prefix, target id and perturbable mask of a step."""
+    token_id = target.token_id if isinstance(target, Target) else Target(target).token_id
+    tokens = _check_prefix(prefix)
+    valid = check_perturbable(perturbable, tokens.shape[0])
+    forward = as_masked_forward(model)
+    vocab = getattr(forward, "d_vocab", None)
+    if vocab is not None and (int(tokens.max()) >= vocab or int(tokens.min()) < 0 or token_id >= vocab):
+        raise InvalidInputError(f"A prefix or target token id is outside the model's vocabulary (0..{vocab - 1}).")
+    return forward, tokens, token_id, valid
+
+
+def step_reference(
+    model,
+    prefix: TokenIds,
+    target: Target | int,
+    *,
+    perturbable: PositionMask | None = None,
+    batch_size: int = 2,
+) -> StepReference:
+    """Run the clean and the all-masked prefix of a step (see :class:`StepReference`).
+
+    Args: as :func:`evaluate_step`; ``batch_size`` 1 runs the two inputs one at a time.
+
+    Raises:
+        InvalidInputError: malformed prefix, mask or target.
+        NumericalError: NaN/inf logits.
+    """
+    forward, tokens, token_id, valid = _prepare(model, prefix, target, perturbable)
+    keep = torch.stack([torch.ones(valid.shape[0], dtype=torch.float64), torch.where(valid, 0.0, 1.0).double()])
+    uniforms = torch.zeros(1, tokens.shape[0], forward.d_model).to(getattr(forward, "device", "cpu"))
+    probs = torch.cat(
+        [p for _, p in _probabilities(forward, tokens, keep, torch.zeros(2, dtype=torch.long), uniforms, batch_size)]
+    )
+    if not 0 <= token_id < probs.shape[-1]:
+        raise InvalidInputError(f"Target token id {token_id} is outside the model's vocabulary (0..{probs.shape[-1] - 1}).")
+    return StepReference(tokens, token_id, valid, probs[0].cpu(), probs[1].cpu())
 
 
 def evaluate_step(
@@ -228,6 +307,7 @@ def evaluate_step(
     *,
     perturbable: PositionMask | None = None,
     config: FaithfulnessConfig = FaithfulnessConfig(),
+    reference: StepReference | None = None,
 ) -> FaithfulnessScores:
     """Soft-NS/NC and π-Soft-NS/NC of ``scores`` for the step predicting ``target`` after ``prefix``.
 
@@ -240,35 +320,42 @@ def evaluate_step(
         perturbable: ``[pos]`` boolean mask of the positions that may be masked; default every
             position but 0 (BOS is never perturbed; see :mod:`.positions`).
         config: metric options.
+        reference: the step's :class:`StepReference` (clean and all-masked forwards), shared by
+            every method evaluated on this step; computed here when None. Results are identical.
 
     Raises:
-        InvalidInputError: malformed prefix, scores (NaN, wrong length), mask, target or config.
+        InvalidInputError: malformed prefix, scores (NaN, wrong length), mask, target or config,
+            or a ``reference`` of another step.
         NumericalError: the model returns NaN/inf logits on a perturbed input.
     """
     if not isinstance(config, FaithfulnessConfig):
         raise InvalidInputError(f"config must be a FaithfulnessConfig, got {type(config).__name__}.")
-    token_id = target.token_id if isinstance(target, Target) else Target(target).token_id
-    tokens = _check_prefix(prefix)
+    forward, tokens, token_id, valid = _prepare(model, prefix, target, perturbable)
     n = tokens.shape[0]
     values = _check_scores(scores, n)
-    valid = check_perturbable(perturbable, n)
-    forward = as_masked_forward(model)
-    vocab = getattr(forward, "d_vocab", None)
-    if vocab is not None and (int(tokens.max()) >= vocab or int(tokens.min()) < 0 or token_id >= vocab):
-        raise InvalidInputError(f"A prefix or target token id is outside the model's vocabulary (0..{vocab - 1}).")
+    if reference is None:
+        reference = step_reference(model, tokens, token_id, perturbable=valid, batch_size=config.batch_size)
+    elif not isinstance(reference, StepReference) or not reference.matches(tokens, token_id, valid):
+        raise InvalidInputError(
+            "reference is not the StepReference of this step (another prefix, target or perturbable mask); "
+            "build it with step_reference(model, prefix, target, perturbable=...)."
+        )
 
     minmax = normalise_scores(values, valid, "minmax")
     ns, nc = pi_keep_probabilities(normalise_scores(values, valid, config.normalise), valid, config.pis, config.rescale)
-    keep, draws = _perturbations(valid, plain_soft_keep(minmax, valid), ns.keep, nc.keep, config.n_draws)
+    keep, draws = _perturbations(plain_soft_keep(minmax, valid), ns.keep, nc.keep, config.n_draws)
 
     uniforms = draw_uniforms(step_seed(config.seed, tokens, token_id), config.n_draws, n, forward.d_model)
     uniforms = uniforms.to(getattr(forward, "device", "cpu"))
-    drops, full_prob = _drops(forward, tokens, token_id, keep, draws, uniforms, config)
+    full = reference.full.to(uniforms.device)
+    drops = torch.empty(keep.shape[0], dtype=torch.float64)
+    for start, probs in _probabilities(forward, tokens, keep, draws, uniforms, config.batch_size):
+        drops[start : start + probs.shape[0]] = probability_drop(full, probs, token_id, config.probability).cpu()
+    drop0 = probability_drop(reference.full, reference.empty[None], token_id, config.probability)[0]
 
-    drop0 = drops[1]
     m, k = config.n_draws, len(config.pis)
-    plain = drops[2 : 2 + 2 * m].view(m, 2)
-    curves = drops[2 + 2 * m :].view(m, 2, k)
+    plain = drops[: 2 * m].view(m, 2)
+    curves = drops[2 * m :].view(m, 2, k)
     pi_ns = soft_ns(curves[:, 0], drop0, config.eps).mean(0).tolist()
     pi_nc = soft_nc(curves[:, 1], drop0, config.eps).mean(0).tolist()
     return FaithfulnessScores(
@@ -280,7 +367,7 @@ def evaluate_step(
         auc_pi_ns=normalised_auc(config.pis, pi_ns),
         auc_pi_nc=normalised_auc(config.pis, pi_nc),
         mean_score=float(minmax[valid].mean()),
-        full_prob=full_prob,
+        full_prob=reference.p_full,
         s0=float(1.0 - drop0),
         fallback_used=ns.fallback_used or nc.fallback_used,
         config=config.to_dict(),
@@ -289,6 +376,8 @@ def evaluate_step(
         n_perturbable=int(valid.sum()),
         degenerate=bool(drop0 < config.eps),
         flat=bool(flat_rows(values.masked_fill(~valid, float("nan"))[None])[0]),
+        p_empty=reference.p_empty,
+        rho=reference.rho,
     )
 
 
