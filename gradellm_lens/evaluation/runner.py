@@ -36,7 +36,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..attribute import build_steps, greedy_continuation
-from ..errors import InvalidInputError, LensError, NumericalError
+from ..errors import InvalidInputError, LensError, NumericalError, unknown_name_error
 from ..metrics import FaithfulnessConfig, evaluate_step
 from ..metrics.positions import all_prefix_mask
 from ..models import model_info
@@ -47,6 +47,7 @@ from .store import OPEN_MODES, OpenMode, ResultsFile, RunHeader
 
 PerturbMode = Literal["all", "user_text"]
 PERTURB_MODES: tuple[str, ...] = ("all", "user_text")
+CONTROLS: tuple[str, ...] = ("shuffled", "rank")
 METRIC_KEYS: tuple[str, ...] = ("soft_ns", "soft_nc", "auc_pi_ns", "auc_pi_nc", "mean_score")
 CURVE_KEYS: tuple[str, ...] = ("pi_ns", "pi_nc")
 _STEP_DROP = ("config", "pis")
@@ -65,6 +66,12 @@ class EvaluationConfig:
         mode: ``"resume"`` (default; refuse a file with other options), ``"overwrite"`` or
             ``"allow_mixed"``.
         progress: show a tqdm progress bar.
+        min_rho: steps whose relative drop ``ρ = (p(ŷ|x) - p(ŷ|x_∅)) / p(ŷ|x)`` is below this are
+            *ill-conditioned* (masking the perturbable text barely moves the prediction).
+        include_ill_conditioned: keep ill-conditioned steps in the means (default: leave them out).
+        random_maps: number K of independent maps the ``random`` baseline is averaged over.
+        controls: per-method controls evaluated beside each method: ``"shuffled"`` (its scores
+            randomly reordered over the perturbable positions) and/or ``"rank"`` (rank-normalised).
     """
 
     n: int | None = None
@@ -75,6 +82,10 @@ class EvaluationConfig:
     num_shards: int = 1
     mode: OpenMode = "resume"
     progress: bool = True
+    min_rho: float = 0.1
+    include_ill_conditioned: bool = False
+    random_maps: int = 10
+    controls: tuple[str, ...] = ("shuffled", "rank")
 
     def __post_init__(self) -> None:
         if self.n is not None and (isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1):
@@ -89,6 +100,19 @@ class EvaluationConfig:
             raise InvalidInputError(f"num_shards must be a positive integer, got {self.num_shards!r}.")
         if not isinstance(self.shard_index, int) or not 0 <= self.shard_index < self.num_shards:
             raise InvalidInputError(f"shard_index must be in 0..{self.num_shards - 1}, got {self.shard_index!r}.")
+        if isinstance(self.min_rho, bool) or not isinstance(self.min_rho, (int, float)) or not 0 <= self.min_rho < 1:
+            raise InvalidInputError(f"min_rho must be a number in [0, 1), got {self.min_rho!r}.")
+        if not isinstance(self.include_ill_conditioned, bool):
+            raise InvalidInputError(f"include_ill_conditioned must be True or False, got {self.include_ill_conditioned!r}.")
+        if isinstance(self.random_maps, bool) or not isinstance(self.random_maps, int) or self.random_maps < 1:
+            raise InvalidInputError(f"random_maps must be a positive integer, got {self.random_maps!r}.")
+        controls = tuple(self.controls)
+        for control in controls:
+            if control not in CONTROLS:
+                raise unknown_name_error("control", control, CONTROLS)
+        if len(set(controls)) != len(controls):
+            raise InvalidInputError(f"controls lists a control twice: {controls}.")
+        object.__setattr__(self, "controls", controls)
 
 
 @dataclass(frozen=True)
