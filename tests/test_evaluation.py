@@ -253,7 +253,9 @@ def test_partial_last_line_is_dropped_and_corruption_elsewhere_is_reported(tmp_p
     header = RunHeader({"task": {"task": "t", "kind": "generation"}, "model": {"name": "m"}}, {"m": {"method": "m"}})
     path = tmp_path / "r.jsonl"
     with ResultsFile(path, header) as store:
-        store.append({"example_id": "a", "method": "m", "fingerprint": header.method_fingerprint("m"), "status": "ok"})
+        store.append(
+            {"example_id": "a", "method": "m", "fingerprint": header.method_fingerprint("m"), "status": "failed"}
+        )
     good = path.read_bytes()
     path.write_bytes(good + b'{"kind": "result", "example_id": "b", "meth')
     assert read_results(path)[2] is True  # read-only view notices it and leaves the file alone

@@ -163,14 +163,14 @@ def _run(capsys, *argv) -> tuple[int, str, str]:
 def test_evaluate_own_classification_data(capsys, reviews, tmp_path):
     out = tmp_path / "run"
     argv = ["evaluate", "--data", reviews, "--text-field", "review", "--label-field", "sentiment", "--label-words", WORDS,
-            "--template", "review : {text} sentiment :", "--id-field", "uid", *FAST, "--methods", "random", "--n", "3",
+            "--template", r"review : {text}\n sentiment :", "--id-field", "uid", *FAST, "--methods", "random", "--n", "3",
             "--out-dir", out]  # fmt: skip
     code, stdout, err = _run(capsys, *argv)
     assert code == 0, err
     assert "3 new result(s), 0 failed" in stdout and (out / "summary.md").is_file()
     headers, results, _ = read_results(out / "results.jsonl")
     task = headers[0]["config"]["task"]
-    assert task["task"] == "jsonl" and task["template"] == "review : {text} sentiment :"
+    assert task["task"] == "jsonl" and task["template"] == "review : {text}\n sentiment :"  # \\n typed: a newline
     assert task["data"]["sha256"] == hashlib.sha256(reviews.read_bytes()).hexdigest()
     assert task["label_words"] == [" negative", " positive"] and task["id_field"] == "uid"
     assert headers[0]["config"]["perturb"] == "user_text"

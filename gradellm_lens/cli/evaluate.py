@@ -22,6 +22,7 @@ shards when all are done (:mod:`gradellm_lens.evaluation.distributed`).
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 from ..errors import InvalidInputError
@@ -119,8 +120,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     )  # fmt: skip
     own.add_argument(
         "--template", default=None,
-        help="prompt with one {field} per text field, or {text} for a single one (default: '{text}\\nAnswer:' "
-        "for classification, '{text}' for generation)",
+        help="prompt with one {field} per text field, or {text} for a single one; \\n and \\t stand for a newline "
+        "and a tab (default: '{text}\\nAnswer:' for classification, '{text}' for generation)",
     )  # fmt: skip
     own.add_argument("--id-field", default=None, help="field holding a unique id (default: the line number)")
     own.add_argument("--reference-field", default=None, help="generation: field holding reference text (default: none)")
@@ -159,6 +160,8 @@ def make_task_from_args(args: argparse.Namespace):
         for k in ("source", "split", "prompt_format", "system", "max_text_tokens", "max_new_tokens", "label_match")
     }
     own = {k: getattr(args, k) for k in _OWN_DATA_OPTIONS if getattr(args, k) is not None}
+    if "template" in own:
+        own["template"] = unescape(own["template"])
     if args.data is None:
         if args.task is None:
             raise InvalidInputError("Give a built-in task (--task sst2, ...) or your own JSONL file (--data FILE).")
@@ -171,6 +174,11 @@ def make_task_from_args(args: argparse.Namespace):
     if args.data_dir is not None:
         raise InvalidInputError("--data-dir is for the built-in tasks; --data takes the file's path.")
     return make_task("jsonl", data=args.data, **own, **common)
+
+
+def unescape(text: str) -> str:
+    r"""``\n``, ``\t`` and ``\\`` typed on a command line -> a newline, a tab and a backslash."""
+    return re.sub(r"\\([nt\\])", lambda m: {"n": "\n", "t": "\t", "\\": "\\"}[m.group(1)], text)
 
 
 def parse_controls(text: str) -> tuple[str, ...]:
