@@ -26,7 +26,8 @@ def _result(header: RunHeader, example: str = "a", **changes) -> dict:
     record = {
         "example_id": example, "method": "m", "fingerprint": header.method_fingerprint("m"), "status": "ok",
         "index": 0, "pis": [0.3, 0.7], "n_steps": 1,
-        "mean": {"soft_ns": 0.5, "pi_ns": [0.1, 0.2], "controls": {"rank": {"pi_nc": [0.3, 0.4], "x": None}}},
+        "mean": {"soft_ns": 0.5, "pi_ns": [0.1, 0.2], "controls": {"rank": {"pi_nc": [0.3, 0.4], "x": None}},
+                 "maps": [{"soft_ns": 0.4}, {"soft_ns": 0.6}]},
         "steps": [{"soft_ns": 0.5, "pi_ns": [0.1, 0.2], "rules_ns": ["a", "b"]}],
     }  # fmt: skip
     return {**record, **changes}
@@ -65,7 +66,8 @@ def test_non_finite_numbers_are_refused_with_file_and_line(tmp_path, literal):
     [
         ({"mean": {"soft_ns": "0.5"}}, r"mean.soft_ns \(str, not a number\)"),
         ({"mean": {"soft_ns": True}}, r"mean.soft_ns \(bool, not a number\)"),
-        ({"mean": {"curve": [0.1, "x"]}}, r"mean.curve \(not a list of numbers\)"),
+        ({"mean": {"curve": [0.1, "x"]}}, r"mean.curve\[1\] \(str, not a number\)"),
+        ({"mean": {"maps": [{"soft_ns": 0.1}, {"soft_ns": None}, {"soft_ns": "x"}]}}, r"mean.maps\[2\].soft_ns \(str"),
         ({"mean": {"pi_nc": [0.1]}}, r"mean.pi_nc \(a π curve needs one number per π, 2\)"),
         ({"mean": {"controls": {"shuffled": {"pi_ns": [0.1, 0.2, 0.3]}}}}, r"mean.controls.shuffled.pi_ns \(a π"),
         ({"steps": [{"pi_ns": [0.1]}]}, r"steps\[0\].pi_ns \(a π curve"),

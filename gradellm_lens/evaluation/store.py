@@ -213,11 +213,11 @@ def _curve_problems(obj: Any, n_pis: int | None, where: str) -> list[str]:
 
 
 def _mean_problems(mean: Any, where: str = "mean") -> list[str]:
-    """Entries of ``mean`` that are not numbers (or None, lists of numbers, nested dicts of the same)."""
+    """Leaves of ``mean`` that are not numbers or None (in nested dicts and lists, e.g. per-map values)."""
     if isinstance(mean, Mapping):
         return [p for key, value in mean.items() for p in _mean_problems(value, f"{where}.{key}")]
     if isinstance(mean, list):
-        return [] if all(_is_number(v) or v is None for v in mean) else [f"{where} (not a list of numbers)"]
+        return [p for i, value in enumerate(mean) for p in _mean_problems(value, f"{where}[{i}]")]
     return [] if mean is None or _is_number(mean) else [f"{where} ({type(mean).__name__}, not a number)"]
 
 
