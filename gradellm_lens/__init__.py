@@ -33,7 +33,7 @@ from .models import load_model, model_info
 from .result import AttributionResult
 from .targets import Step, Target
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # the one source of the version: pyproject.toml reads it, results record it
 
 __all__ = [
     "AttributionResult",

@@ -113,7 +113,7 @@ def test_cli_end_to_end_writes_results_summary_and_plot(data_dir, tmp_path, caps
     first = records[1]
     assert first["status"] == "ok" and first["n_steps"] == 1 and len(first["mean"]["pi_ns"]) == 2
     assert set(first["output"]) >= {"first_token", "gold", "predicted", "correct"}
-    assert first["prompt_format"] == "chat" and records[0]["config"]["task"]["template"].startswith("Classify")
+    assert first["prompt_format"] == "plain" and records[0]["config"]["task"]["template"].startswith("Classify")
     rows = list(csv.DictReader((out / "summary.csv").open()))
     assert {r["method"] for r in rows} == {"(task)", "grad_ellm", "grad_ellm:reference", "saliency"}
     assert (out / "summary_pi_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -133,7 +133,7 @@ def test_cli_errors_are_one_line_and_nonzero(data_dir, tmp_path, capsys):
         (["--task", "sst2", "--methods", "grad_elm"], "Did you mean 'grad_ellm'"),
         (["--task", "sst2", "--pis", "0.5,x"], "--pis must be"),
         (["--task", "sst2", "--draws", "0"], "n_draws"),
-        (["--task", "sst2", "--perturb", "everything"], "perturb must be"),
+        (["--task", "sst2", "--perturb", "everything"], "Unknown perturb option 'everything'"),
         (["--task", "sst2", "--shard-index", "2", "--num-shards", "2"], "shard_index"),
     ]:
         assert main([*base, *extra]) == 2
@@ -250,10 +250,12 @@ def test_kill_minus_nine_then_resume(data_dir, tmp_path):
 
 
 def test_partial_last_line_is_dropped_and_corruption_elsewhere_is_reported(tmp_path):
-    header = RunHeader({"task": {"task": "t"}}, {"m": {"method": "m"}})
+    header = RunHeader({"task": {"task": "t", "kind": "generation"}, "model": {"name": "m"}}, {"m": {"method": "m"}})
     path = tmp_path / "r.jsonl"
     with ResultsFile(path, header) as store:
-        store.append({"example_id": "a", "method": "m", "fingerprint": header.method_fingerprint("m"), "status": "ok"})
+        store.append(
+            {"example_id": "a", "method": "m", "fingerprint": header.method_fingerprint("m"), "status": "failed"}
+        )
     good = path.read_bytes()
     path.write_bytes(good + b'{"kind": "result", "example_id": "b", "meth')
     assert read_results(path)[2] is True  # read-only view notices it and leaves the file alone
@@ -268,7 +270,7 @@ def test_partial_last_line_is_dropped_and_corruption_elsewhere_is_reported(tmp_p
 
 
 def test_a_second_writer_is_refused(tmp_path):
-    header = RunHeader({"x": 1}, {"m": {}})
+    header = RunHeader({"task": {"task": "t", "kind": "generation"}, "model": {"name": "m"}}, {"m": {}})
     with ResultsFile(tmp_path / "r.jsonl", header):
         with pytest.raises(InvalidInputError, match="another process"):
             ResultsFile(tmp_path / "r.jsonl", header)

@@ -63,6 +63,16 @@ def good_run(data_dir, tmp_path_factory) -> Path:
         (["--methods", "saliency:abs"], "Method 'saliency' has no variants"),
         (["--methods", ","], "No methods given; choose from"),
         (["--methods", "random,random"], "Method label.* given twice: random"),
+        (["--methods", "grad_ellm:"], "Method spec 'grad_ellm:' has an empty variant"),
+        (["--methods", "grad_ellm+layers=1+layers=2"], r"Option 'layers' is given twice \(layers=1 and 'layers=2'\)"),
+        (["--methods", "grad_ellm:pattern+variant=rope"], "gives the variant twice"),
+        (["--methods", "saliency+sign=ab"], "Unknown sign 'ab'. Did you mean 'abs'"),
+        (["--methods", "grad_ellm,grad_ellm:default"], "'grad_ellm' and 'grad_ellm:default' are the same computation"),
+        (["--methods", "grad_ellm+layers=[-1],grad_ellm+layers=1"], "are the same computation"),
+        (["--methods", "occlusion,occlusion+batch_size=4"], "are the same computation"),
+        (["--min-rho", "1.5"], r"min_rho must be a number in \[0, 1\)"),
+        (["--random-maps", "0"], "random_maps must be a positive integer"),
+        (["--controls", "shufled"], "Unknown control 'shufled'. Did you mean 'shuffled'"),
         (["--model", "tiny-lama"], "Unknown model 'tiny-lama'. Did you mean 'tiny-llama'"),
         (["--pis", "0,0.5"], r"Every π must lie strictly between 0 and 1; got \[0.0\]"),
         (["--pis", "0.5,1"], r"strictly between 0 and 1; got \[1.0\]"),
@@ -81,13 +91,13 @@ def good_run(data_dir, tmp_path_factory) -> Path:
         (["--rescale", "scale-clip"], "Unknown rescale option 'scale-clip'. Did you mean 'scale_clip'"),
         (["--normalise", "maxx"], "Unknown normalise option 'maxx'. Did you mean 'max'"),
         (["--probability", "dist"], "Did you mean 'distribution'"),
-        (["--perturb", "user"], "perturb must be one of all, user_text"),
+        (["--perturb", "usertext"], "Unknown perturb option 'usertext'. Did you mean 'user_text'"),
         (["--split", "tset"], "Unknown local split of task 'sst2': 'tset'"),
-        (["--label-match", "restrict"], "label_match must be"),
-        (["--prompt-format", "chatml"], "prompt_format must be"),
+        (["--label-match", "restrict"], "Unknown label_match option 'restrict'. Did you mean 'restricted'"),
+        (["--prompt-format", "chatml"], "Unknown prompt_format option 'chatml'. Did you mean 'chat'"),
         (["--max-new-tokens", "0"], "max_new_tokens must be at least 1"),
         (["--max-text-tokens", "-1"], "max_text_tokens must be a non-negative integer"),
-        (["--source", "web"], "source must be 'local' or 'hub'"),
+        (["--source", "web"], "Unknown source option 'web'. Available: hub, local"),
         (["--shard-index", "3", "--num-shards", "2"], "shard_index must be in 0..1"),
     ],
 )
@@ -141,7 +151,27 @@ def _record(line: bytes, **changes) -> bytes:
 def _corruptions(good: list[bytes]) -> dict[str, tuple[bytes, str]]:
     """name -> (file content, expected error) for stores damaged other than by an interrupted write."""
     header, first, second = good
+    mean, config = json.loads(first)["mean"], json.loads(header)["config"]
+    steps = json.loads(first)["steps"]
     return {
+        "NaN literal in a metric": (header + _record(first, mean={**mean, "soft_ns": float("nan")}) + second,
+                                    r"results.jsonl:2: corrupt results line: the number NaN is not finite"),
+        "Infinity in a step": (header + first + _record(second, steps=[{**steps[0], "rho": float("-inf")}]),
+                               r"results.jsonl:3: corrupt results line: the number -Infinity is not finite"),
+        "number too large for a float": (header + first.replace(b'"kind": "result"', b'"kind": "result", "x": 1e999'),
+                                         r":2: corrupt results line: the number 1e999 is not finite"),
+        "string metric": (header + _record(first, mean={**mean, "auc_pi_ns": "0.5"}),
+                          r":2: corrupt result line: missing or invalid mean.auc_pi_ns \(str, not a number\)"),
+        "string index": (header + _record(first, index="0"), r":2: corrupt result line: missing or invalid index"),
+        "negative count": (header + _record(first, n_flat=-1), r":2: corrupt result line: .*n_flat \(a count\)"),
+        "uneven pi curve": (header + _record(first, mean={**mean, "pi_nc": mean["pi_nc"][:1]}),
+                            r":2: corrupt result line: .*mean.pi_nc \(a π curve needs one number per π, 2\)"),
+        "uneven pi curve in a step": (header + _record(first, steps=[{**steps[0], "pi_ns": [0.1, 0.2, 0.3]}]),
+                                      r":2: corrupt result line: .*steps\[0\].pi_ns \(a π curve"),
+        "header without task": (_record(header, config={k: v for k, v in config.items() if k != "task"}) + first,
+                                r":1: corrupt header line: missing or invalid config.task"),
+        "header without model name": (_record(header, config={**config, "model": {}}) + first,
+                                      r":1: corrupt header line: missing or invalid config.model.name"),
         "garbage line in the middle": (header + first + b"garbage\n" + second, r"results.jsonl:3: corrupt results"),
         "binary junk": (header + b"\xff\xfe\x00\n" + first, r"results.jsonl:2: corrupt results line"),
         "JSON that is not a record": (header + b"[1, 2]\n", r"results.jsonl:2: corrupt results line"),
@@ -171,7 +201,7 @@ def test_ok_result_without_its_means_is_refused_by_summarize(capsys, good_run, t
     path = tmp_path / "results.jsonl"
     path.write_bytes(header + _record(first, mean=None))
     code, _, err = _cli(capsys, "summarize", path)
-    assert_one_line_error(code, err, "summarize", "has status 'ok' but no complete 'mean'")
+    assert_one_line_error(code, err, "summarize", r":2: corrupt result line: .*a result with status 'ok' needs both")
 
 
 def test_interrupted_last_line_is_repaired(capsys, good_run, data_dir, tmp_path):
@@ -195,13 +225,40 @@ def test_results_with_other_options_are_refused(capsys, good_run, data_dir, tmp_
     run = tmp_path / "run"
     run.mkdir()
     (run / "results.jsonl").write_bytes(good_run.read_bytes())
+    torn = good_run.read_bytes() + b'{"kind": "result", "example_id": "sst2-'  # a run killed mid-line
+    (run / "results.jsonl").write_bytes(torn)
     code, _, err = _cli(capsys, *argv, "--out-dir", run, "--draws", "2")
     assert_one_line_error(code, err, "evaluate", r"different options \(metrics.n_draws: 1 -> 2\).*--overwrite")
+    assert (run / "results.jsonl").read_bytes() == torn  # refused: the file is left exactly as it was
+    (run / "results.jsonl").write_bytes(good_run.read_bytes())
     other = tmp_path / "other"
     code, _, err = _cli(capsys, *argv, "--out-dir", other, "--pis", "0.2,0.8")
     assert code == 0
     code, _, err = _cli(capsys, "summarize", run / "results.jsonl", other / "results.jsonl")
     assert_one_line_error(code, err, "summarize", r"different options \(metrics.pis: .*--allow-mixed")
+
+
+def test_results_of_another_version_are_refused_unless_allowed(capsys, good_run, data_dir, tmp_path, monkeypatch):
+    import gradellm_lens
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.jsonl").write_bytes(good_run.read_bytes())
+    current = gradellm_lens.__version__
+    assert json.loads(_lines(good_run)[0])["config"]["gradellm_lens_version"] == current
+    monkeypatch.setattr(gradellm_lens, "__version__", "9.9.9")  # a later release resumes the run
+    argv = ["evaluate", "--task", "sst2", *FAST, "--methods", "random", "--n", "2", "--data-dir", data_dir]
+    code, _, err = _cli(capsys, *argv, "--out-dir", run)
+    assert_one_line_error(
+        code, err, "evaluate", rf"written by gradellm-lens {current}, and this is 9.9.9.*--allow-mixed"
+    )
+    assert (run / "results.jsonl").read_bytes() == good_run.read_bytes()
+    code, out, err = _cli(capsys, *argv, "--out-dir", run, "--allow-mixed")
+    assert code == 0 and "2 new result(s)" in out and "@" in out  # each version's rows apart, labels suffixed
+    code, _, err = _cli(capsys, "summarize", run)
+    assert_one_line_error(
+        code, err, "summarize", rf"different options \(gradellm_lens_version: '{current}' -> '9.9.9'\)"
+    )
 
 
 @pytest.mark.parametrize(
@@ -222,6 +279,51 @@ def test_summarize_methods_and_study_errors(capsys, tmp_path, monkeypatch, argv,
     (tmp_path / "empty.jsonl").write_bytes(b"")
     write_jsonl(tmp_path / "data.jsonl", SST2[:2])  # a data file is not a results file
     assert_one_line_error(*_cli(capsys, *argv)[::2], argv[0], match)
+
+
+# ---- help and options ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["evaluate", "summarize"])
+def test_every_option_has_help_and_shows_its_default(command):
+    from gradellm_lens.cli.main import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command").choices[command]
+    formatter = sub._get_formatter()
+    for action in sub._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        text = formatter._get_help_string(action) % vars(action) if action.help else ""
+        assert text, f"{action.option_strings} has no help"
+        assert action.nargs == 0 or re.search(r"default|required", text), f"{action.option_strings}: {text}"
+        assert not re.search(r"``|:math:|:func:|\\[a-z]+\{", text), f"{action.option_strings}: markup in {text!r}"
+    usage = sub.format_help()
+    assert "--prompt-format {plain,chat}" in usage if command == "evaluate" else "--bootstrap B" in usage
+
+
+def test_evaluate_options_reach_the_run_configuration(capsys, data_dir, tmp_path, monkeypatch):
+    from gradellm_lens import evaluation
+
+    seen = {}
+
+    def fake_run(model, task, methods, out, config):
+        seen.update(task=task, config=config)
+        raise KeyboardInterrupt  # stop before any work; the CLI reports it as interrupted
+
+    monkeypatch.setattr(evaluation, "run_evaluation", fake_run)
+    argv = ["evaluate", "--task", "sst2", *FAST, "--methods", "random", "--data-dir", data_dir, "--out-dir", tmp_path]
+    assert _cli(capsys, *argv)[0] == 130
+    config, task = seen["config"], seen["task"]
+    assert (config.perturb, config.min_rho, config.include_ill_conditioned) == ("user_text", 0.1, False)
+    assert (config.random_maps, config.controls, task.options.prompt_format) == (10, ("shuffled", "rank"), "plain")
+    extra = ["--perturb", "all", "--min-rho", "0.25", "--include-ill-conditioned", "--random-maps", "12",
+             "--controls", "none", "--prompt-format", "chat"]  # fmt: skip
+    assert _cli(capsys, *argv, *extra)[0] == 130
+    config, task = seen["config"], seen["task"]
+    assert (config.perturb, config.min_rho, config.include_ill_conditioned) == ("all", 0.25, True)
+    assert (config.random_maps, config.controls, task.options.prompt_format) == (12, (), "chat")
+    assert _cli(capsys, *argv, "--controls", "rank")[0] == 130 and seen["config"].controls == ("rank",)
 
 
 # ---- explain --methods ---------------------------------------------------------------------------

@@ -23,8 +23,11 @@ def data_dir(tmp_path):
     return write_task_files(tmp_path / "data")
 
 
-def test_registry_lists_five_tasks_and_suggests_names():
-    assert list_tasks() == ["boolq", "imdb", "sst2", "tellmewhy", "wikibio"]
+BUILT_IN = ["boolq", "imdb", "sst2", "tellmewhy", "wikibio"]
+
+
+def test_registry_lists_five_tasks_and_your_own_data_and_suggests_names():
+    assert list_tasks() == sorted([*BUILT_IN, "jsonl"])
     assert get_task("sst2").kind == "classification" and get_task("wikibio").kind == "generation"
     with pytest.raises(InvalidInputError, match="Did you mean 'sst2'"):
         get_task("sst3")
@@ -34,6 +37,45 @@ def test_registry_lists_five_tasks_and_suggests_names():
         make_task("sst2", split="train")
     with pytest.raises(InvalidInputError, match="max_new_tokens"):
         make_task("tellmewhy", max_new_tokens=0)
+    with pytest.raises(InvalidInputError, match="Unknown label_match option 'restrict'. Did you mean 'restricted'"):
+        make_task("sst2", label_match="restrict")
+    with pytest.raises(InvalidInputError, match="Unknown prompt_format option 'auto'.* Available: chat, plain"):
+        make_task("sst2", prompt_format="auto")  # no implicit choice any more
+    with pytest.raises(InvalidInputError, match="Unknown source option 'hbu'. Did you mean 'hub'"):
+        make_task("sst2", source="hbu")
+    with pytest.raises(InvalidInputError, match="system message has an unpaired surrogate"):
+        make_task("sst2", system="be \ud800 nice")
+
+
+def test_prompt_format_is_plain_by_default_and_recorded(tiny_model, data_dir):
+    plain, chat = make_task("sst2", data_dir=data_dir), make_task("sst2", data_dir=data_dir, prompt_format="chat")
+    example = plain.load(1)[0]
+    assert plain.options.prompt_format == "plain" and plain.prompt(tiny_model, example).prompt_format == "plain"
+    assert plain.describe(tiny_model)["prompt_format"] == "plain" and "chat_template_sha256" not in plain.describe()
+    described = chat.describe(tiny_model)
+    template = tiny_model.tokenizer.chat_template
+    assert described["prompt_format"] == "chat"
+    assert described["chat_template_sha256"] == hashlib.sha256(template.encode()).hexdigest()
+    assert chat.prompt(tiny_model, example).length > plain.prompt(tiny_model, example).length
+
+
+def test_chat_prompts_need_a_chat_template(tiny_model, data_dir, monkeypatch):
+    task = make_task("sst2", data_dir=data_dir, prompt_format="chat")
+    monkeypatch.setattr(tiny_model.tokenizer, "chat_template", None)
+    with pytest.raises(InvalidInputError, match="needs a chat template.*use prompt_format='plain'"):
+        task.prompt(tiny_model, task.load(1)[0])
+
+
+@pytest.mark.parametrize("name", BUILT_IN)
+def test_every_task_defines_user_text(tiny_model, data_dir, name):
+    write_jsonl(data_dir / "imdb_test_sample.jsonl", [{"id": "r", "text": "the cat sat <br /> on the mat", "label": 1}])
+    write_jsonl(data_dir / "wikibio_test_first100.jsonl", [{"id": "w", "table_text": "name : ann\nborn : one",
+                                                           "target_text": "ann was born"}])  # fmt: skip
+    task = make_task(name, data_dir=data_dir)
+    example = task.load(1)[0]
+    prompted = task.prompt(tiny_model, example)
+    assert len(prompted.user_spans) == len(example.fields) >= 1
+    assert 0 < int(prompted.user_mask().sum()) < prompted.length  # the dataset text, never the template words
 
 
 def test_data_dir_argument_and_environment_variable(data_dir, tmp_path, monkeypatch):
@@ -71,6 +113,22 @@ def test_malformed_files_name_file_and_line(tmp_path):
     write_jsonl(tmp_path / "tellmewhy_test_annotated.jsonl", [{**TELLMEWHY[0], "answers": "not a list"}])
     with pytest.raises(InvalidInputError, match=r":1: field 'answers' must be a list"):
         make_task("tellmewhy", data_dir=tmp_path).load()
+
+
+@pytest.mark.parametrize(
+    "record,match",
+    [
+        ({**SST2[1], "text": "good \ud800 fun"}, r"Field 'text' has an unpaired surrogate U\+D800, .* at character 5"),
+        ({**SST2[1], "text": "good \udcff fun"}, r"Field 'text' has the byte 0xff, which is not valid UTF-8"),
+        ({**SST2[1], "extra": ["ok", "\udfff"]}, r"Field 'extra\[1\]' has an unpaired surrogate U\+DFFF"),
+        ({**SST2[1], "\ud800": 1}, "A field name has an unpaired surrogate"),
+    ],
+)
+def test_invalid_unicode_in_a_record_is_refused_at_load_time(tmp_path, record, match):
+    path = tmp_path / "sst2_validation.jsonl"
+    path.write_text(json.dumps(SST2[0]) + "\n" + json.dumps(record) + "\n", encoding="utf-8")  # JSON \ud800 escapes
+    with pytest.raises(InvalidInputError, match=rf"^{path}:2: {match}"):
+        make_task("sst2", data_dir=tmp_path).load()
 
 
 def test_unicode_line_separators_inside_strings_do_not_split_records(tmp_path):
@@ -173,7 +231,8 @@ def test_classification_judge_first_token_and_restricted(tiny_model, data_dir):
     hit = task.judge(tiny_model, prompted, example, tok(" positive", add_special_tokens=False)["input_ids"])
     miss = task.judge(tiny_model, prompted, example, tok(" the", add_special_tokens=False)["input_ids"])
     assert hit["correct"] and hit["predicted"] == "positive" and hit["gold"] == "positive"
-    assert not miss["correct"] and miss["predicted"] is None
+    assert hit["first_token_label"] == "positive" and hit["label_match"] == "first_token"
+    assert not miss["correct"] and miss["predicted"] is None and miss["first_token_label"] is None
     restricted = make_task("sst2", data_dir=data_dir, label_match="restricted")
     candidates = restricted.label_candidates(tok)
     assert all(candidates) and not set(candidates[0]) & set(candidates[1]) and tok.unk_token_id not in candidates[0]
@@ -182,6 +241,7 @@ def test_classification_judge_first_token_and_restricted(tiny_model, data_dir):
         logits = tiny_model(prompted.token_ids[None])[0, -1]
     expected = int(torch.tensor([logits[ids].max() for ids in candidates]).argmax())
     assert judged["predicted"] == restricted.label_words[expected].strip()
+    assert judged["first_token_label"] is None  # " the" names no label, whatever the restricted argmax says
 
 
 def test_hub_source_converts_rows(monkeypatch):
@@ -217,12 +277,15 @@ def test_hub_source_without_datasets_package_says_how_to_install(monkeypatch):
 
 
 @pytest.mark.slow
-def test_smollm2_chat_prompts_locate_user_text(smollm2):
-    for name in list_tasks():
-        task = make_task(name)
+@pytest.mark.parametrize("prompt_format", ["plain", "chat"])
+def test_smollm2_prompts_locate_user_text(smollm2, prompt_format):
+    for name in BUILT_IN:
+        task = make_task(name, prompt_format=prompt_format)
         example = task.load(1)[0]
         prompted = task.prompt(smollm2, example)
-        assert prompted.prompt_format == "chat" and prompted.token_ids[0] == smollm2.tokenizer.bos_token_id
+        assert prompted.prompt_format == prompt_format
+        if prompt_format == "chat":
+            assert prompted.token_ids[0] == smollm2.tokenizer.bos_token_id
         first = smollm2.tokenizer.decode(prompted.token_ids[slice(*prompted.user_spans[0])]).strip()
         field = next(iter(example.fields.values()))
         assert field.startswith(first) or first.startswith(field[:20])

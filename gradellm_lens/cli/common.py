@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
-from typing import Any
 
-from ..errors import InvalidInputError
+from ..evaluation.specs import parse_options
+
+__all__ = ["DefaultsHelpFormatter", "add_model_args", "load_model_from_args", "parse_options"]
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -22,15 +22,13 @@ def load_model_from_args(args: argparse.Namespace):
     return load_model(args.model, device=args.device, dtype=args.dtype)
 
 
-def parse_options(pairs: list[str] | None) -> dict[str, Any]:
-    """``["layers=4", "spatial=pattern"]`` -> ``{"layers": 4, "spatial": "pattern"}`` (values parsed as JSON when possible)."""
-    out: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise InvalidInputError(f"Option {pair!r} must look like key=value.")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Help that states every option's default: ``(default: X)`` is appended unless the text already
+    says ``default`` (options whose default is computed, e.g. "default: the task's") or the option
+    is a flag (no value to default)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.nargs == 0 or action.default in (None, argparse.SUPPRESS):
+            return text
+        return f"{text} (default: %(default)s)"

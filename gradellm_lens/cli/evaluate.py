@@ -10,6 +10,10 @@ finish); rerunning the same command resumes. The summary (``summary.csv``, ``sum
 ``summary_pi_curves.png``) is written when the run ends; sharded runs (``--num-shards``) write
 ``results.shard-<i>-of-<n>.jsonl`` and are merged with ``gradellm-lens summarize <out-dir>``.
 
+Your own data: ``--data my.jsonl --text-field review --label-field sentiment --label-words " negative,
+positive"`` (classification) or ``--data my.jsonl --task-kind generation --template "Q: {text}\\nA:"``
+evaluates any JSONL file with the same protocol and checks (task ``jsonl``, :mod:`gradellm_lens.tasks.jsonl`).
+
 Under ``accelerate launch --multi_gpu --num_processes N -m gradellm_lens.cli evaluate ...`` (or
 torchrun) each process takes shard RANK of N on its own device and the main process merges the
 shards when all are done (:mod:`gradellm_lens.evaluation.distributed`).
@@ -18,74 +22,170 @@ shards when all are done (:mod:`gradellm_lens.evaluation.distributed`).
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 from ..errors import InvalidInputError
 from ..evaluation.distributed import AUTO, shard_arg
-from .common import add_model_args, load_model_from_args
+from .common import DefaultsHelpFormatter, add_model_args, load_model_from_args
 from .summarize import add_summary_args, check_summary_args, write_and_print
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser("evaluate", help="faithfulness evaluation (Soft-NS/NC, pi-Soft-NS/NC) on a task, resumable")
-    p.add_argument("--task", required=True, help="sst2, imdb, boolq, tellmewhy or wikibio")
+    p = sub.add_parser(
+        "evaluate",
+        help="faithfulness evaluation (Soft-NS/NC, pi-Soft-NS/NC) on a task or your own JSONL file, resumable",
+        description="Faithfulness evaluation of attribution methods on a built-in task (--task) or on your own "
+        "JSONL file (--data). Rerunning the same command resumes.",
+        formatter_class=DefaultsHelpFormatter,
+    )
+    p.add_argument("--task", default=None, help="sst2, imdb, boolq, tellmewhy or wikibio (required unless --data)")
     add_model_args(p)
     p.add_argument(
         "--methods",
         default="all",
         help="comma-separated name[:variant][+key=value] specs, e.g. grad_ellm,grad_ellm:reference,"
-        "integrated_gradients+n_steps=20; 'all' = every registered method (default)",
+        "integrated_gradients+n_steps=20; 'all' = every registered method",
     )
     p.add_argument(
         "--n", "--num-examples", type=int, default=None,
-        help="number of examples (seeded hash order; default all); under torchrun write --num-examples",
+        help="number of examples, in seeded hash order (default: all); under torchrun write --num-examples",
     )  # fmt: skip
-    p.add_argument("--out-dir", default=None, help="run folder (default runs/<task>)")
+    p.add_argument("--out-dir", default=None, help="run folder (default: runs/<task>, or runs/<file stem> with --data)")
     p.add_argument("--seed", type=int, default=0, help="sampling and Bernoulli-mask seed")
     m = p.add_argument_group("metric options")
-    m.add_argument("--pis", default=None, help="comma-separated pi grid (default 0.1,0.2,...,0.9)")
+    m.add_argument("--pis", default=None, help="comma-separated pi grid (default: 0.1,0.2,...,0.9)")
     m.add_argument("--draws", type=int, default=5, help="Bernoulli draws per keep vector")
     m.add_argument("--batch-size", type=int, default=64, help="perturbed inputs per forward pass")
-    m.add_argument("--rescale", default="scale_clip", help="pi rescaling: scale_clip or power")
-    m.add_argument("--normalise", default="max", help="pi-Soft base normalisation: max, minmax or rank")
-    m.add_argument("--probability", default="target", help="target (token probability) or distribution")
-    m.add_argument("--perturb", default="all", help="all (every prefix token but BOS) or user_text")
+    m.add_argument("--rescale", default="scale_clip", metavar="{scale_clip,power}", help="pi rescaling rule")
+    m.add_argument(
+        "--normalise", default="max", metavar="{max,minmax,rank}", help="pi-Soft normalisation of the scores"
+    )
+    m.add_argument(
+        "--probability", default="target", metavar="{target,distribution}",
+        help="the explained token's probability, or the whole next-token distribution",
+    )  # fmt: skip
+    m.add_argument(
+        "--perturb", default="user_text", metavar="{user_text,all}",
+        help="mask only the dataset text inside the template (user_text), or every prefix token but BOS (all)",
+    )  # fmt: skip
+    m.add_argument(
+        "--min-rho", type=float, default=0.1,
+        help="steps whose relative drop rho = (p - p_empty) / p is below this are ill-conditioned and left out of "
+        "the means",
+    )  # fmt: skip
+    m.add_argument("--include-ill-conditioned", action="store_true", help="keep ill-conditioned steps in the means")
+    m.add_argument("--random-maps", type=int, default=10, help="independent maps the random baseline is averaged over")
+    m.add_argument(
+        "--controls", default="shuffled,rank",
+        help="per-method controls: comma-separated shuffled (scores reordered at random) and rank (rank-normalised), "
+        "or none",
+    )  # fmt: skip
     t = p.add_argument_group("task options")
     t.add_argument(
-        "--data-dir", default=None, help="folder of the JSONL files (default ../shared/data or $GRADELLM_LENS_DATA)"
-    )
-    t.add_argument("--source", default="local", help="local (default) or hub (datasets.load_dataset)")
+        "--data-dir", default=None, help="folder of the built-in tasks' JSONL files (default: ../shared/data or "
+        "$GRADELLM_LENS_DATA)",
+    )  # fmt: skip
+    t.add_argument("--source", default="local", metavar="{local,hub}", help="local files or the hub (needs datasets)")
     t.add_argument("--split", default=None, help="dataset split (default: the task's)")
-    t.add_argument("--prompt-format", default="auto", help="auto (chat template if the model has one), chat or plain")
-    t.add_argument("--system", default=None, help="system message for the chat template")
     t.add_argument(
-        "--max-text-tokens", type=int, default=None, help="token budget of long fields (IMDB default 256; 0 = none)"
-    )
+        "--prompt-format", default="plain", metavar="{plain,chat}",
+        help="the filled template as it is (plain), or inside the model's chat template (chat)",
+    )  # fmt: skip
+    t.add_argument("--system", default=None, help="system message for --prompt-format chat (default: none)")
+    t.add_argument(
+        "--max-text-tokens", type=int, default=None,
+        help="token budget of the long text field, 0 = no limit (default: the task's; IMDB 256)",
+    )  # fmt: skip
     t.add_argument("--max-new-tokens", type=int, default=10, help="generated tokens per example (generation tasks)")
     t.add_argument(
-        "--label-match", default="first_token", help="accuracy from the first_token or restricted label argmax"
+        "--label-match", default="first_token", metavar="{first_token,restricted}",
+        help="accuracy from the greedy first token, or from the argmax over the label words' logits",
+    )  # fmt: skip
+    own = p.add_argument_group("your own data (--data)")
+    own.add_argument("--data", default=None, metavar="FILE.jsonl", help="evaluate this JSONL file (default: none)")
+    own.add_argument(
+        "--task-kind", default=None, metavar="{classification,generation}",
+        help="classification (label words, accuracy) or generation (every generated token explained) "
+        "(default: classification)",
+    )  # fmt: skip
+    own.add_argument("--text-field", default=None, help="field(s) holding the text, comma-separated (default: text)")
+    own.add_argument(
+        "--label-field", default=None, help="field holding the label, an index or a label word (default: label)"
     )
+    own.add_argument(
+        "--label-words", default=None,
+        help="comma-separated label words in label order, leading spaces kept, e.g. ' negative, positive' "
+        "(required for classification; default: none)",
+    )  # fmt: skip
+    own.add_argument(
+        "--template", default=None,
+        help="prompt with one {field} per text field, or {text} for a single one; \\n and \\t stand for a newline "
+        "and a tab (default: '{text}\\nAnswer:' for classification, '{text}' for generation)",
+    )  # fmt: skip
+    own.add_argument("--id-field", default=None, help="field holding a unique id (default: the line number)")
+    own.add_argument("--reference-field", default=None, help="generation: field holding reference text (default: none)")
     r = p.add_argument_group("run options")
     mode = r.add_mutually_exclusive_group()
     mode.add_argument(
-        "--resume", dest="mode", action="store_const", const="resume", help="continue an existing run (default)"
+        "--resume", dest="mode", action="store_const", const="resume", help="continue an existing run (the default)"
     )
     mode.add_argument(
         "--overwrite", dest="mode", action="store_const", const="overwrite", help="start the results file over"
     )
     r.add_argument(
         "--shard-index", type=shard_arg, default=AUTO,
-        help="evaluate examples i with i %% num_shards == shard_index (default auto: the process's RANK under "
+        help="evaluate examples i with i %% num_shards == shard_index (default: auto, the process's RANK under "
         "accelerate launch / torchrun, else 0)",
     )  # fmt: skip
     r.add_argument(
         "--num-shards", type=shard_arg, default=AUTO,
-        help="number of shards (default auto: WORLD_SIZE under accelerate launch / torchrun, else 1)",
+        help="number of shards (default: auto, WORLD_SIZE under accelerate launch / torchrun, else 1)",
     )  # fmt: skip
     r.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_summary_args(r)
     p.set_defaults(mode="resume")
     return p
+
+
+_OWN_DATA_OPTIONS = ("task_kind", "text_field", "label_field", "label_words", "template", "id_field", "reference_field")
+
+
+def make_task_from_args(args: argparse.Namespace):
+    """The task of ``evaluate``'s options: a built-in ``--task`` or ``--data`` (task ``jsonl``)."""
+    from ..tasks import make_task
+
+    common = {
+        k: getattr(args, k)
+        for k in ("source", "split", "prompt_format", "system", "max_text_tokens", "max_new_tokens", "label_match")
+    }
+    own = {k: getattr(args, k) for k in _OWN_DATA_OPTIONS if getattr(args, k) is not None}
+    if "template" in own:
+        own["template"] = unescape(own["template"])
+    if args.data is None:
+        if args.task is None:
+            raise InvalidInputError("Give a built-in task (--task sst2, ...) or your own JSONL file (--data FILE).")
+        if own:
+            given = ", ".join(f"--{k.replace('_', '-')}" for k in own)
+            raise InvalidInputError(f"{given}: only for your own data (--data FILE).")
+        return make_task(args.task, data_dir=args.data_dir, **common)
+    if args.task not in (None, "jsonl"):
+        raise InvalidInputError(f"Give either --task {args.task} or --data {args.data}, not both.")
+    if args.data_dir is not None:
+        raise InvalidInputError("--data-dir is for the built-in tasks; --data takes the file's path.")
+    return make_task("jsonl", data=args.data, **own, **common)
+
+
+def unescape(text: str) -> str:
+    r"""``\n``, ``\t`` and ``\\`` typed on a command line -> a newline, a tab and a backslash."""
+    return re.sub(r"\\([nt\\])", lambda m: {"n": "\n", "t": "\t", "\\": "\\"}[m.group(1)], text)
+
+
+def parse_controls(text: str) -> tuple[str, ...]:
+    """``"shuffled,rank"`` -> ``("shuffled", "rank")``; ``"none"`` (or empty) -> ``()``."""
+    if text.strip().lower() in ("none", ""):
+        return ()
+    return tuple(x.strip() for x in text.split(","))
 
 
 def parse_pis(text: str | None) -> tuple[float, ...] | None:
@@ -122,7 +222,6 @@ def _evaluate_shard(args: argparse.Namespace, distributed: bool, local_rank: int
     """Evaluate shard ``args.shard_index`` of ``args.num_shards``; returns the run folder."""
     from ..evaluation import EvaluationConfig, parse_method_specs, results_path, run_evaluation
     from ..metrics import FaithfulnessConfig
-    from ..tasks import make_task
 
     check_summary_args(args)
     pis = parse_pis(args.pis)
@@ -134,14 +233,13 @@ def _evaluate_shard(args: argparse.Namespace, distributed: bool, local_rank: int
     config = EvaluationConfig(
         n=args.n, seed=args.seed, perturb=args.perturb, metrics=metrics, shard_index=args.shard_index,
         num_shards=args.num_shards, mode=mode, progress=not args.no_progress and local_rank == 0,
+        min_rho=args.min_rho, include_ill_conditioned=args.include_ill_conditioned, random_maps=args.random_maps,
+        controls=parse_controls(args.controls),
     )  # fmt: skip
-    task = make_task(
-        args.task, data_dir=args.data_dir, source=args.source, split=args.split, prompt_format=args.prompt_format,
-        system=args.system, max_text_tokens=args.max_text_tokens, max_new_tokens=args.max_new_tokens,
-        label_match=args.label_match,
-    )  # fmt: skip
+    task = make_task_from_args(args)
+    task.load(args.n, args.seed)  # every data error (file:line) before the model loads or a header is written
     specs = parse_method_specs(args.methods)  # name errors before the model loads
-    out_dir = Path(args.out_dir or Path("runs") / task.name)
+    out_dir = Path(args.out_dir or Path("runs") / (Path(args.data).stem if args.data else task.name))
     path = results_path(out_dir, args.shard_index, args.num_shards)
     model = load_model_from_args(args)
     report = run_evaluation(model, task, specs, path, config)

@@ -6,14 +6,15 @@ import argparse
 from pathlib import Path
 
 from ..errors import InvalidInputError
+from .common import DefaultsHelpFormatter
 
 
 def add_summary_args(parser: argparse.ArgumentParser) -> None:
     """Options shared by ``evaluate`` and ``summarize``."""
     parser.add_argument("--bootstrap", type=int, default=1000, metavar="B", help="bootstrap resamples for the 95%% CI")
     parser.add_argument("--allow-mixed", action="store_true",
-                        help="evaluate: append to a results file written with other options; "
-                             "summarize: keep each configuration's rows apart instead of refusing")  # fmt: skip
+                        help="evaluate: append to a results file written with other options or another gradellm-lens "
+                             "version; summarize: keep each configuration's rows apart instead of refusing")  # fmt: skip
 
 
 def check_summary_args(args: argparse.Namespace) -> None:
@@ -23,10 +24,16 @@ def check_summary_args(args: argparse.Namespace) -> None:
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser("summarize", help="summarise evaluation results files (merging shards)")
+    p = sub.add_parser(
+        "summarize",
+        help="summarise evaluation results files (merging shards)",
+        description="Summarise evaluation results files (the shards of one run are merged). Every line is "
+        "checked first; a damaged one is named by file and line.",
+        formatter_class=DefaultsHelpFormatter,
+    )
     p.add_argument("results", nargs="+", help="results .jsonl files, or run folders holding results*.jsonl")
     p.add_argument(
-        "--out-dir", default=None, help="where summary.csv/.md/_pi_curves.png go (default: first file's folder)"
+        "--out-dir", default=None, help="where summary.csv/.md/_pi_curves.png go (default: the first file's folder)"
     )
     p.add_argument("--stem", default="summary", help="file name stem of the outputs")
     add_summary_args(p)

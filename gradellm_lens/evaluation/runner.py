@@ -42,7 +42,7 @@ from ..metrics.positions import all_prefix_mask
 from ..models import model_info
 from ..result import library_versions
 from ..tasks import Example, PromptedExample, Task, make_task
-from .specs import MethodSpec, parse_method_specs
+from .specs import MethodSpec, build_methods, parse_method_specs
 from .store import OPEN_MODES, OpenMode, ResultsFile, RunHeader
 
 PerturbMode = Literal["all", "user_text"]
@@ -91,7 +91,7 @@ class EvaluationConfig:
         if self.n is not None and (isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1):
             raise InvalidInputError(f"n must be a positive number of examples (or None for all), got {self.n!r}.")
         if self.perturb not in PERTURB_MODES:
-            raise InvalidInputError(f"perturb must be one of {', '.join(PERTURB_MODES)}, got {self.perturb!r}.")
+            raise unknown_name_error("perturb option", self.perturb, PERTURB_MODES)
         if self.mode not in OPEN_MODES:
             raise InvalidInputError(f"mode must be one of {', '.join(OPEN_MODES)}, got {self.mode!r}.")
         if not isinstance(self.metrics, FaithfulnessConfig):
@@ -248,7 +248,7 @@ def run_evaluation(
     specs = parse_method_specs(methods)
     examples = task.load(config.n, config.seed)
     mine = [(i, ex) for i, ex in enumerate(examples) if i % config.num_shards == config.shard_index]
-    built = {spec.label: spec.build(model) for spec in specs}
+    built = build_methods(specs, model)
     header = run_header(model, task, built, config)
     fingerprints = {label: header.method_fingerprint(label) for label in built}
     written = failed = 0

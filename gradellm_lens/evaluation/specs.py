@@ -5,17 +5,28 @@ Examples: ``grad_ellm`` (default variant), ``grad_ellm:reference`` (the released
 *label* in results and tables, so two specs of the same method with different options are two
 rows. ``all`` expands to every registered method. Values are parsed as JSON where possible
 (``layers=[28,29]``, ``residual_weight=0.5``), else kept as strings.
+
+Refused when parsed (before any model is loaded): an unknown method, variant or ``sign`` (with a
+suggestion), an empty variant (``grad_ellm:``), an option given twice (``+layers=1+layers=2``) and
+a label given twice. Refused when built for a model (:func:`build_methods`): two labels for the
+same computation, i.e. equal *resolved* options (``grad_ellm``, ``grad_ellm:default`` and
+``grad_ellm+layers=1`` all resolve to Grad-ELLM on the last layer), so that no computation runs
+twice under two names. Options that only change speed (:data:`THROUGHPUT_OPTIONS`) and the
+variant's name (its options are compared instead) do not count.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..cli.common import parse_options
-from ..errors import InvalidInputError
-from ..methods.base import AttributionMethod, get_method, list_methods, make_method
+from ..errors import InvalidInputError, unknown_name_error
+from ..methods.base import SIGN_HANDLING, AttributionMethod, get_method, list_methods, make_method
+
+THROUGHPUT_OPTIONS: frozenset[str] = frozenset({"batch_size", "share_forward"})
+"""Method options that change how fast scores are computed, not the scores."""
 
 
 @dataclass(frozen=True)
@@ -36,12 +47,37 @@ class MethodSpec:
         cls = get_method(self.name)  # unknown names raise with a suggestion
         if "variant" in self.options and not getattr(cls, "variants", None):
             raise InvalidInputError(f"Method {self.name!r} has no variants (':{self.options['variant']}' given).")
+        if "variant" in self.options and self.options["variant"] not in cls.variants:
+            raise unknown_name_error(f"variant of method {self.name!r}:", self.options["variant"], cls.variants)
+        if "sign" in self.options and self.options["sign"] not in SIGN_HANDLING:
+            raise unknown_name_error("sign", self.options["sign"], SIGN_HANDLING)
         if not self.label:
             object.__setattr__(self, "label", self.name)
 
     def build(self, model) -> AttributionMethod:
         """The method instance for ``model`` (options validated by the method)."""
         return make_method(self.name, model, **self.options)
+
+
+def parse_options(pairs: Sequence[str] | None) -> dict[str, Any]:
+    """``["layers=4", "spatial=pattern"]`` -> ``{"layers": 4, "spatial": "pattern"}``.
+
+    Values are parsed as JSON when possible, else kept as strings; a pair without ``=``, an empty
+    key and a key given twice are refused.
+    """
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise InvalidInputError(f"Option {pair!r} must look like key=value.")
+        if key in out:
+            raise InvalidInputError(f"Option {key!r} is given twice ({key}={json.dumps(out[key])} and {pair!r}).")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
 
 
 def _split_top_level(text: str, sep: str) -> list[str]:
@@ -63,11 +99,16 @@ def parse_method_spec(text: str) -> MethodSpec:
     """``"grad_ellm:reference+layers=4"`` -> ``MethodSpec("grad_ellm", {"variant": "reference", "layers": 4})``."""
     text = text.strip()
     head, *pairs = _split_top_level(text, "+")
-    name, _, variant = head.partition(":")
+    name, colon, variant = head.partition(":")
     if not name:
         raise InvalidInputError(f"Method spec {text!r} has no method name (format: name[:variant][+key=value]).")
-    options: dict[str, Any] = {"variant": variant} if variant else {}
-    options.update(parse_options(pairs))
+    if colon and not variant:
+        raise InvalidInputError(f"Method spec {text!r} has an empty variant after ':'; name one or drop the ':'.")
+    options = parse_options(pairs)
+    if colon and "variant" in options:
+        raise InvalidInputError(f"Method spec {text!r} gives the variant twice (':{variant}' and '+variant=').")
+    if colon:
+        options = {"variant": variant, **options}
     return MethodSpec(name, options, label=text)
 
 
@@ -89,3 +130,30 @@ def parse_method_specs(methods: str | Sequence[str | MethodSpec]) -> list[Method
     if duplicates:
         raise InvalidInputError(f"Method label(s) given twice: {', '.join(duplicates)}.")
     return specs
+
+
+def resolved_options(method: AttributionMethod) -> dict[str, Any]:
+    """What a method computes: its described options without the variant's name and throughput knobs."""
+    return {k: v for k, v in method.describe().items() if k != "variant" and k not in THROUGHPUT_OPTIONS}
+
+
+def build_methods(specs: Sequence[MethodSpec], model) -> dict[str, AttributionMethod]:
+    """Label -> method instance for ``model``; two labels for the same computation are refused.
+
+    Raises:
+        InvalidInputError: a method's options are invalid for ``model``, or two specs resolve to
+            the same options (the message names both labels).
+    """
+    built: dict[str, AttributionMethod] = {}
+    seen: dict[str, str] = {}
+    for spec in specs:
+        method = spec.build(model)
+        key = json.dumps(resolved_options(method), sort_keys=True, default=str)
+        if key in seen:
+            raise InvalidInputError(
+                f"Methods {seen[key]!r} and {spec.label!r} are the same computation (same resolved options); "
+                "keep one of them."
+            )
+        seen[key] = spec.label
+        built[spec.label] = method
+    return built

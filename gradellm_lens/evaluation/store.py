@@ -10,16 +10,24 @@ Format (UTF-8, one JSON object per ``\\n``-terminated line, no NaN/inf anywhere)
   one finished (example, method) pair (see :mod:`.runner` for the other fields).
 
 ``fingerprint`` of a method is a hash of the run's common configuration (task, model, metric and
-perturbation options) together with that method's resolved options, so a result line says
-exactly which configuration produced it. The sampling seed and ``n`` are not part of it: an
-example's result does not depend on which other examples were drawn, so a run can be extended.
+perturbation options, and the gradellm-lens version that computed it: ``config["gradellm_lens_version"]``)
+together with that method's resolved options, so a result line says exactly which configuration
+and which code produced it. The sampling seed and ``n`` are not part of it: an example's result
+does not depend on which other examples were drawn, so a run can be extended.
 
-Crash safety (issue 8): every line goes out in one ``write`` of the whole line, followed by
-``fsync``; a kill can therefore leave at most one partial *last* line (no ``\\n``), which
-:class:`ResultsFile` detects on the next open and cuts off (``ftruncate`` to the last newline, then
-``fsync``) before appending. A malformed line anywhere else is reported as corruption (file and
-line), never silently skipped. An exclusive ``flock`` stops two processes from appending to one
-file. Opening with a configuration different from the file's raises unless ``mode`` is
+Reading validates every complete line (:func:`parse_lines`), naming ``file:line`` on the first
+problem: not JSON, a ``NaN``/``Infinity`` literal or a number too large for a float, a missing or
+wrongly typed field (a string metric or ``index``, a header without ``config.task``), a π curve
+(any list under a key starting with ``pi_``) without one value per π. Such a file is never
+averaged, resumed or modified.
+
+Crash safety: every line goes out in one ``write`` of the whole line, followed by ``fsync``; a
+kill can therefore leave at most one partial *last* line (no ``\\n``), which :class:`ResultsFile`
+detects on the next open and cuts off (``ftruncate`` to the last newline, then ``fsync``) before
+appending, once the file has been accepted: a refused open leaves the file byte for byte as it
+was. A malformed line anywhere else is reported as corruption (file and line), never silently
+skipped. An exclusive ``flock`` stops two processes from appending to one file. Opening with a
+configuration (or a gradellm-lens version) different from the file's raises unless ``mode`` is
 ``"overwrite"`` (start the file over) or ``"allow_mixed"`` (append under a new header).
 """
 
@@ -27,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -45,10 +54,22 @@ FORMAT = "gradellm-lens-evaluation"
 FORMAT_VERSION = 1
 OpenMode = Literal["resume", "overwrite", "allow_mixed"]
 OPEN_MODES: tuple[str, ...] = ("resume", "overwrite", "allow_mixed")
-_FIELDS: dict[str, dict[str, type]] = {  # what readers index, per line kind
+VERSION_KEY = "gradellm_lens_version"
+_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {  # what readers index, per line kind
     "header": {"format": str, "config": dict, "config_fingerprint": str, "methods": dict},
     "result": {"example_id": str, "method": str, "fingerprint": str, "status": str},
 }
+_CONFIG_FIELDS: dict[str, type] = {"task": dict, "task.task": str, "task.kind": str, "model": dict, "model.name": str}
+_RESULT_OPTIONAL: dict[str, type | tuple[type, ...]] = {
+    "index": int, "pis": list, "mean": (dict, type(None)), "steps": list, "output": dict, "error": (str, type(None)),
+}  # fmt: skip
+
+
+def package_version() -> str:
+    """The running gradellm-lens version (``gradellm_lens.__version__``, its one source)."""
+    from .. import __version__
+
+    return __version__
 
 
 def fingerprint(obj: Any) -> str:
@@ -74,6 +95,8 @@ class RunHeader:
         methods: method label -> that method's resolved options.
         shard_index, num_shards: which examples this file holds (``i % num_shards == shard_index``).
         versions: library versions (recorded, not compared).
+        package_version: the gradellm-lens version computing the results; added to ``config`` as
+            ``"gradellm_lens_version"``, so it is part of every fingerprint and compared on resume.
     """
 
     config: dict[str, Any]
@@ -81,6 +104,10 @@ class RunHeader:
     shard_index: int = 0
     num_shards: int = 1
     versions: dict[str, str] = field(default_factory=dict)
+    package_version: str = field(default_factory=package_version)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "config", {**self.config, VERSION_KEY: self.package_version})
 
     @property
     def config_fingerprint(self) -> str:
@@ -122,34 +149,140 @@ def describe_difference(old: Any, new: Any, limit: int = 4) -> str:
     return "; ".join(parts) + more
 
 
+class _BadNumber(ValueError):
+    """A JSON number that is not a finite float (``NaN``, ``Infinity``, ``1e999``)."""
+
+
+def _reject_constant(name: str) -> float:
+    raise _BadNumber(name)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _BadNumber(text)
+    return value
+
+
+def _loads(line: bytes) -> Any:
+    """``json.loads`` that refuses non-finite numbers (raises :class:`_BadNumber`)."""
+    return json.loads(line, parse_constant=_reject_constant, parse_float=_finite_float)
+
+
+def _get(record: Mapping[str, Any], dotted: str) -> Any:
+    value: Any = record
+    for part in dotted.split("."):
+        value = value.get(part) if isinstance(value, Mapping) else None
+    return value
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _type_problems(
+    record: Mapping[str, Any], fields: Mapping[str, type | tuple[type, ...]], required: bool
+) -> list[str]:
+    out = []
+    for name, kind in fields.items():
+        value = _get(record, name)
+        if (required or value is not None) and (not isinstance(value, kind) or isinstance(value, bool)):
+            out.append(name)
+    return out
+
+
+def _curve_problems(obj: Any, n_pis: int | None, where: str) -> list[str]:
+    """Values in ``obj`` (a result's ``mean`` or ``steps``) that are not numbers or well-formed π curves."""
+    out: list[str] = []
+    if isinstance(obj, Mapping):
+        for key, value in obj.items():
+            name = f"{where}.{key}"
+            if key.startswith("pi_") and isinstance(value, list):
+                if not all(_is_number(v) for v in value) or (n_pis is not None and len(value) != n_pis):
+                    out.append(f"{name} (a π curve needs one number per π, {n_pis})")
+            else:
+                out += _curve_problems(value, n_pis, name)
+    elif isinstance(obj, list):
+        for i, value in enumerate(obj):
+            out += _curve_problems(value, n_pis, f"{where}[{i}]")
+    return out
+
+
+def _mean_problems(mean: Any, where: str = "mean") -> list[str]:
+    """Leaves of ``mean`` that are not numbers or None (in nested dicts and lists, e.g. per-map values)."""
+    if isinstance(mean, Mapping):
+        return [p for key, value in mean.items() for p in _mean_problems(value, f"{where}.{key}")]
+    if isinstance(mean, list):
+        return [p for i, value in enumerate(mean) for p in _mean_problems(value, f"{where}[{i}]")]
+    return [] if mean is None or _is_number(mean) else [f"{where} ({type(mean).__name__}, not a number)"]
+
+
+def check_record(record: dict[str, Any]) -> list[str]:
+    """What is wrong with one parsed results line (empty: nothing); see the module docstring."""
+    kind = record["kind"]
+    bad = _type_problems(record, _FIELDS[kind], required=True)
+    if bad:
+        return bad
+    if kind == "header":
+        entries = record["methods"].items()
+        bad = [
+            f"methods.{k}" for k, v in entries if not isinstance(v, dict) or not isinstance(v.get("fingerprint"), str)
+        ]
+        return bad + [f"config.{name}" for name in _type_problems(record["config"], _CONFIG_FIELDS, required=True)]
+    bad = _type_problems(record, _RESULT_OPTIONAL, required=False)
+    bad += [f"{k} (a count)" for k, v in record.items() if k.startswith("n_") and not _is_count(v)]
+    if bad:
+        return bad
+    if "index" in record and not _is_count(record["index"]):
+        return ["index (negative)"]
+    pis = record.get("pis")
+    if pis is not None and not (pis and all(_is_number(p) for p in pis)):
+        return ["pis (not a list of numbers)"]
+    if record["status"] == "ok" and (record.get("mean") is None or pis is None):
+        return ["mean and pis (a result with status 'ok' needs both)"]
+    n_pis = None if pis is None else len(pis)
+    return (
+        _mean_problems(record.get("mean"))
+        + _curve_problems(record.get("mean"), n_pis, "mean")
+        + _curve_problems(record.get("steps"), n_pis, "steps")
+    )
+
+
 def parse_lines(data: bytes, path: Path) -> tuple[list[dict[str, Any]], int]:
     """Records of the complete lines of ``data``, and the length of a trailing partial line (0: none).
 
     Raises:
-        InvalidInputError: a complete line is not a JSON object with a ``kind`` (corruption).
+        InvalidInputError: a complete line is not a valid header or result line (see
+            :func:`check_record`), naming ``file:line``.
     """
     end = data.rfind(b"\n") + 1
     records = []
+    hint = "Move the file away or rerun with --overwrite."
     for lineno, line in enumerate(data[:end].split(b"\n")[:-1], start=1):
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = _loads(line)
+        except _BadNumber as exc:
+            raise InvalidInputError(
+                f"{path}:{lineno}: corrupt results line: the number {exc} is not finite (results never hold "
+                f"NaN or infinity). {hint}"
+            ) from None
         except (json.JSONDecodeError, UnicodeDecodeError):
             record = None
         if not isinstance(record, dict) or record.get("kind") not in ("header", "result"):
             raise InvalidInputError(
                 f"{path}:{lineno}: corrupt results line (not an interrupted write, which only affects the last "
-                f"line). Move the file away or rerun with --overwrite."
+                f"line). {hint}"
             )
-        bad = [k for k, kind in _FIELDS[record["kind"]].items() if not isinstance(record.get(k), kind)]
-        if record["kind"] == "header" and not bad:
-            entries = record["methods"].items()
-            bad = [f"methods.{k}" for k, v in entries if not isinstance(v, dict) or "fingerprint" not in v]
+        bad = check_record(record)
         if bad:
             raise InvalidInputError(
-                f"{path}:{lineno}: corrupt {record['kind']} line: missing or invalid {', '.join(bad)}. "
-                "Move the file away or rerun with --overwrite."
+                f"{path}:{lineno}: corrupt {record['kind']} line: missing or invalid {', '.join(bad[:4])}. {hint}"
             )
         records.append(record)
     return records, len(data) - end
@@ -212,25 +345,24 @@ class ResultsFile:
             ) from None
 
     def _prepare(self, mode: OpenMode) -> tuple[set[tuple[str, str]], int, int]:
+        """Check the file's lines against this run, then cut an interrupted last line (never before)."""
         with open(self.path, "rb") as f:
             data = f.read()
         records, partial = parse_lines(data, self.path)
+        headers = [r for r in records if r["kind"] == "header"]
+        results = [r for r in records if r["kind"] == "result"]
+        if results and not headers:
+            raise InvalidInputError(f"{self.path}: results without a header line; move the file away or --overwrite.")
+        if any(h.get("format") != FORMAT for h in headers):
+            raise InvalidInputError(f"{self.path} is not a gradellm-lens evaluation results file.")
+        if headers and mode == "resume":
+            self._check_compatible(headers)
         if partial:
             os.ftruncate(self._fd, len(data) - partial)
             os.fsync(self._fd)
-        headers = [r for r in records if r["kind"] == "header"]
-        results = [r for r in records if r["kind"] == "result"]
         if not headers:
-            if results:
-                raise InvalidInputError(
-                    f"{self.path}: results without a header line; move the file away or --overwrite."
-                )
             self._write(self.header.to_record())
             return set(), partial, 0
-        if any(h.get("format") != FORMAT for h in headers):
-            raise InvalidInputError(f"{self.path} is not a gradellm-lens evaluation results file.")
-        if mode == "resume":
-            self._check_compatible(headers)
         known = {
             label: entry["fingerprint"]
             for h in headers
@@ -252,6 +384,12 @@ class ResultsFile:
             raise InvalidInputError(f"{self.path} holds shard {last.get('shard')}, not {shard}. {hint}")
         same = [h for h in headers if h["config_fingerprint"] == self.header.config_fingerprint]
         if not same:
+            old_version = last["config"].get(VERSION_KEY, "0.1.0 or earlier")
+            if old_version != self.header.package_version:
+                raise InvalidInputError(
+                    f"{self.path} was written by gradellm-lens {old_version}, and this is "
+                    f"{self.header.package_version}: results of two versions may not be comparable. {hint}"
+                )
             difference = describe_difference(last["config"], self.header.config)
             raise InvalidInputError(f"{self.path} was written with different options ({difference}). {hint}")
         for label, config in self.header.methods.items():

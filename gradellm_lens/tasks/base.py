@@ -1,9 +1,11 @@
 """The task interface and registry: a dataset, its prompt template, and what each generated step explains.
 
 A :class:`Task` loads :class:`Example` records (local JSONL or the hub, see :mod:`.data`), turns one
-into a :class:`~gradellm_lens.tasks.prompts.PromptedExample` for a model (template, chat or plain
+into a :class:`~gradellm_lens.tasks.prompts.PromptedExample` for a model (template, plain or chat
 format, user-text token spans, optional token budget on long fields) and judges the model's
-output. Two kinds exist:
+output. Every task defines its user text: the template fields that carry dataset text (the
+review, the question and passage, the story and question, the infobox), so an evaluation can
+perturb that text alone. Two kinds exist:
 
 * ``classification`` (SST-2, IMDB, BoolQ): one greedy step; the explained target is the first
   generated token, whatever it is; accuracy compares the prediction with the gold label word;
@@ -11,25 +13,31 @@ output. Two kinds exist:
   generated step is explained.
 
 Registry: subclasses with a ``name`` register themselves; :func:`list_tasks`, :func:`get_task`
-(the class, with did-you-mean on unknown names) and :func:`make_task` (an instance).
+(the class, with did-you-mean on unknown names) and :func:`make_task` (an instance). Besides the
+five built-in tasks, ``jsonl`` evaluates a JSONL file of your own (:mod:`.jsonl`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from ..encoding import check_text
 from ..errors import InvalidInputError, UnknownTokenWarning, unknown_name_error
 from . import data
-from .prompts import PromptedExample, PromptFormat, encode_with_spans, fill_template, resolve_format, truncate_to_tokens
+from .prompts import PROMPT_FORMATS, PromptedExample, PromptFormat, encode_with_spans, fill_template, truncate_to_tokens
 
 TaskKind = Literal["classification", "generation"]
 Source = Literal["local", "hub"]
 SOURCES: tuple[str, ...] = ("local", "hub")
+LabelMatch = Literal["first_token", "restricted"]
+LABEL_MATCHES: tuple[str, ...] = ("first_token", "restricted")
 
 _REGISTRY: dict[str, type[Task]] = {}
 
@@ -70,7 +78,8 @@ class TaskOptions:
         data_dir: folder of the local JSONL files (default: see :mod:`.data`).
         source: ``"local"`` (default) or ``"hub"`` (``datasets.load_dataset``).
         split: dataset split (default: the task's evaluation split).
-        prompt_format: ``"auto"`` (chat template when the tokenizer has one), ``"chat"`` or ``"plain"``.
+        prompt_format: ``"plain"`` (default: the filled template as it is) or ``"chat"`` (the model's
+            chat template around it); an explicit choice, recorded with the results.
         system: optional system message for the chat template (None: the template's default).
         max_text_tokens: token budget of the task's long field (None: the task default; 0: no limit).
         max_new_tokens: generated tokens per example for generation tasks (classification uses 1).
@@ -81,19 +90,20 @@ class TaskOptions:
     data_dir: str | None = None
     source: Source = "local"
     split: str | None = None
-    prompt_format: PromptFormat = "auto"
+    prompt_format: PromptFormat = "plain"
     system: str | None = None
     max_text_tokens: int | None = None
     max_new_tokens: int = 10
-    label_match: Literal["first_token", "restricted"] = "first_token"
+    label_match: LabelMatch = "first_token"
 
     def __post_init__(self) -> None:
-        if self.source not in SOURCES:
-            raise InvalidInputError(f"source must be 'local' or 'hub', got {self.source!r}.")
-        if self.prompt_format not in ("auto", "chat", "plain"):
-            raise InvalidInputError(f"prompt_format must be auto, chat or plain, got {self.prompt_format!r}.")
-        if self.label_match not in ("first_token", "restricted"):
-            raise InvalidInputError(f"label_match must be 'first_token' or 'restricted', got {self.label_match!r}.")
+        for name, choices in (("source", SOURCES), ("prompt_format", PROMPT_FORMATS), ("label_match", LABEL_MATCHES)):
+            if getattr(self, name) not in choices:
+                raise unknown_name_error(f"{name} option", getattr(self, name), choices)
+        if self.system is not None:
+            if not isinstance(self.system, str):
+                raise InvalidInputError(f"system must be a string (or None), got {type(self.system).__name__}.")
+            check_text(self.system, "the system message")
         for name in ("max_text_tokens", "max_new_tokens"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
@@ -113,6 +123,7 @@ class Task(ABC):
     hub: ClassVar[HubSpec]
     truncate_field: ClassVar[str | None] = None
     default_max_text_tokens: ClassVar[int | None] = None
+    extra_options: ClassVar[tuple[str, ...]] = ()  # constructor options besides TaskOptions (for did-you-mean)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -123,7 +134,7 @@ class Task(ABC):
             _REGISTRY[name] = cls
 
     def __init__(self, **options: Any) -> None:
-        known = {f.name for f in dataclasses.fields(TaskOptions)}
+        known = {f.name for f in dataclasses.fields(TaskOptions)} | set(self.extra_options)
         for key in options:
             if key not in known:
                 raise unknown_name_error(f"option for task {self.name!r}:", key, known)
@@ -147,8 +158,7 @@ class Task(ABC):
             where = f"hub:{self.hub.path}/{self.hub.splits[self.split]}"
             examples = [self._parse_hub_row(row, i, f"{where}#{i}") for i, row in enumerate(rows)]
         else:
-            path = data.resolve_data_file(self.files[self.split], self.options.data_dir)
-            self._data_file = path
+            path = self._data_file = self.data_file()
             examples = [self.parse_record(rec, f"{path}:{line}") for line, rec in data.read_jsonl(path)]
         seen: dict[str, str] = {}
         for ex in examples:
@@ -156,6 +166,10 @@ class Task(ABC):
                 raise InvalidInputError(f"{ex.origin}: duplicate example id {ex.id!r} (first seen at {seen[ex.id]}).")
             seen[ex.id] = ex.origin
         return data.select(examples, n, seed, key=lambda ex: ex.id)
+
+    def data_file(self) -> Path:
+        """The local JSONL file of this task's split (see :func:`.data.resolve_data_file`)."""
+        return data.resolve_data_file(self.files[self.split], self.options.data_dir)
 
     @abstractmethod
     def parse_record(self, record: dict[str, Any], where: str) -> Example:
@@ -180,7 +194,7 @@ class Task(ABC):
                 model.tokenizer, fields[self.truncate_field], self.max_text_tokens
             )
         text, char_spans = fill_template(self.template, fields)
-        fmt = resolve_format(model.tokenizer, self.options.prompt_format)
+        fmt = self.options.prompt_format
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UnknownTokenWarning)
             ids, spans = encode_with_spans(model, text, char_spans, fmt, self.options.system)
@@ -207,7 +221,11 @@ class Task(ABC):
         return {"generated": model.tokenizer.decode(list(generated)), "references": list(example.references)}
 
     def describe(self, model=None) -> dict[str, Any]:
-        """Everything about the task that changes results (recorded in result headers)."""
+        """Everything about the task that changes results (recorded in result headers).
+
+        With ``prompt_format="chat"`` and a ``model``, the sha256 of its tokenizer's chat template
+        is recorded too (``chat_template_sha256``): the template is part of every prompt.
+        """
         options = dataclasses.asdict(self.options)
         options.pop("data_dir")
         out: dict[str, Any] = {
@@ -219,19 +237,20 @@ class Task(ABC):
             "max_text_tokens": self.max_text_tokens,
             "max_new_tokens": self.max_new_tokens,
         }
-        if model is not None:
-            out["prompt_format"] = resolve_format(model.tokenizer, self.options.prompt_format)
+        if model is not None and self.options.prompt_format == "chat":
+            template = getattr(model.tokenizer, "chat_template", None) or ""
+            out["chat_template_sha256"] = hashlib.sha256(str(template).encode("utf-8")).hexdigest()
         if self.options.source == "hub":
             out["data"] = {"hub": self.hub.path, "split": self.hub.splits[self.split]}
         else:
-            path = self._data_file or data.resolve_data_file(self.files[self.split], self.options.data_dir)
+            path = self._data_file or self.data_file()
             out["data"] = {"file": path.name, "sha256": data.file_sha256(path)}
         return out
 
 
 def list_tasks() -> list[str]:
     """Names of the registered tasks."""
-    from . import classification, generation  # noqa: F401  (registers the built-in tasks)
+    from . import classification, generation, jsonl  # noqa: F401  (registers the built-in tasks)
 
     return sorted(_REGISTRY)
 

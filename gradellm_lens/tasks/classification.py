@@ -1,6 +1,7 @@
-"""Classification tasks: SST-2, IMDB and BoolQ (method-spec section 4).
+"""Classification tasks: SST-2 (Socher et al., 2013), IMDB (Maas et al., 2011) and BoolQ (Clark et al., 2019).
 
-The explained target is the **first generated token** (greedy over the full vocabulary), whatever
+The classification datasets of the Grad-ELLM paper (arXiv 2601.03089), evaluated with the Soft-NS /
+Soft-NC protocol of Zhao & Aletras (2023); the zero-shot prompts below are this package's. The explained target is the **first generated token** (greedy over the full vocabulary), whatever
 it is. Accuracy compares the model's answer with the gold label word:
 
 * ``label_match="first_token"`` (default): the greedy first token, stripped and lower-cased, must be
@@ -8,6 +9,12 @@ it is. Accuracy compares the model's answer with the gold label word:
   mean *positive*; ``"The"`` means no label and counts as wrong);
 * ``label_match="restricted"``: the label whose surface forms (``" w"``, ``"w"``, ``" W"``, ``"W"``;
   first token of each, ids shared between labels dropped) have the highest logit.
+
+What :meth:`ClassificationTask.judge` records per example: ``first_token`` (its text),
+``first_token_label`` (the label it names, or None), ``predicted`` (the label counted for accuracy
+under ``label_match``, or None when the first token names none), ``gold``, ``correct`` and
+``label_match``. ``predicted`` over a run gives the share of each predicted label, ``gold`` the
+majority-class rate.
 
 Prompts (zero-shot, an answer cue at the end):
 
@@ -92,11 +99,15 @@ class ClassificationTask(Task):
         return {
             **super().judge(model, prompted, example, generated),
             "first_token": first,
-            "gold": self.label_words[example.label].strip(),
-            "predicted": None if predicted is None else self.label_words[predicted].strip(),
+            "first_token_label": self._label_name(self.match_token(first)),
+            "gold": self._label_name(example.label),
+            "predicted": self._label_name(predicted),
             "correct": predicted == example.label,
             "label_match": self.options.label_match,
         }
+
+    def _label_name(self, index: int | None) -> str | None:
+        return None if index is None else self.label_words[index].strip()
 
     def describe(self, model=None) -> dict[str, Any]:
         return {**super().describe(model), "label_words": list(self.label_words)}

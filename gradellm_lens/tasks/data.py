@@ -7,7 +7,8 @@ Local files are looked up in the first of these that is given:
 3. ``<repository>/../shared/data`` (the layout of this project's checkout).
 
 Every record is read with its 1-based line number, so a malformed line is reported as
-``file:line``. Sampling is deterministic and independent of the file order: examples are sorted by
+``file:line``; so is a string that is not valid Unicode (a lone surrogate such as JSON's
+``"\\ud800"``), at load time, before anything is evaluated. Sampling is deterministic and independent of the file order: examples are sorted by
 ``sha256(id)`` (the order ``shared/data/README.md`` uses; ``seed=0``) or by
 ``sha256(f"{seed}:{id}")`` for any other seed, and the first ``n`` are kept. Growing ``n`` therefore
 only appends examples, which is what lets a finished run be extended without recomputing it.
@@ -22,6 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..encoding import check_text
 from ..errors import InvalidInputError, MissingPackageError
 
 DATA_ENV = "GRADELLM_LENS_DATA"
@@ -70,10 +72,41 @@ def read_jsonl(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
             raise InvalidInputError(f"{path}:{lineno}: not valid JSON ({exc.msg} at column {exc.colno}).") from None
         if not isinstance(record, dict):
             raise InvalidInputError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}.")
+        check_strings(record, f"{path}:{lineno}")
         records.append((lineno, record))
     if not records:
         raise InvalidInputError(f"Data file {path} has no records.")
     return records
+
+
+def check_strings(record: dict[str, Any], where: str) -> None:
+    """Refuse a record holding text that is not valid Unicode, naming ``where`` and the field.
+
+    JSON escapes can spell lone surrogates (``"\\ud800"``), which no tokenizer accepts; one UTF-8
+    encode of the whole record finds them, :func:`~gradellm_lens.encoding.check_text` names them.
+    """
+    try:
+        json.dumps(record, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        pass
+    else:
+        return
+    stack: list[tuple[str, Any]] = [("", record)]
+    while stack:
+        name, value = stack.pop()
+        texts: list[tuple[str, str]] = []
+        if isinstance(value, str):
+            texts.append((f"field {name!r}", value))
+        elif isinstance(value, dict):
+            texts.extend((f"a field name in {name!r}" if name else "a field name", key) for key in value)
+            stack.extend((f"{name}.{key}" if name else key, item) for key, item in value.items())
+        elif isinstance(value, list):
+            stack.extend((f"{name}[{i}]", item) for i, item in enumerate(value))
+        for what, text in texts:
+            try:
+                check_text(text, what)
+            except InvalidInputError as exc:
+                raise InvalidInputError(f"{where}: {exc}") from None
 
 
 def field(record: dict[str, Any], name: str, kind: type | tuple[type, ...], where: str) -> Any:

@@ -1,9 +1,10 @@
-"""Open-generation tasks: TellMeWhy and WikiBio (method-spec sections 3.2 and 4).
+"""Open-generation tasks: TellMeWhy (Lal et al., 2021) and WikiBio (Lebret et al., 2016).
 
-The model decodes greedily for ``max_new_tokens`` tokens (default 10, the ReAGent convention;
-decoding stops early after an end-of-sequence token) and **every generated step** is explained over
-its whole prefix (prompt plus earlier generated tokens). No accuracy is computed; the generated
-text and the gold references are recorded.
+The generation datasets of the Grad-ELLM paper (arXiv 2601.03089), in the step-wise set-up of
+ReAGent (Zhao & Shan, 2024): the model decodes greedily for ``max_new_tokens`` tokens (default 10,
+the ReAGent convention; decoding stops early after an end-of-sequence token) and **every generated
+step** is explained over its whole prefix (prompt plus earlier generated tokens). No accuracy is
+computed; the generated text and the gold references are recorded.
 
 Prompts:
 

@@ -10,9 +10,10 @@ character spans to token spans through the tokenizer's offset mapping. The token
 lie outside every span, so a "user text only" perturbation mask leaves them intact. A token that
 straddles a span boundary counts as user text.
 
-Prompt formats: ``"chat"`` (the model's chat template, the default for instruct models),
-``"plain"`` (the bare text), ``"auto"`` (chat when the tokenizer has a chat template, else plain).
-The resolved format is recorded with every result.
+Prompt formats are an explicit choice, recorded with every result: ``"plain"`` (the default: the
+filled template as it is) or ``"chat"`` (the model's chat template around it). There is no automatic
+choice, because the two can change what a model depends on: a small instruct model in its chat
+template may answer from the scaffolding rather than from the dataset text.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from ..encoding import chat_messages, encode_prompt
 from ..errors import InvalidInputError
 from ..typing import PositionMask, TokenIds
 
-PromptFormat = Literal["auto", "chat", "plain"]
-PROMPT_FORMATS: tuple[str, ...] = ("auto", "chat", "plain")
+PromptFormat = Literal["plain", "chat"]
+PROMPT_FORMATS: tuple[str, ...] = ("plain", "chat")
 Span = tuple[int, int]
 
 
@@ -42,7 +43,7 @@ class PromptedExample:
         text: the filled template (the user message).
         token_ids: ``[pos]`` prompt token ids, as the model sees them.
         user_spans: ``[start, end)`` token spans of the dataset text (one per template field).
-        prompt_format: ``"chat"`` or ``"plain"`` (resolved).
+        prompt_format: ``"plain"`` or ``"chat"``.
         truncated: whether a field was cut to the task's token budget.
     """
 
@@ -71,17 +72,37 @@ class PromptedExample:
         return mask
 
 
-def resolve_format(tokenizer, prompt_format: PromptFormat) -> Literal["chat", "plain"]:
-    """``"auto"`` -> ``"chat"`` when the tokenizer has a chat template, else ``"plain"``."""
-    if prompt_format not in PROMPT_FORMATS:
-        raise InvalidInputError(f"prompt_format must be one of {', '.join(PROMPT_FORMATS)}, got {prompt_format!r}.")
-    if prompt_format == "auto":
-        return "chat" if getattr(tokenizer, "chat_template", None) else "plain"
-    return prompt_format
+def template_fields(template: str) -> list[str]:
+    """The field names a template uses, in order; a template ``str.format`` would misread is refused.
+
+    Literal braces are written ``{{`` and ``}}``. Positional (``{}``), indexed (``{a[0]}``),
+    attribute (``{a.b}``), converted (``{a!r}``), formatted (``{a:>5}``) and repeated fields are
+    refused: each field is replaced by its text exactly once, so that its character span is known.
+    """
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise InvalidInputError(
+            f"The prompt template {template!r} is malformed ({exc}); write literal braces as {{{{ and }}}}."
+        ) from None
+    names = []
+    for _literal, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        if not name.isidentifier() or spec or conversion:
+            raise InvalidInputError(
+                f"The prompt template {template!r} has the placeholder {{{name}{'!' + conversion if conversion else ''}"
+                f"{':' + spec if spec else ''}}}; use plain {{field}} placeholders (literal braces: {{{{ and }}}})."
+            )
+        if name in names:
+            raise InvalidInputError(f"The prompt template {template!r} uses {{{name}}} twice; use each field once.")
+        names.append(name)
+    return names
 
 
 def fill_template(template: str, fields: Mapping[str, Any]) -> tuple[str, dict[str, Span]]:
     """``template.format(**fields)`` and the character span of each field in the result."""
+    template_fields(template)
     parts: list[str] = []
     spans: dict[str, Span] = {}
     pos = 0
@@ -120,11 +141,16 @@ def truncate_to_tokens(tokenizer, text: str, max_tokens: int | None) -> tuple[st
 
 
 def encode_with_spans(
-    model, text: str, char_spans: Mapping[str, Span], prompt_format: Literal["chat", "plain"], system: str | None = None
+    model, text: str, char_spans: Mapping[str, Span], prompt_format: PromptFormat, system: str | None = None
 ) -> tuple[TokenIds, tuple[Span, ...]]:
     """Token ids of ``text`` (as ``encode_prompt`` makes them) and the token span of each char span."""
     tokenizer = model.tokenizer
     chat = prompt_format == "chat"
+    if chat and not getattr(tokenizer, "chat_template", None):
+        raise InvalidInputError(
+            "prompt_format='chat' needs a chat template, and this model's tokenizer has none; "
+            "use prompt_format='plain' (--prompt-format plain)."
+        )
     ids = encode_prompt(model, text, chat_template=chat, system=system)
     rendered = (
         tokenizer.apply_chat_template(chat_messages(text, system), add_generation_prompt=True, tokenize=False)
