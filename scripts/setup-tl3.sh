@@ -8,7 +8,7 @@ PY=${PYTHON:-python3}
 VENV=${VENV_TL3:-.venv-tl3}
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 stamp="$VENV/.gradellm-installed"
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ "$0" -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ scripts/setup-tl3.sh -nt "$stamp" ]; then
     "$VENV/bin/python" -m pip install -q --upgrade pip
     "$VENV/bin/python" -m pip install -q "torch==${TORCH_VERSION:-2.13.0}" "transformer-lens==3.9.0" \
         "transformers>=5.9,<6" -e ".[test-tl3]"

@@ -272,3 +272,17 @@ def test_load_model_without_a_bridge_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "transformer_lens.model_bridge", None)  # import now raises ImportError
     with pytest.raises(MissingPackageError, match=r"needs transformer-lens>=3\.9 .*pip install 'transformer-lens>=4\.3,<5'"):
         load_model("tiny-llama", device="cpu")
+
+
+def test_package_imports_without_transformerlens_bridge():
+    """Only load_model needs TransformerBridge: the package and its layers import without it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['transformer_lens.model_bridge'] = None\n"
+        "import gradellm_lens, gradellm_lens.methods, gradellm_lens.metrics, gradellm_lens.analysis, gradellm_lens.viz\n"
+        "import gradellm_lens.evaluation, gradellm_lens.cli.main\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
