@@ -102,6 +102,7 @@ def test_smollm2_loads_offline_and_caches(smollm2_dir, monkeypatch):
     import time
 
     assert (smollm2_dir / "model.safetensors").is_file()
+    assert "quantization_config" not in (smollm2_dir / "config.json").read_text()  # the weights are float32
     # a second load must come from the safetensors cache, never from the GGUF file
     import transformers
 
@@ -238,3 +239,54 @@ def test_qwen_05b_loads_and_says_paris():
         reference = hf.eval()(ids).logits
     assert model.tokenizer.decode(logits[0, -1].argmax()) == " Paris"
     torch.testing.assert_close(logits, reference, atol=1e-4, rtol=1e-4)
+
+
+def test_probe_works_with_frozen_parameters_and_leaves_grads_alone(tiny_hf, tiny_tokenizer):
+    import copy
+
+    from gradellm_lens.models.capabilities import probe
+
+    model = load_model(copy.deepcopy(tiny_hf), tokenizer=tiny_tokenizer, device="cpu")
+    params = list(model.parameters())
+    params[0].grad = torch.ones_like(params[0])
+    for param in params:
+        param.requires_grad_(False)
+    assert probe(model).gradients_supported
+    assert torch.equal(params[0].grad, torch.ones_like(params[0])) and all(p.grad is None for p in params[1:])
+
+
+def test_adapter_facts_of_a_bridge(tiny_model):
+    info = model_info(tiny_model)
+    assert (info.model_class, info.weight_processing, info.supports_attn_result) == ("TransformerBridge", (), True)
+
+
+@pytest.mark.parametrize("bad", [None, "tiny-llama", torch.nn.Linear(2, 2)])
+def test_anything_but_a_transformerlens_model_is_refused(bad):
+    with pytest.raises(
+        InvalidInputError, match="Expected a TransformerBridge .*or a TransformerLens 3.x HookedTransformer"
+    ):
+        model_info(bad)
+
+
+def test_load_model_without_a_bridge_says_what_to_install(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "transformer_lens.model_bridge", None)  # import now raises ImportError
+    with pytest.raises(
+        MissingPackageError, match=r"needs transformer-lens>=3\.9 .*pip install 'transformer-lens>=4\.3,<5'"
+    ):
+        load_model("tiny-llama", device="cpu")
+
+
+def test_package_imports_without_transformerlens_bridge():
+    """Only load_model needs TransformerBridge: the package and its layers import without it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['transformer_lens.model_bridge'] = None\n"
+        "import gradellm_lens, gradellm_lens.methods, gradellm_lens.metrics, gradellm_lens.analysis, gradellm_lens.viz\n"
+        "import gradellm_lens.evaluation, gradellm_lens.cli.main\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -5,6 +5,8 @@ Pythia, Phi-3) and fires ``hook_z`` / ``hook_pattern`` on the live computation. 
 GPT-J, GPT-Neo) it delegates attention to Hugging Face and fires those hooks after the fact, so the
 hooked tensors are not part of the autograd graph and every gradient method built on them would
 silently return zeros. The probe runs a 3-token forward and backward and records what works.
+The model may be a ``TransformerBridge`` or a TransformerLens 3.x ``HookedTransformer``
+(:mod:`.adapter` says which, and answers everything that differs between them).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import InvalidInputError, UnsupportedModelError
+from ..errors import UnsupportedModelError
+from . import adapter
 
 SUPPORTED_FAMILIES = "Llama, Mistral, Qwen2/Qwen3, Gemma 2/3, Phi-3, GPT-2 and GPT-NeoX/Pythia"
 
@@ -26,16 +29,21 @@ class ModelInfo:
     Attributes:
         name: model name as given to the loader (built-in name, hub id, path or class name).
         architecture: HF architecture class name (``config.architectures[0]``).
-        attention_class: class name of the bridge's attention component.
+        attention_class: class name of the model's attention component.
+        model_class: ``"TransformerBridge"`` or ``"HookedTransformer"``.
+        weight_processing: TransformerLens weight processing applied (``"fold_ln"``,
+            ``"center_unembed"``, ``"compatibility_mode"``); empty for the checkpoint's own numerics.
         n_layers, n_heads, n_kv_heads, d_head, d_model, n_ctx, d_vocab: shape facts.
         grad_at_z: gradients reach ``blocks.L.attn.hook_z``.
         grad_at_pattern: gradients reach ``blocks.L.attn.hook_pattern``.
-        supports_attn_result: the bridge can emit ``hook_result`` (per-head outputs).
+        supports_attn_result: the model can emit ``hook_result`` (per-head outputs).
     """
 
     name: str
     architecture: str
     attention_class: str
+    model_class: adapter.ModelClass
+    weight_processing: tuple[str, ...]
     n_layers: int
     n_heads: int
     n_kv_heads: int
@@ -55,46 +63,41 @@ class ModelInfo:
 _INFO: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _architecture(model) -> str:
-    config = getattr(model, "original_model", None)
-    config = getattr(config, "config", None)
-    archs = getattr(config, "architectures", None) or [type(getattr(model, "original_model", model)).__name__]
-    return str(archs[0])
-
-
 def probe(model, name: str | None = None) -> ModelInfo:
-    """Run the capability probe on a booted ``TransformerBridge``.
+    """Run the capability probe on a ``TransformerBridge`` or ``HookedTransformer``.
 
-    Backward hooks (TransformerLens' own gradient mechanism) are registered on layer 0's
-    ``attn.hook_z`` and ``attn.hook_pattern``; a 3-token forward and a backward of the summed last
-    logits must fire both with finite gradients. Existing parameter ``.grad`` tensors are restored
-    untouched afterwards (the backward runs on cleared buffers, so nothing accumulates into them).
+    Backward hooks (TransformerLens' own gradient mechanism, which fires only where the hook
+    point's output feeds the computation) are registered on layer 0's ``attn.hook_z`` and
+    ``attn.hook_pattern``; the gradient of the summed last logits of a 3-token forward with respect
+    to the embeddings (made a leaf tensor by a forward hook on ``hook_embed``) must pass both with
+    finite values. ``torch.autograd.grad`` with respect to that leaf computes no parameter gradients,
+    so ``.grad`` buffers are never touched and the probe costs a forward and half a backward.
     """
     cfg = model.cfg
     names = ["blocks.0.attn.hook_z", "blocks.0.attn.hook_pattern"]
     device = next(model.parameters()).device
     tokens = torch.tensor([[1, 2, 3]], device=device) % cfg.d_vocab
     seen: dict[str, bool] = {}
+    embedded: list[torch.Tensor] = []
 
     def record(grad, hook, name):
         seen[name] = grad is not None and bool(torch.isfinite(grad).all())
 
+    def leaf(tensor, hook):  # a fresh leaf: works with frozen parameters too
+        embedded.append(tensor.detach().requires_grad_(True))
+        return embedded[-1]
+
     bwd = [(n, lambda g, hook, n=n: record(g, hook, n)) for n in names]
-    grads_before = [p.grad for p in model.parameters()]
-    for param in model.parameters():  # backward would accumulate into (and so change) existing grads
-        param.grad = None
-    try:
-        with torch.enable_grad(), model.hooks(bwd_hooks=bwd):
-            model(tokens)[0, -1].sum().backward()
-    finally:
-        for param, grad in zip(model.parameters(), grads_before):
-            param.grad = grad
-    attn = model.blocks[0].attn
+    with torch.enable_grad(), model.hooks(fwd_hooks=[("hook_embed", leaf)], bwd_hooks=bwd):
+        objective = model(tokens)[0, -1].sum()
+        torch.autograd.grad(objective, embedded)
     n_kv = getattr(cfg, "n_key_value_heads", None) or cfg.n_heads
     return ModelInfo(
         name=name or str(getattr(cfg, "model_name", type(model).__name__)),
-        architecture=_architecture(model),
-        attention_class=type(attn).__name__,
+        architecture=adapter.architecture(model),
+        attention_class=adapter.attention_class(model),
+        model_class=adapter.model_class(model),
+        weight_processing=adapter.weight_processing(model),
         n_layers=int(cfg.n_layers),
         n_heads=int(cfg.n_heads),
         n_kv_heads=int(n_kv),
@@ -104,7 +107,7 @@ def probe(model, name: str | None = None) -> ModelInfo:
         d_vocab=int(cfg.d_vocab),
         grad_at_z=seen.get(names[0], False),
         grad_at_pattern=seen.get(names[1], False),
-        supports_attn_result=bool(getattr(attn, "supports_attn_result", False)),
+        supports_attn_result=adapter.supports_attn_result(model),
     )
 
 
@@ -112,19 +115,13 @@ def model_info(model, name: str | None = None, *, require_gradients: bool = True
     """Cached :func:`probe` result for ``model``; raise if gradients do not reach attention hooks.
 
     Raises:
-        InvalidInputError: ``model`` is not a TransformerBridge (a name, an unbooted HF model, None).
+        InvalidInputError: ``model`` is not a ``TransformerBridge`` or ``HookedTransformer`` (a name,
+            an unbooted HF model, None), or has no tokenizer.
         UnsupportedModelError: gradients do not reach the attention hooks (``require_gradients``).
     """
-    if not (hasattr(model, "hooks") and hasattr(model, "cfg") and hasattr(model, "tokenizer")):
-        hint = f"load_model({model!r})" if isinstance(model, str) else "load_model(...)"
-        if isinstance(model, torch.nn.Module):
-            hint = "load_model(hf_model, tokenizer=tokenizer) (a transformers model is booted in place)"
-        raise InvalidInputError(
-            f"Expected a TransformerBridge from gradellm_lens.load_model, got {type(model).__name__}; "
-            f"load it first with {hint}."
-        )
-    info = _INFO.get(model)
+    info = _INFO.get(model) if isinstance(model, torch.nn.Module) else None
     if info is None:
+        adapter.model_class(model)  # raises for anything that is not an accepted model
         info = probe(model, name)
         _INFO[model] = info
     if require_gradients and not info.gradients_supported:

@@ -38,9 +38,12 @@ def default_cache_dir() -> Path:
     return Path(base).expanduser() / "gradellm-lens"
 
 
+CACHE_FORMAT = 2  # 2: config.json without the GGUF quantization_config (the weights are float32)
+
+
 def _files_digest(paths: list[Path]) -> str:
-    """Short key of the files' identities (path, size, mtime): changes when any file is replaced."""
-    keys = []
+    """Short key of the files' identities (path, size, mtime) and the cache format: changes when any file is replaced."""
+    keys = [f"format {CACHE_FORMAT}"]
     for path in paths:
         stat = path.stat()
         keys.append(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}")
@@ -103,6 +106,9 @@ def _dequantise(spec: GGUFModelSpec, gguf_path: Path, root: Path, target: Path) 
     tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
     model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
     model.config.architectures = [spec.architecture]
+    # the saved weights are dequantised: a kept quantization_config would make every later load a "GGUF" model
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
     staging = Path(tempfile.mkdtemp(prefix=f".{spec.name}-", dir=root))
     try:
         model.config.save_pretrained(staging)

@@ -12,6 +12,9 @@ Resolution order for a string ``model``:
 An already-loaded ``transformers`` model is booted directly. Note that TransformerLens converts
 the HF model **in place** (it swaps attention modules for bridge components), so pass a copy if
 you need the original afterwards.
+
+A TransformerLens 3.x ``HookedTransformer`` needs no loading here: pass it to any function as it
+is (:mod:`.adapter`).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import InvalidInputError, did_you_mean, unknown_name_error
+from ..errors import InvalidInputError, MissingPackageError, did_you_mean, unknown_name_error
 from .capabilities import model_info
 from .catalog import GGUF_MODELS, TINY_MODEL, builtin_model_names
 from .gguf import cached_checkpoint, default_cache_dir
@@ -72,6 +75,25 @@ def _reloadable_tokenizer(tokenizer):
     directory = Path(tempfile.mkdtemp(prefix="gradellm-tokenizer-"))
     tokenizer.save_pretrained(directory)
     return AutoTokenizer.from_pretrained(directory)
+
+
+def _transformer_bridge():
+    """``TransformerBridge``, imported only here; a TransformerLens without it gets a clear error."""
+    try:
+        from transformer_lens.model_bridge import TransformerBridge
+    except ImportError as exc:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            installed = f"transformer-lens {version('transformer-lens')} is installed"
+        except PackageNotFoundError:
+            installed = "transformer-lens is not installed"
+        raise MissingPackageError(
+            f"load_model boots a TransformerLens TransformerBridge, which needs transformer-lens>=3.9 "
+            f"({installed}; {type(exc).__name__}: {exc}). Install it with: pip install 'transformer-lens>=4.3,<5'. "
+            "A HookedTransformer you built yourself can be passed to every gradellm-lens function directly."
+        ) from None
+    return TransformerBridge
 
 
 def _load_hf(source: str):
@@ -138,6 +160,9 @@ def load_model(
 ):
     """Load ``model`` and return a probed ``transformer_lens.model_bridge.TransformerBridge``.
 
+    Every function of gradellm-lens also accepts a TransformerLens 3.x ``HookedTransformer``
+    directly (with its tokenizer); ``load_model`` is only needed for a bridge.
+
     Args:
         model: a built-in name (see :func:`~.catalog.builtin_model_names`), a
             hub id, a local HF directory, or a loaded ``transformers`` causal LM (converted in place).
@@ -150,8 +175,7 @@ def load_model(
         require_gradients: raise :class:`~gradellm_lens.errors.UnsupportedModelError` when the
             capability probe finds that gradients do not reach the attention hooks.
     """
-    from transformer_lens.model_bridge import TransformerBridge
-
+    bridge_class = _transformer_bridge()
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype)
     hf_model, tok, name, boot_name = _resolve(model, tokenizer, cache_dir)
@@ -161,7 +185,7 @@ def load_model(
     if torch_dtype is not None:
         hf_model = hf_model.to(torch_dtype)
     hf_model = hf_model.to(torch_device).eval()
-    bridge = TransformerBridge.boot_transformers(
+    bridge = bridge_class.boot_transformers(
         boot_name,
         hf_model=hf_model,
         tokenizer=_reloadable_tokenizer(tok),
