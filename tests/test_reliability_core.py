@@ -54,7 +54,7 @@ def test_special_token_text_is_tokenized_as_special_tokens_and_attributed(tiny_m
     result = gl.explain(tiny_model, "<s></s>", max_new_tokens=2)
     assert result.tokens[: result.prompt_length] == ("<s>", "<s>", "</s>")  # BOS + the two specials
     assert _finite_in_prefix(result)
-    chat = gl.explain(tiny_model, "<s></s>", chat_template=True, target="yes")
+    chat = gl.explain(tiny_model, "<s></s>", prompt_format="chat", target="yes")
     assert chat.n_steps == 1 and _finite_in_prefix(chat)
 
 
@@ -100,7 +100,7 @@ def test_generation_stops_at_the_context_with_a_warning(tiny_model):
         (torch.tensor([True, False]), "must hold integer token ids"),
         (torch.ones(2, 3, dtype=torch.long), r"shape \(2, 3\) \(pass a list of prompts for a batch\)"),
         (None, "The prompt must be text or token ids, got NoneType"),
-        ([[1, 2], [3, 10**6]], "Prompt 1 of 2: The prompt has token id 1000000"),
+        ([[1, 2], [3, 10**6]], "Prompt 2 of 2: The prompt has token id 1000000"),
         (5, "The prompt must be text or token ids, got int"),
         (torch.tensor(5), r"1-D sequence of token ids, got shape \(\)"),
         ([], "The list of prompts is empty"),
@@ -135,7 +135,7 @@ def test_batch_of_mixed_lengths_equals_one_by_one(tiny_model, tiny_ids):
 
 @pytest.mark.parametrize(
     "bad_index,bad,match",
-    [(1, "", "Prompt 1 of 3: The prompt is empty"), (2, "the " * 200, "Prompt 2 of 3: The prompt has 201 tokens")],
+    [(1, "", "Prompt 2 of 3: The prompt is empty"), (2, "the " * 200, "Prompt 3 of 3: The prompt has 201 tokens")],
 )
 def test_batch_validates_every_prompt_before_any_work(tiny_model, monkeypatch, bad_index, bad, match):
     """Documented: all prompts are checked first; the error names the bad one; nothing was generated."""
@@ -153,7 +153,7 @@ def test_batch_validates_every_prompt_before_any_work(tiny_model, monkeypatch, b
 
 def test_batch_error_during_computation_names_the_prompt(tiny_model):
     with tiny_model.hooks(fwd_hooks=[("blocks.0.hook_resid_post", nan_at(slice(None)))]):
-        with pytest.raises(NumericalError, match="Prompt 0 of 2: .*NaN/inf logits"):
+        with pytest.raises(NumericalError, match="Prompt 1 of 2: .*NaN/inf logits"):
             gl.explain(tiny_model, ["the cat", "the dog"], max_new_tokens=1)
 
 
@@ -205,7 +205,9 @@ def test_unknown_names_and_wrong_objects(tiny_model, call, match):
         (dict(target=1.5), "target token id must be a non-negative integer, got 1.5"),
         (dict(continuation=""), "forced continuation '' encodes to no tokens"),
         (dict(continuation=[1, 10**6]), "forced continuation has token id 1000000"),
-        (dict(chat_template=True, system=None, max_new_tokens="3"), "max_new_tokens must be an integer"),
+        (dict(prompt_format="chat", system=None, max_new_tokens="3"), "max_new_tokens must be an integer"),
+        (dict(prompt_format="chta"), "Did you mean 'chat'"),
+        (dict(chat_template=True), "chat_template= is now prompt_format="),
     ],
 )
 def test_inconsistent_options(tiny_model, kwargs, match):
@@ -308,40 +310,23 @@ def test_load_rejects_bad_files(saved, tmp_path):
         tmp_path / "missing.npz": "No attribution file at",
         tmp_path: "No attribution file at",
         tmp_path / "garbage.npz": r"not an \.npz archive",
-        tmp_path / "text.npz": "'meta is not a file in the archive'",
+        tmp_path / "text.npz": "meta is not a file in the archive",
         _write_npz(tmp_path / "nometa.npz", arrays, meta=None): "meta is not a file",
-        _write_npz(tmp_path / "badjson.npz", arrays, meta=np.asarray("{not json")): "not a gradellm-lens attribution",
+        _write_npz(tmp_path / "badjson.npz", arrays, meta=np.asarray("{not json")): "meta is not JSON",
         _write_npz(tmp_path / "list.npz", arrays, meta=np.asarray("[1, 2]")): "format version None",
         _write_npz(tmp_path / "v9.npz", arrays, meta=_meta(arrays, format_version=9)): "format version 9, expected 1",
         _write_npz(tmp_path / "notokens.npz", arrays, meta=np.asarray('{"format_version": 1}')): "missing field 'tok",
         _write_npz(tmp_path / "noscores.npz", arrays, scores=None): "scores",
-        _write_npz(tmp_path / "shape.npz", arrays, scores=arrays["scores"][:, :-1]): "tokens but scores cover",
-        _write_npz(tmp_path / "1d.npz", arrays, scores=arrays["scores"][0]): r"scores must be \[step, pos\]",
-        _write_npz(tmp_path / "steps.npz", arrays, step_positions=arrays["step_positions"][:1]): "step_positions has 1",
+        _write_npz(tmp_path / "shape.npz", arrays, scores=arrays["scores"][:, :-1]): r"scores: shape \(\d+, \d+\), expected",
+        _write_npz(tmp_path / "1d.npz", arrays, scores=arrays["scores"][0]): "scores: expected a 2-D float array, got 1-D",
+        _write_npz(tmp_path / "steps.npz", arrays, step_positions=arrays["step_positions"][:1]): r"step_positions: shape \(1,\), expected",
         _write_npz(tmp_path / "pos.npz", arrays, step_positions=arrays["step_positions"] + 50): "outside the sequence",
     }
     for path, match in cases.items():
         with pytest.raises(InvalidInputError, match=match):
             AttributionResult.load(path)
-    with pytest.raises(NumericalError, match="step 0 contain NaN/inf inside the attributed prefix"):
+    with pytest.raises(InvalidInputError, match="scores of step 0 contain NaN/inf inside the attributed prefix"):
         AttributionResult.load(_write_npz(tmp_path / "nan.npz", arrays, scores=scores))
-
-
-def test_interrupted_save_leaves_previous_file_intact(saved, tmp_path, monkeypatch):
-    result, _, _ = saved
-    path = result.save(tmp_path / "r.npz")
-    before = path.read_bytes()
-
-    def interrupted(file, **arrays):
-        with open(file, "wb") as fh:
-            fh.write(b"half-written")
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(np, "savez_compressed", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        result.save(path)
-    assert path.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.npz"]
 
 
 def test_results_never_hold_nan_inside_a_prefix(saved):
@@ -350,7 +335,7 @@ def test_results_never_hold_nan_inside_a_prefix(saved):
     scores[1, 2] = float("inf")
     with pytest.raises(NumericalError, match="step 1"):
         result.with_scores(scores)
-    with pytest.raises(NumericalError, match="explained logit of step 0 is not finite"):
+    with pytest.raises(NumericalError, match=r"explained logit \(target_logits\) of step 0 is not finite"):
         result.with_scores(result.scores, target_logits=(float("nan"),) * result.n_steps)
     padded = result.scores.clone()
     padded[0, -1] = float("nan")  # after step 0's prefix: the padding convention, fine
@@ -594,7 +579,7 @@ def test_smollm2_special_tokens_and_control_characters(smollm2):
         warnings.simplefilter("error", UserWarning)  # no unknown-token warning on byte-level BPE
         warnings.simplefilter("ignore", FlatAttributionWarning)
         prompts = ["hi \x00 \x1b[31m 😀 שלום", "<|im_start|>"]
-        hostile = gl.explain(smollm2, prompts, max_new_tokens=2, chat_template=True)
+        hostile = gl.explain(smollm2, prompts, max_new_tokens=2, prompt_format="chat")
     assert all(_finite_in_prefix(r) for r in hostile)
 
 
