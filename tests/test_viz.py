@@ -29,7 +29,7 @@ from gradellm_lens.viz import (
 )
 from gradellm_lens.viz.offline import bundle_js, props_json
 from gradellm_lens.viz.plots import figure_data_uri
-from gradellm_lens.viz.tokens import decode_tokens, display_token
+from gradellm_lens.tokens import decode_tokens, display_token
 from gradellm_lens.viz.views import finite
 
 NAN = float("nan")
