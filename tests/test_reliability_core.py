@@ -1,4 +1,4 @@
-"""Hostile inputs and numerical safety for the core API (issue 8, phase 1).
+"""Hostile inputs and numerical safety for the core API.
 
 Every public entry point of the core (``load_model``, ``encode_prompt``, ``explain``, methods and
 their registry, ``Target``/``Step``, ``AttributionResult``, the ``explain``/``demo`` commands) is fed
@@ -8,6 +8,7 @@ names the problem -- never a deep torch error, never NaN where numbers are expec
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import subprocess
@@ -464,7 +465,7 @@ def test_half_precision_keeps_float32_scores(tiny_hf, tiny_tokenizer, tiny_ids, 
 
 
 def _cli(capsys, *argv):
-    code = main(list(argv))
+    code = main([str(a) for a in argv])
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -567,6 +568,150 @@ def test_warnings_do_not_leak_from_cli(capsys):
     before = warnings.showwarning
     _cli(capsys, "explain", "", "--model", "tiny-llama")
     assert warnings.showwarning is before
+
+
+def test_cli_version(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"gradellm-lens {gl.__version__}"
+
+
+@pytest.mark.parametrize("command", ["explain", "demo", "methods", "study"])
+def test_cli_every_option_has_help_showing_its_default(command):
+    from gradellm_lens.cli.main import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    text = " ".join(sub.format_help().split())
+    for action in sub._actions:
+        assert action.help, f"{command} {action.option_strings or action.dest} has no help"
+        default = action.default
+        if action.option_strings and default not in (None, False, argparse.SUPPRESS):
+            assert f"default: {default}" in text, f"{command} {action.option_strings[0]} does not show its default"
+    assert "(default: 10)" in " ".join(build_parser().parse_args(["explain", "x"])._parser.format_help().split())
+
+
+def test_cli_debug_is_accepted_after_the_command(capsys):
+    with pytest.raises(LensError, match="The prompt is empty"):
+        main(["explain", " ", "--model", "tiny-llama", "--debug"])
+    code, _, err = _cli(capsys, "explain", " ", "--model", "tiny-llama")  # and is off by default
+    assert code == 2 and "Traceback" not in err
+
+
+def test_cli_unquoted_prompt_gets_a_hint(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["explain", "the", "cat", "sat", "--model", "tiny-llama"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and 'Quote it: gradellm-lens explain "the cat sat"' in err
+    with pytest.raises(SystemExit):
+        main(["explain", "the cat", "--model", "tiny-llama", "--bogus"])
+    assert "unrecognized arguments: --bogus" in (err := capsys.readouterr().err) and "Quote it" not in err
+
+
+def test_cli_ctrl_c_during_imports_is_one_line(tmp_path):
+    """Ctrl-C while torch is still being imported: exit 130 and one line, no traceback."""
+    script = (
+        "import sys\n"
+        "class Interrupt:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'torch':\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, Interrupt())\n"
+        "from gradellm_lens.cli.main import main\n"
+        "sys.exit(main(['explain', 'the cat', '--model', 'tiny-llama']))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 130 and proc.stderr == "gradellm-lens: interrupted\n", proc.stderr
+
+
+def test_cli_text_that_is_not_utf8_exits_2_naming_the_position():
+    """Undecodable bytes in argv (``$'the \\xff cat'``) reach Python as lone surrogates."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "gradellm_lens.cli.main", "explain", b"the \xff cat", "--model", "tiny-llama"],
+        capture_output=True, timeout=300,
+    )  # fmt: skip
+    err = proc.stderr.decode("utf-8", errors="replace")
+    lines = _error_lines(err)
+    assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert re.search(r"^gradellm-lens explain: error: The prompt has the byte 0xff.*at character 4", lines[0])
+
+
+def test_cli_prompts_file_one_report_for_all(capsys, tmp_path):
+    lines = tmp_path / "prompts.txt"
+    lines.write_text("the cat sat\n\nthe dog ran\n")
+    jsonl = tmp_path / "prompts.jsonl"
+    jsonl.write_text(json.dumps({"prompt": "the cat sat", "id": 1}) + "\n" + json.dumps({"prompt": "a red dog"}) + "\n")
+    for source in (lines, jsonl):
+        out = tmp_path / f"{source.stem}{source.suffix}.html"
+        code, printed, err = _cli(capsys, "explain", "--prompts-file", source, "--model", "tiny-llama",
+                                  "--max-new-tokens", "2", "--out", out, "--save", tmp_path / f"{source.suffix}.npz")
+        assert code == 0, err
+        assert printed.count("step 1/2 ->") == 2 and "wrote" in printed
+        page = out.read_text(encoding="utf-8")
+        assert "Example 1" in page and "Example 2" in page and "Example 3" not in page
+    assert sorted(p.name for p in tmp_path.glob(".jsonl.*.npz")) == [".jsonl.1.grad_ellm.npz", ".jsonl.2.grad_ellm.npz"]
+
+
+def test_cli_prompts_from_stdin(capsys, monkeypatch):
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"the cat\nthe dog\n")))
+    code, printed, _ = _cli(capsys, "explain", "--prompts-file", "-", "--model", "tiny-llama", "--max-new-tokens", "1")
+    assert code == 0 and printed.count("step 1/1 ->") == 2
+
+
+@pytest.mark.parametrize(
+    "content,match",
+    [
+        (b"\n  \n", "holds no prompts"),
+        (b"the cat\nthe \xff dog\n", r"prompts\.txt:2 has the byte 0xff.*at character 4"),
+        (b'{"prompt": "the cat"}\n{"text": "the dog"}\n', r"prompts\.txt:2: expected an object with a string \"prompt\""),
+        (b'{"prompt": "the cat"}\nthe dog\n', r"prompts\.txt:2: not a JSON object"),
+        (b'{"prompt": "the \\ud800 cat"}\n', r"prompts\.txt:1 \(prompt\) has an unpaired surrogate U\+D800"),
+    ],
+)
+def test_cli_bad_prompts_file_is_named_by_line(capsys, tmp_path, content, match):
+    path = tmp_path / "prompts.txt"
+    path.write_bytes(content)
+    code, _, err = _cli(capsys, "explain", "--prompts-file", path, "--model", "tiny-llama")
+    lines = _error_lines(err)
+    assert code == 2 and len(lines) == 1 and re.search(match, lines[0]), lines
+
+
+def test_cli_prompt_and_prompts_file_are_exclusive(capsys, tmp_path):
+    code, _, err = _cli(capsys, "explain", "--model", "tiny-llama")
+    assert code == 2 and "Give one prompt (quoted) or --prompts-file" in err
+
+
+def test_progress_bars_only_when_asked_or_on_a_terminal(tiny_model, capsys):
+    gl.explain(tiny_model, ["the cat", "the dog"], max_new_tokens=1)  # stderr is not a terminal: no bar
+    assert capsys.readouterr().err == ""
+    gl.explain(tiny_model, ["the cat", "the dog"], max_new_tokens=1, progress=True)
+    assert "explain: 100%" in capsys.readouterr().err
+    gl.explain(tiny_model, "the cat", max_new_tokens=40, stop_at_eos=False, progress=True)  # a long generation
+    assert "generate: 100%" in capsys.readouterr().err
+    gl.explain(tiny_model, "the cat", max_new_tokens=3, progress=True)  # a short one: no bar
+    assert "generate" not in capsys.readouterr().err
+
+
+def test_methods_help_is_plain_text(capsys):
+    for name in gl.list_methods():
+        code, out, _ = _cli(capsys, "methods", name)
+        assert code == 0
+        for markup in ("``", ":math:", ":class:", ".. math::", "\\", "{", "}"):
+            assert markup not in out, (name, markup)
+    _, out, _ = _cli(capsys, "methods", "grad_ellm")
+    assert "H_i = Σ_ℓ ReLU(Σ_h c^(ℓ,h)_i)" in out and "λ^ℓ_i = minmax_(i ≤ p) cos(q^ℓ_p, k^ℓ_i)" in out
+
+
+def test_latex_text():
+    from gradellm_lens.cli.methods import latex_text, plain_text
+
+    assert latex_text(r"\frac{\partial y}{\partial x_{i}}") == "(∂y)/(∂x_i)"
+    assert latex_text(r"\sqrt{\varepsilon} \cdot \operatorname{ReLU}(\bar{x})") == "√(ε) · ReLU(x̄)"
+    assert plain_text("see :class:`~a.b.Target` and :func:`gradellm_lens.explain` on **x** with ``y``") == (
+        "see Target and explain() on x with y"
+    )
 
 
 @pytest.mark.slow

@@ -73,7 +73,7 @@ def colormap(signed: bool):
     from matplotlib.colors import LinearSegmentedColormap
 
     stops = [NEGATIVE, ZERO, POSITIVE] if signed else [ZERO, POSITIVE]
-    return LinearSegmentedColormap.from_list("gradellm_lens_signed" if signed else "gradellm_lens", stops)
+    return LinearSegmentedColormap.from_list("gradellm_lens_signed" if signed else "gradellm_lens", stops, N=255)
 
 
 def legend_html() -> str:

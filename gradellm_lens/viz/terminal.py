@@ -55,20 +55,19 @@ def _cell(token: str, value: float, scale: float, color: bool) -> tuple[str, int
     return f"{_background(value, scale)}{text}{_RESET}", text_width(text)
 
 
-def _wrap(head: str, cells: list[tuple[str, int]], width: int, color: bool) -> list[str]:
-    """``head`` then the cells, separated, in lines of at most ``width`` columns (breaking between cells).
+def _wrap(head: str, cells: list[tuple[str, int]], width: int, sep: str, sep_width: int) -> list[str]:
+    """``head`` then the cells, joined by ``sep``, in lines of at most ``width`` columns (breaking between cells).
 
-    A broken line ends with the separator (the token boundary stays visible) and the next one is
-    indented. One column is kept free for that separator.
+    A broken line ends with the separator (the boundary stays visible) and the next one is
+    indented; room for that separator is kept on every line.
     """
-    sep = f"{_GREY}{SEPARATOR}{_RESET}" if color else SEPARATOR
     lines, line, used, fresh = [], head, text_width(head), True
     for shown, w in cells:
-        if not fresh and used + 2 * len(SEPARATOR) + w > width:
-            lines.append(line + sep)
+        if not fresh and used + 2 * sep_width + w > width:
+            lines.append(line + sep.rstrip())
             line, used, fresh = INDENT, len(INDENT), True
         if not fresh:
-            line, used = line + sep, used + len(SEPARATOR)
+            line, used = line + sep, used + sep_width
         line, used, fresh = line + shown, used + w, False
     return [*lines, line]
 
@@ -84,15 +83,16 @@ def render_step(
     scale = max(finite, default=0.0)
     cells = [_cell(t, s, scale, color) for t, s in zip(result.tokens, scores)]
     head = f"step {step + 1}/{result.n_steps} -> {result.explained(step)}: "
-    return "\n".join(_wrap(head, cells, width, color))
+    sep = f"{_GREY}{SEPARATOR}{_RESET}" if color else SEPARATOR
+    return "\n".join(_wrap(head, cells, width, sep, len(SEPARATOR)))
 
 
 def legend(color: bool) -> str:
     """The legend line: the colour convention, or how plain cells read."""
     if not color:
         return "scores: token[score], tokens separated by '|'"
-    swatch = "  ".join(f"{_background(v, 1.0)}  {_RESET} {name}" for v, name in ((1.0, "positive"), (-1.0, "negative")))
-    return f"colours: {swatch}  (white = 0; darker = larger |score|; scaled per step)"
+    swatch = " ".join(f"{_background(v, 1.0)}  {_RESET} {name}" for v, name in ((1.0, "positive"), (-1.0, "negative")))
+    return f"colours: {swatch}, white 0; darker = larger |score| (per step)"
 
 
 def render(
@@ -120,7 +120,6 @@ def render(
         lines.append(render_step(result, step, color=color, width=width))
         scores = result.step_scores(step)
         top = scores.nan_to_num(nan=-math.inf).argsort(descending=True)[:5].tolist()
-        lines.append(
-            "    top: " + ", ".join(f"{display_token(result.tokens[i])!r} {float(scores[i]):.3f}" for i in top)
-        )
+        cells = [f"{display_token(result.tokens[i])!r} {float(scores[i]):.3f}" for i in top]
+        lines += _wrap("    top: ", [(c, text_width(c)) for c in cells], width, ", ", 2)
     return "\n".join(lines)
