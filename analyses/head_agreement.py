@@ -1,4 +1,6 @@
-"""``python -m analyses.head_agreement [ARGS]``: the head_agreement study (code in :mod:`gradellm_lens.analysis.studies.head_agreement`).
+"""``python -m analyses.head_agreement [ARGS]``: the head_agreement study.
+
+The code is :mod:`gradellm_lens.analysis.studies.head_agreement`.
 
 Same as ``gradellm-lens study head_agreement [ARGS]``; run from the repository root, it writes next to the
 committed results in ``analyses/results/heads/``.

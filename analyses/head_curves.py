@@ -1,4 +1,6 @@
-"""``python -m analyses.head_curves [ARGS]``: the head_curves study (code in :mod:`gradellm_lens.analysis.studies.head_curves`).
+"""``python -m analyses.head_curves [ARGS]``: the head_curves study.
+
+The code is :mod:`gradellm_lens.analysis.studies.head_curves`.
 
 Same as ``gradellm-lens study head_curves [ARGS]``; run from the repository root, it writes next to the
 committed results in ``analyses/results/heads/``.

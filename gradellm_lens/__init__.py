@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from . import progress as _progress  # noqa: F401  (first: a quiet tqdm.auto for the libraries below)
+
 __version__ = "0.1.0"
 
 _PUBLIC = {
@@ -47,7 +49,29 @@ _PUBLIC = {
 }
 _SUBPACKAGES = ("aggregate", "analysis", "metrics", "viz")
 
-__all__ = sorted([*_PUBLIC, *_SUBPACKAGES])
+__all__ = [
+    "AttributionResult",
+    "FlatAttributionWarning",
+    "GradEllm",
+    "InvalidInputError",
+    "LensError",
+    "MissingPackageError",
+    "NumericalError",
+    "Step",
+    "Target",
+    "UnknownTokenWarning",
+    "UnsupportedModelError",
+    "aggregate",
+    "analysis",
+    "encode_prompt",
+    "explain",
+    "get_method",
+    "list_methods",
+    "load_model",
+    "metrics",
+    "model_info",
+    "viz",
+]
 
 if TYPE_CHECKING:
     from . import aggregate, analysis, metrics, viz

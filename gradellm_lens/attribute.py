@@ -17,8 +17,8 @@ from typing import Any, Literal, get_args
 
 import torch
 
+from .encoding import Prompt, chat_messages, check_text, check_token_ids, encode_prompt, warn_unknown_tokens
 from .errors import FlatAttributionWarning, InvalidInputError, LensError, NumericalError, unknown_name_error
-from .encoding import Prompt, check_text, check_token_ids, chat_messages, encode_prompt, warn_unknown_tokens
 from .methods.base import AttributionMethod, make_method
 from .models.capabilities import model_info
 from .progress import progress_bar
@@ -114,7 +114,8 @@ def greedy_continuation(
     seq = ids.to(device)
     new: list[int] = []
     n_new = min(max_new_tokens, room)
-    bar = progress_bar(total=n_new, desc="generate", unit="token", enabled=progress if n_new >= LONG_GENERATION else False)
+    shown = progress if n_new >= LONG_GENERATION else False
+    bar = progress_bar(total=n_new, desc="generate", unit="token", enabled=shown)
     for step in range(n_new):
         logits = model(seq[None])[0, -1]
         if not torch.isfinite(logits).all():
@@ -191,7 +192,8 @@ def explain(
     Raises:
         InvalidInputError: bad arguments, found **before** any generation or attribution: every
             prompt of a batch is encoded and checked first, and the error names the bad prompt
-            (``"Prompt 2 of 3: ..."``, counting from 1). Also ``target`` together with ``continuation``, an unknown method / option /
+            (``"Prompt 2 of 3: ..."``, counting from 1). Also ``target`` together with
+            ``continuation``, an unknown method / option /
             variant / objective, ``max_new_tokens`` < 1 (when generating), a contrast equal to the
             target, and prompt + continuation longer than the model's context.
         NumericalError: NaN/inf logits, objectives, gradients or scores (no result is returned).
@@ -233,7 +235,9 @@ def explain(
     bar = progress_bar(encoded, desc="explain", unit="prompt", enabled=False if batch is None else progress)
     for i, ids in enumerate(bar):
         with _naming_prompt(i, len(encoded), batch is not None):
-            generated = greedy_continuation(model, ids, max_new_tokens, stop_at_eos, progress=progress) if generate else forced
+            generated = (
+                greedy_continuation(model, ids, max_new_tokens, stop_at_eos, progress=progress) if generate else forced
+            )
             sequence = torch.cat([ids, generated.cpu()])
             steps = build_steps(ids.shape[0], sequence, target=target_id, contrast=contrast_id, objective=objective)
             result = attribute_sequence(model, sequence, steps, attributor, prompt_length=ids.shape[0])
@@ -308,6 +312,6 @@ def attribute_sequence(
         diagnostics=dict(out.diagnostics),
         target_tokens=tuple(tokenizer.convert_ids_to_tokens([s.target.token_id for s in steps])),
         contrast_tokens=tuple(
-            None if s.target.contrast_id is None else tokenizer.convert_ids_to_tokens(s.target.contrast_id) for s in steps
+            None if (c := s.target.contrast_id) is None else tokenizer.convert_ids_to_tokens(c) for s in steps
         ),
     )

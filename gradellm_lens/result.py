@@ -162,11 +162,11 @@ class AttributionResult:
             raise InvalidInputError("Token ids (token_ids, target_ids, contrast_ids) must be non-negative.")
         if self.layer_head is not None:
             if self.layer_head.ndim != 4 or self.layer_head.shape[0] != n_steps or self.layer_head.shape[3] != n_pos:
-                raise InvalidInputError(
-                    f"layer_head must be [step={n_steps}, layer, head, pos={n_pos}], got {tuple(self.layer_head.shape)}."
-                )
+                shape = tuple(self.layer_head.shape)
+                raise InvalidInputError(f"layer_head must be [step={n_steps}, layer, head, pos={n_pos}], got {shape}.")
             if self.layer_head.shape[1] != len(self.layers):
-                raise InvalidInputError(f"layer_head has {self.layer_head.shape[1]} layers but layers lists {len(self.layers)}.")
+                n_layers = self.layer_head.shape[1]
+                raise InvalidInputError(f"layer_head has {n_layers} layers but layers lists {len(self.layers)}.")
         self._check_finite(n_pos)
         self._fill_token_strings(n_steps)
 
@@ -181,7 +181,8 @@ class AttributionResult:
                 )
         if bad := [t for t, v in enumerate(self.target_logits) if not math.isfinite(v)]:
             value = self.target_logits[bad[0]]
-            raise NumericalError(f"The explained {self.objective} (target_logits) of step {bad[0]} is not finite ({value}).")
+            what = f"The explained {self.objective} (target_logits) of step {bad[0]}"
+            raise NumericalError(f"{what} is not finite ({value}).")
 
     def _fill_token_strings(self, n_steps: int) -> None:
         """Derive ``target_tokens`` / ``contrast_tokens`` from the sequence when not given."""

@@ -19,6 +19,7 @@ import zipfile
 import numpy as np
 import pytest
 import torch
+from faults import backward_fault, nan_at, nan_gradient, nan_where_used
 
 import gradellm_lens as gl
 from gradellm_lens import AttributionResult, GradEllm, InvalidInputError, NumericalError, Step, Target
@@ -29,8 +30,6 @@ from gradellm_lens.errors import FlatAttributionWarning, LensError
 from gradellm_lens.methods import AttributionMethod, MethodOutput, get_method, make_method
 from gradellm_lens.methods.grad_ellm import VARIANTS
 from gradellm_lens.numerics import flat_rows
-
-from faults import backward_fault, nan_at, nan_gradient, nan_where_used
 
 CTX = 128  # tiny-llama's context
 
@@ -318,9 +317,9 @@ def test_load_rejects_bad_files(saved, tmp_path):
         _write_npz(tmp_path / "v9.npz", arrays, meta=_meta(arrays, format_version=9)): "format version 9, expected 1",
         _write_npz(tmp_path / "notokens.npz", arrays, meta=np.asarray('{"format_version": 1}')): "missing field 'tok",
         _write_npz(tmp_path / "noscores.npz", arrays, scores=None): "scores",
-        _write_npz(tmp_path / "shape.npz", arrays, scores=arrays["scores"][:, :-1]): r"scores: shape \(\d+, \d+\), expected",
-        _write_npz(tmp_path / "1d.npz", arrays, scores=arrays["scores"][0]): "scores: expected a 2-D float array, got 1-D",
-        _write_npz(tmp_path / "steps.npz", arrays, step_positions=arrays["step_positions"][:1]): r"step_positions: shape \(1,\), expected",
+        _write_npz(tmp_path / "shape.npz", arrays, scores=arrays["scores"][:, :-1]): r"scores: shape \(\d+, \d+\)",
+        _write_npz(tmp_path / "1d.npz", arrays, scores=arrays["scores"][0]): "scores: expected a 2-D float array",
+        _write_npz(tmp_path / "steps.npz", arrays, step_positions=arrays["step_positions"][:1]): "step_positions: sh",
         _write_npz(tmp_path / "pos.npz", arrays, step_positions=arrays["step_positions"] + 50): "outside the sequence",
     }
     for path, match in cases.items():
@@ -591,6 +590,17 @@ def test_cli_every_option_has_help_showing_its_default(command):
     assert "(default: 10)" in " ".join(build_parser().parse_args(["explain", "x"])._parser.format_help().split())
 
 
+def test_cli_help_is_plain_text():
+    from gradellm_lens.cli.main import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    for name, text in [("gradellm-lens", parser.format_help())] + [(c, commands[c].format_help()) for c in
+                                                                   ("explain", "demo", "methods", "study")]:  # fmt: skip
+        for markup in ("`", ":class:", ":func:", ":mod:", ":math:", "\\"):
+            assert markup not in text, (name, markup)
+
+
 def test_cli_debug_is_accepted_after_the_command(capsys):
     with pytest.raises(LensError, match="The prompt is empty"):
         main(["explain", " ", "--model", "tiny-llama", "--debug"])
@@ -665,7 +675,7 @@ def test_cli_prompts_from_stdin(capsys, monkeypatch):
     [
         (b"\n  \n", "holds no prompts"),
         (b"the cat\nthe \xff dog\n", r"prompts\.txt:2 has the byte 0xff.*at character 4"),
-        (b'{"prompt": "the cat"}\n{"text": "the dog"}\n', r"prompts\.txt:2: expected an object with a string \"prompt\""),
+        (b'{"prompt": "the cat"}\n{"text": "the dog"}\n', r"prompts\.txt:2: expected an object with a string"),
         (b'{"prompt": "the cat"}\nthe dog\n', r"prompts\.txt:2: not a JSON object"),
         (b'{"prompt": "the \\ud800 cat"}\n', r"prompts\.txt:1 \(prompt\) has an unpaired surrogate U\+D800"),
     ],

@@ -13,6 +13,7 @@ import torch
 from gradellm_lens import InvalidInputError
 from gradellm_lens.cli.main import main as cli_main
 from gradellm_lens.result import AttributionResult
+from gradellm_lens.tokens import decode_tokens, display_token
 from gradellm_lens.viz import (
     View,
     colored_tokens,
@@ -30,7 +31,6 @@ from gradellm_lens.viz import (
 )
 from gradellm_lens.viz.offline import bundle_js, props_json
 from gradellm_lens.viz.plots import figure_data_uri
-from gradellm_lens.tokens import decode_tokens, display_token
 from gradellm_lens.viz.views import finite
 
 NAN = float("nan")

@@ -18,21 +18,21 @@ from .common import add_model_args, load_model_from_args, parse_options
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser(
-        "explain", help="attribute each generated token of a prompt's continuation", description=__doc__.splitlines()[0]
-    )
+    what = "attribute each generated token of a prompt's continuation"
+    description = f"{what[0].upper()}{what[1:]}: print heatmaps and write one HTML report for all prompts."
+    p = sub.add_parser("explain", help=what, description=description)
     p.add_argument("prompt", nargs="?", default=None, help="prompt text (quote it); or use --prompts-file")
     p.add_argument("--prompts-file", default=None, metavar="PATH",
                    help="read prompts from this file ('-' = stdin): one per line, or JSONL with a 'prompt' field")
     add_model_args(p)
-    p.add_argument("--method", default="grad_ellm", help="attribution method (see `gradellm-lens methods`)")
+    p.add_argument("--method", default="grad_ellm", help="attribution method (list: gradellm-lens methods)")
     p.add_argument("--methods", default=None, metavar="A,B,...",
                    help="several methods on the same continuation, side by side in the report; "
                         "NAME:VARIANT picks a Grad-ELLM variant (e.g. grad_ellm,grad_ellm:reference)")
     p.add_argument("--variant", default=None,
                    help="Grad-ELLM variant: default, reference, pattern, rope, softmax, no_spatial (default: default)")
     p.add_argument("--option", "-O", action="append", metavar="KEY=VALUE",
-                   help="method option, repeatable (e.g. -O layers=4); see `gradellm-lens methods NAME`")
+                   help="method option, repeatable (e.g. -O layers=4); options: gradellm-lens methods NAME")
     p.add_argument("--max-new-tokens", type=int, default=10, help="tokens to generate greedily")
     p.add_argument("--continuation", default=None, help="force this continuation instead of generating")
     p.add_argument("--target", default=None, help="explain this token / label word after the prompt (one step)")
@@ -73,7 +73,7 @@ def read_prompts(source: str) -> list[str]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise InvalidInputError(f"{where}: not a JSON object ({exc.msg}); a JSONL file needs one per line.") from None
+            raise InvalidInputError(f"{where}: not a JSON object ({exc.msg}); JSONL needs one per line.") from None
         if not isinstance(record, dict) or not isinstance(record.get("prompt"), str):
             raise InvalidInputError(f"{where}: expected an object with a string \"prompt\" field.")
         prompts.append(check_text(record["prompt"], f"{where} (prompt)"))
@@ -157,7 +157,8 @@ def run(args: argparse.Namespace) -> int:
         print(render(result, color=color))
     if args.save:
         for i, result in enumerate(ordered):
-            path = args.save if len(ordered) == 1 else _suffixed(args.save, result, i // len(specs) if len(prompts) > 1 else None)
+            prompt_index = i // len(specs) if len(prompts) > 1 else None
+            path = args.save if len(ordered) == 1 else _suffixed(args.save, result, prompt_index)
             print(f"saved {result.save(path)}")
     if args.out:
         title = prompts[0] if len(prompts) == 1 else f"{len(prompts)} prompts from {args.prompts_file}"

@@ -51,7 +51,8 @@ class CommandParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gradellm-lens", description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
+    description = "Grad-ELLM attribution, faithfulness evaluation and head/layer studies for decoder-only LLMs."
+    parser = argparse.ArgumentParser(prog="gradellm-lens", description=description, formatter_class=HelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}", help="print the version")
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=CommandParser)

@@ -14,7 +14,6 @@ import inspect
 import re
 import types
 import typing
-
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -32,6 +31,7 @@ _LATEX_SYMBOLS = {
 _LATEX_DROPPED = ("textstyle", "displaystyle", "big", "Big", "bigg", "left", "right", ",", ";", "!", "quad", "qquad")
 _LATEX_PREFIX = frozenset({"partial", "nabla", "sum", "prod", "int"})
 _LATEX_ACCENTS = {"bar": "\u0304", "hat": "\u0302", "tilde": "\u0303"}
+_LATEX_GROUPS = frozenset({"text", "operatorname", "mathrm", "mathbf", "mathbb", "mathcal", "sqrt", *_LATEX_ACCENTS})
 _ROLE = re.compile(r":(?:class|func|meth|mod|attr|data|obj|exc):`~?([^`]+)`")
 
 
@@ -91,7 +91,7 @@ def latex_text(math: str) -> str:
         if ch == "\\":
             match = re.match(r"\\([A-Za-z]+|.)", math[i:])
             name, i = match.group(1), i + len(match.group(0))
-            if name in ("text", "operatorname", "mathrm", "mathbf", "mathbb", "mathcal", "sqrt") + tuple(_LATEX_ACCENTS):
+            if name in _LATEX_GROUPS:
                 content, i = _latex_group(math, i) if i < len(math) and math[i] == "{" else (math[i : i + 1], i + 1)
                 inner = content if name == "text" else latex_text(content)
                 out.append(f"√({inner})" if name == "sqrt" else inner + _LATEX_ACCENTS.get(name, ""))

@@ -26,7 +26,7 @@ def _token_span(token: str, value: float, scale: float) -> str:
     title = "" if not math.isfinite(value) else f' title="{value:.4g}"'
     text = html.escape(display_token(token), quote=False)
     return (
-        f'<span{title} style="background:{palette.css(rgb)};color:{fg};border-right:1px solid #ddd;'
+        f'<span{title} style="background:{palette.css(rgb)};color:{fg};border-right:1px solid #ddd;display:inline-block;'
         f'white-space:pre">{text}</span>'
     )
 

@@ -29,11 +29,10 @@ from pathlib import Path
 
 from ..errors import InvalidInputError
 from ..result import AttributionResult
-from . import views
-from . import palette
+from ..tokens import decode_tokens, display_token
+from . import palette, views
 from .offline import Page
 from .plots import figure_data_uri, plot_head_importance
-from ..tokens import decode_tokens, display_token
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px auto; max-width: 1100px;

@@ -44,10 +44,9 @@ from torch import Tensor
 
 from ..errors import InvalidInputError
 from ..result import AttributionResult
+from ..tokens import display_token
 from . import palette
 from .offline import HTML_TEXT_COMPONENTS, Component, View
-from ..tokens import display_token
-
 
 # ---- helpers -------------------------------------------------------------------------------------
 COLOURS = {"positiveColor": palette.POSITIVE, "negativeColor": palette.NEGATIVE}

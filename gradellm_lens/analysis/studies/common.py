@@ -1,4 +1,4 @@
-"""What the head/layer studies (:mod:`.head_curves`, :mod:`.head_agreement`, :mod:`.layer_sweep`) share: examples from the task registry, arguments, tables, plots.
+"""What the head/layer studies share: examples from the task registry, arguments, tables, plots.
 
 An example is a token sequence with its explained steps, built with :mod:`gradellm_lens.tasks`
 (prompt templates, chat format, deterministic hash-ordered sampling):
@@ -25,11 +25,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from gradellm_lens import load_model
-from gradellm_lens.attribute import build_steps, greedy_continuation
-from gradellm_lens.metrics import all_prefix_mask
-from gradellm_lens.targets import Step
-from gradellm_lens.tasks import get_task, make_task
+from ...attribute import build_steps, greedy_continuation
+from ...metrics import all_prefix_mask
+from ...models import load_model
+from ...targets import Step
+from ...tasks import get_task, make_task
 
 RESULTS_DIR = Path("analyses") / "results" / "heads"
 """Default output folder, relative to the working directory (in a checkout: the committed results)."""
@@ -63,8 +63,12 @@ class StudyExample:
         return [s.position for s in self.steps]
 
 
-class Formatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Every option's help ends with its default."""
+def make_parser(name: str, description: str, *, n: int, task: str = "sst2") -> argparse.ArgumentParser:
+    """The parser of study ``name`` with the common arguments (every option's help shows its default)."""
+    formatter = argparse.ArgumentDefaultsHelpFormatter
+    parser = argparse.ArgumentParser(prog=f"gradellm-lens study {name}", description=description, formatter_class=formatter)
+    add_common_args(parser, n=n, task=task)
+    return parser
 
 
 def add_common_args(parser: argparse.ArgumentParser, *, n: int, task: str = "sst2") -> None:

@@ -25,11 +25,11 @@ import argparse
 from collections import defaultdict
 
 import numpy as np
-from ...progress import progress_bar
 
-from . import common as study
-from gradellm_lens import GradEllm, model_info
-from gradellm_lens.analysis import (
+from ...methods import GradEllm
+from ...models import model_info
+from ...progress import progress_bar
+from .. import (
     Ablation,
     HeadImportance,
     ablation_effects,
@@ -39,14 +39,14 @@ from gradellm_lens.analysis import (
     rank_agreement,
     single_head_effects,
 )
-from gradellm_lens.analysis.importance import IMPORTANCE_MEASURES
+from ..importance import IMPORTANCE_MEASURES
+from . import common as study
 
 DESCRIPTION = "rank agreement between Grad-ELLM head importance and single-head zero-ablation effects"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gradellm-lens study head_agreement", description=DESCRIPTION, formatter_class=study.Formatter)
-    study.add_common_args(p, n=6)
+    p = study.make_parser("head_agreement", DESCRIPTION, n=6)
     p.add_argument("--layers", default=None, help="comma-separated layers to sweep (none: all)")
     p.add_argument("--kv", action=argparse.BooleanOptionalAction, default=True, help="also compare per KV group")
     p.add_argument("--top-k", type=int, default=10, help="k of the top-k overlap (KV level: k / group size)")

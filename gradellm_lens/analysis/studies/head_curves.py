@@ -27,11 +27,10 @@ import argparse
 import math
 
 import numpy as np
-from ...progress import progress_bar
 
-from . import common as study
-from gradellm_lens import model_info
-from gradellm_lens.analysis import (
+from ...models import model_info
+from ...progress import progress_bar
+from .. import (
     Ablation,
     ablated_continuation,
     ablation_effects,
@@ -44,13 +43,13 @@ from gradellm_lens.analysis import (
     output_norm_importance,
     random_head_order,
 )
+from . import common as study
 
 DESCRIPTION = "cumulative head ablation in Grad-ELLM / output-norm / random order (logit-drop curves, AUC)"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gradellm-lens study head_curves", description=DESCRIPTION, formatter_class=study.Formatter)
-    study.add_common_args(p, n=16)
+    p = study.make_parser("head_curves", DESCRIPTION, n=16)
     p.add_argument("--measure", default="positive", help="Grad-ELLM importance measure (positive, net_abs, net, abs)")
     p.add_argument("--mode", default="zero", choices=["zero", "mean"], help="ablation mode")
     p.add_argument(

@@ -28,12 +28,12 @@ import argparse
 from typing import Any
 
 import numpy as np
-from ...progress import progress_bar
 
+from ...methods import make_method
+from ...metrics import FaithfulnessConfig, evaluate_step
+from ...models import model_info
+from ...progress import progress_bar
 from . import common as study
-from gradellm_lens import model_info
-from gradellm_lens.methods import make_method
-from gradellm_lens.metrics import FaithfulnessConfig, evaluate_step
 
 DESCRIPTION = "pi-Soft faithfulness of Grad-ELLM vs layer selection and variant switches"
 METRICS = ("auc_pi_ns", "auc_pi_nc", "soft_ns", "soft_nc")
@@ -59,8 +59,7 @@ def configurations(n_layers: int) -> list[tuple[str, str, str, dict[str, Any]]]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gradellm-lens study layer_sweep", description=DESCRIPTION, formatter_class=study.Formatter)
-    study.add_common_args(p, n=8)
+    p = study.make_parser("layer_sweep", DESCRIPTION, n=8)
     p.add_argument("--pis", default="0.1,0.3,0.5,0.7,0.9", help="comma-separated π grid")
     p.add_argument("--n-draws", type=int, default=1, help="Bernoulli mask draws per keep vector")
     p.add_argument("--batch-size", type=int, default=32, help="perturbed inputs per forward pass")
