@@ -115,21 +115,20 @@ def greedy_continuation(
     new: list[int] = []
     n_new = min(max_new_tokens, room)
     shown = progress if n_new >= LONG_GENERATION else False
-    bar = progress_bar(total=n_new, desc="generate", unit="token", enabled=shown)
-    for step in range(n_new):
-        logits = model(seq[None])[0, -1]
-        if not torch.isfinite(logits).all():
-            raise NumericalError(
-                f"The model produced NaN/inf logits at generation step {step} (position {seq.shape[0] - 1}): "
-                "no continuation (and no attribution) can be computed."
-            )
-        nxt = int(logits.argmax())
-        new.append(nxt)
-        bar.update()
-        seq = torch.cat([seq, seq.new_tensor([nxt])])
-        if stop_at_eos and eos is not None and nxt == eos:
-            break
-    bar.close()
+    with progress_bar(total=n_new, desc="generate", unit="token", enabled=shown) as bar:
+        for step in range(n_new):
+            logits = model(seq[None])[0, -1]
+            if not torch.isfinite(logits).all():
+                raise NumericalError(
+                    f"The model produced NaN/inf logits at generation step {step} (position {seq.shape[0] - 1}): "
+                    "no continuation (and no attribution) can be computed."
+                )
+            nxt = int(logits.argmax())
+            new.append(nxt)
+            bar.update()
+            seq = torch.cat([seq, seq.new_tensor([nxt])])
+            if stop_at_eos and eos is not None and nxt == eos:
+                break
     return torch.tensor(new, dtype=torch.long)
 
 
