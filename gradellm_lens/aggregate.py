@@ -4,7 +4,7 @@ Every function takes an :class:`~gradellm_lens.result.AttributionResult` (return
 steps applied are appended to ``options["aggregation"]``) or a plain ``[..., pos]`` score tensor.
 NaN marks positions a step does not cover; it is ignored by every reduction and preserved.
 
-Normalisation (:func:`normalize`), per step over the non-NaN positions:
+Normalisation (:func:`normalise`), per step over the non-NaN positions:
 
 ========== ===============================================================
 ``sum``    :math:`s_i / \sum_j s_j` (sums to 1)
@@ -47,8 +47,8 @@ from .numerics import masked_minmax
 from .result import AttributionResult
 from .typing import TokenIds
 
-Normalization = Literal["sum", "l1", "max", "minmax"]
-NORMALIZATIONS: tuple[str, ...] = get_args(Normalization)
+Normalisation = Literal["sum", "l1", "max", "minmax"]
+NORMALISATIONS: tuple[str, ...] = get_args(Normalisation)
 PieceReduction = Literal["sum", "max", "mean"]
 PIECE_REDUCTIONS: tuple[str, ...] = get_args(PieceReduction)
 
@@ -62,7 +62,7 @@ _BYTE_TOKEN = re.compile(r"^<0x[0-9A-Fa-f]{2}>$")
 
 
 # ---- normalisation -------------------------------------------------------------------------------
-def _normalize_tensor(x: Tensor, how: Normalization) -> Tensor:
+def _normalise_tensor(x: Tensor, how: Normalisation) -> Tensor:
     valid = ~torch.isnan(x)
     zeros = torch.zeros_like(x)
     if how == "minmax":
@@ -90,7 +90,7 @@ def _with_aggregation(result: AttributionResult, note: str, **changes) -> Attrib
     return dataclasses.replace(result, options=options, **changes)
 
 
-def normalize(scores: Scores, how: Normalization = "l1") -> Scores:
+def normalise(scores: Scores, how: Normalisation = "l1") -> Scores:
     """Normalise each step's scores (the last dimension) over its non-NaN positions.
 
     Args:
@@ -100,10 +100,10 @@ def normalize(scores: Scores, how: Normalization = "l1") -> Scores:
     Returns:
         The same kind of object with normalised scores; NaN stays NaN.
     """
-    _check_choice("how", how, NORMALIZATIONS)
+    _check_choice("how", how, NORMALISATIONS)
     if isinstance(scores, AttributionResult):
-        return _with_aggregation(scores, f"normalize:{how}", scores=_normalize_tensor(scores.scores, how))
-    return _normalize_tensor(scores, how)
+        return _with_aggregation(scores, f"normalise:{how}", scores=_normalise_tensor(scores.scores, how))
+    return _normalise_tensor(scores, how)
 
 
 # ---- word merging --------------------------------------------------------------------------------
@@ -270,7 +270,7 @@ def _span_mask(n: int, span: tuple[int, int]) -> Tensor:
 
 
 def restrict_to_span(
-    scores: Scores, span: tuple[int, int], *, renormalize: Normalization | None = None, outside: float | None = None
+    scores: Scores, span: tuple[int, int], *, renormalise: Normalisation | None = None, outside: float | None = None
 ) -> Scores:
     """Keep the scores of positions ``span = (start, end)`` (half-open) and blank the others.
 
@@ -281,25 +281,25 @@ def restrict_to_span(
     Args:
         scores: an :class:`AttributionResult` or a ``[..., pos]`` tensor.
         span: token positions to keep, e.g. from :func:`find_token_span`.
-        renormalize: optionally :func:`normalize` within the span (the blanked positions take no
+        renormalise: optionally :func:`normalise` within the span (the blanked positions take no
             part in it).
         outside: the value outside the span (default NaN for tensors, 0 for results).
     """
-    if renormalize is not None:
-        _check_choice("renormalize", renormalize, NORMALIZATIONS)
+    if renormalise is not None:
+        _check_choice("renormalise", renormalise, NORMALISATIONS)
     if not isinstance(scores, AttributionResult):
         fill = float("nan") if outside is None else outside
         kept = scores.masked_fill(~_span_mask(scores.shape[-1], span).to(scores.device), float("nan"))
-        kept = kept if renormalize is None else _normalize_tensor(kept, renormalize)
+        kept = kept if renormalise is None else _normalise_tensor(kept, renormalise)
         return _fill_blanked(kept, scores, fill)
     fill = 0.0 if outside is None else outside
     mask = _span_mask(scores.scores.shape[-1], span)
     kept = scores.scores.masked_fill(~mask, float("nan"))
-    kept = kept if renormalize is None else _normalize_tensor(kept, renormalize)
+    kept = kept if renormalise is None else _normalise_tensor(kept, renormalise)
     layer_head = scores.layer_head
     if layer_head is not None:
         layer_head = _fill_blanked(layer_head.masked_fill(~mask, float("nan")), layer_head, fill)
-    note = f"span:{span[0]}-{span[1]}" + ("" if renormalize is None else f":{renormalize}")
+    note = f"span:{span[0]}-{span[1]}" + ("" if renormalise is None else f":{renormalise}")
     return _with_aggregation(scores, note, scores=_fill_blanked(kept, scores.scores, fill), layer_head=layer_head)
 
 

@@ -12,20 +12,37 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from contextlib import contextmanager
-from typing import Any
+from dataclasses import replace
+from typing import Any, Literal, get_args
 
 import torch
-from tqdm.auto import tqdm
 
-from .errors import FlatAttributionWarning, InvalidInputError, LensError, NumericalError, UnknownTokenWarning
-from .encoding import Prompt, check_text, check_token_ids, chat_messages, encode_prompt, warn_unknown_tokens
+from .encoding import Prompt, chat_messages, check_text, check_token_ids, encode_prompt, warn_unknown_tokens
+from .errors import FlatAttributionWarning, InvalidInputError, LensError, NumericalError, unknown_name_error
 from .methods.base import AttributionMethod, make_method
 from .models.capabilities import model_info
+from .progress import progress_bar
 from .result import AttributionResult, library_versions
 from .targets import ObjectiveKind, Step, Target, as_index, check_objective
 from .typing import TokenIds
 
-__all__ = ["attribute_sequence", "build_steps", "chat_messages", "encode_prompt", "explain", "greedy_continuation"]
+__all__ = [
+    "PROMPT_FORMATS",
+    "attribute_sequence",
+    "build_steps",
+    "chat_messages",
+    "encode_prompt",
+    "explain",
+    "greedy_continuation",
+]
+
+PromptFormat = Literal["plain", "chat"]
+PROMPT_FORMATS: tuple[str, ...] = get_args(PromptFormat)
+"""``"plain"``: the text as given (the tokenizer's default BOS policy); ``"chat"``: wrapped in the
+model's chat template as one user turn followed by the generation prompt."""
+
+LONG_GENERATION = 32
+"""Generations of at least this many tokens get a progress bar (when progress is on)."""
 
 
 def _single_token(model, text: str | int, what: str) -> int:
@@ -67,11 +84,15 @@ def _generation_room(ids: TokenIds, n_ctx: int) -> int:
 
 
 @torch.no_grad()
-def greedy_continuation(model, ids: TokenIds, max_new_tokens: int, stop_at_eos: bool = True) -> TokenIds:
+def greedy_continuation(
+    model, ids: TokenIds, max_new_tokens: int, stop_at_eos: bool = True, *, progress: bool | None = False
+) -> TokenIds:
     """Greedy decoding with full-prefix forwards (the same forward the attribution differentiates).
 
     Generation stops after ``max_new_tokens``, after an end-of-sequence token (``stop_at_eos``), or
     when the model's context is full (with a warning naming how many tokens were generated).
+    ``progress`` shows a bar over the generated tokens for generations of at least
+    :data:`LONG_GENERATION` tokens (``None``: only when stderr is a terminal).
 
     Raises:
         InvalidInputError: ``max_new_tokens`` is not an integer >= 1, or the prompt already fills
@@ -92,18 +113,22 @@ def greedy_continuation(model, ids: TokenIds, max_new_tokens: int, stop_at_eos: 
     device = next(model.parameters()).device
     seq = ids.to(device)
     new: list[int] = []
-    for step in range(min(max_new_tokens, room)):
-        logits = model(seq[None])[0, -1]
-        if not torch.isfinite(logits).all():
-            raise NumericalError(
-                f"The model produced NaN/inf logits at generation step {step} (position {seq.shape[0] - 1}): "
-                "no continuation (and no attribution) can be computed."
-            )
-        nxt = int(logits.argmax())
-        new.append(nxt)
-        seq = torch.cat([seq, seq.new_tensor([nxt])])
-        if stop_at_eos and eos is not None and nxt == eos:
-            break
+    n_new = min(max_new_tokens, room)
+    shown = progress if n_new >= LONG_GENERATION else False
+    with progress_bar(total=n_new, desc="generate", unit="token", enabled=shown) as bar:
+        for step in range(n_new):
+            logits = model(seq[None])[0, -1]
+            if not torch.isfinite(logits).all():
+                raise NumericalError(
+                    f"The model produced NaN/inf logits at generation step {step} (position {seq.shape[0] - 1}): "
+                    "no continuation (and no attribution) can be computed."
+                )
+            nxt = int(logits.argmax())
+            new.append(nxt)
+            bar.update()
+            seq = torch.cat([seq, seq.new_tensor([nxt])])
+            if stop_at_eos and eos is not None and nxt == eos:
+                break
     return torch.tensor(new, dtype=torch.long)
 
 
@@ -133,9 +158,10 @@ def explain(
     target: str | int | None = None,
     contrast: str | int | None = None,
     objective: ObjectiveKind = "logit",
-    chat_template: bool = False,
+    prompt_format: PromptFormat = "plain",
     system: str | None = None,
     stop_at_eos: bool = True,
+    progress: bool | None = None,
     **method_options: Any,
 ) -> AttributionResult | list[AttributionResult]:
     """Generate (or force) a continuation of ``prompt`` and attribute every token of it.
@@ -151,9 +177,12 @@ def explain(
             continuation: one step.
         contrast: explain ``score(target) - score(contrast)`` at every step.
         objective: ``"logit"`` (default), ``"log_prob"`` or ``"prob"`` of the target.
-        chat_template: wrap a text prompt in the model's chat template.
+        prompt_format: ``"plain"`` (default: text as given) or ``"chat"`` (a text prompt wrapped
+            in the model's chat template); recorded in ``result.options["prompt_format"]``.
         system: optional system message for the chat template.
         stop_at_eos: stop greedy generation after an end-of-sequence token.
+        progress: a progress bar (on stderr) over the prompts of a list and over long
+            generations; ``None`` (default) shows it only when stderr is a terminal.
         **method_options: options of the method (e.g. ``variant="reference"``, ``layers=4``).
 
     Returns:
@@ -161,8 +190,9 @@ def explain(
 
     Raises:
         InvalidInputError: bad arguments, found **before** any generation or attribution: every
-            prompt of a batch is encoded and checked first, and the error names the bad prompt's
-            index. Also ``target`` together with ``continuation``, an unknown method / option /
+            prompt of a batch is encoded and checked first, and the error names the bad prompt
+            (``"Prompt 2 of 3: ..."``, counting from 1). Also ``target`` together with
+            ``continuation``, an unknown method / option /
             variant / objective, ``max_new_tokens`` < 1 (when generating), a contrast equal to the
             target, and prompt + continuation longer than the model's context.
         NumericalError: NaN/inf logits, objectives, gradients or scores (no result is returned).
@@ -178,6 +208,10 @@ def explain(
     if target is not None and continuation is not None:
         raise InvalidInputError("Pass either target= (one fixed token) or continuation= (forced text), not both.")
     check_objective(objective)
+    if "chat_template" in method_options:
+        raise InvalidInputError("explain's chat_template= is now prompt_format=: pass prompt_format='chat' or 'plain'.")
+    if prompt_format not in PROMPT_FORMATS:
+        raise unknown_name_error("prompt_format", str(prompt_format), PROMPT_FORMATS)
     generate = target is None and continuation is None
     if generate:
         max_new_tokens = as_index(max_new_tokens, "max_new_tokens", minimum=1)
@@ -191,20 +225,24 @@ def explain(
     encoded = []
     for i, item in enumerate(prompts):  # validate every prompt before any expensive work
         with _naming_prompt(i, len(prompts), batch is not None):
-            ids = encode_prompt(model, item, chat_template=chat_template, system=system)
+            ids = encode_prompt(model, item, chat_template=prompt_format == "chat", system=system)
             check_token_ids(torch.cat([ids, forced]), info, "the prompt plus forced continuation")
             if generate:
                 _generation_room(ids, info.n_ctx)
             encoded.append(ids)
     results = []
-    for i, ids in enumerate(tqdm(encoded, desc="explain", unit="prompt", disable=True if batch is None else None)):
+    bar = progress_bar(encoded, desc="explain", unit="prompt", enabled=False if batch is None else progress)
+    for i, ids in enumerate(bar):
         with _naming_prompt(i, len(encoded), batch is not None):
-            generated = greedy_continuation(model, ids, max_new_tokens, stop_at_eos) if generate else forced
+            generated = (
+                greedy_continuation(model, ids, max_new_tokens, stop_at_eos, progress=progress) if generate else forced
+            )
             sequence = torch.cat([ids, generated.cpu()])
             steps = build_steps(ids.shape[0], sequence, target=target_id, contrast=contrast_id, objective=objective)
             result = attribute_sequence(model, sequence, steps, attributor, prompt_length=ids.shape[0])
+            result = replace(result, options={**result.options, "prompt_format": prompt_format})
         if result.flat_steps:
-            label = "" if batch is None else f"prompt {i}: "
+            label = "" if batch is None else f"prompt {i + 1} of {len(encoded)}: "
             warnings.warn(
                 f"{label}step(s) {list(result.flat_steps)} have flat scores (all equal over the prefix, e.g. all "
                 f"zero): {result.method} singles out no token there. They are kept as computed, not rescaled.",
@@ -234,13 +272,13 @@ def _prompt_batch(prompt: Any) -> list | None:
 
 @contextmanager
 def _naming_prompt(index: int, total: int, enabled: bool):
-    """Prefix a :class:`LensError` raised inside with ``"Prompt i of n: "`` (batches only)."""
+    """Prefix a :class:`LensError` raised inside with ``"Prompt i of n: "`` (batches only; ``i`` from 1)."""
     try:
         yield
     except LensError as exc:
         if not enabled:
             raise
-        raise type(exc)(f"Prompt {index} of {total}: {exc}") from exc
+        raise type(exc)(f"Prompt {index + 1} of {total}: {exc}") from exc
 
 
 def attribute_sequence(
@@ -252,8 +290,9 @@ def attribute_sequence(
         logits = model(sequence[None].to(method.device))[0]
         target_logits = tuple(float(s.target(logits[s.position])) for s in steps)
     description = method.describe()
+    tokenizer = model.tokenizer
     return AttributionResult(
-        tokens=tuple(model.tokenizer.convert_ids_to_tokens(sequence.tolist())),
+        tokens=tuple(tokenizer.convert_ids_to_tokens(sequence.tolist())),
         token_ids=sequence.cpu(),
         prompt_length=int(prompt_length),
         scores=out.scores,
@@ -269,4 +308,9 @@ def attribute_sequence(
         layers=out.layers,
         objective=steps[0].target.objective,
         versions=library_versions(),
+        diagnostics=dict(out.diagnostics),
+        target_tokens=tuple(tokenizer.convert_ids_to_tokens([s.target.token_id for s in steps])),
+        contrast_tokens=tuple(
+            None if (c := s.target.contrast_id) is None else tokenizer.convert_ids_to_tokens(c) for s in steps
+        ),
     )

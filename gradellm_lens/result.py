@@ -1,29 +1,72 @@
 """``AttributionResult``: the one result type every method, view, metric and file format shares.
 
-File format (``.npz``, written by :meth:`AttributionResult.save`): numpy arrays ``token_ids``,
-``scores`` (``[step, pos]``, float32, NaN after each step's prefix), ``target_ids``,
-``contrast_ids`` (-1 = none), ``target_logits``, ``step_positions`` and, when present,
-``layer_head`` (``[step, layer, head, pos]``); plus ``meta``, a UTF-8 JSON string with
-``format_version``, ``tokens``, ``prompt_length``, ``method``, ``variant``, ``options``, ``model``,
-``layers``, ``objective`` and ``versions``. ``np.load(path)`` reads it without this package.
+File formats (written by :meth:`AttributionResult.save`, read by :meth:`AttributionResult.load`):
+
+``.npz`` (default)
+    numpy arrays ``token_ids``, ``scores`` (``[step, pos]``, float32, NaN after each step's
+    prefix), ``target_ids``, ``contrast_ids`` (-1 = none), ``target_logits``, ``step_positions``
+    and, when present, ``layer_head`` (``[step, layer, head, pos]``); plus ``meta``, a UTF-8 JSON
+    string with ``format_version``, ``tokens``, ``prompt_length``, ``method``, ``variant``,
+    ``options``, ``model``, ``layers``, ``objective``, ``versions``, ``diagnostics``,
+    ``target_tokens`` and ``contrast_tokens``. ``np.load(path)`` reads it without this package.
+``.json``
+    one object with the same keys (:meth:`AttributionResult.to_dict`): the meta fields and the
+    arrays as (nested) lists, NaN written as ``null``.
+
+Loading trusts nothing in the file: array headers (dtype, number of dimensions, shape) are read
+and checked against each other, against ``meta`` and against the archive's declared sizes
+**before** any array is allocated, and the total is capped (``max_bytes``); every meta field is
+type-checked and every score, per-head contribution and explained value inside a step's prefix
+must be finite. Any violation is an :class:`~gradellm_lens.errors.InvalidInputError` naming the
+file and the field.
 """
 
 from __future__ import annotations
 
+import glob
 import json
+import math
+import os
+import sys
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+from uuid import uuid4
 
 import numpy as np
 import torch
 
-from .errors import InvalidInputError, NumericalError
+from .errors import InvalidInputError, MissingPackageError, NumericalError
 from .numerics import first_nonfinite_row, flat_rows, prefix_mask
+from .tokens import display_token
 from .typing import StepLayerHeadScores, StepScores, TokenIds
 
 FORMAT_VERSION = 1
+
+MAX_LOAD_BYTES = 2**31
+"""Default cap on the array data :meth:`AttributionResult.load` allocates (2 GiB)."""
+
+_ARRAYS: dict[str, tuple[str, int]] = {
+    # name: (numpy dtype kinds accepted, number of dimensions)
+    "token_ids": ("iu", 1),
+    "scores": ("f", 2),
+    "step_positions": ("iu", 1),
+    "target_ids": ("iu", 1),
+    "contrast_ids": ("iu", 1),
+    "target_logits": ("f", 1),
+    "layer_head": ("f", 4),
+}
+_OPTIONAL_ARRAYS = frozenset({"layer_head"})
+
+_RENDERERS: dict[str, Callable[[AttributionResult], str]] = {}
+
+
+def set_renderer(kind: str, render: Callable[[AttributionResult], str]) -> None:
+    """Register how results are shown: ``"text"`` (:meth:`AttributionResult.show` in a terminal)
+    or ``"html"`` (notebooks). :mod:`gradellm_lens.viz` registers both when it is imported."""
+    _RENDERERS[kind] = render
 
 
 def library_versions() -> dict[str, str]:
@@ -39,32 +82,44 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class AttributionResult:
     """Step-wise attribution of one sequence.
 
     Attributes:
-        tokens: string form of every token of the sequence (prompt + generated).
+        tokens: string form of every token of the sequence (prompt + generated), in the
+            tokenizer's alphabet (``"Ġcat"``); :func:`gradellm_lens.tokens.display_token` gives
+            the text (``" cat"``).
         token_ids: ``[pos]`` token ids.
         prompt_length: number of prompt tokens; generated tokens follow.
         scores: ``[step, pos]`` scores; row ``t`` covers ``tokens[: step_positions[t] + 1]`` and is
             NaN after it.
         step_positions: position whose logits are explained at each step.
         target_ids: explained token id per step; ``contrast_ids`` the contrast (or None).
-        target_logits: the explained scalar's value per step (logit by default).
+        target_logits: the explained scalar's value per step (the objective of the target, or
+            target minus contrast when a contrast is given).
         method, variant, options: which method produced the scores and how it was configured.
         model: model name.
-        layer_head: optional ``[step, layer, head, pos]`` decomposition (method-specific; for
-            Grad-ELLM the per-head contributions before ReLU).
+        layer_head: optional ``[step, layer, head, pos]`` decomposition (specific to the method;
+            for Grad-ELLM the per-head contributions before ReLU), NaN after each step's prefix.
         layers: model layer index of each ``layer`` row.
         objective: ``logit``, ``log_prob`` or ``prob``.
         versions: library versions used.
+        diagnostics: JSON-friendly facts about how the scores were computed (e.g.
+            ``"gradient_path"``, integrated gradients' ``"completeness_gap"``).
+        target_tokens: string form of each step's explained token (a label word too, even when
+            it is not in the sequence); derived from the sequence when not given.
+        contrast_tokens: string form of each step's contrast token (None without a contrast).
 
     Validation (``__post_init__``, so also on :meth:`load` and :meth:`with_scores`): shapes must
-    agree, step positions lie inside the sequence, and every score inside a step's prefix and every
-    ``target_logits`` entry must be finite (:class:`~gradellm_lens.errors.NumericalError`
-    otherwise): NaN only ever means "outside this step's prefix". A *flat* step (all prefix scores
-    equal, e.g. all zero) is valid but carries no ranking; see :attr:`flat_steps`.
+    agree, step positions lie inside the sequence, ids are non-negative, and every score and
+    ``layer_head`` entry inside a step's prefix and every ``target_logits`` entry must be finite
+    (:class:`~gradellm_lens.errors.NumericalError` otherwise): NaN only ever means "outside this
+    step's prefix". A *flat* step (all prefix scores equal, e.g. all zero) is valid but carries no
+    ranking; see :attr:`flat_steps`.
+
+    Results compare and hash by identity (they hold tensors), as inseq's attributions do; compare
+    fields, or :meth:`to_dict`, to test two results for equal content.
     """
 
     tokens: tuple[str, ...]
@@ -83,6 +138,9 @@ class AttributionResult:
     layers: tuple[int, ...] = ()
     objective: str = "logit"
     versions: dict[str, str] = field(default_factory=dict)
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+    target_tokens: tuple[str, ...] = ()
+    contrast_tokens: tuple[str | None, ...] = ()
 
     def __post_init__(self) -> None:
         if self.scores.ndim != 2:
@@ -90,26 +148,57 @@ class AttributionResult:
         n_steps, n_pos = self.scores.shape
         if len(self.tokens) != n_pos or self.token_ids.shape[0] != n_pos:
             raise InvalidInputError(f"{len(self.tokens)} tokens but scores cover {n_pos} positions.")
-        for name in ("step_positions", "target_ids", "target_logits"):
-            if len(getattr(self, name)) != n_steps:
-                raise InvalidInputError(f"{name} has {len(getattr(self, name))} entries for {n_steps} steps.")
         if not self.contrast_ids:
             object.__setattr__(self, "contrast_ids", (None,) * n_steps)
-        if self.layer_head is not None and self.layer_head.shape[0] != n_steps:
-            raise InvalidInputError("layer_head must have one row per step.")
+        for name in ("step_positions", "target_ids", "target_logits", "contrast_ids"):
+            if len(getattr(self, name)) != n_steps:
+                raise InvalidInputError(f"{name} has {len(getattr(self, name))} entries for {n_steps} steps.")
         if not 0 <= self.prompt_length <= n_pos:
             raise InvalidInputError(f"prompt_length {self.prompt_length} is outside 0..{n_pos}.")
         if bad := [p for p in self.step_positions if not 0 <= p < n_pos]:
             raise InvalidInputError(f"Step position {bad[0]} is outside the sequence of {n_pos} tokens.")
-        step = first_nonfinite_row(self.scores, prefix_mask(self.step_positions, n_pos))
-        if step is not None:
-            raise NumericalError(
-                f"Scores of step {step} contain NaN/inf inside the attributed prefix: the {self.method} "
-                "attribution is numerically invalid (NaN may only mark positions after a step's prefix)."
-            )
-        if bad := [t for t, v in enumerate(self.target_logits) if not np.isfinite(v)]:
+        ids = [*self.target_ids, *(c for c in self.contrast_ids if c is not None)]
+        if (n_pos and int(self.token_ids.min()) < 0) or any(i < 0 for i in ids):
+            raise InvalidInputError("Token ids (token_ids, target_ids, contrast_ids) must be non-negative.")
+        if self.layer_head is not None:
+            if self.layer_head.ndim != 4 or self.layer_head.shape[0] != n_steps or self.layer_head.shape[3] != n_pos:
+                shape = tuple(self.layer_head.shape)
+                raise InvalidInputError(f"layer_head must be [step={n_steps}, layer, head, pos={n_pos}], got {shape}.")
+            if self.layer_head.shape[1] != len(self.layers):
+                n_layers = self.layer_head.shape[1]
+                raise InvalidInputError(f"layer_head has {n_layers} layers but layers lists {len(self.layers)}.")
+        self._check_finite(n_pos)
+        self._fill_token_strings(n_steps)
+
+    def _check_finite(self, n_pos: int) -> None:
+        inside = prefix_mask(self.step_positions, n_pos)
+        for name, values in (("scores", self.scores), ("layer_head", self.layer_head)):
+            step = None if values is None else first_nonfinite_row(values, inside)
+            if step is not None:
+                raise NumericalError(
+                    f"{name} of step {step} contain NaN/inf inside the attributed prefix: the {self.method} "
+                    "attribution is numerically invalid (NaN may only mark positions after a step's prefix)."
+                )
+        if bad := [t for t, v in enumerate(self.target_logits) if not math.isfinite(v)]:
             value = self.target_logits[bad[0]]
-            raise NumericalError(f"The explained {self.objective} of step {bad[0]} is not finite ({value}).")
+            what = f"The explained {self.objective} (target_logits) of step {bad[0]}"
+            raise NumericalError(f"{what} is not finite ({value}).")
+
+    def _fill_token_strings(self, n_steps: int) -> None:
+        """Derive ``target_tokens`` / ``contrast_tokens`` from the sequence when not given."""
+        if not self.target_tokens:
+            derived = (self._token_string(p + 1, i) for p, i in zip(self.step_positions, self.target_ids))
+            object.__setattr__(self, "target_tokens", tuple(derived))
+        if not self.contrast_tokens:
+            derived = (None if c is None else f"<id {c}>" for c in self.contrast_ids)
+            object.__setattr__(self, "contrast_tokens", tuple(derived))
+        for name in ("target_tokens", "contrast_tokens"):
+            if len(getattr(self, name)) != n_steps:
+                raise InvalidInputError(f"{name} has {len(getattr(self, name))} entries for {n_steps} steps.")
+
+    def _token_string(self, position: int, token_id: int) -> str:
+        same = position < len(self.tokens) and int(self.token_ids[position]) == token_id
+        return self.tokens[position] if same else f"<id {token_id}>"
 
     # ---- convenience ------------------------------------------------------------------------------
     @property
@@ -121,16 +210,6 @@ class AttributionResult:
         return self.tokens[self.prompt_length :]
 
     @property
-    def target_tokens(self) -> tuple[str, ...]:
-        """The explained token per step (for generated targets, the token after the prefix)."""
-        out = []
-        for pos, tid in zip(self.step_positions, self.target_ids):
-            nxt = pos + 1
-            same = nxt < len(self.tokens) and int(self.token_ids[nxt]) == tid
-            out.append(self.tokens[nxt] if same else f"<id {tid}>")
-        return tuple(out)
-
-    @property
     def flat_steps(self) -> tuple[int, ...]:
         """Steps whose scores single out no token: all equal over the prefix (or all zero).
 
@@ -140,6 +219,12 @@ class AttributionResult:
         """
         return tuple(int(t) for t in flat_rows(self.scores).nonzero().flatten())
 
+    def explained(self, step: int) -> str:
+        """What ``step`` explains, as text: ``"' positive'"`` or ``"' positive' vs ' negative'"``."""
+        target = repr(display_token(self.target_tokens[step]))
+        contrast = self.contrast_tokens[step]
+        return target if contrast is None else f"{target} vs {display_token(contrast)!r}"
+
     def step_scores(self, step: int = 0) -> torch.Tensor:
         """Scores of one step over its prefix (no NaN padding)."""
         return self.scores[step, : self.step_positions[step] + 1]
@@ -148,13 +233,71 @@ class AttributionResult:
         """A copy with new scores (e.g. after aggregation); other fields may be replaced too."""
         return replace(self, scores=scores, **changes)
 
+    # ---- looking at it ----------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        variant = "" if self.variant in (None, "default") else f" ({self.variant})"
+        steps = ", ".join(self.explained(t) for t in range(min(self.n_steps, 3)))
+        more = ", ..." if self.n_steps > 3 else ""
+        layer_head = "" if self.layer_head is None else f", layer_head={list(self.layer_head.shape)}"
+        return (
+            f"<AttributionResult {self.method}{variant} on {self.model}: {len(self.tokens)} tokens "
+            f"({self.prompt_length} prompt), {self.n_steps} step(s) [{steps}{more}]{layer_head}>"
+        )
+
+    def show(self, **options: Any) -> None:
+        """Show the result: rich HTML in a notebook, else a heatmap on stdout (colour when a terminal).
+
+        ``options`` go to :func:`gradellm_lens.viz.render` (e.g. ``max_steps=2``, ``color=False``).
+        """
+        if _in_notebook() and not options:
+            from IPython.display import display
+
+            display(self)
+            return
+        print(self._render("text", **options))
+
+    def _repr_html_(self) -> str | None:
+        return self._render("html") if "html" in _RENDERERS else None
+
+    def _render(self, kind: str, **options: Any) -> str:
+        if kind not in _RENDERERS:
+            raise InvalidInputError(f"No {kind} renderer is registered: import gradellm_lens.viz first.")
+        return _RENDERERS[kind](self, **options)
+
+    def to_dataframe(self, *, layer_head: bool = False):
+        """The scores as a long-format ``pandas.DataFrame`` (pandas is imported here, on first use).
+
+        One row per step and prefix position: ``step`` (0-based), ``target`` (the explained token as
+        text, ``"' positive' vs ' negative'"`` with a contrast), ``position``, ``token`` (text),
+        ``score``. With ``layer_head=True``, one row per step, layer, head and position, with
+        ``layer`` (model index), ``head`` and ``score`` the per-head contribution.
+        """
+        try:
+            import pandas as pd
+        except ModuleNotFoundError:
+            raise MissingPackageError("to_dataframe needs pandas: pip install pandas.") from None
+        if layer_head and self.layer_head is None:
+            raise InvalidInputError(f"The {self.method!r} result has no layer_head decomposition.")
+        text = [display_token(t) for t in self.tokens]
+        rows = []
+        for t in range(self.n_steps):
+            n = self.step_positions[t] + 1
+            base = {"step": t, "target": self.explained(t)}
+            if not layer_head:
+                rows += [{**base, "position": i, "token": text[i], "score": float(s)}
+                         for i, s in enumerate(self.scores[t, :n].tolist())]  # fmt: skip
+                continue
+            values = self.layer_head[t, :, :, :n].tolist()
+            for li, layer in enumerate(self.layers):
+                for h, per_pos in enumerate(values[li]):
+                    rows += [{**base, "layer": layer, "head": h, "position": i, "token": text[i], "score": s}
+                             for i, s in enumerate(per_pos)]  # fmt: skip
+        columns = ["step", "target", *(["layer", "head"] if layer_head else []), "position", "token", "score"]
+        return pd.DataFrame(rows, columns=columns)
+
     # ---- persistence --------------------------------------------------------------------------------
-    def save(self, path: str | Path) -> Path:
-        """Write the ``.npz`` format described in the module docstring; returns the path."""
-        path = Path(path)
-        if path.suffix != ".npz":
-            path = path.with_suffix(path.suffix + ".npz")
-        meta = {
+    def _meta(self) -> dict[str, Any]:
+        return {
             "format_version": FORMAT_VERSION,
             "tokens": list(self.tokens),
             "prompt_length": self.prompt_length,
@@ -165,7 +308,12 @@ class AttributionResult:
             "layers": list(self.layers),
             "objective": self.objective,
             "versions": self.versions,
+            "diagnostics": self.diagnostics,
+            "target_tokens": list(self.target_tokens),
+            "contrast_tokens": list(self.contrast_tokens),
         }
+
+    def _arrays(self) -> dict[str, np.ndarray]:
         arrays = {
             "token_ids": self.token_ids.cpu().numpy().astype(np.int64),
             "scores": self.scores.cpu().numpy().astype(np.float32),
@@ -173,68 +321,273 @@ class AttributionResult:
             "target_ids": np.asarray(self.target_ids, dtype=np.int64),
             "contrast_ids": np.asarray([-1 if c is None else c for c in self.contrast_ids], dtype=np.int64),
             "target_logits": np.asarray(self.target_logits, dtype=np.float64),
-            "meta": np.asarray(json.dumps(meta, default=str)),
         }
         if self.layer_head is not None:
             arrays["layer_head"] = self.layer_head.cpu().numpy().astype(np.float32)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        try:  # write-then-rename: an interrupted save never leaves a truncated file at ``path``
-            np.savez_compressed(tmp, **arrays)
-            tmp.replace(path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        return arrays
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field as JSON-ready values: the meta fields and the arrays as lists (NaN -> None)."""
+        arrays = {k: np.where(np.isnan(v), None, v).tolist() if v.dtype.kind == "f" else v.tolist()
+                  for k, v in self._arrays().items()}  # fmt: skip
+        return {**json.loads(json.dumps(self._meta(), default=str)), **arrays}
+
+    def to_json(self, indent: int | None = None) -> str:
+        """:meth:`to_dict` as a JSON string (strict JSON: no NaN literals)."""
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the ``.npz`` (default) or ``.json`` format (module docstring); returns the path.
+
+        Another suffix gets ``.npz`` appended. The file is written under a temporary name unique
+        to this call (process id + random) and renamed into place, so an interrupted save never
+        leaves a truncated file at ``path`` and concurrent saves to one path do not collide
+        (the last rename wins). Temporary files left by a killed save are removed by the next
+        save to the same path (when their process is gone), and never read by :meth:`load`.
+        """
+        path = Path(path)
+        if path.suffix not in (".npz", ".json"):
+            path = path.with_suffix(path.suffix + ".npz")
+        if path.suffix == ".json":
+            text = self.to_json().encode("utf-8")
+            _atomic_write(path, lambda fh: fh.write(text))
+        else:
+            arrays = {**self._arrays(), "meta": np.asarray(json.dumps(self._meta(), default=str))}
+            _atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays))
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> AttributionResult:
-        """Read a file written by :meth:`save`.
+    def load(cls, path: str | Path, *, max_bytes: int = MAX_LOAD_BYTES) -> AttributionResult:
+        """Read a file written by :meth:`save` (``.npz`` or ``.json``), checking it first.
+
+        Args:
+            path: the file.
+            max_bytes: refuse files whose arrays would need more memory than this.
 
         Raises:
-            InvalidInputError: no such file, not an ``.npz`` archive, missing or malformed fields,
-                another format version, or inconsistent shapes; the message names the file.
-            NumericalError: the file holds NaN/inf inside a step's prefix.
+            InvalidInputError: no such file, not an attribution file, another format version, a
+                missing, wrong-typed or wrong-shaped field, inconsistent sizes, arrays larger than
+                ``max_bytes``, or NaN/inf inside a step's prefix; the message names the file and
+                the field.
         """
         path = Path(path)
         if not path.is_file():
             raise InvalidInputError(f"No attribution file at {path}.")
-        if not zipfile.is_zipfile(path):
-            raise InvalidInputError(f"{path} is not a gradellm-lens attribution file (not an .npz archive).")
+        reader = _read_json if path.suffix == ".json" else _read_npz
         try:
-            with np.load(path, allow_pickle=False) as data:
-                meta = json.loads(str(data["meta"]))
-                arrays = {k: data[k] for k in data.files if k != "meta"}
-        except (OSError, ValueError, KeyError, EOFError) as exc:
-            raise InvalidInputError(f"{path} is not a gradellm-lens attribution file ({exc}).") from None
-        if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
-            version = meta.get("format_version") if isinstance(meta, dict) else None
-            raise InvalidInputError(f"{path} has format version {version}, expected {FORMAT_VERSION}.")
-        try:
-            return cls._from_fields(meta, arrays)
-        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
-            if isinstance(exc, NumericalError):
-                raise
-            what = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
-            raise InvalidInputError(f"{path} is not a valid gradellm-lens attribution file ({what}).") from None
+            meta, arrays = reader(path, max_bytes)
+            return cls(**_fields(meta, arrays))
+        except (_FileProblem, NumericalError, InvalidInputError) as exc:
+            raise InvalidInputError(f"{path} is not a valid gradellm-lens attribution file: {exc}") from None
 
-    @classmethod
-    def _from_fields(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> AttributionResult:
-        return cls(
-            tokens=tuple(meta["tokens"]),
-            token_ids=torch.from_numpy(arrays["token_ids"]),
-            prompt_length=int(meta["prompt_length"]),
-            scores=torch.from_numpy(arrays["scores"]),
-            step_positions=tuple(int(x) for x in arrays["step_positions"]),
-            target_ids=tuple(int(x) for x in arrays["target_ids"]),
-            contrast_ids=tuple(None if c < 0 else int(c) for c in arrays["contrast_ids"]),
-            target_logits=tuple(float(x) for x in arrays["target_logits"]),
-            method=meta["method"],
-            variant=meta["variant"],
-            options=meta["options"],
-            model=meta["model"],
-            layer_head=torch.from_numpy(arrays["layer_head"]) if "layer_head" in arrays else None,
-            layers=tuple(meta["layers"]),
-            objective=meta["objective"],
-            versions=meta["versions"],
+
+# ---- writing ---------------------------------------------------------------------------------------
+def _temp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}-{uuid4().hex[:12]}.tmp")
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Delete temporary files of earlier saves to ``path`` whose process no longer runs."""
+    if os.name != "posix":  # os.kill(pid, 0) probes a process only on POSIX
+        return
+    for tmp in glob.glob(glob.escape(str(path.parent / f".{path.name}.")) + "*.tmp"):
+        pid = Path(tmp).name[len(path.name) + 2 :].split("-", 1)[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            Path(tmp).unlink(missing_ok=True)
+        except OSError:  # alive, owned by another user
+            pass
+
+
+def _atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(path)
+    tmp = _temp_name(path)
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+# ---- reading: every check before allocating ---------------------------------------------------------
+class _FileProblem(Exception):
+    """A reason the file is not a valid attribution file (becomes InvalidInputError in ``load``)."""
+
+
+def _npy_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tuple[int, ...], np.dtype, bool, int]:
+    """``(shape, dtype, fortran_order, data_offset)`` of one ``.npy`` member, reading only its header."""
+    name = info.filename[:-4]
+    readers = {1: np.lib.format.read_array_header_1_0, 2: np.lib.format.read_array_header_2_0}
+    try:
+        with zf.open(info) as fh:
+            major, _ = np.lib.format.read_magic(fh)
+            if major not in readers:
+                raise _FileProblem(f"{name}: unsupported .npy version {major}")
+            shape, fortran, dtype = readers[major](fh)
+            offset = fh.tell()
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise _FileProblem(f"{name}: unreadable array header ({exc})") from None
+    if dtype.hasobject:
+        raise _FileProblem(f"{name}: object arrays are not allowed")
+    size = math.prod(shape) * dtype.itemsize
+    if offset + size != info.file_size:
+        raise _FileProblem(
+            f"{name}: the header claims shape {shape} ({size} bytes) but the archive holds "
+            f"{info.file_size - offset} bytes"
         )
+    return shape, dtype, fortran, offset
+
+
+def _npy_data(zf: zipfile.ZipFile, info: zipfile.ZipInfo, header: tuple) -> np.ndarray:
+    shape, dtype, fortran, offset = header
+    with zf.open(info) as fh:
+        fh.read(offset)
+        data = bytearray(fh.read(math.prod(shape) * dtype.itemsize))
+    return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+
+
+def _read_npz(path: Path, max_bytes: int) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    if not zipfile.is_zipfile(path):
+        raise _FileProblem("not an .npz archive")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            members = {i.filename[:-4]: i for i in zf.infolist() if i.filename.endswith(".npy")}
+            if "meta" not in members:
+                raise _FileProblem("meta is not a file in the archive")
+            headers = {k: _npy_header(zf, members[k]) for k in ("meta", *_ARRAYS) if k in members}
+            meta_shape, meta_dtype = headers["meta"][:2]
+            if meta_shape != () or meta_dtype.kind != "U":
+                raise _FileProblem("meta: expected a JSON string")
+            total = sum(math.prod(h[0]) * h[1].itemsize for h in headers.values())
+            if total > max_bytes:
+                raise _FileProblem(f"its arrays need {total} bytes, more than max_bytes={max_bytes}")
+            meta = _parse_meta(str(_npy_data(zf, members["meta"], headers["meta"])[()]))
+            _check_headers(meta, {k: h[:2] for k, h in headers.items() if k != "meta"})
+            arrays = {k: _npy_data(zf, members[k], h) for k, h in headers.items() if k != "meta"}
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise _FileProblem(f"damaged archive ({exc})") from None
+    return meta, arrays
+
+
+def _read_json(path: Path, max_bytes: int) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    if path.stat().st_size > max_bytes:
+        raise _FileProblem(f"it is larger than max_bytes={max_bytes}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _FileProblem(f"not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise _FileProblem("not a JSON object")
+    arrays = {}
+    for name, (kinds, _) in _ARRAYS.items():
+        if name in data:
+            try:
+                arrays[name] = np.array(data.pop(name), dtype=np.float64 if kinds == "f" else None)
+            except (TypeError, ValueError, OverflowError) as exc:
+                raise _FileProblem(f"{name}: not a rectangular list of numbers ({exc})") from None
+    meta = _parse_meta(data)
+    _check_headers(meta, {k: (a.shape, a.dtype) for k, a in arrays.items()})
+    return meta, arrays
+
+
+def _parse_meta(meta: str | dict) -> dict[str, Any]:
+    if isinstance(meta, str):
+        try:
+            meta = json.loads(meta)
+        except json.JSONDecodeError as exc:
+            raise _FileProblem(f"meta is not JSON ({exc})") from None
+    version = meta.get("format_version") if isinstance(meta, dict) else None
+    if version != FORMAT_VERSION:
+        raise _FileProblem(f"format version {version}, expected {FORMAT_VERSION}")
+    return meta
+
+
+def _check_headers(meta: dict[str, Any], headers: dict[str, tuple[tuple[int, ...], np.dtype]]) -> None:
+    """Dtype, number of dimensions and shape of every array, checked against ``meta`` and each other."""
+    for name in _ARRAYS.keys() - _OPTIONAL_ARRAYS - headers.keys():
+        raise _FileProblem(f"missing field {name!r}")
+    for name, (shape, dtype) in headers.items():
+        kinds, ndim = _ARRAYS[name]
+        if dtype.kind not in kinds or len(shape) != ndim:
+            expected = "integer" if kinds == "iu" else "float"
+            raise _FileProblem(f"{name}: expected a {ndim}-D {expected} array, got {len(shape)}-D {dtype}")
+    tokens = _meta_field(meta, "tokens")
+    n_steps, n_pos = headers["scores"][0]
+    expected = {"token_ids": (len(tokens),), "scores": (n_steps, len(tokens))}
+    expected |= {k: (n_steps,) for k in ("step_positions", "target_ids", "contrast_ids", "target_logits")}
+    if "layer_head" in headers:
+        n_heads = headers["layer_head"][0][2]
+        expected["layer_head"] = (n_steps, len(_meta_field(meta, "layers")), n_heads, len(tokens))
+    for name, shape in expected.items():
+        if headers[name][0] != shape:
+            raise _FileProblem(f"{name}: shape {headers[name][0]}, expected {shape} (from {len(tokens)} tokens)")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+_META_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "tokens": (lambda v: isinstance(v, list) and all(isinstance(t, str) for t in v), "a list of strings"),
+    "prompt_length": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
+    "method": (lambda v: isinstance(v, str), "a string"),
+    "variant": (lambda v: v is None or isinstance(v, str), "a string or null"),
+    "options": (lambda v: isinstance(v, dict), "an object"),
+    "model": (lambda v: isinstance(v, str), "a string"),
+    "layers": (lambda v: isinstance(v, list) and all(_is_int(x) for x in v), "a list of integers"),
+    "objective": (lambda v: v in ("logit", "log_prob", "prob"), "'logit', 'log_prob' or 'prob'"),
+    "versions": (lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()), "an object of strings"),
+    "diagnostics": (lambda v: isinstance(v, dict), "an object"),
+    "target_tokens": (lambda v: isinstance(v, list) and all(isinstance(t, str) for t in v), "a list of strings"),
+    "contrast_tokens": (lambda v: isinstance(v, list) and all(t is None or isinstance(t, str) for t in v),
+                        "a list of strings or nulls"),  # fmt: skip
+}
+_META_DEFAULTS: dict[str, Any] = {"diagnostics": {}, "target_tokens": [], "contrast_tokens": []}
+
+
+def _meta_field(meta: dict[str, Any], name: str) -> Any:
+    if name not in meta:
+        if name in _META_DEFAULTS:
+            return _META_DEFAULTS[name]
+        raise _FileProblem(f"missing field {name!r}")
+    value = meta[name]
+    check, expected = _META_FIELDS[name]
+    if not check(value):
+        raise _FileProblem(f"{name} must be {expected}, got {json.dumps(value)[:60]}")
+    return value
+
+
+def _fields(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Constructor arguments from checked meta fields and arrays."""
+    values = {name: _meta_field(meta, name) for name in _META_FIELDS}
+    for name in ("tokens", "layers", "target_tokens", "contrast_tokens"):
+        values[name] = tuple(values[name])
+    ints = {k: [int(x) for x in arrays[k]] for k in ("step_positions", "target_ids", "contrast_ids")}
+    if any(c < -1 for c in ints["contrast_ids"]):
+        raise _FileProblem("contrast_ids must be -1 (none) or a token id")
+    layer_head = arrays.get("layer_head")
+    return {
+        **values,
+        "token_ids": torch.from_numpy(arrays["token_ids"].astype(np.int64)),
+        "scores": torch.from_numpy(arrays["scores"].astype(np.float32)),
+        "step_positions": tuple(ints["step_positions"]),
+        "target_ids": tuple(ints["target_ids"]),
+        "contrast_ids": tuple(None if c < 0 else c for c in ints["contrast_ids"]),
+        "target_logits": tuple(float(x) for x in arrays["target_logits"]),
+        "layer_head": None if layer_head is None else torch.from_numpy(layer_head.astype(np.float32)),
+    }
+
+
+def _in_notebook() -> bool:
+    """True inside a Jupyter kernel (where ``display`` renders HTML)."""
+    shell = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+

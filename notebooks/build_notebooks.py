@@ -1,18 +1,23 @@
-"""Write the example notebooks (without outputs) from the cell sources below.
+"""Write the example notebooks from the cell sources below, executed, with their outputs.
 
-    python notebooks/build_notebooks.py          # rewrite notebooks/*.ipynb
-    python notebooks/build_notebooks.py --check  # exit 1 if a committed notebook differs
+    python notebooks/build_notebooks.py               # rebuild and execute notebooks/*.ipynb (minutes)
+    python notebooks/build_notebooks.py --no-execute  # sources only (outputs dropped)
+    python notebooks/build_notebooks.py --check       # exit 1 if a committed notebook's cells differ
+                                                      # from this script or were not all executed
 
-The .ipynb files are committed without outputs; tests/test_notebooks.py executes each one top to
-bottom (and checks they match this script).
+The .ipynb files are committed with their outputs (figures, tables, views), so they can be read
+without running them; the CircuitsVis bundle is inlined once per notebook (in its first view).
+tests/test_notebooks.py runs --check and executes each notebook top to bottom.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import nbformat
+from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 HERE = Path(__file__).resolve().parent
@@ -21,8 +26,10 @@ QUICKSTART = [
     "md", """# Quick start: Grad-ELLM on SmolLM2-135M-Instruct
 
 Load the default model (offline; the GGUF checkpoint is cached as safetensors after the first load),
-explain every generated token with Grad-ELLM, and look at the result with CircuitsVis views. The views
-render offline: each one inlines the CircuitsVis bundle instead of loading it from a CDN.""",
+explain every generated token with Grad-ELLM, and look at the result: as a table, as a heatmap, and
+with CircuitsVis views. Colours are the same everywhere: blue = positive (supports the explained
+token), red = negative, white = 0. The views render offline: the first one inlines the CircuitsVis
+bundle (once per notebook) instead of loading it from a CDN.""",
     "code", """%matplotlib inline
 import tempfile
 from pathlib import Path
@@ -37,9 +44,12 @@ gl.model_info(model)""",
 the last four attention layers (the default is the last one) and keeps the per-layer, per-head
 decomposition in `result.layer_head` (`[step, layer, head, pos]`).""",
     "code", """PROMPT = "What is the capital of France?"
-result = gl.explain(model, PROMPT, chat_template=True, max_new_tokens=4, layers=4)
+result = gl.explain(model, PROMPT, prompt_format="chat", max_new_tokens=4, layers=4)
 assert result.layer_head.shape[:3] == (result.n_steps, 4, gl.model_info(model).n_heads)
-print(gl.viz.render(result, color=False))""",
+result  # a short summary and one heatmap per generated token (static HTML)""",
+    "md", """Every score as a long table (one row per step and prefix position; `layer_head=True` adds layer
+and head), ready for pandas; `result.save("x.npz")` or `"x.json"` keeps it.""",
+    "code", """result.to_dataframe().sort_values("score", ascending=False).head(8)""",
     "md", """## Token heatmaps
 
 One step (blue = supports the explained token; hover a token for its score), then every step at once
@@ -58,14 +68,15 @@ token. The figure reduces each head's map to one number (its positive mass, mean
 Forcing the continuation makes the two results explain exactly the same tokens; `compare_methods`
 divides each method's scores by its largest one so that the colours are comparable.""",
     "code", """saliency = gl.explain(
-    model, PROMPT, "saliency", chat_template=True, continuation=result.token_ids[result.prompt_length :]
+    model, PROMPT, "saliency", prompt_format="chat", continuation=result.token_ids[result.prompt_length :]
 )
 gl.viz.compare_methods([result, saliency], step=0)""",
     "md", """## A self-contained HTML report
 
 One page with the text, every step, the layer and head views and the options used; the CircuitsVis
 bundle is inlined once and the page makes no network request. The command line does the same:
-`gradellm-lens explain "What is the capital of France?" --chat --methods grad_ellm,saliency --out report.html`.""",
+`gradellm-lens explain "What is the capital of France?" --prompt-format chat --methods grad_ellm,saliency
+--out report.html`.""",
     "code", """path = Path(tempfile.mkdtemp()) / "quickstart.html"
 report = gl.viz.write_report([result, saliency], path, title=PROMPT)
 print(report, f"{report.stat().st_size / 1e6:.1f} MB")""",
@@ -201,24 +212,50 @@ def build(cells: list[str]) -> nbformat.NotebookNode:
     return nb
 
 
-def rendered(name: str) -> str:
-    return nbformat.writes(build(NOTEBOOKS[name])) + "\n"
+def execute(nb: nbformat.NotebookNode, kernel_name: str = "python3") -> nbformat.NotebookNode:
+    """Run every cell (from notebooks/, as a reader would) and keep the outputs, without timings.
+
+    The kernel inherits this process's environment; Hugging Face's weight-loading progress bars
+    are turned off there (``HF_HUB_DISABLE_PROGRESS_BARS``): they are not worth reading.
+    """
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    client = NotebookClient(nb, kernel_name=kernel_name, timeout=1200, record_timing=False,
+                            resources={"metadata": {"path": str(HERE)}})  # fmt: skip
+    return client.execute()
+
+
+def cell_sources(nb: nbformat.NotebookNode) -> list[tuple[str, str, str]]:
+    return [(cell.cell_type, cell.id, cell.source) for cell in nb.cells]
+
+
+def problems(name: str) -> list[str]:
+    """Why the committed notebook ``name`` is out of date (empty when it is not)."""
+    path = HERE / name
+    if not path.is_file():
+        return [f"{name}: missing"]
+    committed = nbformat.read(path, as_version=4)
+    if cell_sources(committed) != cell_sources(build(NOTEBOOKS[name])):
+        return [f"{name}: cells differ from build_notebooks.py"]
+    counts = [cell.execution_count for cell in committed.cells if cell.cell_type == "code"]
+    if counts != list(range(1, len(counts) + 1)):
+        return [f"{name}: not executed top to bottom (execution counts {counts})"]
+    return []
 
 
 def main(argv: list[str]) -> int:
-    stale = []
+    if "--check" in argv:
+        stale = [p for name in NOTEBOOKS for p in problems(name)]
+        if stale:
+            print("out of date (run python notebooks/build_notebooks.py):\n  " + "\n  ".join(stale))
+        return 1 if stale else 0
     for name in NOTEBOOKS:
+        nb = build(NOTEBOOKS[name])
+        if "--no-execute" not in argv:
+            nb = execute(nb)
         path = HERE / name
-        text = rendered(name)
-        if "--check" in argv:
-            if not path.is_file() or path.read_text(encoding="utf-8") != text:
-                stale.append(name)
-        else:
-            path.write_text(text, encoding="utf-8")
-            print(f"wrote {path}")
-    if stale:
-        print(f"out of date (run python notebooks/build_notebooks.py): {', '.join(stale)}")
-    return 1 if stale else 0
+        nbformat.write(nb, path)
+        print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
+    return 0
 
 
 if __name__ == "__main__":

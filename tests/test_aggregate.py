@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from gradellm_lens import AttributionResult, InvalidInputError, explain
-from gradellm_lens.aggregate import find_token_span, merge_words, normalize, restrict_to_span, word_starts
+from gradellm_lens.aggregate import find_token_span, merge_words, normalise, restrict_to_span, word_starts
 
 NAN = math.nan
 
@@ -27,6 +27,7 @@ def make_result(tokens, prompt_length, scores, layer_head=None):
         method="test",
         model="none",
         layer_head=layer_head,
+        layers=() if layer_head is None else tuple(range(layer_head.shape[1])),
     )
 
 
@@ -39,20 +40,20 @@ def make_result(tokens, prompt_length, scores, layer_head=None):
         ("minmax", [[0.0, 1.0, NAN], [0.0, 1.0, NAN], [0.0, 0.0, NAN], [0.0, 0.0, NAN]]),
     ],
 )
-def test_normalize_tensor(how, expected):
+def test_normalise_tensor(how, expected):
     scores = torch.tensor([[1.0, 3.0, NAN], [-1.0, 3.0, NAN], [0.0, 0.0, NAN], [2.0, 2.0, NAN]])
-    torch.testing.assert_close(normalize(scores, how), torch.tensor(expected), equal_nan=True)
+    torch.testing.assert_close(normalise(scores, how), torch.tensor(expected), equal_nan=True)
 
 
-def test_normalize_result_is_a_new_result():
+def test_normalise_result_is_a_new_result():
     layer_head = torch.ones(2, 1, 1, 3)
     result = make_result(["a", "b", "c"], 2, [[1.0, 3.0, NAN], [2.0, 2.0, 4.0]], layer_head)
-    out = normalize(result, "sum")
+    out = normalise(result, "sum")
     torch.testing.assert_close(out.scores, torch.tensor([[0.25, 0.75, NAN], [0.25, 0.25, 0.5]]), equal_nan=True)
-    assert out.options["aggregation"] == ["normalize:sum"] and "aggregation" not in result.options
+    assert out.options["aggregation"] == ["normalise:sum"] and "aggregation" not in result.options
     assert out.layer_head is layer_head and result.scores[0, 0] == 1.0
     with pytest.raises(InvalidInputError, match="how='softmax' is invalid"):
-        normalize(result, "softmax")
+        normalise(result, "softmax")
 
 
 # prompt: <|im_start|> user \n Un believ able Ġcat ! <|im_end|>   generated: ĠOK ay
@@ -115,7 +116,7 @@ def test_word_level_tokenizer_is_unchanged(tiny_model):
 
 
 def test_find_token_span_chat_template(tiny_model):
-    result = explain(tiny_model, "the cat sat", "random", chat_template=True, continuation="yes")
+    result = explain(tiny_model, "the cat sat", "random", prompt_format="chat", continuation="yes")
     start, end = find_token_span(tiny_model, result, "the cat sat")
     assert result.tokens[start:end] == ("the", "cat", "sat")
     assert result.tokens[:start] == ("<s>", "user", ":")
@@ -143,18 +144,18 @@ def test_restrict_to_span_result():
     torch.testing.assert_close(out.scores, torch.tensor([[0, 2, 6, NAN], [0, 1, 3, 0]]), equal_nan=True)
     expected_lh = torch.tensor([[0, 1, 1, NAN], [0, 1, 1, 0]])[:, None, None, :].expand(2, 1, 2, 4)
     torch.testing.assert_close(out.layer_head, expected_lh, equal_nan=True)
-    renormed = restrict_to_span(result, (1, 3), renormalize="sum")
+    renormed = restrict_to_span(result, (1, 3), renormalise="sum")
     expected = torch.tensor([[0, 0.25, 0.75, NAN], [0, 0.25, 0.75, 0]])
     torch.testing.assert_close(renormed.scores, expected, equal_nan=True)
     assert renormed.options["aggregation"] == ["span:1-3:sum"]
     # a minmax within the span ignores the blanked positions (their 0 would otherwise be the minimum)
-    minmax = restrict_to_span(result, (1, 3), renormalize="minmax", outside=-1.0)
+    minmax = restrict_to_span(result, (1, 3), renormalise="minmax", outside=-1.0)
     torch.testing.assert_close(minmax.scores, torch.tensor([[-1, 0, 1, NAN], [-1, 0, 1, -1]]), equal_nan=True)
     for bad in [(2, 2), (0, 5), (-1, 2)]:
         with pytest.raises(InvalidInputError, match="not a non-empty range"):
             restrict_to_span(result, bad)
-    with pytest.raises(InvalidInputError, match="renormalize='softmax' is invalid"):
-        restrict_to_span(result, (1, 3), renormalize="softmax")
+    with pytest.raises(InvalidInputError, match="renormalise='softmax' is invalid"):
+        restrict_to_span(result, (1, 3), renormalise="softmax")
 
 
 def test_restrict_to_span_tensor():
@@ -163,17 +164,17 @@ def test_restrict_to_span_tensor():
         restrict_to_span(scores, (1, 3)), torch.tensor([[NAN, 2, NAN, NAN], [NAN, 1, 2, NAN]]), equal_nan=True
     )
     torch.testing.assert_close(
-        restrict_to_span(scores, (1, 3), renormalize="max", outside=0.0),
+        restrict_to_span(scores, (1, 3), renormalise="max", outside=0.0),
         torch.tensor([[0, 1, NAN, NAN], [0, 0.5, 1, 0]]),
         equal_nan=True,
     )
 
 
 def test_user_text_only_end_to_end(tiny_model):
-    result = explain(tiny_model, "the movie was great fun", "saliency", chat_template=True, max_new_tokens=2)
+    result = explain(tiny_model, "the movie was great fun", "saliency", prompt_format="chat", max_new_tokens=2)
     span = find_token_span(tiny_model, result, "the movie was great fun")
     assert result.tokens[span[0] : span[1]] == ("the", "movie", "was", "great", "fun")
-    user_only = restrict_to_span(result, span, renormalize="l1")
+    user_only = restrict_to_span(result, span, renormalise="l1")
     torch.testing.assert_close(user_only.scores[:, span[0] : span[1]].sum(-1), torch.ones(result.n_steps))
     assert (user_only.scores[:, : span[0]] == 0).all()
     assert user_only.step_positions == result.step_positions and user_only.tokens == result.tokens

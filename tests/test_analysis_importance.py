@@ -127,7 +127,7 @@ def test_dataset_importance_normalises_examples():
     a = HeadImportance(torch.tensor([[1.0, 3.0]]), (0,), "positive")
     b = HeadImportance(torch.tensor([[10.0, 10.0]]), (0,), "positive")
     torch.testing.assert_close(dataset_head_importance([a, b]).scores, torch.tensor([[0.375, 0.625]]))
-    torch.testing.assert_close(dataset_head_importance([a, b], normalize=False).scores, torch.tensor([[5.5, 6.5]]))
+    torch.testing.assert_close(dataset_head_importance([a, b], normalise=False).scores, torch.tensor([[5.5, 6.5]]))
     with pytest.raises(InvalidInputError, match="same layers"):
         dataset_head_importance([a, HeadImportance(torch.ones(1, 2), (1,), "positive")])
 

@@ -1,8 +1,13 @@
-"""The head/layer studies of ``analyses/`` run end to end on the tiny model (tiny sizes), and the CLI finds them."""
+"""The head/layer studies (``gradellm_lens.analysis.studies``) run end to end on the tiny model (tiny sizes),
+the CLI finds them, also from an installed package without the source checkout."""
 
 from __future__ import annotations
 
 import csv
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -66,3 +71,26 @@ def test_cli_lists_and_rejects_studies(capsys):
         cli_main(["study", "layer_sweep", "--help"])
     assert exc.value.code == 0
     assert "--pis" in capsys.readouterr().out
+
+
+def test_studies_run_from_the_installed_package_alone(tmp_path):
+    """As from a wheel: only the package on the path, no source checkout (no ``analyses/``) anywhere."""
+    import gradellm_lens
+
+    site = tmp_path / "site"
+    shutil.copytree(Path(gradellm_lens.__file__).parent, site / "gradellm_lens",
+                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    work = tmp_path / "work"
+    work.mkdir()
+    script = (
+        "import sys, gradellm_lens\n"
+        "assert gradellm_lens.__file__.startswith(sys.argv[1]), gradellm_lens.__file__\n"
+        "from gradellm_lens.cli.main import main\n"
+        "sys.exit(main(['study', 'layer_sweep', '--help']))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    proc = subprocess.run([sys.executable, "-c", script, str(site)], cwd=work, env=env, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "--pis" in proc.stdout and "(default: analyses/results/heads)" in " ".join(proc.stdout.split())
+    assert not (work / "analyses").exists()  # --help writes nothing

@@ -54,7 +54,7 @@ def test_target_label_word(tiny_model, tiny_tokenizer):
     assert result.step_positions == (result.prompt_length - 1,)
     expected = float(_logits(tiny_model, result.token_ids)[-1, positive])
     assert result.target_logits[0] == pytest.approx(expected, abs=1e-5)
-    assert result.target_tokens == (f"<id {positive}>",)
+    assert result.target_tokens == ("positive",)  # the label word as text, though not in the sequence
 
 
 def test_contrast_is_target_minus_contrast(tiny_model, tiny_tokenizer):
@@ -76,11 +76,11 @@ def test_log_prob_objective(tiny_model):
 
 
 def test_chat_template(tiny_model):
-    result = explain(tiny_model, "the cat sat", "attention", chat_template=True, max_new_tokens=2, stop_at_eos=False)
+    result = explain(tiny_model, "the cat sat", "attention", prompt_format="chat", max_new_tokens=2, stop_at_eos=False)
     template = ("<s>", "user", ":", "the", "cat", "sat", "</s>", "<s>", "assistant", ":")
     assert result.tokens[: result.prompt_length] == template
     assert result.step_positions[0] == result.prompt_length - 1
-    with_system = explain(tiny_model, "the cat sat", "random", chat_template=True, system="be good", target="yes")
+    with_system = explain(tiny_model, "the cat sat", "random", prompt_format="chat", system="be good", target="yes")
     assert with_system.tokens[:6] == ("<s>", "system", ":", "be", "good", "</s>")
 
 

@@ -1,4 +1,5 @@
-"""The example notebooks run top to bottom on the real SmolLM2 (slow), and match their build script.
+"""The example notebooks: committed executed, with readable outputs, matching their build script; and
+they run top to bottom on the real SmolLM2 (slow).
 
 Each notebook is executed with nbclient on a kernel that runs this interpreter (a kernelspec written
 to a temporary JUPYTER_PATH), from the notebooks/ directory; a failing cell fails the test.
@@ -23,6 +24,28 @@ def test_notebooks_match_build_script():
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def _outputs(nb) -> list[list[dict]]:
+    return [cell.outputs for cell in nb.cells if cell.cell_type == "code"]
+
+
+def check_readable(name: str, cells: list[list[dict]]) -> None:
+    """Outputs a reader can use: the CircuitsVis bundle once (when there are views), no tqdm widget warning."""
+    text = json.dumps(cells)
+    assert text.count("var CircuitsVis=") == (1 if "CircuitsVis.render(" in text else 0), name
+    assert "IProgress" not in text and "TqdmWarning" not in text, name
+
+
+@pytest.mark.parametrize("name", ["01_quickstart.ipynb", "02_faithfulness.ipynb", "03_head_analysis.ipynb"])
+def test_committed_notebooks_carry_their_outputs(name):
+    import nbformat
+
+    path = NOTEBOOKS / name
+    assert path.stat().st_size < 2.5e6  # one CircuitsVis bundle (1.3 MB) at most
+    cells = _outputs(nbformat.read(path, as_version=4))
+    check_readable(name, cells)
+    assert any(_has(c, "image/png") or _has(c, "text/html", "CircuitsVis.render(") for c in cells)
+
+
 @pytest.fixture(scope="module")
 def kernel_path(tmp_path_factory) -> str:
     """A JUPYTER_PATH whose only kernel runs ``sys.executable`` (the venv with gradellm-lens)."""
@@ -42,7 +65,10 @@ def execute(name: str, kernel_path: str, monkeypatch) -> list[dict]:
     monkeypatch.setenv("JUPYTER_PATH", kernel_path)
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     NotebookClient(nb, kernel_name=KERNEL, timeout=600, resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
-    return [cell.outputs for cell in nb.cells if cell.cell_type == "code"]
+    cells = _outputs(nb)
+    check_readable(name, [[o for o in c if o.get("name") != "stderr"] for c in cells])  # loading bars aside
+    assert "IProgress" not in json.dumps(cells)
+    return cells
 
 
 def _has(outputs: list[dict], mime: str, text: str = "") -> bool:
@@ -54,6 +80,8 @@ def test_quickstart(kernel_path, monkeypatch):
     cells = execute("01_quickstart.ipynb", kernel_path, monkeypatch)
     views = [c for c in cells if _has(c, "text/html", "CircuitsVis.render(")]
     assert len(views) == 5  # colored_tokens, _multi, layer_head_tokens, layer_tokens, compare_methods
+    assert _has(cells[1], "text/html", "gradellm-lens-result")  # the result's own heatmap
+    assert _has(cells[2], "text/html", "score")  # to_dataframe()
     assert all("unpkg.com" not in o["data"]["text/html"] for c in views for o in c if "data" in o)
     assert any(_has(c, "image/png") for c in cells)  # head importance figure
     assert "quickstart.html" in "".join(o.get("text", "") for o in cells[-1])

@@ -1,4 +1,4 @@
-"""Reliability of the head/layer analysis API (issue 8, phase 2): hostile input gives an actionable
+"""Reliability of the head/layer analysis API: hostile input gives an actionable
 :class:`InvalidInputError`, NaN/inf gives :class:`NumericalError`, and no call -- successful, failing,
 or interrupted inside an ``ablated(...)`` block, a batch of ablations or a generation -- leaves
 hooks, gradients or different logits behind."""
@@ -167,6 +167,9 @@ def test_nan_logits_raise_numerical_error(model, ids, reference):
         (lambda m, ids: ablation_effect(m, ids, Target(3), Ablation(), choices=[1, 2.5]),
          "choice token id must be a non-negative integer, got 2.5"),
         (lambda m, ids: ablation_effects(m, ids, Target(3), [Ablation()], batch_size=0), "batch_size must be"),
+        (lambda m, ids: ablation_effects(m, ids, Target(3), [Ablation()], batch_size="x"),
+         r"batch_size must be an integer >= 1, got 'x' \(str\)"),
+        (lambda m, ids: ablation_effects(m, ids, Target(3), [Ablation()], batch_size=2.0), "batch_size must be"),
         (lambda m, ids: ablation_effect(m, ids, [gl.Step(99, Target(3))], Ablation()), "Step position 99 is outside"),
         (lambda m, ids: Ablation(heads=[(0, 1.5)]), r"a head must be a non-negative integer, got 1.5"),
         (lambda m, ids: Ablation(heads=[(True, 1)]), r"a layer must be a non-negative integer, got True"),

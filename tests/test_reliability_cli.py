@@ -1,5 +1,5 @@
 """Hostile input to the ``evaluate``, ``summarize``, ``methods``, ``study`` and ``explain --methods``
-commands (issue 8, phase 2): every fixable problem exits 2 with ONE readable line on stderr and no
+commands: every fixable problem exits 2 with ONE readable line on stderr and no
 traceback (``--debug`` shows it), before any work is done where it can be checked up front; a
 corrupted results store is named by file and line, and an interrupted last line is repaired."""
 

@@ -1,4 +1,4 @@
-"""Hostile inputs and numerical safety for the core API (issue 8, phase 1).
+"""Hostile inputs and numerical safety for the core API.
 
 Every public entry point of the core (``load_model``, ``encode_prompt``, ``explain``, methods and
 their registry, ``Target``/``Step``, ``AttributionResult``, the ``explain``/``demo`` commands) is fed
@@ -8,6 +8,7 @@ names the problem -- never a deep torch error, never NaN where numbers are expec
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import subprocess
@@ -18,6 +19,7 @@ import zipfile
 import numpy as np
 import pytest
 import torch
+from faults import backward_fault, nan_at, nan_gradient, nan_where_used
 
 import gradellm_lens as gl
 from gradellm_lens import AttributionResult, GradEllm, InvalidInputError, NumericalError, Step, Target
@@ -28,8 +30,6 @@ from gradellm_lens.errors import FlatAttributionWarning, LensError
 from gradellm_lens.methods import AttributionMethod, MethodOutput, get_method, make_method
 from gradellm_lens.methods.grad_ellm import VARIANTS
 from gradellm_lens.numerics import flat_rows
-
-from faults import backward_fault, nan_at, nan_gradient, nan_where_used
 
 CTX = 128  # tiny-llama's context
 
@@ -54,7 +54,7 @@ def test_special_token_text_is_tokenized_as_special_tokens_and_attributed(tiny_m
     result = gl.explain(tiny_model, "<s></s>", max_new_tokens=2)
     assert result.tokens[: result.prompt_length] == ("<s>", "<s>", "</s>")  # BOS + the two specials
     assert _finite_in_prefix(result)
-    chat = gl.explain(tiny_model, "<s></s>", chat_template=True, target="yes")
+    chat = gl.explain(tiny_model, "<s></s>", prompt_format="chat", target="yes")
     assert chat.n_steps == 1 and _finite_in_prefix(chat)
 
 
@@ -100,7 +100,7 @@ def test_generation_stops_at_the_context_with_a_warning(tiny_model):
         (torch.tensor([True, False]), "must hold integer token ids"),
         (torch.ones(2, 3, dtype=torch.long), r"shape \(2, 3\) \(pass a list of prompts for a batch\)"),
         (None, "The prompt must be text or token ids, got NoneType"),
-        ([[1, 2], [3, 10**6]], "Prompt 1 of 2: The prompt has token id 1000000"),
+        ([[1, 2], [3, 10**6]], "Prompt 2 of 2: The prompt has token id 1000000"),
         (5, "The prompt must be text or token ids, got int"),
         (torch.tensor(5), r"1-D sequence of token ids, got shape \(\)"),
         ([], "The list of prompts is empty"),
@@ -135,7 +135,7 @@ def test_batch_of_mixed_lengths_equals_one_by_one(tiny_model, tiny_ids):
 
 @pytest.mark.parametrize(
     "bad_index,bad,match",
-    [(1, "", "Prompt 1 of 3: The prompt is empty"), (2, "the " * 200, "Prompt 2 of 3: The prompt has 201 tokens")],
+    [(1, "", "Prompt 2 of 3: The prompt is empty"), (2, "the " * 200, "Prompt 3 of 3: The prompt has 201 tokens")],
 )
 def test_batch_validates_every_prompt_before_any_work(tiny_model, monkeypatch, bad_index, bad, match):
     """Documented: all prompts are checked first; the error names the bad one; nothing was generated."""
@@ -153,7 +153,7 @@ def test_batch_validates_every_prompt_before_any_work(tiny_model, monkeypatch, b
 
 def test_batch_error_during_computation_names_the_prompt(tiny_model):
     with tiny_model.hooks(fwd_hooks=[("blocks.0.hook_resid_post", nan_at(slice(None)))]):
-        with pytest.raises(NumericalError, match="Prompt 0 of 2: .*NaN/inf logits"):
+        with pytest.raises(NumericalError, match="Prompt 1 of 2: .*NaN/inf logits"):
             gl.explain(tiny_model, ["the cat", "the dog"], max_new_tokens=1)
 
 
@@ -205,7 +205,9 @@ def test_unknown_names_and_wrong_objects(tiny_model, call, match):
         (dict(target=1.5), "target token id must be a non-negative integer, got 1.5"),
         (dict(continuation=""), "forced continuation '' encodes to no tokens"),
         (dict(continuation=[1, 10**6]), "forced continuation has token id 1000000"),
-        (dict(chat_template=True, system=None, max_new_tokens="3"), "max_new_tokens must be an integer"),
+        (dict(prompt_format="chat", system=None, max_new_tokens="3"), "max_new_tokens must be an integer"),
+        (dict(prompt_format="chta"), "Did you mean 'chat'"),
+        (dict(chat_template=True), "chat_template= is now prompt_format="),
     ],
 )
 def test_inconsistent_options(tiny_model, kwargs, match):
@@ -308,40 +310,23 @@ def test_load_rejects_bad_files(saved, tmp_path):
         tmp_path / "missing.npz": "No attribution file at",
         tmp_path: "No attribution file at",
         tmp_path / "garbage.npz": r"not an \.npz archive",
-        tmp_path / "text.npz": "'meta is not a file in the archive'",
+        tmp_path / "text.npz": "meta is not a file in the archive",
         _write_npz(tmp_path / "nometa.npz", arrays, meta=None): "meta is not a file",
-        _write_npz(tmp_path / "badjson.npz", arrays, meta=np.asarray("{not json")): "not a gradellm-lens attribution",
+        _write_npz(tmp_path / "badjson.npz", arrays, meta=np.asarray("{not json")): "meta is not JSON",
         _write_npz(tmp_path / "list.npz", arrays, meta=np.asarray("[1, 2]")): "format version None",
         _write_npz(tmp_path / "v9.npz", arrays, meta=_meta(arrays, format_version=9)): "format version 9, expected 1",
         _write_npz(tmp_path / "notokens.npz", arrays, meta=np.asarray('{"format_version": 1}')): "missing field 'tok",
         _write_npz(tmp_path / "noscores.npz", arrays, scores=None): "scores",
-        _write_npz(tmp_path / "shape.npz", arrays, scores=arrays["scores"][:, :-1]): "tokens but scores cover",
-        _write_npz(tmp_path / "1d.npz", arrays, scores=arrays["scores"][0]): r"scores must be \[step, pos\]",
-        _write_npz(tmp_path / "steps.npz", arrays, step_positions=arrays["step_positions"][:1]): "step_positions has 1",
+        _write_npz(tmp_path / "shape.npz", arrays, scores=arrays["scores"][:, :-1]): r"scores: shape \(\d+, \d+\)",
+        _write_npz(tmp_path / "1d.npz", arrays, scores=arrays["scores"][0]): "scores: expected a 2-D float array",
+        _write_npz(tmp_path / "steps.npz", arrays, step_positions=arrays["step_positions"][:1]): "step_positions: sh",
         _write_npz(tmp_path / "pos.npz", arrays, step_positions=arrays["step_positions"] + 50): "outside the sequence",
     }
     for path, match in cases.items():
         with pytest.raises(InvalidInputError, match=match):
             AttributionResult.load(path)
-    with pytest.raises(NumericalError, match="step 0 contain NaN/inf inside the attributed prefix"):
+    with pytest.raises(InvalidInputError, match="scores of step 0 contain NaN/inf inside the attributed prefix"):
         AttributionResult.load(_write_npz(tmp_path / "nan.npz", arrays, scores=scores))
-
-
-def test_interrupted_save_leaves_previous_file_intact(saved, tmp_path, monkeypatch):
-    result, _, _ = saved
-    path = result.save(tmp_path / "r.npz")
-    before = path.read_bytes()
-
-    def interrupted(file, **arrays):
-        with open(file, "wb") as fh:
-            fh.write(b"half-written")
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(np, "savez_compressed", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        result.save(path)
-    assert path.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.npz"]
 
 
 def test_results_never_hold_nan_inside_a_prefix(saved):
@@ -350,7 +335,7 @@ def test_results_never_hold_nan_inside_a_prefix(saved):
     scores[1, 2] = float("inf")
     with pytest.raises(NumericalError, match="step 1"):
         result.with_scores(scores)
-    with pytest.raises(NumericalError, match="explained logit of step 0 is not finite"):
+    with pytest.raises(NumericalError, match=r"explained logit \(target_logits\) of step 0 is not finite"):
         result.with_scores(result.scores, target_logits=(float("nan"),) * result.n_steps)
     padded = result.scores.clone()
     padded[0, -1] = float("nan")  # after step 0's prefix: the padding convention, fine
@@ -479,7 +464,7 @@ def test_half_precision_keeps_float32_scores(tiny_hf, tiny_tokenizer, tiny_ids, 
 
 
 def _cli(capsys, *argv):
-    code = main(list(argv))
+    code = main([str(a) for a in argv])
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -584,6 +569,161 @@ def test_warnings_do_not_leak_from_cli(capsys):
     assert warnings.showwarning is before
 
 
+def test_cli_version(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"gradellm-lens {gl.__version__}"
+
+
+@pytest.mark.parametrize("command", ["explain", "demo", "methods", "study"])
+def test_cli_every_option_has_help_showing_its_default(command):
+    from gradellm_lens.cli.main import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    text = " ".join(sub.format_help().split())
+    for action in sub._actions:
+        assert action.help, f"{command} {action.option_strings or action.dest} has no help"
+        default = action.default
+        if action.option_strings and default not in (None, False, argparse.SUPPRESS):
+            assert f"default: {default}" in text, f"{command} {action.option_strings[0]} does not show its default"
+    assert "(default: 10)" in " ".join(build_parser().parse_args(["explain", "x"])._parser.format_help().split())
+
+
+def test_cli_help_is_plain_text():
+    from gradellm_lens.cli.main import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    for name, text in [("gradellm-lens", parser.format_help())] + [(c, commands[c].format_help()) for c in
+                                                                   ("explain", "demo", "methods", "study")]:  # fmt: skip
+        for markup in ("`", ":class:", ":func:", ":mod:", ":math:", "\\"):
+            assert markup not in text, (name, markup)
+
+
+def test_cli_debug_is_accepted_after_the_command(capsys):
+    with pytest.raises(LensError, match="The prompt is empty"):
+        main(["explain", " ", "--model", "tiny-llama", "--debug"])
+    code, _, err = _cli(capsys, "explain", " ", "--model", "tiny-llama")  # and is off by default
+    assert code == 2 and "Traceback" not in err
+
+
+def test_cli_unquoted_prompt_gets_a_hint(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["explain", "the", "cat", "sat", "--model", "tiny-llama"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and 'Quote it: gradellm-lens explain "the cat sat"' in err
+    with pytest.raises(SystemExit):
+        main(["explain", "the cat", "--model", "tiny-llama", "--bogus"])
+    assert "unrecognized arguments: --bogus" in (err := capsys.readouterr().err) and "Quote it" not in err
+
+
+def test_cli_ctrl_c_during_imports_is_one_line(tmp_path):
+    """Ctrl-C while torch is still being imported: exit 130 and one line, no traceback."""
+    script = (
+        "import sys\n"
+        "class Interrupt:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'torch':\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, Interrupt())\n"
+        "from gradellm_lens.cli.main import main\n"
+        "sys.exit(main(['explain', 'the cat', '--model', 'tiny-llama']))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 130 and proc.stderr == "gradellm-lens: interrupted\n", proc.stderr
+
+
+def test_cli_text_that_is_not_utf8_exits_2_naming_the_position():
+    """Undecodable bytes in argv (``$'the \\xff cat'``) reach Python as lone surrogates."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "gradellm_lens.cli.main", "explain", b"the \xff cat", "--model", "tiny-llama"],
+        capture_output=True, timeout=300,
+    )  # fmt: skip
+    err = proc.stderr.decode("utf-8", errors="replace")
+    lines = _error_lines(err)
+    assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert re.search(r"^gradellm-lens explain: error: The prompt has the byte 0xff.*at character 4", lines[0])
+
+
+def test_cli_prompts_file_one_report_for_all(capsys, tmp_path):
+    lines = tmp_path / "prompts.txt"
+    lines.write_text("the cat sat\n\nthe dog ran\n")
+    jsonl = tmp_path / "prompts.jsonl"
+    jsonl.write_text(json.dumps({"prompt": "the cat sat", "id": 1}) + "\n" + json.dumps({"prompt": "a red dog"}) + "\n")
+    for source in (lines, jsonl):
+        out = tmp_path / f"{source.stem}{source.suffix}.html"
+        code, printed, err = _cli(capsys, "explain", "--prompts-file", source, "--model", "tiny-llama",
+                                  "--max-new-tokens", "2", "--out", out, "--save", tmp_path / f"{source.suffix}.npz")
+        assert code == 0, err
+        assert printed.count("step 1/2 ->") == 2 and "wrote" in printed
+        page = out.read_text(encoding="utf-8")
+        assert "Example 1" in page and "Example 2" in page and "Example 3" not in page
+    assert sorted(p.name for p in tmp_path.glob(".jsonl.*.npz")) == [".jsonl.1.grad_ellm.npz", ".jsonl.2.grad_ellm.npz"]
+
+
+def test_cli_prompts_from_stdin(capsys, monkeypatch):
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"the cat\nthe dog\n")))
+    code, printed, _ = _cli(capsys, "explain", "--prompts-file", "-", "--model", "tiny-llama", "--max-new-tokens", "1")
+    assert code == 0 and printed.count("step 1/1 ->") == 2
+
+
+@pytest.mark.parametrize(
+    "content,match",
+    [
+        (b"\n  \n", "holds no prompts"),
+        (b"the cat\nthe \xff dog\n", r"prompts\.txt:2 has the byte 0xff.*at character 4"),
+        (b'{"prompt": "the cat"}\n{"text": "the dog"}\n', r"prompts\.txt:2: expected an object with a string"),
+        (b'{"prompt": "the cat"}\nthe dog\n', r"prompts\.txt:2: not a JSON object"),
+        (b'{"prompt": "the \\ud800 cat"}\n', r"prompts\.txt:1 \(prompt\) has an unpaired surrogate U\+D800"),
+    ],
+)
+def test_cli_bad_prompts_file_is_named_by_line(capsys, tmp_path, content, match):
+    path = tmp_path / "prompts.txt"
+    path.write_bytes(content)
+    code, _, err = _cli(capsys, "explain", "--prompts-file", path, "--model", "tiny-llama")
+    lines = _error_lines(err)
+    assert code == 2 and len(lines) == 1 and re.search(match, lines[0]), lines
+
+
+def test_cli_prompt_and_prompts_file_are_exclusive(capsys, tmp_path):
+    code, _, err = _cli(capsys, "explain", "--model", "tiny-llama")
+    assert code == 2 and "Give one prompt (quoted) or --prompts-file" in err
+
+
+def test_progress_bars_only_when_asked_or_on_a_terminal(tiny_model, capsys):
+    gl.explain(tiny_model, ["the cat", "the dog"], max_new_tokens=1)  # stderr is not a terminal: no bar
+    assert capsys.readouterr().err == ""
+    gl.explain(tiny_model, ["the cat", "the dog"], max_new_tokens=1, progress=True)
+    assert "explain: 100%" in capsys.readouterr().err
+    gl.explain(tiny_model, "the cat", max_new_tokens=40, stop_at_eos=False, progress=True)  # a long generation
+    assert "generate: 100%" in capsys.readouterr().err
+    gl.explain(tiny_model, "the cat", max_new_tokens=3, progress=True)  # a short one: no bar
+    assert "generate" not in capsys.readouterr().err
+
+
+def test_methods_help_is_plain_text(capsys):
+    for name in gl.list_methods():
+        code, out, _ = _cli(capsys, "methods", name)
+        assert code == 0
+        for markup in ("``", ":math:", ":class:", ".. math::", "\\", "{", "}"):
+            assert markup not in out, (name, markup)
+    _, out, _ = _cli(capsys, "methods", "grad_ellm")
+    assert "H_i = Σ_ℓ ReLU(Σ_h c^(ℓ,h)_i)" in out and "λ^ℓ_i = minmax_(i ≤ p) cos(q^ℓ_p, k^ℓ_i)" in out
+
+
+def test_latex_text():
+    from gradellm_lens.cli.methods import latex_text, plain_text
+
+    assert latex_text(r"\frac{\partial y}{\partial x_{i}}") == "(∂y)/(∂x_i)"
+    assert latex_text(r"\sqrt{\varepsilon} \cdot \operatorname{ReLU}(\bar{x})") == "√(ε) · ReLU(x̄)"
+    assert plain_text("see :class:`~a.b.Target` and :func:`gradellm_lens.explain` on **x** with ``y``") == (
+        "see Target and explain() on x with y"
+    )
+
+
 @pytest.mark.slow
 def test_smollm2_special_tokens_and_control_characters(smollm2):
     """On a byte-level BPE model nothing becomes unknown: specials and control bytes are tokens."""
@@ -594,7 +734,7 @@ def test_smollm2_special_tokens_and_control_characters(smollm2):
         warnings.simplefilter("error", UserWarning)  # no unknown-token warning on byte-level BPE
         warnings.simplefilter("ignore", FlatAttributionWarning)
         prompts = ["hi \x00 \x1b[31m 😀 שלום", "<|im_start|>"]
-        hostile = gl.explain(smollm2, prompts, max_new_tokens=2, chat_template=True)
+        hostile = gl.explain(smollm2, prompts, max_new_tokens=2, prompt_format="chat")
     assert all(_finite_in_prefix(r) for r in hostile)
 
 

@@ -1,6 +1,6 @@
 """No state leaks: after any sequence of calls -- successful, failing, or interrupted -- the model is
 exactly as before: no hooks left, no ``use_attn_result`` change, no parameter gradients, the same
-train/eval mode and grad mode, and bit-identical logits (issue 8, phase 1)."""
+train/eval mode and grad mode, and bit-identical logits."""
 
 from __future__ import annotations
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ import torch
 from gradellm_lens import InvalidInputError
 from gradellm_lens.cli.main import main as cli_main
 from gradellm_lens.result import AttributionResult
+from gradellm_lens.tokens import decode_tokens, display_token
 from gradellm_lens.viz import (
     View,
     colored_tokens,
@@ -29,7 +31,6 @@ from gradellm_lens.viz import (
 )
 from gradellm_lens.viz.offline import bundle_js, props_json
 from gradellm_lens.viz.plots import figure_data_uri
-from gradellm_lens.viz.tokens import decode_tokens, display_token
 from gradellm_lens.viz.views import finite
 
 NAN = float("nan")
@@ -150,9 +151,21 @@ def test_view_errors(synthetic):
 def test_view_renders_offline(synthetic):
     view = colored_tokens(synthetic)
     src = str(view)
-    assert re.sub(r"cv-[0-9a-f]{12}", "ID", src) == re.sub(r"cv-[0-9a-f]{12}", "ID", view._repr_html_())
     assert "unpkg.com" not in src and "CircuitsVis.render(" in src and "var CircuitsVis=" in src
     assert "unpkg.com" in view.cdn_src  # CircuitsVis's online form is still available
+
+
+def test_notebook_display_inlines_the_bundle_once_per_kernel(synthetic, monkeypatch):
+    from gradellm_lens.viz import offline
+
+    monkeypatch.setattr(offline, "_bundle_displayed", False)  # a fresh kernel
+    first, second, third = (v._repr_html_() for v in (colored_tokens(synthetic), layer_maps(synthetic),
+                                                       colored_tokens_multi(synthetic)))  # fmt: skip
+    assert first.count("var CircuitsVis=") == 1
+    for later in (second, third):
+        assert "var CircuitsVis=" not in later and len(later) < 20_000
+        assert "if (window.CircuitsVis)" in later and "CircuitsVis.render(" in later  # waits for the bundle
+    assert all("gl-legend" in html for html in (first, second, third))
 
 
 def test_props_json_cannot_close_the_script():
@@ -226,6 +239,93 @@ def test_explain_cli_writes_report(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.glob("*.npz")) == [
         "r.grad_ellm-pattern.npz", "r.grad_ellm.npz", "r.saliency.npz",
     ]  # fmt: skip
+
+
+# ---- one colour convention --------------------------------------------------------------------------
+def test_one_colour_convention_everywhere(synthetic, tmp_path):
+    from matplotlib.colors import to_hex
+
+    from gradellm_lens.analysis import HeadImportance
+    from gradellm_lens.viz import palette
+    from gradellm_lens.viz.offline import _DEFAULT_COLOURS
+
+    # palette: positive -> blue end, negative -> red end, 0 -> white
+    assert palette.colour_of(1.0, 1.0) == palette.hex_rgb(palette.POSITIVE)
+    assert palette.colour_of(-2.0, 2.0) == palette.hex_rgb(palette.NEGATIVE)
+    assert palette.colour_of(0.0, 1.0) == (255, 255, 255)
+    # CircuitsVis: components that take colour props get them; the bundle's defaults are the same colours
+    for view in (colored_tokens(synthetic), layer_maps(synthetic), head_maps(synthetic)):
+        assert (view.props["positiveColor"], view.props["negativeColor"]) == (palette.POSITIVE, palette.NEGATIVE)
+    raw = (Path(__import__("circuitsvis").__file__).parent / "dist" / "cdn" / "iife.js").read_text(encoding="utf-8")
+    assert len(_DEFAULT_COLOURS.findall(raw)) == 1  # the installed bundle has the colour function we recolour
+    assert _DEFAULT_COLOURS.search(bundle_js()) is None
+    assert f'n="{palette.NEGATIVE}",o="{palette.POSITIVE}"' in bundle_js()
+    # figures: the same end colours
+    signed = plot_head_importance(HeadImportance(torch.tensor([[1.0, -2.0]]), (3,), "net"))
+    cmap = signed.axes[0].get_images()[0].get_cmap()
+    assert (to_hex(cmap(0.0)), to_hex(cmap(0.5)), to_hex(cmap(1.0))) == (palette.NEGATIVE, "#ffffff", palette.POSITIVE)
+    # terminal: blue ramp for positive, red ramp for negative, ending at the palette's xterm colours
+    assert palette.xterm256(1.0, 1.0)[0] == 25 and palette.xterm256(-1.0, 1.0)[0] == 124
+    # legends: terminal, inline HTML, views, pages and reports
+    assert "positive" in render(synthetic, color=True) and "negative" in render(synthetic, color=True)
+    assert "gl-legend" in synthetic._repr_html_() and "gl-legend" in str(colored_tokens(synthetic))
+    page = write_report(synthetic, tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "gl-legend" in page and "blue = positive (supports the explained token), red = negative" in page
+
+
+# ---- terminal ----------------------------------------------------------------------------------------
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _long_result() -> AttributionResult:
+    words = ["Ġsupercalifragilistic", "Ġis", "Ġa", "Ġword", "▁中文字符", "Ġand"] * 6 + ["Ġend"]
+    n = len(words)
+    scores = torch.linspace(-1.0, 1.0, n)[None]
+    return AttributionResult(
+        tokens=tuple(words), token_ids=torch.arange(n), prompt_length=n - 1, scores=scores, step_positions=(n - 1,),
+        target_ids=(3,), target_logits=(1.0,), method="saliency", model="synthetic", target_tokens=("Ġnext",),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("color", [False, True])
+def test_terminal_heatmap_wraps_between_tokens_at_80_columns(color):
+    from gradellm_lens.viz.terminal import text_width
+
+    result = _long_result()
+    text = render(result, color=color, width=80)
+    lines = [ANSI.sub("", line) for line in text.splitlines()]
+    assert all(text_width(line) <= 80 for line in lines), [text_width(line) for line in lines]
+    start = next(i for i, line in enumerate(lines) if line.startswith("step "))
+    heat = lines[start : next(i for i, line in enumerate(lines) if line.startswith("    top:"))]
+    assert len(heat) > 3  # wrapped
+    cells = "".join(heat).split(": ", 1)[1].replace("    ", "").split("|")
+    shown = [display_token(t) + ("" if color else f"[{float(s):.2f}]") for t, s in zip(result.tokens, result.scores[0])]
+    assert cells == shown  # every token (and score) whole, in order, one boundary mark between each pair
+
+
+def test_render_emits_ansi_only_for_a_terminal(synthetic, capsys, monkeypatch):
+    class Terminal:
+        def isatty(self) -> bool:
+            return True
+
+    assert "\x1b[" not in render(synthetic)  # stdout is captured: not a terminal
+    assert "\x1b[" in render(synthetic, file=Terminal())
+    assert "\x1b[" in render(synthetic, color=True) and "\x1b[" not in render(synthetic, color=False, file=Terminal())
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert "\x1b[" not in render(synthetic, file=Terminal())
+    synthetic.show()
+    assert "\x1b[" not in capsys.readouterr().out
+
+
+def test_report_names_the_contrast_and_its_column(tiny_model, tmp_path):
+    from gradellm_lens import explain
+
+    result = explain(tiny_model, "the movie was", target=" good", contrast=" bad")
+    page = write_report(result, tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "<th>logit(target) - logit(contrast)</th>" in page and "<th>target logit</th>" not in page
+    assert "&#x27;good&#x27; vs &#x27;bad&#x27;" in page and "&lt;id" not in page
+    assert "step 1/1 -> 'good' vs 'bad'" in render(result, color=False)
+    assert colored_tokens(result).title == "step 1: 'good' vs 'bad'"
 
 
 # ---- figures --------------------------------------------------------------------------------------

@@ -31,11 +31,11 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from ..attribute import greedy_continuation
 from ..errors import InvalidInputError, NumericalError
 from ..models.capabilities import model_info
+from ..progress import progress_bar
 from ..targets import Step, Target, as_index
 from ..typing import TokenIds
 from .ablation import Ablation, AblationMode, AblationReference, ablated, row_ablation_hooks
@@ -139,8 +139,7 @@ def ablation_effects(
             targets, choices or ``batch_size``.
         NumericalError: NaN/inf logits at an explained position, clean or under an ablation (named).
     """
-    if batch_size < 1:
-        raise InvalidInputError(f"batch_size must be at least 1, got {batch_size}.")
+    batch_size = as_index(batch_size, "batch_size", minimum=1)
     batch = as_batch(model, tokens)
     if batch.shape[0] != 1:
         raise InvalidInputError("ablation_effects takes one sequence ([pos] token ids); loop over a dataset.")
@@ -154,7 +153,7 @@ def ablation_effects(
         raise NumericalError("The model's logits are NaN/inf at the explained position(s), without any ablation.")
     out: list[AblationEffect] = []
     starts = range(0, len(ablations), batch_size)
-    for start in tqdm(starts, desc="ablations", unit="batch", disable=not progress, leave=False):
+    for start in progress_bar(starts, desc="ablations", unit="batch", enabled=bool(progress), leave=False):
         chunk = list(ablations[start : start + batch_size])
         with model.hooks(fwd_hooks=row_ablation_hooks(model, chunk)):
             score, prob, choice = _measure(model(batch.expand(len(chunk), -1)), steps, choice_ids)

@@ -19,7 +19,7 @@ its map over the prefix positions :math:`i \le p_t` (``measure``):
     :math:`\sum_i |c_{t,i}|`: total mass of either sign.
 
 The importance of an example is the mean over its steps; :func:`dataset_head_importance` averages
-examples, each first divided by its total absolute importance (``normalize=True``) so that every
+examples, each first divided by its total absolute importance (``normalise=True``) so that every
 example weighs the same. Use ``GradEllm(model, layers="all")`` (as
 :func:`grad_ellm_head_importance` does) to score every layer; otherwise only the selected layers
 are covered (``HeadImportance.layers``).
@@ -181,15 +181,15 @@ def head_importance(
     return HeadImportance(_reduce_positions(layer_head, measure).mean(dim=0), tuple(layers), measure)
 
 
-def dataset_head_importance(items: Sequence[HeadImportance], *, normalize: bool = True) -> HeadImportance:
-    """Mean importance over examples; with ``normalize`` each example is first divided by ``Σ|score|``."""
+def dataset_head_importance(items: Sequence[HeadImportance], *, normalise: bool = True) -> HeadImportance:
+    """Mean importance over examples; with ``normalise`` each example is first divided by ``Σ|score|``."""
     if not items:
         raise InvalidInputError("No examples: pass at least one HeadImportance.")
     first = items[0]
     if any(i.layers != first.layers or i.measure != first.measure or i.unit != first.unit for i in items):
         raise InvalidInputError("All examples must cover the same layers with the same measure and unit.")
     stack = torch.stack([i.scores for i in items])
-    if normalize:
+    if normalise:
         stack = stack / stack.abs().sum(dim=(1, 2), keepdim=True).clamp(min=torch.finfo(stack.dtype).tiny)
     return HeadImportance(stack.mean(dim=0), first.layers, first.measure, first.unit)
 

@@ -13,17 +13,17 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run Grad-ELLM on a built-in example and write an HTML report")
     add_model_args(p)
     p.add_argument("--out", default="demo_report.html", help="HTML report path")
-    p.add_argument("--max-new-tokens", type=int, default=4)
+    p.add_argument("--max-new-tokens", type=int, default=4, help="tokens to generate greedily")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
+    from .explain import add_parser as explain_parser
     from .explain import run as explain_run
 
-    ns = argparse.Namespace(
-        prompt=DEMO_PROMPT, model=args.model, device=args.device, dtype=args.dtype, method="grad_ellm", methods=None,
-        variant=None, option=None, max_new_tokens=args.max_new_tokens, continuation=None, target=None,
-        contrast=None, chat=True, out=args.out, save=None, no_color=False,
-    )  # fmt: skip
+    # the explain command's own defaults, with the demo's prompt, chat format, model and output
+    parser = explain_parser(argparse.ArgumentParser().add_subparsers())
+    ns = parser.parse_args(["--prompt-format", "chat", "--out", args.out, "--max-new-tokens", str(args.max_new_tokens)])
+    ns.prompt, ns.model, ns.device, ns.dtype = DEMO_PROMPT, args.model, args.device, args.dtype
     print(f"prompt: {DEMO_PROMPT!r}")
     return explain_run(ns)

@@ -1,32 +1,91 @@
-"""``gradellm-lens explain "prompt"``: attribute a generation and write an HTML report."""
+"""``gradellm-lens explain "prompt"``: attribute a generation, print heatmaps and write one HTML report.
+
+Prompts come from the argument, or from ``--prompts-file PATH`` (``-`` reads stdin): one prompt per
+line, or JSON Lines with a ``"prompt"`` field (a file whose first non-blank line starts with ``{``).
+Every prompt is checked before the model runs; a bad one is named by ``file:line``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
+from pathlib import Path
 
+from ..attribute import PROMPT_FORMATS
 from .common import add_model_args, load_model_from_args, parse_options
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser("explain", help="attribute each generated token of a prompt's continuation")
-    p.add_argument("prompt", help="prompt text")
+    what = "attribute each generated token of a prompt's continuation"
+    description = f"{what[0].upper()}{what[1:]}: print heatmaps and write one HTML report for all prompts."
+    p = sub.add_parser("explain", help=what, description=description)
+    p.add_argument("prompt", nargs="?", default=None, help="prompt text (quote it); or use --prompts-file")
+    p.add_argument("--prompts-file", default=None, metavar="PATH",
+                   help="read prompts from this file ('-' = stdin): one per line, or JSONL with a 'prompt' field")
     add_model_args(p)
-    p.add_argument("--method", default="grad_ellm", help="attribution method (see `gradellm-lens methods`)")
+    p.add_argument("--method", default="grad_ellm", help="attribution method (list: gradellm-lens methods)")
     p.add_argument("--methods", default=None, metavar="A,B,...",
                    help="several methods on the same continuation, side by side in the report; "
                         "NAME:VARIANT picks a Grad-ELLM variant (e.g. grad_ellm,grad_ellm:reference)")
-    p.add_argument("--variant", default=None, help="Grad-ELLM variant: default, reference, pattern, rope, softmax, no_spatial")
-    p.add_argument("--option", "-O", action="append", metavar="KEY=VALUE", help="method option, repeatable (e.g. -O layers=4)")
-    p.add_argument("--max-new-tokens", type=int, default=10)
+    p.add_argument("--variant", default=None,
+                   help="Grad-ELLM variant: default, reference, pattern, rope, softmax, no_spatial (default: default)")
+    p.add_argument("--option", "-O", action="append", metavar="KEY=VALUE",
+                   help="method option, repeatable (e.g. -O layers=4); options: gradellm-lens methods NAME")
+    p.add_argument("--max-new-tokens", type=int, default=10, help="tokens to generate greedily")
     p.add_argument("--continuation", default=None, help="force this continuation instead of generating")
-    p.add_argument("--target", default=None, help="explain this token / label word after the prompt")
-    p.add_argument("--contrast", default=None, help="explain target minus this token")
-    p.add_argument("--chat", action="store_true", help="wrap the prompt in the model's chat template")
-    p.add_argument("--out", default=None, help="write a self-contained HTML report here")
-    p.add_argument("--save", default=None, help="save the result (.npz) here")
-    p.add_argument("--no-color", action="store_true", help="plain-text heatmap")
+    p.add_argument("--target", default=None, help="explain this token / label word after the prompt (one step)")
+    p.add_argument("--contrast", default=None, help="explain the target's score minus this token's")
+    p.add_argument("--prompt-format", choices=PROMPT_FORMATS, default="plain",
+                   help="plain: the text as given; chat: wrapped in the model's chat template")
+    p.add_argument("--out", default=None, help="write one self-contained HTML report for all prompts here")
+    p.add_argument("--save", default=None, help="save each result here (.npz, or .json)")
+    p.add_argument("--no-color", action="store_true", help="plain-text heatmap (colour is used only on a terminal)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (shown only on a terminal)")
     return p
+
+
+def read_prompts(source: str) -> list[str]:
+    """Prompts of a file (``"-"``: stdin): one per non-blank line, or JSONL objects with a ``prompt``.
+
+    Raises:
+        InvalidInputError: no prompts, a JSONL line that is not an object with a string
+            ``prompt``, or text that is not valid UTF-8 (named ``file:line``).
+    """
+    from ..encoding import check_text
+    from ..errors import InvalidInputError
+
+    name = "<stdin>" if source == "-" else source
+    raw = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    lines = raw.decode("utf-8", errors="surrogateescape").splitlines()
+    numbered = [(i, line) for i, line in enumerate(lines, start=1) if line.strip()]
+    if not numbered:
+        raise InvalidInputError(f"{name} holds no prompts (every line is blank).")
+    jsonl = numbered[0][1].lstrip().startswith("{")
+    prompts = []
+    for i, line in numbered:
+        where = f"{name}:{i}"
+        check_text(line, where)
+        if not jsonl:
+            prompts.append(line)
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InvalidInputError(f"{where}: not a JSON object ({exc.msg}); JSONL needs one per line.") from None
+        if not isinstance(record, dict) or not isinstance(record.get("prompt"), str):
+            raise InvalidInputError(f"{where}: expected an object with a string \"prompt\" field.")
+        prompts.append(check_text(record["prompt"], f"{where} (prompt)"))
+    return prompts
+
+
+def _prompts(args: argparse.Namespace) -> list[str]:
+    from ..errors import InvalidInputError
+
+    if (args.prompt is None) == (args.prompts_file is None):
+        raise InvalidInputError("Give one prompt (quoted) or --prompts-file PATH, not both and not neither.")
+    return [args.prompt] if args.prompts_file is None else read_prompts(args.prompts_file)
 
 
 def _method_specs(args: argparse.Namespace) -> list[tuple[str, dict]]:
@@ -36,8 +95,6 @@ def _method_specs(args: argparse.Namespace) -> list[tuple[str, dict]]:
     options go to the methods that have them (others are told so); an option that none of the
     methods has is an error (a typo).
     """
-    import dataclasses
-
     from ..errors import InvalidInputError, did_you_mean
     from ..evaluation.specs import parse_method_specs
     from ..methods import get_method
@@ -72,34 +129,46 @@ def run(args: argparse.Namespace) -> int:
     from ..viz import render
     from ..viz.report import write_report
 
+    prompts = _prompts(args)
     specs = _method_specs(args)
     model = load_model_from_args(args)
-    common = dict(target=args.target, contrast=args.contrast, chat_template=args.chat)
-    results = []
+    common = dict(
+        target=args.target, contrast=args.contrast, prompt_format=args.prompt_format,
+        progress=False if args.no_progress else None, max_new_tokens=args.max_new_tokens,
+    )  # fmt: skip
+    batch = prompts if len(prompts) > 1 else prompts[0]
+    per_method = []  # per method: one result per prompt
     for method, options in specs:
-        # later methods explain exactly the continuation the first one generated
-        continuation = args.continuation
-        if results and args.target is None:
-            continuation = results[0].token_ids[results[0].prompt_length :].tolist()
-        result = explain(
-            model, args.prompt, method, max_new_tokens=args.max_new_tokens, continuation=continuation,
-            **common, **options,
-        )  # fmt: skip
-        print(render(result, color=not args.no_color and sys.stdout.isatty()))
-        results.append(result)
+        # later methods explain exactly the continuations the first one generated
+        continuations = [args.continuation] * len(prompts)
+        if per_method and args.target is None:
+            continuations = [r.token_ids[r.prompt_length :].tolist() for r in per_method[0]]
+        if per_method or args.continuation is not None:
+            results = [
+                explain(model, p, method, continuation=c, **common, **options) for p, c in zip(prompts, continuations)
+            ]
+        else:
+            out = explain(model, batch, method, **common, **options)
+            results = out if isinstance(out, list) else [out]
+        per_method.append(results)
+    color = False if args.no_color else None
+    ordered = [per_method[m][i] for i in range(len(prompts)) for m in range(len(specs))]
+    for result in ordered:
+        print(render(result, color=color))
     if args.save:
-        for result in results:
-            path = args.save if len(results) == 1 else _suffixed(args.save, result)
+        for i, result in enumerate(ordered):
+            prompt_index = i // len(specs) if len(prompts) > 1 else None
+            path = args.save if len(ordered) == 1 else _suffixed(args.save, result, prompt_index)
             print(f"saved {result.save(path)}")
     if args.out:
-        print(f"wrote {write_report(results, args.out, title=args.prompt)}")
+        title = prompts[0] if len(prompts) == 1 else f"{len(prompts)} prompts from {args.prompts_file}"
+        print(f"wrote {write_report(ordered, args.out, title=title)}")
     return 0
 
 
-def _suffixed(path: str, result) -> str:
-    """``out.npz`` -> ``out.grad_ellm-reference.npz`` (one file per method)."""
-    from pathlib import Path
-
+def _suffixed(path: str, result, prompt_index: int | None) -> str:
+    """``out.npz`` -> ``out.grad_ellm-reference.npz`` (one file per method), ``out.2.grad_ellm.npz`` per prompt."""
     p = Path(path)
     tag = result.method + (f"-{result.variant}" if result.variant and result.variant != "default" else "")
-    return str(p.with_name(f"{p.stem}.{tag}{p.suffix or '.npz'}"))
+    index = "" if prompt_index is None else f"{prompt_index + 1}."
+    return str(p.with_name(f"{p.stem}.{index}{tag}{p.suffix or '.npz'}"))

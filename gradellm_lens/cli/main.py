@@ -1,14 +1,16 @@
 """``gradellm-lens``: one sub-command per module listed in :data:`COMMANDS`.
 
 Each command module defines ``add_parser(subparsers)`` (returning its parser) and ``run(args) -> int``.
+Every option's help shows its default.
 
-Exit codes and error output (``--debug``, given before the command, shows tracebacks instead):
+Exit codes and error output (``--debug``, before or after the command, shows tracebacks instead):
 
 * 0: success;
 * 1: an unexpected internal error: one line naming the exception, and a hint to rerun with ``--debug``;
-* 2: a usage error (argparse: usage + message) or an error the user can fix
-  (:class:`~gradellm_lens.errors.LensError`, a file-system error): one line on stderr;
-* 130: interrupted (Ctrl-C).
+* 2: a usage error (argparse: usage + message; extra words after a prompt get a hint to quote it)
+  or an error the user can fix (:class:`~gradellm_lens.errors.LensError`, a file-system error):
+  one line on stderr;
+* 130: interrupted (Ctrl-C), also while the libraries are still being imported: one line.
 
 Warnings are printed as one line each (``gradellm-lens CMD: warning: ...``).
 """
@@ -23,35 +25,75 @@ import sys
 import warnings
 from collections.abc import Iterator, Sequence
 
+from .. import __version__
+
 COMMANDS = ("explain", "demo", "evaluate", "summarize", "methods", "study")
+DEBUG_HELP = "show full tracebacks on errors"
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Appends ``(default: X)`` to every option's help that has a default and does not state it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if not action.option_strings or default in (None, False, argparse.SUPPRESS) or "default" in text:
+            return text
+        return f"{text} (default: {default})"
+
+
+class CommandParser(argparse.ArgumentParser):
+    """The parser of each sub-command: :class:`HelpFormatter` unless the command picks another."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gradellm-lens", description=__doc__.splitlines()[0])
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    description = "Grad-ELLM attribution, faithfulness evaluation and head/layer studies for decoder-only LLMs."
+    parser = argparse.ArgumentParser(prog="gradellm-lens", description=description, formatter_class=HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}", help="print the version")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=CommandParser)
     for name in COMMANDS:
         module = importlib.import_module(f"{__package__}.{name}")
         command = module.add_parser(sub)
-        command.set_defaults(_run=module.run)
+        # SUPPRESS: without the flag here, the value given before the command stands
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
+        command.set_defaults(_run=module.run, _parser=command)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from ..errors import LensError
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse ``argv``; words left over after an explain prompt get a hint to quote the prompt."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        message = f"unrecognized arguments: {' '.join(extra)}"
+        if getattr(args, "prompt", None) is not None and not any(w.startswith("-") for w in extra):
+            words = " ".join([args.prompt, *extra])
+            message += f". Is the prompt unquoted? Quote it: gradellm-lens {args.command} \"{words}\""
+        args._parser.error(message)
+    return args
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    prefix = f"gradellm-lens {args.command}"
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    prefix, debug = "gradellm-lens", "--debug" in argv
     try:
-        with _one_line_diagnostics(prefix, enabled=not args.debug):
+        parser = build_parser()  # imports the commands (and torch): Ctrl-C here is handled below
+        args = parse(parser, argv)
+        prefix, debug = f"gradellm-lens {args.command}", args.debug
+        with _one_line_diagnostics(prefix, enabled=not debug):
             return int(args._run(args) or 0)
     except (Exception, KeyboardInterrupt) as exc:
-        if args.debug:
+        if debug:
             raise
         if isinstance(exc, KeyboardInterrupt):
             print(f"{prefix}: interrupted", file=sys.stderr)
             return 130
+        from ..errors import LensError
+
         if isinstance(exc, (LensError, OSError)):
             print(f"{prefix}: error: {_one_line(str(exc))}", file=sys.stderr)
             return 2
@@ -61,7 +103,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _one_line(message: str) -> str:
-    return " ".join(message.split()) or "(no message)"
+    """``message`` on one line, printable whatever the terminal's encoding (bad characters escaped)."""
+    line = " ".join(message.split()) or "(no message)"
+    encoding = getattr(sys.stderr, "encoding", None) or "utf-8"
+    return line.encode(encoding, errors="backslashreplace").decode(encoding)
 
 
 @contextlib.contextmanager

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from tqdm.auto import tqdm
+from tqdm import tqdm  # the console bar: tqdm.auto warns "IProgress not found" in notebooks without ipywidgets
 
 
 def chunks(n: int, size: int, desc: str) -> Iterable[slice]:

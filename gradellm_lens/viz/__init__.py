@@ -1,6 +1,9 @@
 """Views of attribution results: terminal heatmaps, offline CircuitsVis views, HTML reports, figures.
 
-- :mod:`.terminal`: ``render`` / ``render_step`` (ANSI heatmaps).
+One colour convention everywhere (:mod:`.palette`): blue = positive, red = negative, white = 0.
+
+- :mod:`.terminal`: ``render`` / ``render_step`` (ANSI heatmaps, wrapped between tokens).
+- :mod:`.inline`: a result as static HTML (``AttributionResult`` shows this in notebooks).
 - :mod:`.views`: CircuitsVis views (``colored_tokens``, ``colored_tokens_multi``, ``layer_tokens``,
   ``layer_head_tokens``, ``layer_maps``, ``head_maps``, ``compare_methods``), each a :class:`~.offline.View`
   that renders offline in notebooks and pages.
@@ -8,6 +11,8 @@
 - :mod:`.plots`: matplotlib figures (``plot_pi_curves``, ``plot_head_importance``).
 """
 
+from ..result import set_renderer
+from .inline import result_html
 from .offline import View, write_views
 from .plots import plot_head_importance, plot_pi_curves
 from .report import write_report
@@ -21,6 +26,9 @@ from .views import (
     layer_maps,
     layer_tokens,
 )
+
+set_renderer("text", render)
+set_renderer("html", result_html)
 
 __all__ = [
     "View",

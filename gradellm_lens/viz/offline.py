@@ -10,6 +10,15 @@ into its own element::
     <div id="cv-3"></div> ...
     <script>CircuitsVis.render("cv-3", CircuitsVis.ColoredTokens, {...props...});</script>
 
+Colours: the components that take ``positiveColor`` / ``negativeColor`` props get the
+:mod:`.palette` colours from :mod:`.views`; the others (``ColoredTokensMulti``,
+``TextNeuronActivations``) use the bundle's default colours, which :func:`bundle_js` replaces by
+the same palette colours, so every view follows one convention (each shows :func:`~.palette.legend_html`).
+
+In a notebook, :meth:`View._repr_html_` inlines the bundle only in the first view a kernel
+displays (a 1.3 MB script once per notebook, not once per cell); later views wait for it to load
+before mounting.
+
 Props are serialised with ``circuitsvis.utils.convert_props`` after a strict check that no NaN or
 infinity is left (JSON would emit the ``NaN`` / ``Infinity`` literals, which break the colour
 scales), and ``<``, ``>``, ``&`` are written as JSON ``\\u`` escapes so no token text can close the
@@ -23,6 +32,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -34,6 +44,7 @@ from circuitsvis.utils.convert_props import convert_prop_type, convert_props
 from circuitsvis.utils.render import RenderedHTML, render_cdn
 
 from ..errors import InvalidInputError
+from . import palette
 
 Component = Literal["ColoredTokens", "ColoredTokensMulti", "TextNeuronActivations", "AttentionHeads"]
 COMPONENTS: tuple[str, ...] = get_args(Component)
@@ -47,6 +58,11 @@ CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'
 
 _SCRIPT_SAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
 
+_DEFAULT_COLOURS = re.compile(r'(function [\w$]+\(e,t,r,)n="red",o="blue"\)')
+"""The bundle's colour function ``f(value, min, max, negativeColor="red", positiveColor="blue")``."""
+
+_bundle_displayed = False  # whether this kernel has displayed a view with the bundle (notebooks)
+
 
 @cache
 def bundle_js() -> str:
@@ -56,7 +72,9 @@ def bundle_js() -> str:
     path = Path(circuitsvis.__file__).parent / "dist" / "cdn" / "iife.js"
     if not path.is_file():
         raise InvalidInputError(f"The CircuitsVis bundle is missing ({path}); reinstall circuitsvis.")
-    return path.read_text(encoding="utf-8").replace("</script", "<\\/script")
+    js = path.read_text(encoding="utf-8").replace("</script", "<\\/script")
+    # one colour convention: the palette's colours replace the defaults "red" / "blue"
+    return _DEFAULT_COLOURS.sub(rf'\1n="{palette.NEGATIVE}",o="{palette.POSITIVE}")', js, count=1)
 
 
 def _plain(value: Any) -> Any:
@@ -84,6 +102,18 @@ def props_json(props: Mapping[str, Any]) -> str:
 def mount_js(element_id: str, component: str, props: Mapping[str, Any]) -> str:
     """The JavaScript that renders ``component`` with ``props`` into the element ``element_id``."""
     return f"CircuitsVis.render({json.dumps(element_id)}, CircuitsVis.{component}, {props_json(props)});"
+
+
+def deferred_mount_js(element_id: str, component: str, props: Mapping[str, Any]) -> str:
+    """:func:`mount_js` once the bundle has loaded (polling up to 20 s; then a note in the element)."""
+    target = json.dumps(element_id)
+    return (
+        "(function mount(tries) { if (window.CircuitsVis) { "
+        f"CircuitsVis.render({target}, CircuitsVis.{component}, {props_json(props)}); }} "
+        "else if (tries > 0) { setTimeout(function () { mount(tries - 1); }, 100); } "
+        f"else {{ document.getElementById({target}).textContent = "
+        '"CircuitsVis did not load: re-run the first cell that shows a view."; } })(200);'
+    )
 
 
 def view_element(element_id: str, component: str = "") -> str:
@@ -122,10 +152,12 @@ class View(RenderedHTML):
 
     @property
     def local_src(self) -> str:  # type: ignore[override]
-        """Self-contained HTML fragment: element, inlined bundle, mount call (no network)."""
+        """Self-contained HTML fragment: legend, element, inlined bundle, mount call (no network)."""
         element_id = f"cv-{uuid4().hex[:12]}"
         element = view_element(element_id, self.component)
-        return f"{element}\n<script>{bundle_js()}</script>\n<script>{self.mount(element_id)}</script>"
+        return (
+            f"{palette.legend_html()}{element}\n<script>{bundle_js()}</script>\n<script>{self.mount(element_id)}</script>"
+        )
 
     @property
     def cdn_src(self) -> str:  # type: ignore[override]
@@ -133,7 +165,14 @@ class View(RenderedHTML):
         return render_cdn(self.component, **self.props)
 
     def _repr_html_(self) -> str:
-        return self.local_src
+        """Notebook display: the bundle is inlined in the first view of the kernel only."""
+        global _bundle_displayed
+        if not _bundle_displayed:
+            _bundle_displayed = True
+            return self.local_src
+        element_id = f"cv-{uuid4().hex[:12]}"
+        mount = deferred_mount_js(element_id, self.component, self.props)
+        return f"{palette.legend_html()}{view_element(element_id, self.component)}\n<script>{mount}</script>"
 
     def __str__(self) -> str:
         return self.local_src
@@ -196,6 +235,7 @@ def write_views(views: list[View], path: str | Path, *, title: str = "gradellm-l
     """Write several views on one self-contained page (bundle inlined once)."""
     page = Page(title)
     page.add(f"<h1>{html.escape(title)}</h1>")
+    page.add(palette.legend_html())
     for view in views:
         page.add_view(view)
     return page.write(path)

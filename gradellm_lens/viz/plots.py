@@ -28,6 +28,7 @@ from matplotlib.figure import Figure
 
 from ..errors import InvalidInputError
 from ..result import AttributionResult
+from . import palette
 
 if TYPE_CHECKING:
     from ..analysis import HeadImportance, ImportanceMeasure
@@ -93,8 +94,8 @@ def plot_head_importance(
         step: one step instead of the mean over steps (results only).
 
     Returns:
-        The figure: sequential blues for non-negative scores, diverging (blue positive, red
-        negative, centred on 0) for signed ones.
+        The figure, in the colours of :mod:`.palette`: white to blue for non-negative scores,
+        red-white-blue (blue positive, red negative, centred on 0) for signed ones.
     """
     from ..analysis import HeadImportance, head_importance
 
@@ -115,7 +116,7 @@ def plot_head_importance(
     fig = Figure(figsize=(2.0 + 0.45 * n_heads, 1.3 + 0.26 * n_layers), layout="constrained")
     ax = fig.subplots()
     image = ax.imshow(
-        values, cmap="RdBu" if signed else "Blues", vmin=-m if signed else 0.0, vmax=m,
+        values, cmap=palette.colormap(signed), vmin=-m if signed else 0.0, vmax=m,
         aspect="auto", interpolation="nearest",
     )  # fmt: skip
     ax.set_xticks(range(n_heads))
@@ -123,7 +124,8 @@ def plot_head_importance(
     ax.set_xlabel("KV head" if importance.unit == "kv" else "head")
     ax.set_ylabel("layer")
     ax.set_title(f"head importance ({importance.measure})" + (f", {which}" if which else ""), fontsize="medium")
-    fig.colorbar(image, ax=ax, shrink=0.8)
+    bar = fig.colorbar(image, ax=ax, shrink=0.8)
+    bar.set_label("blue = positive" + (", red = negative" if signed else ""), fontsize="small")
     return _save(fig, path)
 
 

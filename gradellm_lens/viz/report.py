@@ -6,8 +6,9 @@ with the same tokens and steps are grouped) the page shows:
 
 - the prompt and the generated / explained text;
 - with several results: the methods side by side, one row per method for every step;
-- per result: the method, variant and options used, a table of the steps (explained token,
-  position, target logit, top tokens), every step at once (``ColoredTokensMulti``) and one
+- per result: the method, variant and options used, a table of the steps (explained token, or
+  ``target vs contrast``; position; the explained value, named for what it holds, e.g.
+  ``logit(target) - logit(contrast)``; top tokens), every step at once (``ColoredTokensMulti``) and one
   heatmap per step (``ColoredTokens``);
 - for results with a Grad-ELLM decomposition (``layer_head``): the [layer, head] importance
   figure; the layer x head x token view (pick a layer and a head, one box per step); with
@@ -28,10 +29,10 @@ from pathlib import Path
 
 from ..errors import InvalidInputError
 from ..result import AttributionResult
-from . import views
+from ..tokens import decode_tokens, display_token
+from . import palette, views
 from .offline import Page
 from .plots import figure_data_uri, plot_head_importance
-from .tokens import decode_tokens, display_token
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px auto; max-width: 1100px;
@@ -53,7 +54,7 @@ QUERY_KEY_MIN_FILL = 0.25
 """Query x key maps (``AttentionHeads``) are shown when the steps fill at least this share of rows."""
 
 LEGEND = (
-    "Colours: blue = positive (supports the explained token), red = negative, white = 0. "
+    f"Colours, the same in every view, the head importance figure and the terminal: {palette.LEGEND}. "
     "Hover a token for its value. In the query x key maps, row p is the step whose logits at "
     "position p are explained; click a thumbnail to lock it."
 )
@@ -74,22 +75,27 @@ def _text_block(r: AttributionResult) -> str:
     gen_html = f'<span class="generated">{html.escape(decode_tokens(generated))}</span>' if generated else ""
     explained = ""
     if not generated:
-        targets = ", ".join(repr(display_token(t)) for t in r.target_tokens)
+        targets = ", ".join(r.explained(t) for t in range(r.n_steps))
         explained = f"<p>Explained token after the prompt: <b>{html.escape(targets)}</b></p>"
     return f'<h3>Text</h3><pre class="text">{prompt}{gen_html}</pre>{explained}'
 
 
+def value_column(r: AttributionResult) -> str:
+    """What ``target_logits`` holds: ``"logit"``, or ``"logit(target) - logit(contrast)"`` with a contrast."""
+    if all(c is None for c in r.contrast_ids):
+        return f"target {r.objective}"
+    return f"{r.objective}(target) - {r.objective}(contrast)"
+
+
 def _steps_table(r: AttributionResult, top_k: int = 3) -> str:
-    columns = ("step", "explains", "position", f"target {r.objective}", "top tokens")
+    columns = ("step", "explains", "position", value_column(r), "top tokens")
     rows = ["<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in columns) + "</tr>"]
     for t in range(r.n_steps):
         scores = views.finite(r.step_scores(t))
         top = scores.argsort(descending=True)[:top_k].tolist()
         tops = ", ".join(f"{display_token(r.tokens[i])!r} {float(scores[i]):.3g}" for i in top)
-        contrast = r.contrast_ids[t]
-        target = display_token(r.target_tokens[t]) + ("" if contrast is None else f" vs <id {contrast}>")
         rows.append(
-            f"<tr><td>{t + 1}</td><td><code>{html.escape(repr(target))}</code></td><td>{r.step_positions[t]}</td>"
+            f"<tr><td>{t + 1}</td><td><code>{html.escape(r.explained(t))}</code></td><td>{r.step_positions[t]}</td>"
             f"<td>{r.target_logits[t]:.3f}</td><td>{html.escape(tops)}</td></tr>"
         )
     return f'<table class="steps">{"".join(rows)}</table>'
@@ -166,6 +172,7 @@ def write_report(
     page.add(f"<h1>{html.escape(title)}</h1>")
     models = sorted({r.model for r in results})
     page.add(f'<p class="note">model: {html.escape(", ".join(models))}. {html.escape(LEGEND)}</p>')
+    page.add(palette.legend_html())
     groups = _group_by_example(results)
     for i, group in enumerate(groups):
         if len(groups) > 1:

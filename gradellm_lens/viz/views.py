@@ -24,10 +24,11 @@ Comparison
     :func:`compare_methods` -- several methods on the same example and step, one series per
     method, each divided by its own largest absolute score so the colours are comparable.
 
-Colours are CircuitsVis's: blue for positive (supports the target), red for negative, white 0.
-Non-negative scores use the scale [0, max]; signed ones [-max|v|, max|v|]. NaN/inf never reach a
+Colours follow :mod:`.palette` in every view: blue for positive (supports the explained token),
+red for negative, white 0, darker for larger magnitudes. Non-negative scores use the scale
+[0, max]; signed ones [-max|v|, max|v|]. NaN/inf never reach a
 view: NaN (positions outside a prefix) becomes 0, infinities the largest finite value. Tokens are
-shown with :func:`~.tokens.display_token` and HTML-escaped for the components that insert them
+shown with :func:`~gradellm_lens.tokens.display_token` and HTML-escaped for the components that insert them
 as HTML (``ColoredTokens*``, ``TextNeuronActivations``), so ``<s>`` and ``<|im_start|>`` show
 literally (their hover tooltips, drawn as text, show the escaped form); the ``AttentionHeads``
 axis labels are drawn as text and are not escaped.
@@ -43,11 +44,15 @@ from torch import Tensor
 
 from ..errors import InvalidInputError
 from ..result import AttributionResult
+from ..tokens import display_token
+from . import palette
 from .offline import HTML_TEXT_COMPONENTS, Component, View
-from .tokens import display_token
-
 
 # ---- helpers -------------------------------------------------------------------------------------
+COLOURS = {"positiveColor": palette.POSITIVE, "negativeColor": palette.NEGATIVE}
+"""Colour props of the components that take them (the others get the same colours from the bundle)."""
+
+
 def finite(x: Tensor) -> Tensor:
     """``x`` as float32 with NaN -> 0 and +-inf -> the largest / smallest finite value."""
     x = x.detach().float().cpu()
@@ -73,8 +78,8 @@ def token_labels(tokens: Sequence[str], component: Component) -> list[str]:
 
 
 def step_label(result: AttributionResult, step: int) -> str:
-    """``"2: ' Paris'"`` -- the step number (1-based) and the token it explains."""
-    return f"{step + 1}: {display_token(result.target_tokens[step])!r}"
+    """``"2: ' Paris'"`` -- the step number (1-based) and what it explains (``' a' vs ' b'`` with a contrast)."""
+    return f"{step + 1}: {result.explained(step)}"
 
 
 def _check_step(result: AttributionResult, step: int) -> int:
@@ -133,6 +138,7 @@ def _heads_view(result: AttributionResult, maps: Tensor, names: list[str], title
             "minValue": lo,
             "maxValue": hi,
             "maskUpperTri": True,
+            **COLOURS,
         },
         title,
     )
@@ -147,7 +153,7 @@ def colored_tokens(result: AttributionResult, step: int = 0) -> View:
     prefix = result.tokens[: values.shape[0]]
     return View(
         "ColoredTokens",
-        {"tokens": token_labels(prefix, "ColoredTokens"), "values": values, "minValue": lo, "maxValue": hi},
+        {"tokens": token_labels(prefix, "ColoredTokens"), "values": values, "minValue": lo, "maxValue": hi, **COLOURS},
         f"step {step_label(result, step)}",
     )
 

@@ -25,13 +25,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from gradellm_lens import load_model
-from gradellm_lens.attribute import build_steps, greedy_continuation
-from gradellm_lens.metrics import all_prefix_mask
-from gradellm_lens.targets import Step
-from gradellm_lens.tasks import get_task, make_task
+from ...attribute import build_steps, greedy_continuation
+from ...metrics import all_prefix_mask
+from ...models import load_model
+from ...targets import Step
+from ...tasks import get_task, make_task
 
-RESULTS_DIR = Path(__file__).resolve().parents[1] / "results" / "heads"
+RESULTS_DIR = Path("analyses") / "results" / "heads"
+"""Default output folder, relative to the working directory (in a checkout: the committed results)."""
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,16 @@ class StudyExample:
         return [s.position for s in self.steps]
 
 
+def make_parser(name: str, description: str, *, n: int, task: str = "sst2") -> argparse.ArgumentParser:
+    """The parser of study ``name`` with the common arguments (every option's help shows its default)."""
+    formatter = argparse.ArgumentDefaultsHelpFormatter
+    parser = argparse.ArgumentParser(prog=f"gradellm-lens study {name}", description=description, formatter_class=formatter)
+    add_common_args(parser, n=n, task=task)
+    return parser
+
+
 def add_common_args(parser: argparse.ArgumentParser, *, n: int, task: str = "sst2") -> None:
-    parser.add_argument("--model", default="smollm2-135m-instruct", help="model name (default SmolLM2-135M-Instruct)")
+    parser.add_argument("--model", default="smollm2-135m-instruct", help="model name")
     parser.add_argument("--task", default=task, help="task name (sst2, imdb, boolq, tellmewhy, wikibio)")
     parser.add_argument("--n", type=int, default=n, help="number of examples (hash-ordered, deterministic)")
     parser.add_argument("--seed", type=int, default=0, help="example sampling seed")
@@ -73,7 +82,7 @@ def add_common_args(parser: argparse.ArgumentParser, *, n: int, task: str = "sst
         "--threads", type=int, default=int(os.environ.get("GRADELLM_THREADS", "1")), help="torch threads"
     )
     parser.add_argument("--out", default=str(RESULTS_DIR), help="output folder")
-    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, ... (None: cuda if available)")
 
 
 def stem(args: argparse.Namespace, *parts: str) -> str:
