@@ -31,6 +31,10 @@ class ModelInfo:
         grad_at_z: gradients reach ``blocks.L.attn.hook_z``.
         grad_at_pattern: gradients reach ``blocks.L.attn.hook_pattern``.
         supports_attn_result: the bridge can emit ``hook_result`` (per-head outputs).
+        single_position: every layer's attention is the bridge's re-implemented rotary attention
+            (which takes earlier keys/values through a ``layer_past`` cache and a 4-D mask) and no
+            layer has a sliding window shorter than the context, so exact per-step gradients can
+            come from single-position passes (:mod:`gradellm_lens.capture.single_position`).
     """
 
     name: str
@@ -46,6 +50,7 @@ class ModelInfo:
     grad_at_z: bool
     grad_at_pattern: bool
     supports_attn_result: bool
+    single_position: bool = False
 
     @property
     def gradients_supported(self) -> bool:
@@ -105,7 +110,25 @@ def probe(model, name: str | None = None) -> ModelInfo:
         grad_at_z=seen.get(names[0], False),
         grad_at_pattern=seen.get(names[1], False),
         supports_attn_result=bool(getattr(attn, "supports_attn_result", False)),
+        single_position=_single_position_capable(model),
     )
+
+
+def _single_position_capable(model) -> bool:
+    """See :attr:`ModelInfo.single_position`."""
+    try:
+        from transformer_lens.model_bridge.generalized_components.position_embeddings_attention import (
+            PositionEmbeddingsAttentionBridge,
+        )
+    except ImportError:
+        return False
+    blocks = getattr(model, "blocks", None)
+    if not blocks or not all(isinstance(getattr(b, "attn", None), PositionEmbeddingsAttentionBridge) for b in blocks):
+        return False
+    config = getattr(getattr(model, "original_model", None), "config", None)
+    window = getattr(config, "sliding_window", None) if getattr(config, "use_sliding_window", True) else None
+    sliding = window is not None or "sliding_attention" in (getattr(config, "layer_types", None) or ())
+    return not sliding or (window is not None and window >= model.cfg.n_ctx)
 
 
 def model_info(model, name: str | None = None, *, require_gradients: bool = True) -> ModelInfo:

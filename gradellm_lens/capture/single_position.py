@@ -1,0 +1,322 @@
+r"""Exact per-step gradients at each step's own position: frozen prefix keys/values + live rows.
+
+Many methods need, for every explained step :math:`t` (the logit :math:`y_t` read at position
+:math:`p_t`), the gradient with respect to an activation *at the step's own position*:
+Grad-ELLM's :math:`\partial y_t / \partial z_\ell[p_t]` (Huang & Chan, arXiv 2601.03089, after
+Grad-ECLIP's channel weights) and attention x gradient's :math:`\partial y_t / \partial
+A_\ell[p_t, :]`. In a causal transformer :math:`z_\ell[p_t]` reaches :math:`y_t` only through
+position :math:`p_t`'s own column of the later layers; every earlier position :math:`i < p_t`
+enters that column only through its keys and values, which do not depend on :math:`z_\ell[p_t]`.
+So the gradient is exactly that of a *single-position* pass: position :math:`p_t` alone, with the
+earlier positions' keys and values held as constants.
+
+:func:`step_gradients` computes it for all steps and all layers at once:
+
+1. one no-grad forward over ``tokens[: P + 1]`` (:math:`P = \max_t p_t`) records the requested
+   activations (spatial weights and the like) and, at every layer from the lowest differentiated
+   one up, the keys after RoPE (``hook_rot_k``) and the values (``hook_v``);
+2. one batch of :math:`T` one-token rows runs with gradients: row :math:`t` is token
+   :math:`p_t` at position id :math:`p_t`, attending through a 4-D mask to the frozen keys/values of
+   positions :math:`< p_t` and to its own live key/value (the bridge's attention appends the frozen
+   ones through a ``layer_past`` cache object). Blocks below the lowest differentiated layer are
+   not run: that layer's input residual at :math:`p_t` is a constant taken from step 1;
+3. one backward of :math:`\sum_t y_t`: the rows are independent, so row :math:`t` of every
+   gradient is step :math:`t`'s exact gradient.
+
+Where this cannot apply, the full-graph path runs instead (one forward over the sequence with
+gradients and one batched backward, :func:`~.gradients.capture_gradients`) and
+:attr:`StepGradients.path` says so: a model without the capability
+(:attr:`~gradellm_lens.models.ModelInfo.single_position`: the bridge's re-implemented rotary
+attention, no sliding window), forward hooks installed on the model's hook points (ablations
+see whole sequences), a model in training mode, or a model whose one-time numerical self-check
+(fast vs full graph on a short sequence, cached per model object) failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import weakref
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from ..errors import InvalidInputError, NumericalError, unknown_name_error
+from ..models.capabilities import model_info
+from ..targets import Step, Target, stacked_values
+from ..typing import TokenIds
+from .gradients import capture_gradients, check_finite_gradients, graph_input_hook, out_of_memory_advice
+from .hooks import QUERY_KEY_KINDS, ActivationStore, active_hook_points, check_hook_names, hook_kind, hook_name, logit_rows_hook
+
+GradientPath = Literal["single_position", "full_graph"]
+PathRequest = Literal["auto", "single_position", "full_graph"]
+GRADIENT_PATHS: tuple[str, ...] = ("auto", "single_position", "full_graph")
+logger = logging.getLogger(__name__)
+_SELF_CHECK: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True)
+class StepGradients:
+    """Gradients of every step's objective at the step's own position (all tensors detached).
+
+    Attributes:
+        activations: act name -> activation over ``tokens[: P + 1]`` as its hook saw it (``[1, ...]``).
+        at_steps: grad name -> the activation at each step's own position, ``[step, ...]``; for
+            ``hook_pattern`` / ``hook_attn_scores`` the step's query row over key positions
+            ``[step, head, P + 1]``, zero after the step's position.
+        gradients: grad name -> ``∂y_t / ∂(activation at p_t)``, laid out like ``at_steps``.
+        objective: ``[step]`` the values ``y_t``.
+        path: ``"single_position"`` or ``"full_graph"``: which computation ran.
+    """
+
+    activations: dict[str, Tensor]
+    at_steps: dict[str, Tensor]
+    gradients: dict[str, Tensor]
+    objective: Tensor
+    path: GradientPath
+
+
+class FrozenKeysValues:
+    """A ``layer_past`` cache for the bridge's attention: frozen keys/values before the live ones.
+
+    ``update(k, v, layer)`` receives the live rows' keys/values ``[rows, n_kv, 1, d]`` and returns
+    ``[rows, n_kv, n_frozen + 1, d]``: the frozen ``[1, n_kv, n_frozen, d]`` tensors of that
+    layer, shared by every row, then the live column.
+    """
+
+    def __init__(self, keys: dict[int, Tensor], values: dict[int, Tensor]) -> None:
+        self.keys, self.values = keys, values
+
+    def update(self, k: Tensor, v: Tensor, layer_idx: int, *args, **kwargs) -> tuple[Tensor, Tensor]:
+        frozen_k = self.keys[layer_idx].expand(k.shape[0], -1, -1, -1)
+        frozen_v = self.values[layer_idx].expand(v.shape[0], -1, -1, -1)
+        return torch.cat([frozen_k, k], dim=2), torch.cat([frozen_v, v], dim=2)
+
+
+def cached_attention_mask(visible: Tensor, dtype: torch.dtype) -> Tensor:
+    """Additive 4-D mask ``[rows, 1, queries, keys]`` from a boolean ``[rows, queries, keys]`` (True = visible).
+
+    Used as given by Hugging Face and by the bridge's attention (a 4-D mask is authoritative there).
+    """
+    return torch.zeros(visible.shape, dtype=dtype, device=visible.device).masked_fill(
+        ~visible, torch.finfo(dtype).min
+    )[:, None]
+
+
+def record_keys_values(model, tokens: Tensor, layers: Sequence[int], store: ActivationStore, extra_hooks=()):
+    """One no-grad forward of ``tokens [batch, pos]`` that also records every layer's keys (after RoPE) and values.
+
+    Returns a :class:`FrozenKeysValues` over ``layers`` (``[batch, n_kv, pos, d]`` per layer);
+    ``store`` records whatever else was asked, ``extra_hooks`` run first. Logits are unembedded at
+    the last position only, and returned.
+    """
+    kv = ActivationStore([hook_name(kind, layer) for layer in layers for kind in ("rot_k", "v")])
+    cut, _ = logit_rows_hook(model, [-1])
+    with torch.no_grad(), model.hooks(fwd_hooks=[*extra_hooks, *store.hooks(), *kv.hooks(), *cut]):
+        logits = model(tokens)
+    kv.check_fired()
+    store.check_fired()
+    keys = {layer: _heads_first(kv[hook_name("rot_k", layer)]) for layer in layers}
+    values = {layer: _heads_first(kv[hook_name("v", layer)]) for layer in layers}
+    return FrozenKeysValues(keys, values), logits
+
+
+def _heads_first(x: Tensor) -> Tensor:
+    """``hook_rot_k`` / ``hook_v`` ``[batch, pos, n_kv, d]`` -> the attention's ``[batch, n_kv, pos, d]``."""
+    return x.transpose(1, 2)
+
+
+@contextlib.contextmanager
+def skipped_blocks(blocks: Sequence[torch.nn.Module]) -> Iterator[None]:
+    """Make ``blocks`` pass their hidden states through unchanged for the duration (their output is
+    replaced at the first block that runs, so their work would be discarded).
+
+    The pass-through is an instance attribute set with ``object.__setattr__``: the bridge's own
+    ``__setattr__`` would forward ``forward`` to the wrapped Hugging Face layer.
+    """
+    saved = [block.__dict__.get("forward") for block in blocks]
+
+    def passthrough(hidden_states, *args, **kwargs):
+        return hidden_states
+
+    try:
+        for block in blocks:
+            object.__setattr__(block, "forward", passthrough)
+        yield
+    finally:
+        for block, forward in zip(blocks, saved):
+            if forward is None:
+                block.__dict__.pop("forward", None)
+            else:
+                object.__setattr__(block, "forward", forward)
+
+
+def _layer_of(name: str) -> int:
+    return int(name.split(".")[1])
+
+
+def _own_position_rows(x: Tensor, positions: Tensor, kind: str | None, batched: bool) -> Tensor:
+    """Full-graph tensors at each step's own position.
+
+    ``x`` is an activation ``[pos, ...]`` (query-key kinds: ``[head, query, key]``) or, with
+    ``batched``, a gradient ``[step, pos, ...]`` (``[step, head, query, key]``).
+    """
+    steps = torch.arange(len(positions), device=x.device)
+    if kind in QUERY_KEY_KINDS:
+        rows = x[steps, :, positions, :] if batched else x[:, positions, :].movedim(1, 0)  # [step, head, key]
+        after = torch.arange(rows.shape[-1], device=x.device)[None, :] > positions[:, None]
+        return rows.masked_fill(after[:, None, :], 0.0)
+    return x[steps, positions] if batched else x[positions]
+
+
+def _key_positions(x: Tensor, positions: Tensor, n: int) -> Tensor:
+    """Live query rows ``[step, head, n + 1]`` (frozen keys 0..n-1, then the step's own) -> ``[step, head, n]``
+    indexed by key position: keys ``< p_t`` as they are, the own key at ``p_t``, zero after."""
+    out = x[..., :n].clone()
+    before = torch.arange(n, device=x.device)[None, :] < positions[:, None]
+    out = out.masked_fill(~before[:, None, :], 0.0)
+    out[torch.arange(len(positions), device=x.device), :, positions] = x[..., n]
+    return out
+
+
+def _full_graph(model, tokens, steps, grad_names, act_names) -> StepGradients:
+    positions = [s.position for s in steps]
+    captured = capture_gradients(
+        model,
+        tokens[None, : max(positions) + 1],
+        grad_names=grad_names,
+        act_names=act_names,
+        objective=lambda logits: stacked_values([s.target for s in steps], logits[0]),
+        logit_positions=positions,  # row t of the logits is step t's position
+    )
+    index = torch.tensor(positions, device=tokens.device)
+    at_steps, gradients = {}, {}
+    for name in grad_names:
+        kind = hook_kind(name)
+        at_steps[name] = _own_position_rows(captured.activations[name][0], index, kind, batched=False)
+        gradients[name] = _own_position_rows(captured.gradients[name][:, 0], index, kind, batched=True)
+    activations = {name: captured.activations[name] for name in act_names}
+    return StepGradients(activations, at_steps, gradients, captured.objective, "full_graph")
+
+
+def _single_position(model, tokens, steps, grad_names, act_names) -> StepGradients:
+    positions = [s.position for s in steps]
+    n = max(positions) + 1
+    index = torch.tensor(positions, device=tokens.device)
+    start = min(_layer_of(name) for name in grad_names)
+    layers = range(start, model.cfg.n_layers)
+    resid = hook_name("resid_pre", start) if start > 0 else None
+    rows = {resid: lambda x: x[:, index]} if resid else {}  # the lowest layer's input at the step positions
+    store = ActivationStore([*act_names, *rows], select=rows)
+    frozen, _ = record_keys_values(model, tokens[None, :n], layers, store)
+
+    visible = torch.arange(n + 1, device=tokens.device)[None, :] < index[:, None]
+    visible[:, n] = True  # the row's own (live) key
+    mask = cached_attention_mask(visible[:, None, :], frozen.keys[start].dtype)
+    live = ActivationStore(grad_names)
+    if resid:  # the constant input residual of the lowest differentiated layer, as a leaf of the graph
+        leaf = store[resid][0][:, None].detach().requires_grad_(True)
+        entry = [(resid, lambda x, hook=None: leaf)]
+    else:
+        entry = [graph_input_hook()]
+    with torch.enable_grad(), model.hooks(fwd_hooks=[*entry, *live.hooks()]), skipped_blocks(model.blocks[:start]):
+        logits = model(tokens[index][:, None], attention_mask=mask, position_ids=index[:, None], layer_past=frozen)
+        values = stacked_values([s.target for s in steps], logits[:, -1])
+        if not torch.isfinite(values).all():
+            raise NumericalError(f"The attribution objective is not finite ({values.detach().cpu().tolist()}).")
+        live.check_fired()
+        grads = torch.autograd.grad(values.sum(), [live[name] for name in grad_names])
+    check_finite_gradients(grad_names, grads, 1)
+    at_steps, gradients = {}, {}
+    for name, grad in zip(grad_names, grads):
+        act, grad = live[name].detach(), grad.detach()
+        if hook_kind(name) in QUERY_KEY_KINDS:  # [step, head, 1, n + 1]
+            at_steps[name], gradients[name] = (_key_positions(x[:, :, 0], index, n) for x in (act, grad))
+        else:  # [step, 1, ...]
+            at_steps[name], gradients[name] = act[:, 0], grad[:, 0]
+    activations = {name: store[name] for name in act_names}
+    return StepGradients(activations, at_steps, gradients, values.detach(), "single_position")
+
+
+def single_position_supported(model, grad_names: Sequence[str]) -> bool:
+    """Whether :func:`step_gradients` can take the single-position path for these hook points now."""
+    if not grad_names or any(hook_kind(n) is None or hook_kind(n) in ("embed", "unembed_in") for n in grad_names):
+        return False
+    if not model_info(model).single_position or model.training or active_hook_points(model):
+        return False
+    if model not in _SELF_CHECK:
+        _SELF_CHECK[model] = _self_check(model)
+    return _SELF_CHECK[model]
+
+
+def _self_check(model) -> bool:
+    """Fast vs full-graph gradients on a short sequence (once per model object): the bridge honours
+    the frozen keys/values, the 4-D mask and the position ids, and skipping the lower blocks is exact."""
+    info = model_info(model)
+    tokens = (torch.arange(9, device=next(model.parameters()).device) * 7 + 1) % info.d_vocab
+    steps = [Step(p, Target(int(tokens[p + 1]))) for p in (2, 5, 7)]
+    last = info.n_layers - 1
+    cases = [[hook_name("z", 0), hook_name("z", last), hook_name("pattern", last)], [hook_name("attn_out", last)]]
+    tol = 1e-3 if next(model.parameters()).dtype == torch.float32 else 5e-2
+    try:
+        for names in cases:
+            fast = _single_position(model, tokens, steps, names, [])
+            full = _full_graph(model, tokens, steps, names, [])
+            for name in names:
+                scale = full.gradients[name].abs().max().clamp(min=1e-12)
+                if float((fast.gradients[name] - full.gradients[name]).abs().max() / scale) > tol:
+                    logger.info("single-position self-check: gradients at %s differ; using the full graph", name)
+                    return False
+    except Exception as exc:  # noqa: BLE001 - any failure means: do not use the fast path on this model
+        logger.info("single-position self-check failed (%s: %s); using the full graph", type(exc).__name__, exc)
+        return False
+    return True
+
+
+def step_gradients(
+    model,
+    tokens: TokenIds,
+    steps: Sequence[Step],
+    *,
+    grad_names: Sequence[str],
+    act_names: Sequence[str] = (),
+    path: PathRequest = "auto",
+) -> StepGradients:
+    """Gradients of every step's target at the step's own position, with the activations at ``act_names``.
+
+    Args:
+        model: a ``TransformerBridge``.
+        tokens: ``[pos]`` token ids (checked by the caller); the forward covers the longest prefix.
+        steps: the explained steps (``steps[t].target`` read at ``steps[t].position``).
+        grad_names: per-layer hook points (:func:`~.hooks.hook_name`: ``z``, ``attn_out``,
+            ``pattern``, ...) whose own-position activation is differentiated.
+        act_names: hook points only recorded, over the whole prefix.
+        path: ``"auto"`` (single-position where supported, else the full graph), or force one.
+
+    Raises:
+        InvalidInputError: ``path="single_position"`` where it is not supported, unknown hook names.
+        NumericalError: NaN/inf objective or gradients.
+    """
+    if path not in GRADIENT_PATHS:
+        raise unknown_name_error("gradient_path", path, GRADIENT_PATHS)
+    if torch.is_inference_mode_enabled():
+        raise InvalidInputError(
+            "Gradient attribution cannot run inside torch.inference_mode(); call it outside that "
+            "context (torch.no_grad() is fine: gradients are enabled internally)."
+        )
+    grad_names, act_names = list(dict.fromkeys(grad_names)), list(dict.fromkeys(act_names))
+    check_hook_names(model, [*grad_names, *act_names])
+    fast = path != "full_graph" and single_position_supported(model, grad_names)
+    if path == "single_position" and not fast:
+        raise InvalidInputError(
+            "gradient_path='single_position' is not available here (it needs the bridge's rotary attention "
+            "without a sliding window, no hooks installed on the model, eval mode, and per-layer hook points); "
+            "use gradient_path='auto'."
+        )
+    with out_of_memory_advice():
+        if fast:
+            return _single_position(model, tokens, steps, grad_names, act_names)
+        return _full_graph(model, tokens, steps, grad_names, act_names)
