@@ -34,10 +34,9 @@ see whole sequences), a model in training mode, or a model whose one-time numeri
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -48,8 +47,9 @@ from ..errors import InvalidInputError, NumericalError, unknown_name_error
 from ..models.capabilities import model_info
 from ..targets import Step, Target, stacked_values
 from ..typing import TokenIds
+from .frozen_prefix import cached_attention_mask, prefix_cache_supported, record_keys_values, skipped_blocks
 from .gradients import capture_gradients, check_finite_gradients, graph_input_hook, out_of_memory_advice
-from .hooks import QUERY_KEY_KINDS, ActivationStore, active_hook_points, check_hook_names, hook_kind, hook_name, logit_rows_hook
+from .hooks import QUERY_KEY_KINDS, ActivationStore, check_hook_names, hook_kind, hook_name
 
 GradientPath = Literal["single_position", "full_graph"]
 PathRequest = Literal["auto", "single_position", "full_graph"]
@@ -77,81 +77,6 @@ class StepGradients:
     gradients: dict[str, Tensor]
     objective: Tensor
     path: GradientPath
-
-
-class FrozenKeysValues:
-    """A ``layer_past`` cache for the bridge's attention: frozen keys/values before the live ones.
-
-    ``update(k, v, layer)`` receives the live rows' keys/values ``[rows, n_kv, 1, d]`` and returns
-    ``[rows, n_kv, n_frozen + 1, d]``: the frozen ``[1, n_kv, n_frozen, d]`` tensors of that
-    layer, shared by every row, then the live column.
-    """
-
-    def __init__(self, keys: dict[int, Tensor], values: dict[int, Tensor]) -> None:
-        self.keys, self.values = keys, values
-
-    def update(self, k: Tensor, v: Tensor, layer_idx: int, *args, **kwargs) -> tuple[Tensor, Tensor]:
-        frozen_k = self.keys[layer_idx].expand(k.shape[0], -1, -1, -1)
-        frozen_v = self.values[layer_idx].expand(v.shape[0], -1, -1, -1)
-        return torch.cat([frozen_k, k], dim=2), torch.cat([frozen_v, v], dim=2)
-
-
-def cached_attention_mask(visible: Tensor, dtype: torch.dtype) -> Tensor:
-    """Additive 4-D mask ``[rows, 1, queries, keys]`` from a boolean ``[rows, queries, keys]`` (True = visible).
-
-    Used as given by Hugging Face and by the bridge's attention (a 4-D mask is authoritative there).
-    """
-    return torch.zeros(visible.shape, dtype=dtype, device=visible.device).masked_fill(
-        ~visible, torch.finfo(dtype).min
-    )[:, None]
-
-
-def record_keys_values(model, tokens: Tensor, layers: Sequence[int], store: ActivationStore, extra_hooks=()):
-    """One no-grad forward of ``tokens [batch, pos]`` that also records every layer's keys (after RoPE) and values.
-
-    Returns a :class:`FrozenKeysValues` over ``layers`` (``[batch, n_kv, pos, d]`` per layer);
-    ``store`` records whatever else was asked, ``extra_hooks`` run first. Logits are unembedded at
-    the last position only, and returned.
-    """
-    kv = ActivationStore([hook_name(kind, layer) for layer in layers for kind in ("rot_k", "v")])
-    cut, _ = logit_rows_hook(model, [-1])
-    with torch.no_grad(), model.hooks(fwd_hooks=[*extra_hooks, *store.hooks(), *kv.hooks(), *cut]):
-        logits = model(tokens)
-    kv.check_fired()
-    store.check_fired()
-    keys = {layer: _heads_first(kv[hook_name("rot_k", layer)]) for layer in layers}
-    values = {layer: _heads_first(kv[hook_name("v", layer)]) for layer in layers}
-    return FrozenKeysValues(keys, values), logits
-
-
-def _heads_first(x: Tensor) -> Tensor:
-    """``hook_rot_k`` / ``hook_v`` ``[batch, pos, n_kv, d]`` -> the attention's ``[batch, n_kv, pos, d]``."""
-    return x.transpose(1, 2)
-
-
-@contextlib.contextmanager
-def skipped_blocks(blocks: Sequence[torch.nn.Module]) -> Iterator[None]:
-    """Make ``blocks`` pass their hidden states through unchanged for the duration (their output is
-    replaced at the first block that runs, so their work would be discarded).
-
-    The pass-through is an instance attribute set with ``object.__setattr__``: the bridge's own
-    ``__setattr__`` would forward ``forward`` to the wrapped Hugging Face layer.
-    """
-    saved = [block.__dict__.get("forward") for block in blocks]
-
-    def passthrough(hidden_states, *args, **kwargs):
-        return hidden_states
-
-    try:
-        for block in blocks:
-            object.__setattr__(block, "forward", passthrough)
-        yield
-    finally:
-        for block, forward in zip(blocks, saved):
-            if forward is None:
-                block.__dict__.pop("forward", None)
-            else:
-                object.__setattr__(block, "forward", forward)
 
 
 def _layer_of(name: str) -> int:
@@ -245,7 +170,7 @@ def single_position_supported(model, grad_names: Sequence[str]) -> bool:
     """Whether :func:`step_gradients` can take the single-position path for these hook points now."""
     if not grad_names or any(hook_kind(n) is None or hook_kind(n) in ("embed", "unembed_in") for n in grad_names):
         return False
-    if not model_info(model).single_position or model.training or active_hook_points(model):
+    if not prefix_cache_supported(model):
         return False
     if model not in _SELF_CHECK:
         _SELF_CHECK[model] = _self_check(model)
