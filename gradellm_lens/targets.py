@@ -1,6 +1,7 @@
 """What an attribution explains: a target token's logit (default), log-prob or prob, or a contrast.
 
-Grad-ELLM explains the **pre-softmax logit** of the token the model generates (method-spec 1.1).
+Grad-ELLM explains the **pre-softmax logit** of the token the model generates (Huang & Chan,
+arXiv 2601.03089, following Grad-ECLIP).
 The same :class:`Target` serves every method, so all methods explain the same scalar.
 """
 

@@ -81,7 +81,9 @@ def test_step_gradients_equal_the_full_graph(tiny_model, tiny_ids, layers, n_ste
 
 @pytest.mark.parametrize("gradient_source,spatial,kv_expansion", SWITCHES)
 @pytest.mark.parametrize("layers,n_steps", [(1, 1), ("all", 10)])  # every combination: test_step_gradients_*
-def test_grad_ellm_every_switch_equals_full_graph(tiny_model, tiny_ids, gradient_source, spatial, kv_expansion, layers, n_steps):
+def test_grad_ellm_every_switch_equals_full_graph(
+    tiny_model, tiny_ids, gradient_source, spatial, kv_expansion, layers, n_steps
+):
     _same_method_output(
         tiny_model, "grad_ellm", tiny_ids, _last_steps(tiny_ids, n_steps), layers=layers,
         gradient_source=gradient_source, spatial=spatial, kv_expansion=kv_expansion,
@@ -92,7 +94,9 @@ def test_grad_ellm_every_switch_equals_full_graph(tiny_model, tiny_ids, gradient
 @pytest.mark.parametrize("share_forward", [True, False])
 def test_grad_ellm_combine_and_separate_passes_equal_full_graph(tiny_model, tiny_ids, combine, share_forward):
     steps = _steps(tiny_ids, [2, 5, 9])
-    _same_method_output(tiny_model, "grad_ellm", tiny_ids, steps, layers="all", combine=combine, share_forward=share_forward)
+    _same_method_output(
+        tiny_model, "grad_ellm", tiny_ids, steps, layers="all", combine=combine, share_forward=share_forward
+    )
 
 
 @pytest.mark.parametrize("layers", [1, "all", [0]])
@@ -181,7 +185,9 @@ def test_bad_path_and_hook_names(tiny_model, tiny_ids):
 @pytest.mark.slow
 @pytest.mark.parametrize("layers,n_steps", [(1, 1), (1, 10), ("all", 1), ("all", 10)])
 def test_smollm2_fast_path_equals_full_graph(smollm2, layers, n_steps):
-    ids = torch.tensor(smollm2.tokenizer("The quick brown fox jumps over the lazy dog because it wanted to see").input_ids)
+    ids = torch.tensor(
+        smollm2.tokenizer("The quick brown fox jumps over the lazy dog because it wanted to see").input_ids
+    )
     steps = _last_steps(ids, n_steps)
     _same_method_output(smollm2, "grad_ellm", ids, steps, layers=layers)
     _same_method_output(smollm2, "grad_ellm", ids, steps, layers=layers, variant="reference", spatial="pattern")

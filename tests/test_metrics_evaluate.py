@@ -22,8 +22,8 @@ from gradellm_lens.metrics import (
     distribution_distance,
     evaluate_result,
     evaluate_step,
-    step_reference,
     span_mask,
+    step_reference,
 )
 from gradellm_lens.metrics.perturb import BridgeMaskedForward
 
@@ -317,9 +317,7 @@ def _step_results(model, prefix, target, scores, perturbable, config):
 def _assert_same_scores(a, b, tol=1e-5):
     for field, value in a.to_dict().items():
         other = b.to_dict()[field]
-        if isinstance(value, float):
-            assert value == pytest.approx(other, abs=tol), field
-        elif isinstance(value, list) and value and isinstance(value[0], float):
+        if isinstance(value, float) or (isinstance(value, list) and value and isinstance(value[0], float)):
             assert value == pytest.approx(other, abs=tol), field
         else:
             assert value == other, field

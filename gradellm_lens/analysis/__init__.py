@@ -44,6 +44,7 @@ Example::
     print(effect.score_drop)
 """
 
+from ..capture import hook_name, record_activations
 from .ablation import (
     Ablation,
     AblationKind,
@@ -73,7 +74,6 @@ from .importance import (
     head_importance,
     output_norm_importance,
 )
-from ..capture import hook_name, record_activations
 
 __all__ = [
     "Ablation",

@@ -68,9 +68,9 @@ def cached_attention_mask(visible: Tensor, dtype: torch.dtype) -> Tensor:
 
     Used as given by Hugging Face and by the bridge's attention (a 4-D mask is authoritative there).
     """
-    return torch.zeros(visible.shape, dtype=dtype, device=visible.device).masked_fill(
-        ~visible, torch.finfo(dtype).min
-    )[:, None]
+    return torch.zeros(visible.shape, dtype=dtype, device=visible.device).masked_fill(~visible, torch.finfo(dtype).min)[
+        :, None
+    ]
 
 
 def record_keys_values(

@@ -77,9 +77,7 @@ def hook_count(model: torch.nn.Module) -> int:
     )
 
 
-def _grad(
-    values: Tensor, inputs: Sequence[Tensor], allow_unused: bool, vectorize: bool
-) -> tuple[tuple, BackwardPath]:
+def _grad(values: Tensor, inputs: Sequence[Tensor], allow_unused: bool, vectorize: bool) -> tuple[tuple, BackwardPath]:
     """Gradients of ``values`` (scalar or ``[n]``) w.r.t. ``inputs``, and the path that computed them."""
     if values.ndim == 0:
         return torch.autograd.grad(values, inputs, allow_unused=allow_unused), "single"
@@ -98,12 +96,8 @@ def _grad(
             if not is_batching_failure(exc):
                 raise
             logger.info("vectorised backward failed (%s); falling back to %d backwards", str(exc).splitlines()[0], n)
-    per_step = [
-        torch.autograd.grad(values[i], inputs, allow_unused=allow_unused, retain_graph=True) for i in range(n)
-    ]
-    grads = tuple(
-        None if per_step[0][j] is None else torch.stack([g[j] for g in per_step]) for j in range(len(inputs))
-    )
+    per_step = [torch.autograd.grad(values[i], inputs, allow_unused=allow_unused, retain_graph=True) for i in range(n)]
+    grads = tuple(None if per_step[0][j] is None else torch.stack([g[j] for g in per_step]) for j in range(len(inputs)))
     return grads, "loop"
 
 
@@ -132,7 +126,9 @@ def out_of_memory_advice() -> Iterator[None]:
     except RuntimeError as exc:
         if not is_out_of_memory(exc):
             raise
-        raise torch.OutOfMemoryError(f"{MEMORY_ADVICE} ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from exc
+        raise torch.OutOfMemoryError(
+            f"{MEMORY_ADVICE} ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+        ) from exc
 
 
 def graph_input_hook() -> FwdHook:

@@ -59,7 +59,9 @@ def hook_kind(name: str) -> str | None:
     """The kind of a hook name built by :func:`hook_name` (None for any other name)."""
     for kind, template in HOOK_TEMPLATES.items():
         head, _, tail = template.partition("{layer}")
-        if name == template or (tail and name.startswith(head) and name.endswith(tail) and name[len(head) : -len(tail)].isdigit()):
+        if name == template or (
+            tail and name.startswith(head) and name.endswith(tail) and name[len(head) : -len(tail)].isdigit()
+        ):
             return kind
     return None
 
@@ -118,7 +120,9 @@ class ActivationStore:
         return self.values[name]
 
 
-def logit_rows_hook(model, positions: Sequence[int] | Tensor | None) -> tuple[list[FwdHook], Callable[[Tensor], Tensor]]:
+def logit_rows_hook(
+    model, positions: Sequence[int] | Tensor | None
+) -> tuple[list[FwdHook], Callable[[Tensor], Tensor]]:
     """Forward hooks that run the unembedding only at ``positions``, and the logits post-processing.
 
     The hook slices the final residual stream (``unembed.hook_in``), so neither the forward nor the
@@ -145,4 +149,10 @@ def active_hook_points(model) -> list[str]:
     """Names of the model's hook points that have forward or backward hooks installed right now
     (e.g. an ablation applied with ``model.hooks``)."""
     points = getattr(model, "hook_dict", None) or dict(model.named_modules())
-    return sorted({name for name, point in points.items() if getattr(point, "fwd_hooks", None) or getattr(point, "bwd_hooks", None)})
+    return sorted(
+        {
+            name
+            for name, point in points.items()
+            if getattr(point, "fwd_hooks", None) or getattr(point, "bwd_hooks", None)
+        }
+    )

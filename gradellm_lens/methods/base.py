@@ -24,8 +24,8 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor
 
-from ..errors import InvalidInputError, NumericalError, did_you_mean, unknown_name_error
 from ..encoding import check_token_ids
+from ..errors import InvalidInputError, NumericalError, did_you_mean, unknown_name_error
 from ..models.capabilities import ModelInfo, model_info
 from ..numerics import first_nonfinite_row, prefix_mask
 from ..targets import Step, Target
@@ -67,14 +67,18 @@ def check_choices(options: Any, choices: dict[str, Sequence[str]], method: str) 
         value = getattr(options, name)
         if not isinstance(value, str) or value not in allowed:
             hint = did_you_mean(value, allowed) if isinstance(value, str) else ""
-            raise InvalidInputError(f"{method} option {name}={value!r} is invalid.{hint} Use one of {', '.join(allowed)}.")
+            raise InvalidInputError(
+                f"{method} option {name}={value!r} is invalid.{hint} Use one of {', '.join(allowed)}."
+            )
 
 
 def check_flag(options: Any, name: str, method: str) -> None:
     """Raise :class:`InvalidInputError` unless option ``name`` of ``options`` is a bool (``"no"`` is not false)."""
     value = getattr(options, name)
     if not isinstance(value, bool):
-        raise InvalidInputError(f"{method} option {name} must be True or False, got {value!r} ({type(value).__name__}).")
+        raise InvalidInputError(
+            f"{method} option {name} must be True or False, got {value!r} ({type(value).__name__})."
+        )
 
 
 class AttributionMethod(ABC):

@@ -78,7 +78,7 @@ from torch import Tensor
 from ..capture import GRADIENT_PATHS, hook_name, step_gradients
 from ..errors import InvalidInputError, unknown_name_error
 from ..numerics import masked_minmax, prefix_mask
-from ..targets import Step, stacked_values
+from ..targets import Step
 from ..typing import TokenIds
 from .base import AttributionMethod, MethodOutput, _pad_positions, check_choices, check_flag
 from .layers import LayerSpec, check_layer_spec, resolve_layers

@@ -15,7 +15,9 @@ For a prefix ``x = tokens[: position + 1]``, the explained token ``ŷ`` and scor
 4. score each draw with Soft-NS/NC (:mod:`.soft`, ``config.probability``), average over draws, and
    summarise the π curves by their normalised AUC (:mod:`.pi_soft`).
 
-Every option the paper leaves open (method-spec 7.6–7.11) is a :class:`FaithfulnessConfig` field and
+Every choice that the π-Soft paper (Huang & Chan, arXiv 2601.03089), Zhao & Aletras (2023) and
+ReAGent (Zhao & Shan 2024) leave open or make differently (which probability, the π-rescaling rule,
+the π grid, the perturbed positions, the number of draws) is a :class:`FaithfulnessConfig` field and
 is recorded in :attr:`FaithfulnessScores.config`.
 """
 
@@ -23,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,7 +56,7 @@ from .soft import (
 
 @dataclass(frozen=True)
 class FaithfulnessConfig:
-    """How Soft-NC/NS and π-Soft-NC/NS are computed (defaults: method-spec 3.4 and 7).
+    """How Soft-NC/NS and π-Soft-NC/NS are computed (defaults: π-Soft as in arXiv 2601.03089, Soft-NC/NS as in Zhao & Aletras 2023).
 
     Attributes:
         pis: π grid, strictly increasing inside (0, 1).
@@ -130,7 +131,7 @@ class FaithfulnessScores:
         degenerate: ``1 - S0 < eps``: a numerical guard only (the normaliser is held at ``eps``);
             use ``rho`` to judge whether a step is informative.
         flat: the attribution singles out no perturbable position (all zero, or all equal), so it
-            was scored as the uniform map (method-spec 3.4); such steps are valid but uninformative.
+            was scored as the uniform map (as Zhao & Aletras score an all-zero map); such steps are valid but uninformative.
     """
 
     soft_ns: float
@@ -269,7 +270,9 @@ def _prepare(model, prefix, target, perturbable) -> tuple[object, TokenIds, int,
     tokens = check_token_ids(prefix, limits, "the prefix").cpu()
     valid = check_perturbable(perturbable, tokens.shape[0])
     if token_id >= limits.d_vocab:
-        raise InvalidInputError(f"Target token id {token_id} is outside the model's vocabulary (0..{limits.d_vocab - 1}).")
+        raise InvalidInputError(
+            f"Target token id {token_id} is outside the model's vocabulary (0..{limits.d_vocab - 1})."
+        )
     return forward, tokens, token_id, valid
 
 
@@ -299,10 +302,17 @@ def step_reference(
     uniforms = torch.zeros(1, tokens.shape[0], forward.d_model).to(getattr(forward, "device", "cpu"))
     with unperturbed_head(forward, tokens, _head_length(valid)):
         probs = torch.cat(
-            [p for _, p in _probabilities(forward, tokens, keep, torch.zeros(2, dtype=torch.long), uniforms, batch_size)]
+            [
+                p
+                for _, p in _probabilities(
+                    forward, tokens, keep, torch.zeros(2, dtype=torch.long), uniforms, batch_size
+                )
+            ]
         )
     if not 0 <= token_id < probs.shape[-1]:
-        raise InvalidInputError(f"Target token id {token_id} is outside the model's vocabulary (0..{probs.shape[-1] - 1}).")
+        raise InvalidInputError(
+            f"Target token id {token_id} is outside the model's vocabulary (0..{probs.shape[-1] - 1})."
+        )
     return StepReference(tokens, token_id, valid, probs[0].cpu(), probs[1].cpu())
 
 

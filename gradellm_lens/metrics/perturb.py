@@ -88,7 +88,9 @@ class BridgeMaskedForward:
         if length < 1 or length >= tokens.shape[0] or not prefix_cache_supported(self.model):
             yield
             return
-        frozen, _ = record_keys_values(self.model, tokens[None, :length].to(self.device), range(self.model.cfg.n_layers))
+        frozen, _ = record_keys_values(
+            self.model, tokens[None, :length].to(self.device), range(self.model.cfg.n_layers)
+        )
         self._head = (tokens, frozen)
         try:
             yield
