@@ -10,28 +10,16 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import itertools
 import logging
 
 import pytest
 import torch
+from test_grad_ellm import SWITCHES, _steps
 
-from gradellm_lens import InvalidInputError, Step, Target, load_model
+from gradellm_lens import InvalidInputError, load_model
 from gradellm_lens.capture import hook_count, hook_name, step_gradients
 from gradellm_lens.capture import single_position as sp
 from gradellm_lens.methods import make_method
-
-SWITCHES = list(
-    itertools.product(
-        ("pre_o", "post_o"),
-        ("loosened", "softmax", "pattern", "rope_minmax", "none"),
-        ("grouped", "legacy_repeat"),
-    )
-)
-
-
-def _steps(ids, positions):
-    return [Step(p, Target(int(ids[p + 1]))) for p in positions]
 
 
 def _last_steps(ids, n):
