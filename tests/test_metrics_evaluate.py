@@ -340,8 +340,8 @@ def test_frozen_head_gives_the_whole_prefix_results(tiny_model, tiny_ids, monkey
     monkeypatch.setattr(perturb, "tail_forward", spy)
     ref_fast, fast = _step_results(tiny_model, prefix, target, scores, perturbable, FAST)
     assert tails and {(h, n) for h, (_, n) in tails} == {(span[0], 11 - span[0])}  # the head never runs again
-    monkeypatch.setattr(perturb, "prefix_cache_supported", lambda model: False)
-    ref_full, full = _step_results(tiny_model, prefix, target, scores, perturbable, FAST)
+    whole = perturb.BridgeMaskedForward(tiny_model, share_head=False)
+    ref_full, full = _step_results(whole, prefix, target, scores, perturbable, FAST)
     torch.testing.assert_close(ref_fast.full, ref_full.full, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(ref_fast.empty, ref_full.empty, atol=1e-6, rtol=1e-5)
     _assert_same_scores(fast, full)
@@ -356,7 +356,7 @@ def test_frozen_head_is_not_used_under_model_hooks(tiny_model, tiny_ids, monkeyp
 
 
 @pytest.mark.slow
-def test_frozen_head_on_a_chat_prompt_smollm2(smollm2, monkeypatch):
+def test_frozen_head_on_a_chat_prompt_smollm2(smollm2):
     """User-text perturbation of an SST-2 chat prompt: the system prompt and instruction are the head."""
     from gradellm_lens.metrics import perturb
     from gradellm_lens.tasks import make_task
@@ -368,6 +368,5 @@ def test_frozen_head_on_a_chat_prompt_smollm2(smollm2, monkeypatch):
     perturbable = span_mask(len(ids), start, end)
     config = FaithfulnessConfig(n_draws=2)
     _, fast = _step_results(smollm2, ids, target, scores, perturbable, config)
-    monkeypatch.setattr(perturb, "prefix_cache_supported", lambda model: False)
-    _, full = _step_results(smollm2, ids, target, scores, perturbable, config)
+    _, full = _step_results(perturb.BridgeMaskedForward(smollm2, share_head=False), ids, target, scores, perturbable, config)
     _assert_same_scores(fast, full)

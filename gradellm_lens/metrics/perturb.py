@@ -70,10 +70,15 @@ class MaskedForward(Protocol):
 
 
 class BridgeMaskedForward:
-    """:class:`MaskedForward` for a TransformerLens model: multiplies ``hook_embed``'s output."""
+    """:class:`MaskedForward` for a TransformerLens model: multiplies ``hook_embed``'s output.
 
-    def __init__(self, model) -> None:
+    ``share_head=False`` always runs whole prefixes (the unperturbed head included); pass such an
+    instance as the model of :func:`~.evaluate.evaluate_step` to time or check that path.
+    """
+
+    def __init__(self, model, *, share_head: bool = True) -> None:
         info = model_info(model)
+        self.share_head = share_head
         self.model = model
         self.d_model = info.d_model
         self.d_vocab = info.d_vocab
@@ -85,7 +90,7 @@ class BridgeMaskedForward:
     def frozen_head(self, tokens: TokenIds, length: int) -> Iterator[None]:
         """Within the block, calls for ``tokens`` whose masks keep the first ``length`` positions run
         only the later positions, over the head's keys/values computed here once."""
-        if length < 1 or length >= tokens.shape[0] or not prefix_cache_supported(self.model):
+        if not self.share_head or not 1 <= length < tokens.shape[0] or not prefix_cache_supported(self.model):
             yield
             return
         frozen, _ = record_keys_values(
