@@ -105,7 +105,7 @@ class Options:
     quiet: bool = False
     evaluate: bool = False
     before_rev: str | None = None
-    eval_n: int = 4
+    eval_n: int = 2
     eval_methods: str = throughput.DEFAULT_METHODS
     layouts: list[tuple[int, int]] = field(default_factory=lambda: [(1, 2), (2, 1)])
 
@@ -130,7 +130,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
     p.add_argument("--pi-soft-task", default="sst2", help="task whose first chat prompt gets the user-text π-Soft rows ('none': skip)")
     p.add_argument("--evaluate", action="store_true", help="also measure `gradellm-lens evaluate` throughput (pairs per minute)")
     p.add_argument("--before-rev", help="git revision whose code gives the 'before' throughput (e.g. main's commit before the change)")
-    p.add_argument("--eval-n", type=int, default=4, help="examples per throughput run (default 4)")
+    p.add_argument("--eval-n", type=int, default=2, help="examples per throughput run (default 2)")
     p.add_argument("--eval-methods", default=throughput.DEFAULT_METHODS, help=f"methods of the throughput runs (default {throughput.DEFAULT_METHODS})")
     p.add_argument("--layouts", nargs="+", default=["1x2", "2x1"], help="processes x threads per throughput run (default 1x2 2x1)")
     p.add_argument("--only", nargs="+", default=[], help="run only rows whose name contains one of these (floors always run)")

@@ -31,7 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SUMMARY = re.compile(r"(\d+) new result\(s\).* in ([\d.]+) s")
-DEFAULT_METHODS = "grad_ellm,attention_x_gradient,saliency,random"
+DEFAULT_METHODS = "grad_ellm,saliency,random"
 
 
 @dataclass

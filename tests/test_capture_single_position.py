@@ -141,7 +141,7 @@ def test_failed_self_check_falls_back_to_the_full_graph(fresh_tiny, tiny_ids, mo
     """A bridge that ignored the frozen keys/values would give other gradients: the check catches it."""
     monkeypatch.setattr(sp.FrozenKeysValues, "update", lambda self, k, v, layer_idx, *a, **kw: (k, v))
     steps = _steps(tiny_ids, [5, 9])
-    with caplog.at_level(logging.INFO, logger=sp.__name__):
+    with caplog.at_level(logging.INFO, logger="gradellm_lens.capture.frozen_prefix"):
         out = make_method("grad_ellm", fresh_tiny).attribute(tiny_ids, steps)
     assert out.diagnostics["gradient_path"] == "full_graph"
     assert "self-check" in caplog.text

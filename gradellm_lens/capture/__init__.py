@@ -1,9 +1,9 @@
 """Run a model and capture activations and gradients at TransformerLens hook points.
 
 :mod:`.hooks` (hook names, the activation store, logits at chosen positions), :mod:`.recording`
-(no-grad forwards), :mod:`.gradients` (one forward + batched backward over the whole graph) and
-:mod:`.single_position` (exact per-step gradients at each step's own position from frozen prefix
-keys/values).
+(no-grad forwards), :mod:`.gradients` (one forward + batched backward over the whole graph),
+:mod:`.frozen_prefix` (later positions run over earlier positions' keys/values held fixed) and
+:mod:`.single_position` (exact per-step gradients at each step's own position, built on it).
 """
 
 from .gradients import Captured, capture_gradients, hook_count

@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -146,25 +146,37 @@ def prefix_cache_supported(model) -> bool:
     """Whether frozen-prefix passes are exact on ``model`` now (see the module docstring)."""
     if not model_info(model).single_position or model.training or active_hook_points(model):
         return False
-    if model not in _SELF_CHECK:
-        _SELF_CHECK[model] = _self_check(model)
-    return _SELF_CHECK[model]
+    return checked_once(_SELF_CHECK, model, "frozen-prefix", _logits_agree)
 
 
-def _self_check(model) -> bool:
-    """Logits of a tail over a frozen head vs one plain forward of a short sequence (once per model)."""
-    info = model_info(model)
-    tokens = ((torch.arange(10, device=next(model.parameters()).device) * 7 + 1) % info.d_vocab)[None]
-    tol = 1e-3 if next(model.parameters()).dtype == torch.float32 else 5e-2
-    try:
-        frozen, _ = record_keys_values(model, tokens[:, :4], range(info.n_layers))
-        with torch.no_grad():
-            expected = model(tokens)[:, -1]
-        got = tail_forward(model, tokens[:, 4:], frozen)
-        ok = float((got - expected).abs().max() / expected.abs().max().clamp(min=1e-12)) <= tol
-    except Exception as exc:  # noqa: BLE001 - any failure means: do not use frozen prefixes on this model
-        logger.info("frozen-prefix self-check failed (%s: %s); running whole sequences", type(exc).__name__, exc)
-        return False
-    if not ok:
-        logger.info("frozen-prefix self-check: logits differ; running whole sequences")
-    return ok
+def checked_once(results: weakref.WeakKeyDictionary, model, what: str, check: Callable[..., bool]) -> bool:
+    """``check(model, tokens, tol)`` on a short fixed sequence, run once per model object and cached in ``results``.
+
+    ``tol`` is the relative tolerance for the model's dtype (float rounding of a differently batched
+    computation, far below any structural error). A failing or raising check means False (logged).
+    """
+    if model not in results:
+        param = next(model.parameters())
+        tokens = (torch.arange(10, device=param.device) * 7 + 1) % model_info(model).d_vocab
+        tol = 1e-3 if param.dtype == torch.float32 else 5e-2
+        try:
+            results[model] = bool(check(model, tokens, tol))
+        except Exception as exc:  # noqa: BLE001 - any failure means: do not take the fast path on this model
+            logger.info("%s self-check failed (%s: %s)", what, type(exc).__name__, exc)
+            results[model] = False
+        if not results[model]:
+            logger.info("%s self-check: results differ from the full computation; not used on this model", what)
+    return results[model]
+
+
+def relative_error(got: Tensor, expected: Tensor) -> float:
+    """``max |got - expected| / max |expected|``."""
+    return float((got - expected).abs().max() / expected.abs().max().clamp(min=1e-12))
+
+
+def _logits_agree(model, tokens: Tensor, tol: float) -> bool:
+    """Logits of a tail over a frozen head vs one plain forward."""
+    frozen, _ = record_keys_values(model, tokens[None, :4], range(model.cfg.n_layers))
+    with torch.no_grad():
+        expected = model(tokens[None])[:, -1]
+    return relative_error(tail_forward(model, tokens[None, 4:], frozen), expected) <= tol

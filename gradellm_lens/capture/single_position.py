@@ -34,7 +34,6 @@ see whole sequences), a model in training mode, or a model whose one-time numeri
 
 from __future__ import annotations
 
-import logging
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -47,14 +46,20 @@ from ..errors import InvalidInputError, NumericalError, unknown_name_error
 from ..models.capabilities import model_info
 from ..targets import Step, Target, stacked_values
 from ..typing import TokenIds
-from .frozen_prefix import cached_attention_mask, prefix_cache_supported, record_keys_values, skipped_blocks
+from .frozen_prefix import (
+    cached_attention_mask,
+    checked_once,
+    prefix_cache_supported,
+    record_keys_values,
+    relative_error,
+    skipped_blocks,
+)
 from .gradients import capture_gradients, check_finite_gradients, graph_input_hook, out_of_memory_advice
 from .hooks import QUERY_KEY_KINDS, ActivationStore, check_hook_names, hook_kind, hook_name
 
 GradientPath = Literal["single_position", "full_graph"]
 PathRequest = Literal["auto", "single_position", "full_graph"]
 GRADIENT_PATHS: tuple[str, ...] = ("auto", "single_position", "full_graph")
-logger = logging.getLogger(__name__)
 _SELF_CHECK: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -140,7 +145,7 @@ def _single_position(model, tokens, steps, grad_names, act_names) -> StepGradien
 
     visible = torch.arange(n + 1, device=tokens.device)[None, :] < index[:, None]
     visible[:, n] = True  # the row's own (live) key
-    mask = cached_attention_mask(visible[:, None, :], frozen.keys[start].dtype)
+    mask = cached_attention_mask(visible[:, None, :], frozen.dtype)
     live = ActivationStore(grad_names)
     if resid:  # the constant input residual of the lowest differentiated layer, as a leaf of the graph
         leaf = store[resid][0][:, None].detach().requires_grad_(True)
@@ -170,34 +175,19 @@ def single_position_supported(model, grad_names: Sequence[str]) -> bool:
     """Whether :func:`step_gradients` can take the single-position path for these hook points now."""
     if not grad_names or any(hook_kind(n) is None or hook_kind(n) in ("embed", "unembed_in") for n in grad_names):
         return False
-    if not prefix_cache_supported(model):
-        return False
-    if model not in _SELF_CHECK:
-        _SELF_CHECK[model] = _self_check(model)
-    return _SELF_CHECK[model]
+    return prefix_cache_supported(model) and checked_once(_SELF_CHECK, model, "single-position", _gradients_agree)
 
 
-def _self_check(model) -> bool:
-    """Fast vs full-graph gradients on a short sequence (once per model object): the bridge honours
-    the frozen keys/values, the 4-D mask and the position ids, and skipping the lower blocks is exact."""
-    info = model_info(model)
-    tokens = (torch.arange(9, device=next(model.parameters()).device) * 7 + 1) % info.d_vocab
+def _gradients_agree(model, tokens: Tensor, tol: float) -> bool:
+    """Fast vs full-graph gradients: the frozen keys/values, the 4-D mask, the position ids and the
+    skipped lower blocks (second case) give the full computation's gradients."""
     steps = [Step(p, Target(int(tokens[p + 1]))) for p in (2, 5, 7)]
-    last = info.n_layers - 1
-    cases = [[hook_name("z", 0), hook_name("z", last), hook_name("pattern", last)], [hook_name("attn_out", last)]]
-    tol = 1e-3 if next(model.parameters()).dtype == torch.float32 else 5e-2
-    try:
-        for names in cases:
-            fast = _single_position(model, tokens, steps, names, [])
-            full = _full_graph(model, tokens, steps, names, [])
-            for name in names:
-                scale = full.gradients[name].abs().max().clamp(min=1e-12)
-                if float((fast.gradients[name] - full.gradients[name]).abs().max() / scale) > tol:
-                    logger.info("single-position self-check: gradients at %s differ; using the full graph", name)
-                    return False
-    except Exception as exc:  # noqa: BLE001 - any failure means: do not use the fast path on this model
-        logger.info("single-position self-check failed (%s: %s); using the full graph", type(exc).__name__, exc)
-        return False
+    last = model_info(model).n_layers - 1
+    for names in ([hook_name("z", 0), hook_name("z", last), hook_name("pattern", last)], [hook_name("attn_out", last)]):
+        fast = _single_position(model, tokens, steps, names, [])
+        full = _full_graph(model, tokens, steps, names, [])
+        if any(relative_error(fast.gradients[n], full.gradients[n]) > tol for n in names):
+            return False
     return True
 
 

@@ -50,13 +50,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..capture import hook_name, logit_rows_hook
+from ..capture import hook_name
 from ..errors import InvalidInputError
-from ..targets import Step, as_index, stacked_values
+from ..targets import Step, as_index
 from ..typing import Embeddings, StepEmbeddingGrads, StepScores, TokenIds
 from .base import AttributionMethod, MethodOutput
 from .batching import chunks
-from .objectives import capture_steps, shared_prefix
+from .objectives import capture_steps, shared_prefix, step_values
 
 EMBED_HOOK = hook_name("embed")
 
@@ -123,7 +123,6 @@ def embedding_gradients(
     return original["e"].float(), total
 
 
-@torch.no_grad()
 def path_end_values(model, tokens: TokenIds, steps: Sequence[Step]) -> Tensor:
     """``[2, step]``: each step's target value at the input (row 0) and at the zero-embedding baseline (row 1)."""
     tokens = shared_prefix(tokens, steps)
@@ -131,10 +130,7 @@ def path_end_values(model, tokens: TokenIds, steps: Sequence[Step]) -> Tensor:
     def ends(embed: Tensor, hook=None) -> Tensor:
         return embed * torch.tensor([1.0, 0.0], device=embed.device, dtype=embed.dtype)[:, None, None]
 
-    rows, select = logit_rows_hook(model, [s.position for s in steps])
-    with model.hooks(fwd_hooks=[(EMBED_HOOK, ends), *rows]):
-        logits = select(model(tokens[None].expand(2, -1)))
-    return stacked_values([s.target for s in steps], logits).float()
+    return step_values(model, tokens[None].expand(2, -1), steps, [(EMBED_HOOK, ends)])
 
 
 class EmbeddingGradientMethod(AttributionMethod):
