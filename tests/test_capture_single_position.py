@@ -18,6 +18,7 @@ from test_grad_ellm import SWITCHES, _steps
 
 from gradellm_lens import InvalidInputError, load_model
 from gradellm_lens.capture import hook_count, hook_name, step_gradients
+from gradellm_lens.capture import frozen_prefix
 from gradellm_lens.capture import single_position as sp
 from gradellm_lens.methods import make_method
 
@@ -139,7 +140,7 @@ def test_no_state_left_behind(tiny_model, tiny_ids, monkeypatch):
 
 def test_failed_self_check_falls_back_to_the_full_graph(fresh_tiny, tiny_ids, monkeypatch, caplog):
     """A bridge that ignored the frozen keys/values would give other gradients: the check catches it."""
-    monkeypatch.setattr(sp.FrozenKeysValues, "update", lambda self, k, v, layer_idx, *a, **kw: (k, v))
+    monkeypatch.setattr(frozen_prefix.FrozenKeysValues, "update", lambda self, k, v, layer_idx, *a, **kw: (k, v))
     steps = _steps(tiny_ids, [5, 9])
     with caplog.at_level(logging.INFO, logger="gradellm_lens.capture.frozen_prefix"):
         out = make_method("grad_ellm", fresh_tiny).attribute(tiny_ids, steps)
