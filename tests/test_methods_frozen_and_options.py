@@ -83,3 +83,12 @@ def test_numpy_layer_indices_are_integers(tiny_model):
     import numpy as np
 
     assert make_method("grad_ellm", tiny_model, layers=[np.int64(1)]).layers == (1,)
+
+
+def test_a_model_frozen_before_loading_loads_and_attributes(tiny_hf, tiny_tokenizer, tiny_ids):
+    hf = copy.deepcopy(tiny_hf).requires_grad_(False)
+    model = load_model(hf, tokenizer=tiny_tokenizer, device="cpu")  # the load-time capability probe runs a backward
+    steps = [Step(6, Target(int(tiny_ids[7])))]
+    for name in ("grad_ellm", "attention_x_gradient"):
+        assert torch.isfinite(make_method(name, model).attribute(tiny_ids, steps).scores[0, :7]).all()
+    assert not any(p.requires_grad for p in model.parameters())

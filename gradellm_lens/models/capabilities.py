@@ -88,8 +88,10 @@ def probe(model, name: str | None = None) -> ModelInfo:
     grads_before = [p.grad for p in model.parameters()]
     for param in model.parameters():  # backward would accumulate into (and so change) existing grads
         param.grad = None
+    # a frozen model (requires_grad_(False)) still has a graph from its embeddings, as every method's capture does
+    leaf = [("hook_embed", lambda x, hook=None: x if x.requires_grad else x.detach().requires_grad_(True))]
     try:
-        with torch.enable_grad(), model.hooks(bwd_hooks=bwd):
+        with torch.enable_grad(), model.hooks(fwd_hooks=leaf, bwd_hooks=bwd):
             model(tokens)[0, -1].sum().backward()
     finally:
         for param, grad in zip(model.parameters(), grads_before):
