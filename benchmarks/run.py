@@ -363,7 +363,7 @@ def _task_pi_soft_rows(model, model_name: str, opts: Options, pi_soft: dict, bud
     base = dict(model=model_name, steps=1, device=opts.device, threads=opts.threads)
     try:
         ids, cases = task_pi_soft_cases(model, opts.pi_soft_task, pi_soft)
-    except Exception as exc:  # e.g. a tokenizer without a chat template: reported, not fatal
+    except Exception as exc:  # noqa: BLE001 - e.g. a tokenizer without a chat template: reported, not fatal
         note = f"error: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
         return [Row(name=f"pi_soft[{opts.pi_soft_task} chat, user text]", group="metric", prompt_len=0, requested_len=0, **base, note=note)]
     length = int(ids.shape[0])

@@ -11,9 +11,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import measure, run  # noqa: E402
-
 import gradellm_lens as gl  # noqa: E402
+from benchmarks import measure, run  # noqa: E402
 
 
 @pytest.mark.skipif(not measure.cpu_peak_supported(), reason="no /proc/self/clear_refs (not Linux)")
@@ -101,8 +100,9 @@ def test_quick_run_writes_the_table(tmp_path, capsys):
 
 
 def test_evaluate_throughput_counts_the_pairs_of_a_real_run(tmp_path):
-    from benchmarks import throughput
     from evaldata import write_task_files
+
+    from benchmarks import throughput
 
     data_dir = write_task_files(tmp_path / "data")
     args = ["--task", "sst2", "--model", "tiny-llama", "--methods", "random,saliency", "--n", "2", "--overwrite",

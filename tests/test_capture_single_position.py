@@ -17,8 +17,7 @@ import torch
 from test_grad_ellm import SWITCHES, _steps
 
 from gradellm_lens import InvalidInputError, load_model
-from gradellm_lens.capture import hook_count, hook_name, step_gradients
-from gradellm_lens.capture import frozen_prefix
+from gradellm_lens.capture import frozen_prefix, hook_count, hook_name, step_gradients
 from gradellm_lens.capture import single_position as sp
 from gradellm_lens.methods import make_method
 
