@@ -22,13 +22,20 @@ that a metric needs, embeddings layers), so only the work a user waits for is me
     :func:`gradellm_lens.attribute.greedy_continuation` (full-prefix forwards), for context.
 ``grad_ellm`` rows
     Default options, ``layers="all"``, and for ``T > 1`` the same with ``share_forward=False``
-    (``T`` separate forward/backward passes, one per prefix) to show the shared-forward speed-up.
+    (``T`` separate computations, one per prefix) to show the shared-computation speed-up.
 ``<method>`` rows
     Every other registered method (``list_methods()``) with its default options.
+``<row>[full_graph]`` rows ("before")
+    Grad-ELLM (default and ``layers="all"``) and attention x gradient with
+    ``gradient_path="full_graph"``: one forward with gradients over the sequence and one batched
+    backward, the computation that ran before the single-position path existed.
 ``pi_soft`` rows (``T = 1`` only)
-    :func:`gradellm_lens.metrics.evaluate_step` on the last step with Grad-ELLM's scores, with the
-    default ``FaithfulnessConfig`` (perturbations batched) and with ``batch_size=1`` (one forward
-    per perturbation).
+    :func:`gradellm_lens.metrics.evaluate_step` on the last step with Grad-ELLM's scores and the
+    default ``FaithfulnessConfig``: ``pi_soft`` as an evaluation runs it (the step's
+    :class:`~gradellm_lens.metrics.StepReference` computed once, outside the timed region, shared
+    by every method; the unperturbed head of the prefix run once), and ``pi_soft[before]`` (whole
+    prefixes, clean and all-masked forwards recomputed: the computation before). With
+    :func:`task_pi_soft_cases` the same two on a task prompt with only the user text perturbed.
 ``captum:<method>`` rows
     captum 0.9's ``Saliency`` / ``InputXGradient`` / ``IntegratedGradients`` (zero baseline,
     Gauss-Legendre, 50 steps, internal batch 16: our IG defaults) on the input embeddings of the
@@ -45,6 +52,7 @@ from dataclasses import dataclass
 import torch
 
 from gradellm_lens.attribute import greedy_continuation
+from gradellm_lens.capture import hook_name, logit_rows_hook
 from gradellm_lens.methods import list_methods, make_method
 
 from .inputs import BenchInput
@@ -82,7 +90,6 @@ def _device(model) -> torch.device:
 def gradient_pass(model, tokens: torch.Tensor, step, hook: str) -> CaseFn:
     """Forward ``tokens`` through the bridge (logits at the step's position only), then d(target) / d(``hook``)."""
     batch = tokens[None].to(_device(model))
-    row = slice(step.position, step.position + 1)
 
     def run() -> object:
         store = {}
@@ -91,7 +98,7 @@ def gradient_pass(model, tokens: torch.Tensor, step, hook: str) -> CaseFn:
             store["x"] = x
             return x
 
-        hooks = [(hook, keep), ("unembed.hook_in", lambda x, hook=None: x[:, row])]
+        hooks = [(hook, keep), *logit_rows_hook(model, [step.position])[0]]
         with torch.enable_grad(), model.hooks(fwd_hooks=hooks):
             logits = model(batch)
             return torch.autograd.grad(step.target(logits[0, 0]), store["x"])
@@ -129,15 +136,39 @@ def method_call(model, name: str, inp: BenchInput, **options) -> CaseFn:
     return lambda: method.attribute(inp.tokens, inp.steps)
 
 
-def pi_soft_call(model, inp: BenchInput, **config) -> CaseFn:
-    """π-Soft evaluation of the last step, with Grad-ELLM's scores (computed here, not timed)."""
-    from gradellm_lens.metrics import FaithfulnessConfig, evaluate_step
+def pi_soft_call(model, prefix: torch.Tensor, step, *, before: bool, perturbable=None, **config) -> CaseFn:
+    """π-Soft evaluation of ``step`` with Grad-ELLM's scores (computed here, not timed); see the module doc."""
+    from gradellm_lens.metrics import FaithfulnessConfig, evaluate_step, step_reference
+    from gradellm_lens.metrics.perturb import BridgeMaskedForward
 
-    step = inp.last_step
-    scores = make_method("grad_ellm", model).attribute(inp.tokens, [step]).scores[0, : step.position + 1]
-    prefix = inp.tokens[: step.position + 1]
+    scores = make_method("grad_ellm", model).attribute(prefix, [step]).scores[0]
     cfg = FaithfulnessConfig(**config)
-    return lambda: evaluate_step(model, prefix, step.target, scores, config=cfg)
+    if before:
+        whole = BridgeMaskedForward(model, share_head=False)
+        return lambda: evaluate_step(whole, prefix, step.target, scores, perturbable=perturbable, config=cfg)
+    reference = step_reference(model, prefix, step.target, perturbable=perturbable)
+    return lambda: evaluate_step(model, prefix, step.target, scores, perturbable=perturbable, config=cfg, reference=reference)
+
+
+def task_pi_soft_cases(model, task: str = "sst2", pi_soft: dict | None = None) -> tuple[torch.Tensor, list[Case]]:
+    """``floor`` and the π-Soft rows on the first example of ``task`` in the chat format, perturbing
+    only its user text (the system prompt and instruction are the unperturbed head)."""
+    from gradellm_lens.metrics import span_mask
+    from gradellm_lens.targets import Step, Target
+    from gradellm_lens.tasks import make_task
+
+    prompts = make_task(task, prompt_format="chat")
+    prompted = prompts.prompt(model, next(iter(prompts.load(n=1))))
+    ids, (start, end) = prompted.token_ids, prompted.user_spans[0]
+    with torch.no_grad():
+        step = Step(len(ids) - 1, Target(int(model(ids[None].to(_device(model)))[0, -1].argmax())))
+    mask = span_mask(len(ids), start, end)
+    name = f"pi_soft[{task} chat, user text]"
+    return ids, [
+        Case("floor", "floor", gradient_pass(model, ids, step, "hook_embed"), exempt=True),
+        Case(name, "metric", pi_soft_call(model, ids, step, before=False, perturbable=mask, **(pi_soft or {}))),
+        Case(f"{name}[before]", "before", pi_soft_call(model, ids, step, before=True, perturbable=mask, **(pi_soft or {}))),
+    ]
 
 
 def captum_call(hf_model, inp: BenchInput, method: str) -> CaseFn:
@@ -183,8 +214,8 @@ def build_cases(
     seq = inp.tokens[: last.position + 1]
     n_layers = model.cfg.n_layers
     cases = [
-        Case("floor", "floor", gradient_pass(model, seq, last, "hook_embed"), exempt=True),
-        Case("floor[hook_z last]", "floor", gradient_pass(model, seq, last, f"blocks.{n_layers - 1}.attn.hook_z"), True),
+        Case("floor", "floor", gradient_pass(model, seq, last, hook_name("embed")), exempt=True),
+        Case("floor[hook_z last]", "floor", gradient_pass(model, seq, last, hook_name("z", n_layers - 1)), True),
     ]
     if hf_model is not None:
         cases.append(Case("floor[HF]", "floor", hf_gradient_pass(hf_model, seq, last), exempt=True))
@@ -194,6 +225,7 @@ def build_cases(
         Case("generate", "context", lambda: greedy_continuation(model, prompt, inp.n_steps, stop_at_eos=False)),
         Case("grad_ellm", "ours", method_call(model, "grad_ellm", inp), exempt=True),
         Case("grad_ellm[layers=all]", "ours", method_call(model, "grad_ellm", inp, layers="all"), exempt=True),
+        *before_cases(model, inp),
     ]
     if inp.n_steps > 1:
         separate = {"share_forward": False}
@@ -207,23 +239,34 @@ def build_cases(
             ),
         ]
     cases += [Case(name, "baseline", method_call(model, name, inp)) for name in list_methods() if name != "grad_ellm"]
-    if pi_soft is not None and inp.n_steps == 1 and metrics_available():
+    if pi_soft is not None and inp.n_steps == 1:
+        prefix = inp.tokens[: last.position + 1]
         cases += [
-            Case("pi_soft", "metric", pi_soft_call(model, inp, **pi_soft)),
-            Case("pi_soft[batch_size=1]", "metric", pi_soft_call(model, inp, **{**pi_soft, "batch_size": 1})),
+            Case("pi_soft", "metric", pi_soft_call(model, prefix, last, before=False, **pi_soft)),
+            Case("pi_soft[before]", "before", pi_soft_call(model, prefix, last, before=True, **pi_soft)),
         ]
     if captum and hf_model is not None:
         cases += [Case(f"captum:{m}", "peer", captum_call(hf_model, inp, m)) for m in CAPTUM_METHODS]
     return cases
 
 
-def metrics_available() -> bool:
-    """Whether the metrics package (issue 4) provides ``evaluate_step`` with batching."""
-    try:
-        from gradellm_lens.metrics import FaithfulnessConfig, evaluate_step  # noqa: F401
-    except ImportError:
-        return False
-    return "batch_size" in FaithfulnessConfig.__dataclass_fields__
+BEFORE_AFTER: tuple[tuple[str, str], ...] = (
+    ("grad_ellm", "grad_ellm[full_graph]"),
+    ("grad_ellm[layers=all]", "grad_ellm[layers=all,full_graph]"),
+    ("attention_x_gradient", "attention_x_gradient[full_graph]"),
+    ("pi_soft", "pi_soft[before]"),
+    ("pi_soft[sst2 chat, user text]", "pi_soft[sst2 chat, user text][before]"),
+)  # (after, before) row names
+
+
+def before_cases(model, inp: BenchInput) -> list[Case]:
+    """The gradient rows as they were computed before the single-position path (``gradient_path="full_graph"``)."""
+    full = {"gradient_path": "full_graph"}
+    return [
+        Case("grad_ellm[full_graph]", "before", method_call(model, "grad_ellm", inp, **full), exempt=True),
+        Case("grad_ellm[layers=all,full_graph]", "before", method_call(model, "grad_ellm", inp, layers="all", **full)),
+        Case("attention_x_gradient[full_graph]", "before", method_call(model, "attention_x_gradient", inp, **full)),
+    ]
 
 
 @contextmanager

@@ -2,10 +2,18 @@
 
 Usage::
 
-    python benchmarks/run.py                        # SmolLM2 + tiny, L = 32/128/512, T = 1/10 (~15 min on 2 cores)
+    python benchmarks/run.py                        # SmolLM2 + tiny, L = 32/128/512, T = 1/10 (~20 min on 2 cores)
     python benchmarks/run.py --quick                # tiny model, short prompts: a smoke run (CI)
     python benchmarks/run.py --inseq-python /tmp/inseq-venv/bin/python   # add inseq rows
     python benchmarks/run.py --models tiny-llama --lengths 64 --steps 1 4 --repeats 3 --device cuda
+    python benchmarks/run.py --model smollm2-135m-instruct --evaluate --before-rev d6e8b6b   # + evaluate throughput
+
+Before and after: the ``[full_graph]`` / ``[before]`` rows run the computation as it was before
+the single-position gradients and the shared π-Soft head (see :mod:`benchmarks.cases`), in the same
+run, and a before/after table puts the two ratios to the floor side by side. ``--evaluate``
+measures the whole ``gradellm-lens evaluate`` command (:mod:`benchmarks.throughput`): example-method
+pairs per minute for this checkout and, with ``--before-rev``, for that git revision, with one
+process using every thread and with one single-threaded shard per core.
 
 For every model, prompt length ``L`` and number of explained steps ``T`` the rows of
 :mod:`benchmarks.cases` are measured side by side: each is run once as warm-up, then the timed
@@ -38,8 +46,8 @@ import torch
 if __package__ in (None, ""):  # run as a script: make `benchmarks` and `gradellm_lens` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import measure  # noqa: E402
-from benchmarks.cases import Case, backward_paths, build_cases  # noqa: E402
+from benchmarks import measure, throughput  # noqa: E402
+from benchmarks.cases import BEFORE_AFTER, Case, backward_paths, build_cases, task_pi_soft_cases  # noqa: E402
 from benchmarks.inputs import BenchInput, make_input  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -91,15 +99,21 @@ class Options:
     captum: bool
     inseq_python: str | None
     pi_soft_draws: int | None = None
+    pi_soft_task: str | None = "sst2"
     only: list[str] = field(default_factory=list)
     out: Path | None = None
     quiet: bool = False
+    evaluate: bool = False
+    before_rev: str | None = None
+    eval_n: int = 2
+    eval_methods: str = throughput.DEFAULT_METHODS
+    layouts: list[tuple[int, int]] = field(default_factory=lambda: [(1, 2), (2, 1)])
 
 
 def parse_args(argv: list[str] | None = None) -> Options:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="tiny model, L=16/32, T=1/3, 2 repeats (CI smoke run)")
-    p.add_argument("--models", nargs="+", help=f"model names for load_model (default: {' '.join(DEFAULT_MODELS)})")
+    p.add_argument("--models", "--model", nargs="+", help=f"model names for load_model (default: {' '.join(DEFAULT_MODELS)})")
     p.add_argument("--lengths", nargs="+", type=int, help="prompt lengths L (default 32 128 512)")
     p.add_argument("--steps", nargs="+", type=int, help="numbers of explained steps T (default 1 10)")
     p.add_argument("--repeats", type=int, help="timed repeats per row after one warm-up (default 5)")
@@ -113,6 +127,12 @@ def parse_args(argv: list[str] | None = None) -> Options:
     p.add_argument("--no-captum", action="store_true", help="skip the captum rows")
     p.add_argument("--inseq-python", help="python of a virtualenv with inseq 0.7.1: adds the inseq rows")
     p.add_argument("--pi-soft-draws", type=int, help="n_draws of the π-Soft rows (default: FaithfulnessConfig's)")
+    p.add_argument("--pi-soft-task", default="sst2", help="task whose first chat prompt gets the user-text π-Soft rows ('none': skip)")
+    p.add_argument("--evaluate", action="store_true", help="also measure `gradellm-lens evaluate` throughput (pairs per minute)")
+    p.add_argument("--before-rev", help="git revision whose code gives the 'before' throughput (e.g. main's commit before the change)")
+    p.add_argument("--eval-n", type=int, default=2, help="examples per throughput run (default 2)")
+    p.add_argument("--eval-methods", default=throughput.DEFAULT_METHODS, help=f"methods of the throughput runs (default {throughput.DEFAULT_METHODS})")
+    p.add_argument("--layouts", nargs="+", default=["1x2", "2x1"], help="processes x threads per throughput run (default 1x2 2x1)")
     p.add_argument("--only", nargs="+", default=[], help="run only rows whose name contains one of these (floors always run)")
     p.add_argument("--out", type=Path, help="CSV path (default benchmarks/results/<device>[-quick].csv); .md written next to it")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -137,10 +157,25 @@ def parse_args(argv: list[str] | None = None) -> Options:
         captum=not a.no_captum,
         inseq_python=a.inseq_python,
         pi_soft_draws=a.pi_soft_draws,
+        pi_soft_task=None if a.quick or a.pi_soft_task == "none" else a.pi_soft_task,
         only=a.only,
         out=out,
         quiet=a.quiet,
+        evaluate=a.evaluate,
+        before_rev=a.before_rev,
+        eval_n=a.eval_n,
+        eval_methods=a.eval_methods,
+        layouts=[parse_layout(x) for x in a.layouts],
     )
+
+
+def parse_layout(text: str) -> tuple[int, int]:
+    """``"2x1"`` -> ``(2, 1)``: processes x threads."""
+    try:
+        processes, threads = (int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise SystemExit(f"--layouts: expected PROCESSESxTHREADS such as 2x1, got {text!r}") from None
+    return processes, threads
 
 
 def log(opts: Options, message: str) -> None:
@@ -310,6 +345,8 @@ def _run_models(opts: Options) -> list[Row]:
                 if not opts.quiet:
                     add_ratios(config_rows)
                     print(format_table(config_rows), file=sys.stderr, flush=True)
+        if opts.pi_soft_task and (not opts.only or any("pi_soft" in o for o in opts.only)):
+            rows += _task_pi_soft_rows(model, model_name, opts, pi_soft, budget)
         if opts.inseq_python:
             log(opts, f"-- {model_name}: inseq rows ({opts.inseq_python})")
             try:
@@ -319,6 +356,21 @@ def _run_models(opts: Options) -> list[Row]:
                 rows.append(Row(name="inseq", group="peer", **base, note=f"error: {type(exc).__name__}: {exc}"))
         del model, hf_model
     return rows
+
+
+def _task_pi_soft_rows(model, model_name: str, opts: Options, pi_soft: dict, budget: measure.Budget) -> list[Row]:
+    """The user-text π-Soft rows on a chat prompt of ``opts.pi_soft_task`` (with their own floor)."""
+    base = dict(model=model_name, steps=1, device=opts.device, threads=opts.threads)
+    try:
+        ids, cases = task_pi_soft_cases(model, opts.pi_soft_task, pi_soft)
+    except Exception as exc:  # noqa: BLE001 - e.g. a tokenizer without a chat template: reported, not fatal
+        note = f"error: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
+        return [Row(name=f"pi_soft[{opts.pi_soft_task} chat, user text]", group="metric", prompt_len=0, requested_len=0, **base, note=note)]
+    length = int(ids.shape[0])
+    log(opts, f"-- {model_name} π-Soft on a {opts.pi_soft_task} chat prompt, L={length} (load {os.getloadavg()[0]:.1f})")
+    config_rows = measure_config(cases, opts, {**base, "prompt_len": length, "requested_len": length, "load_avg": os.getloadavg()[0]}, budget)
+    add_ratios(config_rows)
+    return config_rows
 
 
 # ---- output -------------------------------------------------------------------------------------
@@ -369,8 +421,43 @@ def format_table(rows: list[Row], markdown: bool = False) -> str:
     return "\n".join(out)
 
 
+def before_after(rows: list[Row]) -> list[list[str]]:
+    """One line per (after, before) pair of :data:`~benchmarks.cases.BEFORE_AFTER` and configuration:
+    model, T, L, both ratios to the floor, the speed-up and both peak memories."""
+    out = []
+    for after, before in BEFORE_AFTER:
+        for config in dict.fromkeys(r.config for r in rows):
+            a = next((r for r in rows if r.name == after and r.config == config and r.wall_ms), None)
+            b = next((r for r in rows if r.name == before and r.config == config and r.wall_ms), None)
+            if a is None or b is None:
+                continue
+            model, steps, length = config
+            out.append([
+                after, model, str(steps), str(length), _fmt(b.ratio, ".2f"), _fmt(a.ratio, ".2f"),
+                f"{b.wall_ms / a.wall_ms:.2f}", _fmt(b.peak_mb, ".0f"), _fmt(a.peak_mb, ".0f"),
+            ])  # fmt: skip
+    return out
+
+
+BEFORE_AFTER_HEADER = ["row", "model", "T", "L", "before ×floor", "after ×floor", "speed-up", "before MB", "after MB"]
+
+
+def format_before_after(rows: list[Row], markdown: bool = False) -> str:
+    body = before_after(rows)
+    if not body:
+        return ""
+    if markdown:
+        lines = ["| " + " | ".join(BEFORE_AFTER_HEADER) + " |", "|" + "---|" * len(BEFORE_AFTER_HEADER)]
+        return "\n".join(["**before / after**", "", *lines, *("| " + " | ".join(x) + " |" for x in body)])
+    widths = [max(len(x[i]) for x in [BEFORE_AFTER_HEADER, *body]) for i in range(len(BEFORE_AFTER_HEADER))]
+    return "\n".join(["before / after (ratios to the floor of the same configuration)"] + [
+        "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
+        for line in [BEFORE_AFTER_HEADER, *body]
+    ])  # fmt: skip
+
+
 def summary(rows: list[Row]) -> list[str]:
-    """The headline numbers: Grad-ELLM vs the floor, shared vs separate steps, batched π-Soft."""
+    """The headline numbers: Grad-ELLM vs the floor, shared vs separate steps."""
 
     def get(name: str, config: tuple) -> Row | None:
         return next((r for r in rows if r.name == name and r.config == config and r.wall_ms), None)
@@ -387,10 +474,7 @@ def summary(rows: list[Row]) -> list[str]:
         for shared, separate in (("grad_ellm", "grad_ellm[separate]"), ("grad_ellm[layers=all]", "grad_ellm[layers=all,separate]")):
             a, b = get(shared, config), get(separate, config)
             if a and b:
-                lines.append(f"{model} L={length} T={steps}: {shared} shared forward {b.wall_ms / a.wall_ms:.1f}× faster than separate passes")
-        a, b = get("pi_soft", config), get("pi_soft[batch_size=1]", config)
-        if a and b:
-            lines.append(f"{model} L={length}: pi_soft batched {b.wall_ms / a.wall_ms:.1f}× faster than batch_size=1")
+                lines.append(f"{model} L={length} T={steps}: {shared} shared computation {b.wall_ms / a.wall_ms:.1f}× faster than separate passes")
     return lines
 
 
@@ -405,8 +489,28 @@ def write_outputs(rows: list[Row], opts: Options) -> None:
         f"torch {torch.__version__}, device {opts.device}, {opts.threads} threads, {os.cpu_count()} CPUs, "
         f"repeats {opts.repeats} (median after 1 warm-up), {time.strftime('%Y-%m-%d %H:%M')}"
     )
-    text = "\n".join([meta, "", format_table(rows, markdown=True), "", *[f"- {s}" for s in summary(rows)], ""])
+    text = "\n".join([
+        meta, "", format_before_after(rows, markdown=True), "", format_table(rows, markdown=True), "",
+        *[f"- {s}" for s in summary(rows)], "",
+    ])  # fmt: skip
     opts.out.with_suffix(".md").write_text(text)
+
+
+def run_throughput(opts: Options) -> list[throughput.Throughput]:
+    """``--evaluate``: :func:`benchmarks.throughput.measure` for every model; printed and written next to the CSV."""
+    rows = []
+    for model_name in opts.models:
+        log(opts, f"== {model_name}: evaluate throughput ({opts.eval_n} examples, {opts.eval_methods})")
+        rows += throughput.measure(
+            model_name, before_rev=opts.before_rev, n_examples=opts.eval_n, methods=opts.eval_methods,
+            task="sst2", layouts=opts.layouts, extra_args=["--perturb", "user_text"],
+        )  # fmt: skip
+    path = opts.out.with_name(opts.out.stem + "-throughput.md")
+    meta = f"`gradellm-lens evaluate --task sst2 --perturb user_text --methods {opts.eval_methods} --n {opts.eval_n}`, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M')}"
+    path.write_text("\n".join([meta, "", throughput.format_rows(rows, markdown=True), ""]))
+    print(throughput.format_rows(rows))
+    print(f"wrote {path}")
+    return rows
 
 
 def main(argv: list[str] | None = None) -> list[Row]:
@@ -415,8 +519,11 @@ def main(argv: list[str] | None = None) -> list[Row]:
     rows = run(opts)
     write_outputs(rows, opts)
     print(format_table(rows))
+    print(format_before_after(rows))
     print("\n".join(summary(rows)))
     print(f"\nwrote {opts.out} and {opts.out.with_suffix('.md')}")
+    if opts.evaluate:
+        run_throughput(opts)
     return rows
 
 

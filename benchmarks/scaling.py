@@ -10,14 +10,16 @@ Rows, for every model, ``L`` and ``T`` (the inputs of :mod:`benchmarks.inputs`: 
 tokens and a forced ``T``-token continuation; the tiny model's 128-token context shortens ``L``):
 
 ``grad_ellm``
-    Default Grad-ELLM (last layer) on all ``T`` steps: one forward of the ``L + T - 1`` tokens
-    with gradients, one batched backward of the ``T`` target logits to the last layer's ``hook_z``.
+    Default Grad-ELLM (last layer) on all ``T`` steps: one no-grad forward of the ``L + T - 1``
+    tokens and one batch of ``T`` single-position rows with one backward (where the model supports
+    it; else one forward with gradients and one batched backward to the last layer's ``hook_z``).
 ``grad_ellm[layers=all]``
-    The same with every layer: the backward runs through the whole network.
+    The same with every layer.
 ``pi_soft`` (``T = 1``)
-    Soft-NS/NC and π-Soft-NS/NC of one step with the default :class:`FaithfulnessConfig`:
-    2 references + 5 draws x (2 plain + 2 x 9 π) = 102 perturbed no-grad forwards of the prefix,
-    in batches of 64. An evaluated example with ``T`` steps runs this once per step.
+    Soft-NS/NC and π-Soft-NS/NC of one step with the default :class:`FaithfulnessConfig`, the
+    step's clean and all-masked forwards computed once outside the timed region (as an evaluation
+    shares them between methods): 5 draws x (2 plain + 2 x 9 π) = 100 perturbed no-grad forwards
+    of the prefix, in batches of 64. An evaluated example with ``T`` steps runs this once per step.
 
 Each model is loaded once, in its own Python process; its rows run in turn (steps, then lengths
 ascending). Per row (:mod:`benchmarks.measure`): a first run that measures the peak memory, then
@@ -86,7 +88,8 @@ def build_call(model, case: str, prompt_len: int, steps: int):
 
     inp = make_input(model, prompt_len, steps)
     if case == "pi_soft":
-        return pi_soft_call(model, inp), inp.prompt_length
+        step = inp.last_step
+        return pi_soft_call(model, inp.tokens[: step.position + 1], step, before=False), inp.prompt_length
     options = {"layers": "all"} if case == "grad_ellm[layers=all]" else {}
     return method_call(model, "grad_ellm", inp, **options), inp.prompt_length
 

@@ -19,8 +19,8 @@ def masked_extrema(x: Tensor, valid: Tensor, dim: int = -1, keepdim: bool = Fals
 def masked_minmax(x: Tensor, valid: Tensor, dim: int = -1) -> Tensor:
     """Min-max normalise ``x`` over the ``valid`` entries along ``dim``; invalid entries become 0.
 
-    A constant slice (max == min) maps to 0 everywhere: the loosened-attention convention of
-    method-spec 1.4 (the official Grad-ECLIP code divides by zero there).
+    A constant slice (max == min) maps to 0 everywhere: our convention for loosened attention
+    (the official Grad-ECLIP code divides by zero there).
     """
     lo, hi = masked_extrema(x, valid, dim=dim, keepdim=True)
     span = hi - lo

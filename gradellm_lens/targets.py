@@ -1,6 +1,7 @@
 """What an attribution explains: a target token's logit (default), log-prob or prob, or a contrast.
 
-Grad-ELLM explains the **pre-softmax logit** of the token the model generates (method-spec 1.1).
+Grad-ELLM explains the **pre-softmax logit** of the token the model generates (Huang & Chan,
+arXiv 2601.03089, following Grad-ECLIP).
 The same :class:`Target` serves every method, so all methods explain the same scalar.
 """
 
@@ -150,3 +151,15 @@ class Step:
             raise InvalidInputError(
                 f"Step target must be a Target (e.g. Target(token_id)), got {type(self.target).__name__}."
             )
+
+
+def as_steps(tokens: Tensor, target: Target | Sequence[Step]) -> list[Step]:
+    """A :class:`Target` becomes one step at the last position of ``tokens`` (``[..., pos]``);
+    steps are checked against ``tokens``."""
+    steps = [Step(int(tokens.shape[-1]) - 1, target)] if isinstance(target, Target) else list(target)
+    if not steps or not all(isinstance(s, Step) for s in steps):
+        raise InvalidInputError("target must be a Target or a non-empty sequence of Step objects.")
+    bad = [s.position for s in steps if not 0 <= s.position < tokens.shape[-1]]
+    if bad:
+        raise InvalidInputError(f"Step position {bad[0]} is outside the sequence (length {tokens.shape[-1]}).")
+    return steps

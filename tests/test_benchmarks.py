@@ -11,9 +11,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import measure, run  # noqa: E402
-
 import gradellm_lens as gl  # noqa: E402
+from benchmarks import measure, run  # noqa: E402
 
 
 @pytest.mark.skipif(not measure.cpu_peak_supported(), reason="no /proc/self/clear_refs (not Linux)")
@@ -66,9 +65,10 @@ def test_quick_run_writes_the_table(tmp_path, capsys):
 
     methods = [m for m in gl.list_methods() if m != "grad_ellm"]
     common = ["floor", "floor[hook_z last]", "floor[HF]", "forward", "generate", "grad_ellm", "grad_ellm[layers=all]"]
+    common += ["grad_ellm[full_graph]", "grad_ellm[layers=all,full_graph]", "attention_x_gradient[full_graph]"]
     common += [*methods, "captum:saliency", "captum:input_x_gradient", "captum:integrated_gradients"]
     expected = {
-        1: [*common, "pi_soft", "pi_soft[batch_size=1]"],
+        1: [*common, "pi_soft", "pi_soft[before]"],
         3: [*common, "grad_ellm[separate]", "grad_ellm[layers=all,separate]"],
     }
     for steps, names in expected.items():
@@ -81,7 +81,8 @@ def test_quick_run_writes_the_table(tmp_path, capsys):
             assert r.peak_mb is not None or not measure.cpu_peak_supported()
         assert next(r for r in got if r.name == "floor").ratio == pytest.approx(1.0)
     multi = {r.name: r.note for r in rows if r.steps == 3}
-    assert multi["grad_ellm"] == "backward: vmap"  # the batched backward ran, no silent fallback
+    assert multi["grad_ellm[full_graph]"] == "backward: vmap"  # the batched backward ran, no silent fallback
+    assert multi["grad_ellm"] == ""  # the single-position path: no capture_gradients call at all
 
     with out.open() as fh:
         records = list(csv.DictReader(fh))
@@ -92,4 +93,21 @@ def test_quick_run_writes_the_table(tmp_path, capsys):
     markdown = out.with_suffix(".md").read_text()
     assert "**tiny-llama, 1 step**" in markdown and "**tiny-llama, 3 steps**" in markdown
     assert "| method | L=12 ms | L=12 ×floor | L=12 MB | L=12 ×floor |" in markdown
-    assert "grad_ellm shared forward" in printed and "pi_soft batched" in printed
+    assert "grad_ellm shared computation" in printed and "before / after" in printed
+    assert "| row | model | T | L | before ×floor | after ×floor | speed-up |" in markdown
+    pairs = {(line[0], line[2]) for line in run.before_after(rows)}
+    assert {("grad_ellm", "1"), ("grad_ellm[layers=all]", "3"), ("attention_x_gradient", "3"), ("pi_soft", "1")} <= pairs
+
+
+def test_evaluate_throughput_counts_the_pairs_of_a_real_run(tmp_path):
+    from evaldata import write_task_files
+
+    from benchmarks import throughput
+
+    data_dir = write_task_files(tmp_path / "data")
+    args = ["--task", "sst2", "--model", "tiny-llama", "--methods", "random,saliency", "--n", "2", "--overwrite",
+            "--no-progress", "--data-dir", str(data_dir), "--device", "cpu"]  # fmt: skip
+    row = throughput.run_layout("tiny-llama", throughput.ROOT, "after", 1, 1, args, tmp_path / "run")
+    assert (row.pairs, row.layout, row.note) == (4, "1x1", "")
+    assert row.seconds > 0 and row.pairs_per_min > 0
+    assert "| tiny-llama | after | 1x1 | 4 |" in throughput.format_rows([row], markdown=True)

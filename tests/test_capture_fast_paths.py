@@ -7,6 +7,7 @@ the loop of single backwards.
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from gradellm_lens.capture import capture_gradients
@@ -66,3 +67,54 @@ def test_single_objective_paths(tiny_model, tiny_ids):
     assert (scalar.backward, one.backward) == ("single", "single")
     for name in HOOKS:
         torch.testing.assert_close(one.gradients[name][0], scalar.gradients[name], atol=1e-6, rtol=1e-5)
+
+
+def _fail_batched_backward(monkeypatch, error):
+    """Make the vectorised backward (and only it) raise ``error``."""
+    from gradellm_lens.capture import gradients
+
+    real = torch.autograd.grad
+
+    def grad(*args, **kwargs):
+        if kwargs.get("is_grads_batched"):
+            raise error
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(gradients.torch.autograd, "grad", grad)
+
+
+def _capture_two_objectives(model, ids):
+    return capture_gradients(model, ids[None], grad_names=HOOKS, objective=lambda lg: lg[0, [3, 6], 5], logit_positions=None)
+
+
+def test_a_batching_failure_falls_back_to_the_loop(tiny_model, tiny_ids, monkeypatch):
+    expected = _capture_two_objectives(tiny_model, tiny_ids)
+    _fail_batched_backward(monkeypatch, RuntimeError("Batching rule not implemented for aten::_some_op (vmap)"))
+    got = _capture_two_objectives(tiny_model, tiny_ids)
+    assert (expected.backward, got.backward) == ("vmap", "loop")
+    for name in HOOKS:
+        torch.testing.assert_close(got.gradients[name], expected.gradients[name], atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), RuntimeError("DefaultCPUAllocator: can't allocate memory")],
+)
+def test_out_of_memory_surfaces_with_advice_and_is_not_retried(tiny_model, tiny_ids, monkeypatch, error):
+    _fail_batched_backward(monkeypatch, error)
+    with pytest.raises(torch.OutOfMemoryError, match="share_forward=False") as info:
+        _capture_two_objectives(tiny_model, tiny_ids)
+    assert info.value.__cause__ is error
+
+
+def test_out_of_memory_in_the_forward_gets_the_advice_too(tiny_model, tiny_ids):
+    from gradellm_lens.methods import make_method
+    from gradellm_lens.targets import Step
+
+    def oom(x, hook=None):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    steps = [Step(5, Target(3))]
+    for path in ("auto", "full_graph"):
+        with tiny_model.hooks(fwd_hooks=[("blocks.1.hook_resid_pre", oom)]), pytest.raises(torch.OutOfMemoryError, match="fewer steps"):
+            make_method("grad_ellm", tiny_model, gradient_path=path).attribute(tiny_ids, steps)

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from evaldata import write_task_files
 
 from gradellm_lens.cli.main import main
@@ -252,3 +253,21 @@ def test_accelerate_launch_two_cpu_processes_match_a_single_process_and_resume(d
     assert [p.read_bytes() for p in shards] == before
     assert "0 new result(s), 0 failed, 4 already done" in proc.stdout
     assert "0 new result(s), 0 failed, 2 already done" in proc.stdout
+
+
+def test_launched_cpu_processes_share_the_cores(monkeypatch):
+    from gradellm_lens.evaluation import distributed
+
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(distributed, "available_cores", lambda: 8)
+    try:
+        torch.set_num_threads(8)
+        assert distributed.share_cpu_threads(4, environ={}) == 2  # 4 processes on 8 cores: 2 threads each
+        torch.set_num_threads(8)
+        assert distributed.share_cpu_threads(4, environ={"OMP_NUM_THREADS": "8"}) == 8  # the user's choice
+        torch.set_num_threads(1)
+        assert distributed.share_cpu_threads(2, environ={}) == 1  # never raised
+        torch.set_num_threads(8)
+        assert distributed.share_cpu_threads(16, environ={}) == 1  # at least one
+    finally:
+        torch.set_num_threads(threads)

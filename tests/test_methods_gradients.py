@@ -61,7 +61,8 @@ def _check(model, hf, ids, positions, method, tol, contrast=None, **options):
             method=options.get("integration", "gausslegendre"),
             internal_batch_size=options.get("batch_size", 16),
         )
-    out = get_method(method)(model, sign="raw", **options).attribute(ids, _steps(ids, positions, contrast))
+    sign = {"sign": "raw"} if get_method(method).signed else {}
+    out = get_method(method)(model, **sign, **options).attribute(ids, _steps(ids, positions, contrast))
     for row, p in enumerate(positions):
         ref = captum_reference(hf, ids, p, int(ids[p + 1]), method, contrast, **captum_kwargs)
         torch.testing.assert_close(out.scores[row, : p + 1], ref.detach().float(), **tol)
@@ -110,6 +111,31 @@ def test_integrated_gradients_completeness(tiny_model, tiny_ids):
         empty = tiny_model.run_with_hooks(tiny_ids[None, : p + 1], fwd_hooks=[("hook_embed", zero)])[0, p]
     expected = (full[target] - full[contrast]) - (empty[target] - empty[contrast])
     torch.testing.assert_close(out.scores[0, : p + 1].sum(), expected, atol=1e-4, rtol=1e-3)
+
+
+def _ends(model, ids, p, target):
+    """Independent y(e) - y(0): a plain forward, and one with the embeddings zeroed."""
+    zero = lambda x, hook: torch.zeros_like(x)  # noqa: E731
+    with torch.no_grad():
+        full = model(ids[None, : p + 1])[0, p, target]
+        empty = model.run_with_hooks(ids[None, : p + 1], fwd_hooks=[("hook_embed", zero)])[0, p, target]
+    return float(full - empty)
+
+
+def test_integrated_gradients_reports_its_completeness_gap(tiny_model, tiny_ids):
+    from gradellm_lens.methods import CompletenessWarning
+
+    steps = _steps(tiny_ids, [3, 8])
+    with pytest.warns(CompletenessWarning, match=r"at 2 of 2 step\(s\).*raise n_steps"):
+        coarse = get_method("integrated_gradients")(tiny_model, n_steps=2).attribute(tiny_ids, steps)
+    raw = get_method("integrated_gradients")(tiny_model, n_steps=2, sign="raw", completeness_tolerance=float("inf"))
+    out = raw.attribute(tiny_ids, steps)
+    for t, step in enumerate(steps):
+        expected = float(out.scores[t, : step.position + 1].sum()) - _ends(tiny_model, tiny_ids, step.position, step.target.token_id)
+        assert coarse.diagnostics["completeness_gap"][t] == pytest.approx(expected, abs=1e-5)
+    assert out.diagnostics["completeness_gap"] == coarse.diagnostics["completeness_gap"]  # raw, whatever the sign option
+    fine = get_method("integrated_gradients")(tiny_model, n_steps=1024, batch_size=256).attribute(tiny_ids, steps)
+    assert max(abs(g) for g in fine.diagnostics["completeness_gap"]) < 1e-4
 
 
 def test_batch_size_does_not_change_integrated_gradients(tiny_model, tiny_ids):
@@ -164,6 +190,8 @@ def test_no_hooks_or_param_grads_left(tiny_model, tiny_ids):
         (dict(integration="simpson"), "integration='simpson' is invalid"),
         (dict(batch_size=0), "batch_size must be an integer >= 1"),
         (dict(nsteps=3), "Did you mean 'n_steps'"),
+        (dict(completeness_tolerance=-1), "completeness_tolerance must be a number >= 0"),
+        (dict(completeness_tolerance="0.1"), "completeness_tolerance must be a number >= 0"),
     ],
 )
 def test_bad_options(tiny_model, options, match):

@@ -54,17 +54,19 @@ def test_batch_size_does_not_change_result(tiny_model, tiny_ids):
 
 
 def test_perturbations_run_batched(tiny_model, tiny_ids, monkeypatch):
-    """12 occluded copies with batch_size=5 are 3 forward passes (5 + 5 + 2 rows)."""
+    """11 occluded copies with batch_size=5 are 3 forward passes (5 + 5 + 1 rows), after the clean one."""
+    from gradellm_lens.methods import occlusion
+
     rows = []
-    real = tiny_model.run_with_hooks
+    real = occlusion.step_values
 
-    def spy(tokens, **kwargs):
+    def spy(model, tokens, *args):
         rows.append(tokens.shape[0])
-        return real(tokens, **kwargs)
+        return real(model, tokens, *args)
 
-    monkeypatch.setattr(tiny_model, "run_with_hooks", spy)
+    monkeypatch.setattr(occlusion, "step_values", spy)
     get_method("occlusion")(tiny_model, batch_size=5).attribute(tiny_ids, _steps(tiny_ids, [10]))
-    assert rows == [5, 5, 1]  # the longest prefix has 11 positions
+    assert rows == [1, 5, 5, 1]  # the longest prefix has 11 positions
 
 
 def test_skip_first_position(tiny_model, tiny_ids):

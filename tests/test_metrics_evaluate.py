@@ -22,8 +22,8 @@ from gradellm_lens.metrics import (
     distribution_distance,
     evaluate_result,
     evaluate_step,
-    step_reference,
     span_mask,
+    step_reference,
 )
 from gradellm_lens.metrics.perturb import BridgeMaskedForward
 
@@ -269,7 +269,7 @@ def test_invalid_step_inputs(tiny_model):
         evaluate_step(model, prefix, 99, scores, config=FAST)
     with pytest.raises(InvalidInputError, match="No perturbable position"):
         evaluate_step(model, prefix[:1], TARGET, scores[:1], config=FAST)
-    with pytest.raises(InvalidInputError, match="outside the model's vocabulary"):
+    with pytest.raises(InvalidInputError, match="outside the vocabulary"):
         evaluate_step(tiny_model, torch.tensor([1, 2, 10_000]), 5, torch.rand(3), config=FAST)
     with pytest.raises(InvalidInputError, match="Cannot perturb"):
         evaluate_step(object(), prefix, TARGET, scores, config=FAST)
@@ -303,3 +303,70 @@ def test_grad_ellm_beats_random_on_pi_soft_nc_smollm2(smollm2):
             ours.append(score.auc_pi_nc)
             rand.append(baseline.auc_pi_nc)
     assert sum(ours) / len(ours) > sum(rand) / len(rand), (ours, rand)
+
+
+# ---- shared unperturbed head (frozen keys/values) ----------------------------------------------------
+
+
+def _step_results(model, prefix, target, scores, perturbable, config):
+    reference = step_reference(model, prefix, target, perturbable=perturbable)
+    out = evaluate_step(model, prefix, target, scores, perturbable=perturbable, config=config, reference=reference)
+    return reference, out
+
+
+def _assert_same_scores(a, b, tol=1e-5):
+    for field, value in a.to_dict().items():
+        other = b.to_dict()[field]
+        if isinstance(value, float) or (isinstance(value, list) and value and isinstance(value[0], float)):
+            assert value == pytest.approx(other, abs=tol), field
+        else:
+            assert value == other, field
+
+
+@pytest.mark.parametrize("span", [(1, 11), (5, 10), (9, 11)])
+def test_frozen_head_gives_the_whole_prefix_results(tiny_model, tiny_ids, monkeypatch, span):
+    """Positions before the first perturbable one run once per step; every result is unchanged."""
+    from gradellm_lens.metrics import perturb
+
+    prefix, target = tiny_ids[:11], Target(int(tiny_ids[11]))
+    scores, perturbable = torch.rand(11), span_mask(11, *span)
+    tails = []
+    real_tail = perturb.tail_forward
+
+    def spy(model, tail, frozen, **kwargs):
+        tails.append((frozen.length, tail.shape))
+        return real_tail(model, tail, frozen, **kwargs)
+
+    monkeypatch.setattr(perturb, "tail_forward", spy)
+    ref_fast, fast = _step_results(tiny_model, prefix, target, scores, perturbable, FAST)
+    assert tails and {(h, n) for h, (_, n) in tails} == {(span[0], 11 - span[0])}  # the head never runs again
+    whole = perturb.BridgeMaskedForward(tiny_model, share_head=False)
+    ref_full, full = _step_results(whole, prefix, target, scores, perturbable, FAST)
+    torch.testing.assert_close(ref_fast.full, ref_full.full, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(ref_fast.empty, ref_full.empty, atol=1e-6, rtol=1e-5)
+    _assert_same_scores(fast, full)
+
+
+def test_frozen_head_is_not_used_under_model_hooks(tiny_model, tiny_ids, monkeypatch):
+    from gradellm_lens.metrics import perturb
+
+    monkeypatch.setattr(perturb, "tail_forward", lambda *a, **k: pytest.fail("ran a tail under an installed hook"))
+    with tiny_model.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", lambda x, hook=None: x)]):
+        evaluate_step(tiny_model, tiny_ids[:10], Target(3), torch.rand(10), perturbable=span_mask(10, 5, 9), config=FAST)
+
+
+@pytest.mark.slow
+def test_frozen_head_on_a_chat_prompt_smollm2(smollm2):
+    """User-text perturbation of an SST-2 chat prompt: the system prompt and instruction are the head."""
+    from gradellm_lens.metrics import perturb
+    from gradellm_lens.tasks import make_task
+
+    task = make_task("sst2", prompt_format="chat")
+    prompted = task.prompt(smollm2, next(iter(task.load(n=1))))
+    ids, (start, end) = prompted.token_ids, prompted.user_spans[0]
+    target, scores = Target(int(smollm2(ids[None])[0, -1].argmax())), torch.rand(len(ids))
+    perturbable = span_mask(len(ids), start, end)
+    config = FaithfulnessConfig(n_draws=2)
+    _, fast = _step_results(smollm2, ids, target, scores, perturbable, config)
+    _, full = _step_results(perturb.BridgeMaskedForward(smollm2, share_head=False), ids, target, scores, perturbable, config)
+    _assert_same_scores(fast, full)

@@ -349,9 +349,10 @@ def test_explain_methods_errors(capsys, extra, match):
 
 def test_explain_methods_take_specs_and_route_options(capsys):
     argv = ["explain", "the cat", "--model", "tiny-llama", "--max-new-tokens", "1", "--no-color"]
-    code, out, err = _cli(capsys, *argv, "--methods", "grad_ellm+layers=all,saliency,random", "-O", "sign=abs")
+    code, out, err = _cli(capsys, *argv, "--methods", "grad_ellm+layers=all,input_x_gradient,random", "-O", "sign=abs")
     assert code == 0 and err == []
-    assert "grad_ellm (default)" in out and "saliency (default)" in out and "random (default)" in out
+    assert "grad_ellm (default)" in out and "input_x_gradient (default)" in out and "random (default)" in out
+    assert "note: grad_ellm has no option(s) sign" in out
     code, out, _ = _cli(capsys, *argv, "--methods", "grad_ellm,saliency", "--variant", "pattern")
     assert code == 0 and "grad_ellm (pattern)" in out and "note: saliency has no option(s) variant" in out
 

@@ -28,7 +28,7 @@ Effects (:mod:`.effects`, :mod:`.curves`)
 Agreement (:mod:`.correlation`)
     ``spearman``, ``kendall_tau``, ``top_k_overlap``, ``rank_agreement(a, b) -> RankAgreement``.
 
-Low level (:mod:`.recording`)
+Low level (re-exported from :mod:`gradellm_lens.capture`)
     ``record_activations(model, tokens, names, fwd_hooks=...)``, ``hook_name(kind, layer)``.
 
 Example::
@@ -44,6 +44,7 @@ Example::
     print(effect.score_drop)
 """
 
+from ..capture import hook_name, record_activations
 from .ablation import (
     Ablation,
     AblationKind,
@@ -73,7 +74,6 @@ from .importance import (
     head_importance,
     output_norm_importance,
 )
-from .recording import hook_name, record_activations
 
 __all__ = [
     "Ablation",

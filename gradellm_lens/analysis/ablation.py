@@ -52,11 +52,11 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from ..capture import FwdHook, hook_name, record_activations
 from ..errors import InvalidInputError
 from ..models.capabilities import ModelInfo, model_info
 from ..targets import as_index
 from ..typing import TokenIds
-from .recording import FwdHook, hook_name, record_activations
 
 AblationKind = Literal["query_heads", "kv_heads", "layers"]
 AblationMode = Literal["zero", "mean", "resample"]

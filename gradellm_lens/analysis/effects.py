@@ -33,14 +33,14 @@ import torch
 from torch import Tensor
 
 from ..attribute import greedy_continuation
+from ..capture.recording import as_batch
 from ..errors import InvalidInputError, NumericalError
 from ..models.capabilities import model_info
 from ..progress import progress_bar
-from ..targets import Step, Target, as_index
+from ..targets import Step, Target, as_index, as_steps
 from ..typing import TokenIds
 from .ablation import Ablation, AblationMode, AblationReference, ablated, row_ablation_hooks
 from .importance import HeadImportance
-from .recording import as_batch, as_steps
 
 
 @dataclass(frozen=True)

@@ -47,15 +47,15 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from ..capture import hook_name, record_activations
 from ..errors import InvalidInputError, NumericalError
 from ..methods.base import MethodOutput
 from ..methods.grad_ellm import GradEllm
 from ..models.capabilities import model_info
 from ..result import AttributionResult
-from ..targets import Step, Target
+from ..targets import Step, Target, as_steps
 from ..typing import HeadScores, StepLayerHeadScores, TokenIds
 from .gqa import GroupReduce, aggregate_kv_groups
-from .recording import as_steps, hook_name, record_activations
 
 ImportanceMeasure = Literal["positive", "net_abs", "net", "abs"]
 IMPORTANCE_MEASURES: tuple[str, ...] = ("positive", "net_abs", "net", "abs")

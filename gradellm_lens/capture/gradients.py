@@ -1,10 +1,11 @@
 """One forward, one (possibly batched) backward: activations and gradients at named hook points.
 
-This is the single place where gradellm-lens runs a model with gradients. Forward hooks keep a
-reference to the live tensor at each requested hook point *and return it*, which keeps the hook's
-reshaped view inside the autograd graph (TransformerLens' converted hooks such as ``hook_z`` drop a
-view that the hook does not return). Gradients of the objective are then taken with
-``torch.autograd.grad`` with respect to those tensors, so
+This and :mod:`.single_position` are the places where gradellm-lens runs a model with gradients.
+Forward hooks (:class:`~.hooks.ActivationStore`) keep a reference to the live tensor at each
+requested hook point *and return it*, which keeps the hook's reshaped view inside the autograd
+graph (TransformerLens' converted hooks such as ``hook_z`` drop a view that the hook does not
+return). Gradients of the objective are then taken with ``torch.autograd.grad`` with respect to
+those tensors, so
 
 * parameter ``.grad`` buffers are never written,
 * all hooks are removed when the call returns or raises (``model.hooks`` context),
@@ -12,28 +13,37 @@ view that the hook does not return). Gradients of the objective are then taken w
   a vector of ``n`` scalars the gradients come back with a leading dimension ``n``, computed by one
   vectorised backward (``is_grads_batched``) or, where vmap cannot trace an op, by ``n`` backwards
   over the retained graph (``Captured.backward`` records which path ran),
-* with ``logit_positions`` the unembedding runs only at the positions the objective reads (a hook on
-  ``unembed.hook_in`` slices the final residual stream), so neither the forward nor the backward
-  pays for ``[pos, vocab]`` logits that no objective uses.
+* with ``logit_positions`` the unembedding runs only at the positions the objective reads
+  (:func:`~.hooks.logit_rows_hook`), so neither the forward nor the backward pays for
+  ``[pos, vocab]`` logits that no objective uses,
+* frozen models (``requires_grad_(False)``) work: the token embeddings enter the graph as a fresh
+  leaf tensor when they do not require gradients, so no parameter flag is read or changed,
+* running out of memory raises with advice (:func:`out_of_memory_advice`); only a failure of the
+  vectorised backward itself falls back to the loop.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
 from torch import Tensor
 
-from ..errors import InvalidInputError, NumericalError, did_you_mean
+from ..errors import InvalidInputError, NumericalError
+from .hooks import ActivationStore, FwdHook, check_hook_names, hook_name, logit_rows_hook
 
 Objective = Callable[[Tensor], Tensor]
-FwdHook = tuple[str, Callable]
 BackwardPath = Literal["single", "vmap", "loop", "none"]
 logger = logging.getLogger(__name__)
-UNEMBED_INPUT = "unembed.hook_in"
+MEMORY_ADVICE = (
+    "Out of memory while computing gradients. Explain fewer steps per call (or pass share_forward=False: "
+    "one step per pass), use a shorter prompt, a smaller batch_size (integrated gradients), or a "
+    "lower-precision dtype."
+)
 
 
 @dataclass
@@ -67,9 +77,7 @@ def hook_count(model: torch.nn.Module) -> int:
     )
 
 
-def _grad(
-    values: Tensor, inputs: Sequence[Tensor], allow_unused: bool, vectorize: bool
-) -> tuple[tuple, BackwardPath]:
+def _grad(values: Tensor, inputs: Sequence[Tensor], allow_unused: bool, vectorize: bool) -> tuple[tuple, BackwardPath]:
     """Gradients of ``values`` (scalar or ``[n]``) w.r.t. ``inputs``, and the path that computed them."""
     if values.ndim == 0:
         return torch.autograd.grad(values, inputs, allow_unused=allow_unused), "single"
@@ -85,50 +93,56 @@ def _grad(
             )
             return grads, "vmap"
         except RuntimeError as exc:  # an op without a batching rule: fall back to n backwards, same graph
+            if not is_batching_failure(exc):
+                raise
             logger.info("vectorised backward failed (%s); falling back to %d backwards", str(exc).splitlines()[0], n)
-    per_step = [
-        torch.autograd.grad(values[i], inputs, allow_unused=allow_unused, retain_graph=True) for i in range(n)
-    ]
-    grads = tuple(
-        None if per_step[0][j] is None else torch.stack([g[j] for g in per_step]) for j in range(len(inputs))
-    )
+    per_step = [torch.autograd.grad(values[i], inputs, allow_unused=allow_unused, retain_graph=True) for i in range(n)]
+    grads = tuple(None if per_step[0][j] is None else torch.stack([g[j] for g in per_step]) for j in range(len(inputs)))
     return grads, "loop"
 
 
-def _logit_rows_hook(model, positions: Sequence[int] | None) -> tuple[list[FwdHook], Callable[[Tensor], Tensor]]:
-    """Forward hooks that restrict the unembedding to ``positions``, and the logits post-processing.
+def is_batching_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is vmap failing to batch an op (the only error the loop fallback is for).
 
-    Where the model has no ``unembed.hook_in`` the logits are computed in full and sliced after.
+    Out-of-memory is never one: it must surface, not be retried as ``n`` backwards.
     """
-    if positions is None:
-        return [], lambda logits: logits
-    index = torch.as_tensor(list(positions), dtype=torch.long)
-    if index.ndim != 1 or index.numel() == 0:
-        raise InvalidInputError("logit_positions must be a non-empty list of positions.")
-    if UNEMBED_INPUT in getattr(model, "hook_dict", {}):
-
-        def rows(resid: Tensor, hook=None) -> Tensor:
-            return resid[:, index.to(resid.device)]
-
-        return [(UNEMBED_INPUT, rows)], lambda logits: logits
-    return [], lambda logits: logits[:, index.to(logits.device)]
+    if is_out_of_memory(exc):
+        return False
+    message = str(exc).lower()
+    return any(marker in message for marker in ("vmap", "batching rule", "batched", "is_grads_batched"))
 
 
-def _check_hook_names(model, names: Sequence[str]) -> None:
-    """Raise :class:`InvalidInputError` (with a suggestion) for a hook name the model does not have."""
-    known = getattr(model, "hook_dict", None)
-    if known is None:
-        return
-    for name in names:
-        if name not in known:
-            n_layers = model.cfg.n_layers
-            raise InvalidInputError(
-                f"Unknown hook point {name!r} on this model.{did_you_mean(name, known, cutoff=0.8)} "
-                f"It has {n_layers} layers (blocks.0 .. blocks.{n_layers - 1})."
-            )
+def is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA's ``OutOfMemoryError`` or the CPU allocator's failure."""
+    message = str(exc).lower()
+    return isinstance(exc, torch.OutOfMemoryError) or "can't allocate memory" in message or "out of memory" in message
 
 
-def _check_finite_gradients(names: Sequence[str], grads: Sequence[Tensor | None], batched: int) -> None:
+@contextlib.contextmanager
+def out_of_memory_advice() -> Iterator[None]:
+    """Re-raise an out-of-memory error as ``torch.OutOfMemoryError`` with :data:`MEMORY_ADVICE`."""
+    try:
+        yield
+    except RuntimeError as exc:
+        if not is_out_of_memory(exc):
+            raise
+        raise torch.OutOfMemoryError(
+            f"{MEMORY_ADVICE} ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+        ) from exc
+
+
+def graph_input_hook() -> FwdHook:
+    """A hook on the token embeddings that makes them a leaf of the autograd graph when they are not
+    part of it (a frozen model): every later activation then carries gradients, whatever the
+    parameters' ``requires_grad``."""
+
+    def enter(embed: Tensor, hook=None) -> Tensor:
+        return embed if embed.requires_grad else embed.detach().requires_grad_(True)
+
+    return hook_name("embed"), enter
+
+
+def check_finite_gradients(names: Sequence[str], grads: Sequence[Tensor | None], batched: int) -> None:
     """Raise :class:`NumericalError` naming the first hook point (and objective row) with NaN/inf gradients."""
     for name, grad in zip(names, grads):
         if grad is None or bool(torch.isfinite(grad).all()):
@@ -183,28 +197,19 @@ def capture_gradients(
             "Gradient attribution cannot run inside torch.inference_mode(); call it outside that "
             "context (torch.no_grad() is fine: gradients are enabled internally)."
         )
-    store: dict[str, Tensor] = {}
-
-    def keep(name: str) -> Callable:
-        def hook(tensor: Tensor, hook=None) -> Tensor:
-            store[name] = tensor
-            return tensor
-
-        return hook
-
-    names = list(dict.fromkeys([*grad_names, *act_names]))
-    _check_hook_names(model, [*names, *(name for name, _ in fwd_hooks if isinstance(name, str))])
-    row_hooks, select_rows = _logit_rows_hook(model, logit_positions)
-    hooks = [*fwd_hooks, *[(name, keep(name)) for name in names], *row_hooks]
-    with torch.enable_grad(), model.hooks(fwd_hooks=hooks):
+    store = ActivationStore([*grad_names, *act_names])
+    names = store.names
+    check_hook_names(model, [*names, *(name for name, _ in fwd_hooks if isinstance(name, str))])
+    row_hooks, select_rows = logit_rows_hook(model, logit_positions)
+    entry = [graph_input_hook()] if hook_name("embed") in getattr(model, "hook_dict", {}) else []
+    hooks = [*entry, *fwd_hooks, *store.hooks(), *row_hooks]
+    with out_of_memory_advice(), torch.enable_grad(), model.hooks(fwd_hooks=hooks):
         logits = model(tokens, attention_mask=attention_mask) if attention_mask is not None else model(tokens)
         logits = select_rows(logits)
         values = objective(logits)
         if not torch.isfinite(values).all():
             raise NumericalError(f"The attribution objective is not finite ({values.detach().cpu().tolist()}).")
-        missing = [n for n in names if n not in store]
-        if missing:
-            raise InvalidInputError(f"Hook point(s) never fired during the forward pass: {missing}.")
+        store.check_fired()
         live = [store[n] for n in grad_names]
         differentiable = [t.requires_grad for t in live]
         if not all(differentiable) and not allow_unused:
@@ -215,7 +220,7 @@ def capture_gradients(
         grads_iter = iter(computed)
         grads = [next(grads_iter) if ok else None for ok in differentiable]
         logger.debug("backward path %s for objective of shape %s", path, tuple(values.shape))
-    _check_finite_gradients(grad_names, grads, values.ndim)
+    check_finite_gradients(grad_names, grads, values.ndim)
     return Captured(
         logits=logits.detach(),
         objective=values.detach(),

@@ -107,9 +107,7 @@ def _method_specs(args: argparse.Namespace) -> list[tuple[str, dict]]:
     specs = parse_method_specs(args.methods)
     accepted = {}
     for spec in specs:
-        cls = get_method(spec.name)
-        names = {f.name for f in dataclasses.fields(cls.Options)} | {"sign"}  # every method takes sign
-        accepted[spec.label] = names | ({"variant"} if getattr(cls, "variants", None) else set())
+        accepted[spec.label] = get_method(spec.name).option_names()
     known = set().union(*accepted.values())
     if unused := sorted(set(options) - known):
         raise InvalidInputError(

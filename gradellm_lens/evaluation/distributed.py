@@ -18,6 +18,12 @@ Under ``accelerate launch --multi_gpu --num_processes N`` (or ``torchrun --nproc
    metric masks are seeded from a hash of the prefix and the target), and the summary does not
    depend on the order of the result lines.
 
+CPU threads: processes on one machine share its cores. On the CPU each launched process lowers
+torch's intra-op threads to its share, ``cores // LOCAL_WORLD_SIZE`` (at least 1;
+:func:`share_cpu_threads`), so ``N`` processes never run ``N x cores`` threads; it leaves them alone
+when ``OMP_NUM_THREADS`` or ``MKL_NUM_THREADS`` is set (by the user or the launcher) or torch
+already uses no more than its share.
+
 Rerunning the same launch resumes: each process reopens its own shard file and skips the pairs
 already in it. Resuming needs the same ``N`` (another ``N`` is another partition of the examples
 into other files; those files can still be merged with ``gradellm-lens summarize``).
@@ -55,6 +61,8 @@ LOCAL_RANK_VARS: tuple[str, ...] = (
     "OMPI_COMM_WORLD_LOCAL_RANK",
     "MV2_COMM_WORLD_LOCAL_RANK",
 )
+LOCAL_WORLD_SIZE_VARS: tuple[str, ...] = ("LOCAL_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS")
+THREAD_VARS: tuple[str, ...] = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 class ShardFailedError(LensError):
@@ -160,6 +168,28 @@ class ProcessContext:
             torch.distributed.destroy_process_group()
 
 
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def share_cpu_threads(local_processes: int, environ: Mapping[str, str] | None = None) -> int:
+    """Lower torch's intra-op threads to ``available_cores() // local_processes`` (at least 1).
+
+    Nothing changes when ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` is set in ``environ`` (the user's
+    or the launcher's choice) or when torch already uses no more threads than the share. Returns the
+    number of threads torch uses afterwards.
+    """
+    environ = os.environ if environ is None else environ
+    share = max(1, available_cores() // max(1, local_processes))
+    if not any(environ.get(name) for name in THREAD_VARS) and torch.get_num_threads() > share:
+        torch.set_num_threads(share)
+    return torch.get_num_threads()
+
+
 def _process_device(device: str | None, local_rank: int, use_cpu: bool) -> str | None:
     """An explicit device as given; else the CPU, or ``cuda:LOCAL_RANK`` (one GPU per process)."""
     if device not in (None, "cuda"):
@@ -209,6 +239,8 @@ def init_process_context(
         ) from None
     state = PartialState(cpu=use_cpu, timeout=timeout)  # joins the process group (gloo on CPU, nccl on CUDA)
     rank, world_size, local_rank = state.process_index, state.num_processes, state.local_process_index
+    if use_cpu:
+        share_cpu_threads(_env_int(LOCAL_WORLD_SIZE_VARS, world_size, environ), environ)
     return ProcessContext(rank, world_size, local_rank, _process_device(device, local_rank, use_cpu), state.backend)
 
 

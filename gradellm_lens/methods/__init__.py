@@ -7,7 +7,7 @@ from . import _load_all  # noqa: F401
 from .attention import Attention, AttentionRollout, AttentionXGradient
 from .base import AttributionMethod, MethodOutput, get_method, list_methods, make_method
 from .grad_ellm import GradEllm, GradEllmOptions
-from .gradients import InputXGradient, IntegratedGradients, Saliency
+from .gradients import CompletenessWarning, InputXGradient, IntegratedGradients, Saliency
 from .occlusion import Occlusion
 from .random import RandomAttribution
 
@@ -16,6 +16,7 @@ __all__ = [
     "AttentionRollout",
     "AttentionXGradient",
     "AttributionMethod",
+    "CompletenessWarning",
     "GradEllm",
     "GradEllmOptions",
     "InputXGradient",

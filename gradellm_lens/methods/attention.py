@@ -30,7 +30,10 @@ attention x gradient).
     :math:`s_i = \sum_{\ell \in \text{layers}} \sum_h \operatorname{ReLU}(c^{\ell,h}_i)`
     (positive part per head, then summed). ``layer_head[t, l, h, i] = c^{l,h}_i`` before the ReLU.
     ``layers`` takes the same values as Grad-ELLM's (an int K = last K layers, a list of indices, or
-    ``"all"``, the default).
+    ``"all"``, the default). Only the step's own query row :math:`p` is differentiated, so all
+    steps and layers come from single-position passes over frozen keys/values where the model
+    supports them (:func:`~gradellm_lens.capture.step_gradients`; option ``gradient_path``, recorded
+    in ``MethodOutput.diagnostics``), else from one forward and one batched backward.
 """
 
 from __future__ import annotations
@@ -42,19 +45,15 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor
 
+from ..capture import GRADIENT_PATHS, hook_name, record_activations, step_gradients
 from ..errors import InvalidInputError
 from ..targets import Step
 from ..typing import AttentionPatterns, TokenIds
-from .base import AttributionMethod, MethodOutput
+from .base import AttributionMethod, MethodOutput, check_choices
 from .layers import LayerSpec, check_layer_spec, resolve_layers
-from .objectives import capture_steps, shared_prefix, step_rows
+from .objectives import shared_prefix, step_rows
 
 AttentionLayers = Literal["last", "mean"]
-
-
-def pattern_hook(layer: int) -> str:
-    """TransformerLens hook name of layer ``layer``'s post-softmax attention pattern."""
-    return f"blocks.{layer}.attn.hook_pattern"
 
 
 @torch.no_grad()
@@ -64,9 +63,7 @@ def attention_patterns(model, tokens: TokenIds, layers: Sequence[int]) -> Attent
     Recorded with plain hook-point hooks, not ``run_with_cache``: that asks the HF model for
     ``output_attentions``, which makes transformers install permanent output-capturing hooks.
     """
-    from ..analysis.recording import record_activations  # lazy: analysis imports the methods
-
-    names = [pattern_hook(layer) for layer in layers]
+    names = [hook_name("pattern", layer) for layer in layers]
     _, acts = record_activations(model, tokens[None], names)
     return torch.stack([acts[name][0].float() for name in names])
 
@@ -149,12 +146,15 @@ class AttentionXGradientOptions:
     Attributes:
         layers: layers summed over, as Grad-ELLM's ``layers``: an int K (last K layers), a list of
             layer indices (negative counts from the end) or ``"all"`` (default).
+        gradient_path: ``"auto"`` (default), ``"single_position"`` or ``"full_graph"`` (as Grad-ELLM's).
     """
 
     layers: LayerSpec = "all"
+    gradient_path: str = "auto"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", check_layer_spec(self.layers))
+        check_choices(self, {"gradient_path": GRADIENT_PATHS}, "attention_x_gradient")
 
 
 class AttentionXGradient(AttributionMethod):
@@ -171,13 +171,14 @@ class AttentionXGradient(AttributionMethod):
         return {**super().describe(), "layers": list(self.layers)}
 
     def _attribute(self, tokens: TokenIds, steps: Sequence[Step]) -> MethodOutput:
-        names = [pattern_hook(layer) for layer in self.layers]
-        captured = capture_steps(self.model, shared_prefix(tokens, steps)[None], steps, grad_names=names)
-        per_layer = []
-        for name in names:
-            pattern = step_rows(captured.activations[name][0].float(), steps)  # [step, head, key]
-            grad = captured.gradients[name][:, 0].float()  # [step, head, query, key]
-            grad = grad[torch.arange(len(steps)), :, [s.position for s in steps], :]  # [step, head, key]
-            per_layer.append(pattern * grad)
+        names = [hook_name("pattern", layer) for layer in self.layers]
+        captured = step_gradients(self.model, tokens, steps, grad_names=names, path=self.options.gradient_path)
+        # own query row of every step: A[p, :] and ∂y/∂A[p, :], each [step, head, key]
+        per_layer = [captured.at_steps[name].float() * captured.gradients[name].float() for name in names]
         layer_head = torch.stack(per_layer, dim=1)  # [step, layer, head, key]
-        return MethodOutput(scores=layer_head.clamp(min=0).sum(dim=(1, 2)), layer_head=layer_head, layers=self.layers)
+        return MethodOutput(
+            scores=layer_head.clamp(min=0).sum(dim=(1, 2)),
+            layer_head=layer_head,
+            layers=self.layers,
+            diagnostics={"gradient_path": captured.path},
+        )

@@ -7,9 +7,10 @@ return ``[step, layer, head, pos]`` contributions.
 
 Subclasses declare ``method_name``, an ``Options`` frozen dataclass (their hyper-parameters) and
 implement either ``_attribute_step`` (one prefix, one target) or ``_attribute`` (all steps, for
-methods that share work across steps). Signed methods set ``signed = True``; the ``sign`` option
-turns their scores non-negative: ``"positive"`` (default, the positive part, matching Grad-ELLM's
-ReLU), ``"abs"``, or ``"raw"`` (keep the sign).
+methods that share work across steps). Signed methods set ``signed = True``; only they take the
+``sign`` option, which turns their scores non-negative: ``"positive"`` (default, the positive part,
+matching Grad-ELLM's ReLU), ``"abs"``, or ``"raw"`` (keep the sign). Unsigned methods refuse it (it
+could not change their scores, and would only give equal computations different descriptions).
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor
 
-from ..errors import InvalidInputError, NumericalError, unknown_name_error
 from ..encoding import check_token_ids
+from ..errors import InvalidInputError, NumericalError, did_you_mean, unknown_name_error
 from ..models.capabilities import ModelInfo, model_info
 from ..numerics import first_nonfinite_row, prefix_mask
 from ..targets import Step, Target
@@ -60,6 +61,26 @@ class NoOptions:
     """Options of a method without hyper-parameters."""
 
 
+def check_choices(options: Any, choices: dict[str, Sequence[str]], method: str) -> None:
+    """Raise :class:`InvalidInputError` (with "Did you mean") for an option of ``options`` outside its ``choices``."""
+    for name, allowed in choices.items():
+        value = getattr(options, name)
+        if not isinstance(value, str) or value not in allowed:
+            hint = did_you_mean(value, allowed) if isinstance(value, str) else ""
+            raise InvalidInputError(
+                f"{method} option {name}={value!r} is invalid.{hint} Use one of {', '.join(allowed)}."
+            )
+
+
+def check_flag(options: Any, name: str, method: str) -> None:
+    """Raise :class:`InvalidInputError` unless option ``name`` of ``options`` is a bool (``"no"`` is not false)."""
+    value = getattr(options, name)
+    if not isinstance(value, bool):
+        raise InvalidInputError(
+            f"{method} option {name} must be True or False, got {value!r} ({type(value).__name__})."
+        )
+
+
 class AttributionMethod(ABC):
     """Base class: validation, sign handling, NaN padding, and the per-step loop."""
 
@@ -75,13 +96,34 @@ class AttributionMethod(ABC):
                 raise TypeError(f"attribution method name {name!r} registered twice")
             _REGISTRY[name] = cls
 
-    def __init__(self, model, *, sign: SignHandling = "positive", **options: Any) -> None:
-        if sign not in SIGN_HANDLING:
-            raise InvalidInputError(f"sign must be one of {', '.join(SIGN_HANDLING)}, got {sign!r}.")
+    def __init__(self, model, *, sign: SignHandling | None = None, **options: Any) -> None:
+        self.sign = self._check_sign(sign)
         self.model = model
         self.info: ModelInfo = model_info(model)
-        self.sign = sign
         self.options = self._make_options(options)
+
+    @classmethod
+    def _check_sign(cls, sign: object) -> SignHandling | None:
+        """The sign handling of a signed method (default ``"positive"``); None for an unsigned one."""
+        if sign is not None and (not isinstance(sign, str) or sign not in SIGN_HANDLING):
+            hint = did_you_mean(sign, SIGN_HANDLING) if isinstance(sign, str) else ""
+            raise InvalidInputError(f"sign must be one of {', '.join(SIGN_HANDLING)}, got {sign!r}.{hint}")
+        if not cls.signed:
+            if sign is not None:
+                signed = ", ".join(name for name in list_methods() if get_method(name).signed)
+                raise InvalidInputError(
+                    f"{cls.method_name} gives unsigned scores, so sign={sign!r} cannot change them; drop the sign "
+                    f"option for this method (it applies to the signed methods: {signed})."
+                )
+            return None
+        return sign or "positive"
+
+    @classmethod
+    def option_names(cls) -> set[str]:
+        """Every keyword the constructor accepts besides ``model``: the Options fields, ``sign`` for
+        signed methods, ``variant`` for methods with named variants."""
+        names = {f.name for f in dataclasses.fields(cls.Options)}
+        return names | ({"sign"} if cls.signed else set()) | ({"variant"} if getattr(cls, "variants", None) else set())
 
     @classmethod
     def _make_options(cls, options: dict[str, Any]):
@@ -92,8 +134,9 @@ class AttributionMethod(ABC):
         return cls.Options(**options)
 
     def describe(self) -> dict[str, Any]:
-        """Method name, options and sign handling, as recorded in results."""
-        return {"method": self.method_name, "sign": self.sign, **dataclasses.asdict(self.options)}
+        """Method name, options and (signed methods) sign handling, as recorded in results."""
+        sign = {"sign": self.sign} if self.signed else {}
+        return {"method": self.method_name, **sign, **dataclasses.asdict(self.options)}
 
     # ---- public entry point -------------------------------------------------------------------
     def attribute(self, tokens: TokenIds, steps: Sequence[Step]) -> MethodOutput:

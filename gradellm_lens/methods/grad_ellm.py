@@ -17,10 +17,17 @@ generated after position :math:`p`), and each selected attention layer :math:`\e
 All tensors come from TransformerLens hook points of the unmodified model: ``attn.hook_q`` /
 ``hook_k`` / ``hook_v`` (raw projections, **before RoPE**, flattened across heads) and the
 gradient at ``attn.hook_z`` (the o_proj *input*, where :math:`o_p = \sum_i A_{p,i} v_i` holds per
-head). One forward and one backward per step; several steps share one forward and one batched
-backward. Scores are computed in float32 whatever the model dtype.
+head). Scores are computed in float32 whatever the model dtype.
 
-Variant switches (:class:`GradEllmOptions`, method-spec 1.4):
+Computation (:func:`~gradellm_lens.capture.step_gradients`): the gradient is needed only at each
+step's own position :math:`p`, so all steps and all selected layers come from one no-grad forward
+over the longest prefix (which also records q, k, v) and one batch of single-position passes over
+the frozen earlier keys/values with one backward (``gradient_path="single_position"``, exact).
+Where a model or setting does not support that, one forward with gradients over the prefix and
+one batched backward run instead (``"full_graph"``); ``gradient_path="auto"`` (default) picks, and
+``MethodOutput.diagnostics["gradient_path"]`` records which ran.
+
+Variant switches (:class:`GradEllmOptions`; the paper's choices and those of the released code):
 
 ``gradient_source``
     ``"pre_o"`` (default): gradient at ``hook_z``, the basis in which the value decomposition is
@@ -42,6 +49,12 @@ Variant switches (:class:`GradEllmOptions`, method-spec 1.4):
     (negative counts from the end) or ``"all"``.
 ``combine``
     ``"relu_then_sum"`` (default, ReLU per layer) or ``"sum_then_relu"`` (Grad-ECLIP's text branch).
+``share_forward``
+    ``True`` (default): all steps in one computation. ``False``: one computation per step (each
+    with its own prefix), which bounds the peak memory of the full-graph path by one step's.
+``gradient_path``
+    ``"auto"`` (default), ``"single_position"`` (refused where unsupported) or ``"full_graph"``;
+    the results agree to float rounding.
 
 Named variants: ``default``; ``reference`` (post_o + legacy_repeat: reproduces the released code);
 ``pattern``; ``rope``; ``softmax``; ``no_spatial``.
@@ -62,12 +75,12 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor
 
-from ..capture import capture_gradients
+from ..capture import GRADIENT_PATHS, hook_name, step_gradients
 from ..errors import InvalidInputError, unknown_name_error
 from ..numerics import masked_minmax, prefix_mask
-from ..targets import Step, stacked_values
+from ..targets import Step
 from ..typing import TokenIds
-from .base import AttributionMethod, MethodOutput, _pad_positions
+from .base import AttributionMethod, MethodOutput, _pad_positions, check_choices, check_flag
 from .layers import LayerSpec, check_layer_spec, resolve_layers
 
 GradientSource = Literal["pre_o", "post_o"]
@@ -80,6 +93,7 @@ _CHOICES = {
     "spatial": ("loosened", "softmax", "pattern", "rope_minmax", "none"),
     "kv_expansion": ("grouped", "legacy_repeat"),
     "combine": ("relu_then_sum", "sum_then_relu"),
+    "gradient_path": GRADIENT_PATHS,
 }
 
 
@@ -93,12 +107,11 @@ class GradEllmOptions:
     layers: LayerSpec = 1
     combine: Combine = "relu_then_sum"
     share_forward: bool = True
+    gradient_path: str = "auto"
 
     def __post_init__(self) -> None:
-        for name, allowed in _CHOICES.items():
-            value = getattr(self, name)
-            if value not in allowed:
-                raise InvalidInputError(f"Grad-ELLM option {name}={value!r} is invalid; use one of {', '.join(allowed)}.")
+        check_choices(self, _CHOICES, "Grad-ELLM")
+        check_flag(self, "share_forward", "Grad-ELLM")
         object.__setattr__(self, "layers", check_layer_spec(self.layers))
 
     def resolve_layers(self, n_layers: int) -> tuple[int, ...]:
@@ -152,13 +165,12 @@ class GradEllm(AttributionMethod):
         return {**super().describe(), "variant": self.variant, "layers": list(self.layers)}
 
     def _hook_names(self, layer: int) -> dict[str, str]:
-        grad = "hook_z" if self.options.gradient_source == "pre_o" else "hook_attn_out"
-        names = {k: f"blocks.{layer}.attn.hook_{k}" for k in ("q", "k", "v")}
-        names["grad"] = f"blocks.{layer}.{'attn.' if grad == 'hook_z' else ''}{grad}"
+        names = {kind: hook_name(kind, layer) for kind in ("q", "k", "v")}
+        names["grad"] = hook_name("z" if self.options.gradient_source == "pre_o" else "attn_out", layer)
         if self.options.spatial == "pattern":
-            names["spatial"] = f"blocks.{layer}.attn.hook_pattern"
+            names["spatial"] = hook_name("pattern", layer)
         elif self.options.spatial == "rope_minmax":
-            names["spatial"] = f"blocks.{layer}.attn.hook_attn_scores"
+            names["spatial"] = hook_name("attn_scores", layer)
         return names
 
     def _attribute(self, tokens: TokenIds, steps: Sequence[Step]) -> MethodOutput:
@@ -170,22 +182,21 @@ class GradEllm(AttributionMethod):
             scores=torch.cat([_pad_positions(o.scores, n) for o in outs]),
             layer_head=torch.cat([_pad_positions(o.layer_head, n) for o in outs]),
             layers=self.layers,
+            diagnostics={"gradient_path": outs[0].diagnostics["gradient_path"]},
         )
 
     def _attribute_shared(self, tokens: TokenIds, steps: Sequence[Step]) -> MethodOutput:
-        """All steps from one forward pass over ``tokens[: last position + 1]``, one batched backward."""
+        """All steps from one gradient computation over ``tokens[: last position + 1]``."""
         end = max(s.position for s in steps) + 1
-        tokens = tokens[:end]
         positions = torch.tensor([s.position for s in steps], device=tokens.device)
         names = {layer: self._hook_names(layer) for layer in self.layers}
-
-        captured = capture_gradients(
+        captured = step_gradients(
             self.model,
-            tokens[None],
+            tokens,
+            steps,
             grad_names=[n["grad"] for n in names.values()],
             act_names=[v for n in names.values() for k, v in n.items() if k != "grad"],
-            objective=lambda logits: stacked_values([s.target for s in steps], logits[0]),
-            logit_positions=[s.position for s in steps],  # row t of the logits is step t's position
+            path=self.options.gradient_path,
         )
         valid = prefix_mask(positions, end)  # [step, pos]
         per_layer = [self._layer_contributions(captured, names[layer], positions, valid) for layer in self.layers]
@@ -195,7 +206,9 @@ class GradEllm(AttributionMethod):
             scores = layer_maps.clamp(min=0).sum(dim=1)
         else:
             scores = layer_maps.sum(dim=1).clamp(min=0)
-        return MethodOutput(scores=scores, layer_head=layer_head, layers=self.layers)
+        return MethodOutput(
+            scores=scores, layer_head=layer_head, layers=self.layers, diagnostics={"gradient_path": captured.path}
+        )
 
     def _layer_contributions(self, captured, names: dict[str, str], positions: Tensor, valid: Tensor) -> Tensor:
         """``c[step, head, pos]`` for one layer (float32, zero outside each step's prefix)."""
@@ -205,8 +218,8 @@ class GradEllm(AttributionMethod):
         q = act[names["q"]][0].float()  # [pos, H, d]
         k = expand_kv(act[names["k"]][0].float(), n_heads, opts.kv_expansion)
         v = expand_kv(act[names["v"]][0].float(), n_heads, opts.kv_expansion)
-        grad = captured.gradients[names["grad"]][:, 0].float()  # [step, pos, H, d] or [step, pos, d_model]
-        g = grad[torch.arange(len(positions)), positions].reshape(len(positions), n_heads, d_head)
+        # gradient at each step's own position: [step, H, d] (hook_z) or [step, d_model] (hook_attn_out)
+        g = captured.gradients[names["grad"]].float().reshape(len(positions), n_heads, d_head)
         gv = torch.einsum("thd,shd->ths", g, v)  # [step, H, pos]
         spatial = self._spatial(q, k, act.get(names.get("spatial", "")), positions, valid)
         return torch.where(valid[:, None, :], gv * spatial, torch.zeros_like(gv))

@@ -20,7 +20,12 @@ target logit by default).
     for the raw scores up to the quadrature error. That error can be large: RMSNorm is
     scale-invariant except within :math:`\alpha \lesssim \sqrt{\varepsilon} / \operatorname{rms}(e)`,
     so the integrand is steep near the zero baseline (on a model with small embeddings 64 nodes
-    were 30 % off and 1024 exact to 1e-5); check completeness before trusting a small ``n_steps``.
+    were 30 % off and 1024 exact to 1e-5). So every call reports the **completeness gap** of each
+    step, :math:`\delta = \sum_i s_i - (y(e) - y(0))` on the raw scores (captum's
+    ``convergence_delta``), in ``MethodOutput.diagnostics["completeness_gap"]``, from one extra
+    forward of the two path ends; a :class:`CompletenessWarning` says when
+    :math:`|\delta| > \tau\,|y(e) - y(0)|` at some step (option ``completeness_tolerance``
+    :math:`\tau`, default 0.1; ``float("inf")`` never warns).
 
 Computation: every step of a sequence shares the same forward passes. Because the model is
 causal, scaling the embeddings of the whole longest prefix by :math:`\alpha` gives, at position
@@ -35,6 +40,8 @@ the gradients never reach the embedding matrix and frozen models work.
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal, get_args
@@ -43,14 +50,19 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..capture import hook_name
 from ..errors import InvalidInputError
 from ..targets import Step, as_index
 from ..typing import Embeddings, StepEmbeddingGrads, StepScores, TokenIds
 from .base import AttributionMethod, MethodOutput
 from .batching import chunks
-from .objectives import capture_steps, shared_prefix
+from .objectives import capture_steps, shared_prefix, step_values
 
-EMBED_HOOK = "hook_embed"
+EMBED_HOOK = hook_name("embed")
+
+
+class CompletenessWarning(UserWarning):
+    """Integrated gradients' attributions do not add up to ``y(x) - y(baseline)`` within the tolerance."""
 
 Integration = Literal["gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle"]
 INTEGRATIONS: tuple[str, ...] = get_args(Integration)
@@ -111,6 +123,16 @@ def embedding_gradients(
     return original["e"].float(), total
 
 
+def path_end_values(model, tokens: TokenIds, steps: Sequence[Step]) -> Tensor:
+    """``[2, step]``: each step's target value at the input (row 0) and at the zero-embedding baseline (row 1)."""
+    tokens = shared_prefix(tokens, steps)
+
+    def ends(embed: Tensor, hook=None) -> Tensor:
+        return embed * torch.tensor([1.0, 0.0], device=embed.device, dtype=embed.dtype)[:, None, None]
+
+    return step_values(model, tokens[None].expand(2, -1), steps, [(EMBED_HOOK, ends)])
+
+
 class EmbeddingGradientMethod(AttributionMethod):
     """Shared machinery: gradients at ``hook_embed`` for all steps, reduced per token by :meth:`_reduce`."""
 
@@ -154,11 +176,14 @@ class IntegratedGradientsOptions:
         n_steps: number of quadrature nodes on the path from the zero embedding (default 50).
         integration: quadrature rule (captum's names; default ``"gausslegendre"``).
         batch_size: interpolated inputs per forward/backward pass (default 16).
+        completeness_tolerance: warn when a step's completeness gap exceeds this fraction of
+            ``|y(x) - y(baseline)|`` (default 0.1; ``float("inf")``: never).
     """
 
     n_steps: int = 50
     integration: Integration = "gausslegendre"
     batch_size: int = 16
+    completeness_tolerance: float = 0.1
 
     def __post_init__(self) -> None:
         if self.integration not in INTEGRATIONS:
@@ -168,6 +193,9 @@ class IntegratedGradientsOptions:
         minimum = 1 if self.integration == "gausslegendre" else 2
         object.__setattr__(self, "n_steps", as_index(self.n_steps, f"n_steps ({self.integration})", minimum=minimum))
         object.__setattr__(self, "batch_size", as_index(self.batch_size, "batch_size", minimum=1))
+        tol = self.completeness_tolerance
+        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or math.isnan(tol) or tol < 0:
+            raise InvalidInputError(f"completeness_tolerance must be a number >= 0 (inf: never warn), got {tol!r}.")
 
 
 class IntegratedGradients(InputXGradient):
@@ -179,3 +207,20 @@ class IntegratedGradients(InputXGradient):
     def _path(self) -> tuple[Tensor | None, Tensor | None, int]:
         alphas, weights = quadrature(self.options.n_steps, self.options.integration)
         return alphas, weights, self.options.batch_size
+
+    def _attribute(self, tokens: TokenIds, steps: Sequence[Step]) -> MethodOutput:
+        out = super()._attribute(tokens, steps)
+        ends = path_end_values(self.model, tokens, steps).cpu()
+        change = ends[0] - ends[1]  # y(x) - y(baseline), per step
+        gap = out.scores.float().cpu().sum(dim=-1) - change  # raw scores are 0 after each step's position
+        bad = (gap.abs() > self.options.completeness_tolerance * change.abs()).nonzero().flatten().tolist()
+        if bad:
+            worst = max(float(gap[t].abs() / change[t].abs().clamp(min=1e-12)) for t in bad)
+            warnings.warn(
+                f"integrated_gradients: the attributions miss y(x) - y(baseline) by more than "
+                f"{self.options.completeness_tolerance:.0%} at {len(bad)} of {len(steps)} step(s) (worst {worst:.0%}); "
+                "raise n_steps (see diagnostics['completeness_gap']).",
+                CompletenessWarning,
+                stacklevel=3,
+            )
+        return MethodOutput(scores=out.scores, diagnostics={"completeness_gap": gap.tolist()})

@@ -8,6 +8,7 @@ sorted, de-duplicated indices once the model's depth is known.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from typing import Literal
 
@@ -29,12 +30,19 @@ def check_layer_spec(layers: LayerSpec) -> int | tuple[int, ...] | str:
             raise InvalidInputError(f"layers={layers}: the number of last layers must be at least 1.")
         return layers
     try:
-        out = tuple(int(x) for x in layers)
-    except (TypeError, ValueError):
+        out = tuple(_layer_index(x) for x in layers)
+    except TypeError:
         raise InvalidInputError(f"{_SHAPE}, got {layers!r}.") from None
     if not out:
         raise InvalidInputError("layers is an empty list: select at least one layer.")
     return out
+
+
+def _layer_index(value: object) -> int:
+    """An integer layer index (Python, numpy or torch int; not bool, not a float such as 1.5)."""
+    if isinstance(value, bool):
+        raise TypeError
+    return operator.index(value)
 
 
 def resolve_layers(layers: LayerSpec, n_layers: int) -> tuple[int, ...]:

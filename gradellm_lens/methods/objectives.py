@@ -16,14 +16,21 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from ..capture.gradients import Captured, FwdHook, capture_gradients
+from ..capture import Captured, FwdHook, capture_gradients, logit_rows_hook
 from ..targets import Step, stacked_values
 from ..typing import BatchTokenIds, TokenIds
 
 
-def step_values(logits: Float[Tensor, "batch pos vocab"], steps: Sequence[Step]) -> Float[Tensor, "batch step"]:
-    """``values[b, t] = steps[t].target(logits[b, steps[t].position])``, differentiably."""
-    return stacked_values([s.target for s in steps], logits[:, [s.position for s in steps]])
+@torch.no_grad()
+def step_values(
+    model, tokens: BatchTokenIds, steps: Sequence[Step], fwd_hooks: Sequence[FwdHook] = ()
+) -> Float[Tensor, "batch step"]:
+    """``values[b, t] = steps[t].target(logits of row b at steps[t].position)`` from one no-grad forward
+    (``fwd_hooks`` applied), the unembedding run only at the step positions; float32."""
+    rows, select = logit_rows_hook(model, [s.position for s in steps])
+    with model.hooks(fwd_hooks=[*fwd_hooks, *rows]):
+        logits = select(model(tokens))
+    return stacked_values([s.target for s in steps], logits).float()
 
 
 def capture_steps(

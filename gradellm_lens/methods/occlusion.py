@@ -115,13 +115,11 @@ class Occlusion(AttributionMethod):
             hooks.append((EMBED_HOOK, occlude))
         else:
             batch[rows, positions] = self.replacement_id
-        logits = self.model.run_with_hooks(batch, fwd_hooks=hooks)
-        return step_values(logits, steps).float()
+        return step_values(self.model, batch, steps, hooks)
 
     def _attribute(self, tokens: TokenIds, steps: Sequence[Step]) -> MethodOutput:
         tokens = shared_prefix(tokens, steps)
-        with torch.no_grad():
-            clean = step_values(self.model(tokens[None]), steps).float()[0]  # [step]
+        clean = step_values(self.model, tokens[None], steps)[0]  # [step]
         first = 1 if self.options.first_position == "skip" else 0
         occluded = torch.arange(first, tokens.shape[0], device=tokens.device)
         drops: StepScores = torch.zeros(len(steps), tokens.shape[0])

@@ -15,14 +15,16 @@ For a prefix ``x = tokens[: position + 1]``, the explained token ``ŷ`` and scor
 4. score each draw with Soft-NS/NC (:mod:`.soft`, ``config.probability``), average over draws, and
    summarise the π curves by their normalised AUC (:mod:`.pi_soft`).
 
-Every option the paper leaves open (method-spec 7.6–7.11) is a :class:`FaithfulnessConfig` field and
+Every choice that the π-Soft paper (Huang & Chan, arXiv 2601.03089), Zhao & Aletras (2023) and
+ReAGent (Zhao & Shan 2024) leave open or make differently (which probability, the π-rescaling rule,
+the π grid, the perturbed positions, the number of draws) is a :class:`FaithfulnessConfig` field and
 is recorded in :attr:`FaithfulnessScores.config`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,13 +32,14 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from ..encoding import check_token_ids
 from ..errors import InvalidInputError, NumericalError, unknown_name_error
 from ..numerics import flat_rows
 from ..result import AttributionResult
 from ..targets import Target
 from ..typing import PositionMask, TokenIds, TokenScores
 from .normalise import NORMALISE_KINDS, NormaliseKind, normalise_scores
-from .perturb import as_masked_forward, draw_uniforms, iter_masked_logits, step_seed
+from .perturb import as_masked_forward, draw_uniforms, iter_masked_logits, step_seed, unperturbed_head
 from .pi_soft import DEFAULT_PIS, check_pis, normalised_auc, pi_keep_probabilities
 from .positions import check_perturbable, span_mask
 from .retention import RESCALE_KINDS, RescaleKind
@@ -53,7 +56,7 @@ from .soft import (
 
 @dataclass(frozen=True)
 class FaithfulnessConfig:
-    """How Soft-NC/NS and π-Soft-NC/NS are computed (defaults: method-spec 3.4 and 7).
+    """How Soft-NC/NS and π-Soft-NC/NS are computed (defaults: π-Soft as in arXiv 2601.03089, Soft-NC/NS as in Zhao & Aletras 2023).
 
     Attributes:
         pis: π grid, strictly increasing inside (0, 1).
@@ -128,7 +131,7 @@ class FaithfulnessScores:
         degenerate: ``1 - S0 < eps``: a numerical guard only (the normaliser is held at ``eps``);
             use ``rho`` to judge whether a step is informative.
         flat: the attribution singles out no perturbable position (all zero, or all equal), so it
-            was scored as the uniform map (method-spec 3.4); such steps are valid but uninformative.
+            was scored as the uniform map (as Zhao & Aletras score an all-zero map); such steps are valid but uninformative.
     """
 
     soft_ns: float
@@ -215,15 +218,14 @@ class StepReference:
         )
 
 
-def _check_prefix(prefix: TokenIds | Sequence[int]) -> TokenIds:
-    tokens = torch.as_tensor(prefix)
-    if tokens.ndim != 1 or tokens.numel() == 0:
-        raise InvalidInputError(
-            f"prefix must be a non-empty 1-D sequence of token ids, got shape {tuple(tokens.shape)}."
-        )
-    if tokens.dtype.is_floating_point or tokens.dtype == torch.bool:
-        raise InvalidInputError(f"prefix must hold integer token ids, got dtype {tokens.dtype}.")
-    return tokens.cpu().long()
+class _NoLimits:
+    """Token-id limits of a :class:`~.perturb.MaskedForward` that declares none (context, and vocabulary
+    unless it has ``d_vocab``)."""
+
+    n_ctx = sys.maxsize
+
+    def __init__(self, d_vocab: int | None) -> None:
+        self.d_vocab = sys.maxsize if d_vocab is None else d_vocab
 
 
 def _check_scores(scores: TokenScores, length: int) -> TokenScores:
@@ -263,13 +265,20 @@ def _probabilities(forward, tokens: TokenIds, keep: Tensor, draws: Tensor, unifo
 def _prepare(model, prefix, target, perturbable) -> tuple[object, TokenIds, int, PositionMask]:
     """The masked forward, checked prefix, target id and perturbable mask of a step."""
     token_id = target.token_id if isinstance(target, Target) else Target(target).token_id
-    tokens = _check_prefix(prefix)
-    valid = check_perturbable(perturbable, tokens.shape[0])
     forward = as_masked_forward(model)
-    vocab = getattr(forward, "d_vocab", None)
-    if vocab is not None and (int(tokens.max()) >= vocab or int(tokens.min()) < 0 or token_id >= vocab):
-        raise InvalidInputError(f"A prefix or target token id is outside the model's vocabulary (0..{vocab - 1}).")
+    limits = forward if hasattr(forward, "n_ctx") else _NoLimits(getattr(forward, "d_vocab", None))
+    tokens = check_token_ids(prefix, limits, "the prefix").cpu()
+    valid = check_perturbable(perturbable, tokens.shape[0])
+    if token_id >= limits.d_vocab:
+        raise InvalidInputError(
+            f"Target token id {token_id} is outside the model's vocabulary (0..{limits.d_vocab - 1})."
+        )
     return forward, tokens, token_id, valid
+
+
+def _head_length(valid: PositionMask) -> int:
+    """Positions before the first perturbable one: never masked, identical in every perturbed input."""
+    return int(valid.nonzero()[0])
 
 
 def step_reference(
@@ -291,11 +300,19 @@ def step_reference(
     forward, tokens, token_id, valid = _prepare(model, prefix, target, perturbable)
     keep = torch.stack([torch.ones(valid.shape[0], dtype=torch.float64), torch.where(valid, 0.0, 1.0).double()])
     uniforms = torch.zeros(1, tokens.shape[0], forward.d_model).to(getattr(forward, "device", "cpu"))
-    probs = torch.cat(
-        [p for _, p in _probabilities(forward, tokens, keep, torch.zeros(2, dtype=torch.long), uniforms, batch_size)]
-    )
+    with unperturbed_head(forward, tokens, _head_length(valid)):
+        probs = torch.cat(
+            [
+                p
+                for _, p in _probabilities(
+                    forward, tokens, keep, torch.zeros(2, dtype=torch.long), uniforms, batch_size
+                )
+            ]
+        )
     if not 0 <= token_id < probs.shape[-1]:
-        raise InvalidInputError(f"Target token id {token_id} is outside the model's vocabulary (0..{probs.shape[-1] - 1}).")
+        raise InvalidInputError(
+            f"Target token id {token_id} is outside the model's vocabulary (0..{probs.shape[-1] - 1})."
+        )
     return StepReference(tokens, token_id, valid, probs[0].cpu(), probs[1].cpu())
 
 
@@ -349,8 +366,9 @@ def evaluate_step(
     uniforms = uniforms.to(getattr(forward, "device", "cpu"))
     full = reference.full.to(uniforms.device)
     drops = torch.empty(keep.shape[0], dtype=torch.float64)
-    for start, probs in _probabilities(forward, tokens, keep, draws, uniforms, config.batch_size):
-        drops[start : start + probs.shape[0]] = probability_drop(full, probs, token_id, config.probability).cpu()
+    with unperturbed_head(forward, tokens, _head_length(valid)):
+        for start, probs in _probabilities(forward, tokens, keep, draws, uniforms, config.batch_size):
+            drops[start : start + probs.shape[0]] = probability_drop(full, probs, token_id, config.probability).cpu()
     drop0 = probability_drop(reference.full, reference.empty[None], token_id, config.probability)[0]
 
     m, k = config.n_draws, len(config.pis)

@@ -2,15 +2,15 @@
 
 With ``P`` the perturbable positions (see :mod:`.positions`) and ``s_i`` the raw scores:
 
-* ``"max"`` (π-Soft default, method-spec 3.4 step 1): ``ŝ_i = s_i / max_{j∈P} s_j``; needs
+* ``"max"`` (π-Soft default, arXiv 2601.03089): ``ŝ_i = s_i / max_{j∈P} s_j``; needs
   ``s_i >= 0`` on ``P``.
-* ``"minmax"`` (plain Soft-NC/NS, method-spec 3.1): ``ŝ_i = (s_i - min_P s) / (max_P s - min_P s)``;
+* ``"minmax"`` (plain Soft-NC/NS, Zhao & Aletras 2023): ``ŝ_i = (s_i - min_P s) / (max_P s - min_P s)``;
   any sign.
-* ``"rank"`` (the quantile map of method-spec 3.4, GUESS): ``ŝ_i = #{j∈P : s_j <= s_i} / |P|``, the
+* ``"rank"`` (a quantile map; our alternative, not from the papers): ``ŝ_i = #{j∈P : s_j <= s_i} / |P|``, the
   empirical CDF: the top token gets 1, ties stay tied, magnitudes are ignored.
 
 A map without information (all scores 0 under ``"max"``, all equal under ``"minmax"``) gives the
-uniform ``ŝ ≡ 1`` (method-spec 3.4). Positions outside ``P`` get 0: they are never perturbed.
+uniform ``ŝ ≡ 1``. Positions outside ``P`` get 0: they are never perturbed.
 All three maps are invariant to multiplying the scores by a positive constant, so every metric
 built on them is too. Computed in float64.
 """

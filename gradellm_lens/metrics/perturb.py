@@ -13,7 +13,17 @@ for a fixed draw, do not depend on the batch size, and are identical on CPU and 
 
 All perturbations of a step run in as few forwards as ``batch_size`` allows: the prefix is repeated
 ``batch`` times and ``hook_embed``'s ``[batch, pos, d_model]`` output is multiplied by the stacked
-masks; the logits are cut to the last position before the unembedding.
+masks; the logits are cut to the last position before the unembedding (the masks are built on the
+model's device, one batch at a time).
+
+Shared head: the positions before the first perturbable one are never masked, so they are the same
+in every perturbed copy of a step, and so are their keys and values at every layer (the model is
+causal). Within :func:`unperturbed_head` a :class:`BridgeMaskedForward` computes them once
+(:func:`~gradellm_lens.capture.frozen_prefix.record_keys_values`) and runs only the remaining
+positions of each batch over them (:func:`~gradellm_lens.capture.frozen_prefix.tail_forward`);
+with user-text perturbation of a chat prompt the head is the whole system prompt and instruction.
+The logits are those of the full forward up to float rounding; models or settings where frozen
+prefixes are not exact run whole prefixes.
 
 The model side is one small protocol, :class:`MaskedForward`, so metrics can run on any model that
 can multiply its input embeddings by a mask (tests use synthetic models with known answers);
@@ -22,6 +32,7 @@ can multiply its input embeddings by a mask (tests use synthetic models with kno
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Iterator
 from typing import Protocol, runtime_checkable
@@ -30,7 +41,10 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from ..capture.frozen_prefix import FrozenKeysValues, prefix_cache_supported, record_keys_values, tail_forward
+from ..capture.hooks import hook_name, logit_rows_hook
 from ..errors import InvalidInputError
+from ..models.capabilities import model_info
 from ..typing import TokenIds
 
 Uniforms = Float[Tensor, "draw pos d_model"]
@@ -56,36 +70,70 @@ class MaskedForward(Protocol):
 
 
 class BridgeMaskedForward:
-    """:class:`MaskedForward` for a TransformerLens model: multiplies ``hook_embed``'s output."""
+    """:class:`MaskedForward` for a TransformerLens model: multiplies ``hook_embed``'s output.
 
-    def __init__(self, model) -> None:
-        from ..models.capabilities import model_info
+    ``share_head=False`` always runs whole prefixes (the unperturbed head included); pass such an
+    instance as the model of :func:`~.evaluate.evaluate_step` to time or check that path.
+    """
 
+    def __init__(self, model, *, share_head: bool = True) -> None:
         info = model_info(model)
+        self.share_head = share_head
         self.model = model
         self.d_model = info.d_model
         self.d_vocab = info.d_vocab
+        self.n_ctx = info.n_ctx
         self.device = next(model.parameters()).device
-        self._cut_last = "unembed.hook_in" in model.hook_dict
+        self._head: tuple[TokenIds, FrozenKeysValues] | None = None
+
+    @contextlib.contextmanager
+    def frozen_head(self, tokens: TokenIds, length: int) -> Iterator[None]:
+        """Within the block, calls for ``tokens`` whose masks keep the first ``length`` positions run
+        only the later positions, over the head's keys/values computed here once."""
+        if not self.share_head or not 1 <= length < tokens.shape[0] or not prefix_cache_supported(self.model):
+            yield
+            return
+        frozen, _ = record_keys_values(
+            self.model, tokens[None, :length].to(self.device), range(self.model.cfg.n_layers)
+        )
+        self._head = (tokens, frozen)
+        try:
+            yield
+        finally:
+            self._head = None
 
     @torch.no_grad()
     def __call__(self, tokens: TokenIds, masks: Bool[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch vocab"]:
+        head = self._head
+        if head is not None and torch.equal(head[0], tokens) and bool(masks[:, : head[1].length].all()):
+            h = head[1].length
+            tail = tokens[h:].to(self.device)[None].expand(masks.shape[0], -1)
+            return tail_forward(self.model, tail, head[1], fwd_hooks=[self._masking(masks[:, h:])]).float()
+        cut, _ = logit_rows_hook(self.model, [-1])  # unembed only the last position
+        batch_tokens = tokens.to(self.device)[None].expand(masks.shape[0], -1)
+        with self.model.hooks(fwd_hooks=[self._masking(masks), *cut]):
+            logits = self.model(batch_tokens)
+        return logits[:, -1].float()
+
+    @staticmethod
+    def _masking(masks: Tensor) -> tuple[str, object]:
         def apply_mask(embed: Tensor, hook=None) -> Tensor:
             return embed * masks.to(device=embed.device, dtype=embed.dtype)
 
-        hooks = [("hook_embed", apply_mask)]
-        if self._cut_last:  # unembed only the last position: [batch, 1, vocab] instead of [batch, pos, vocab]
-            hooks.append(("unembed.hook_in", lambda x, hook=None: x[:, -1:]))
-        batch_tokens = tokens.to(self.device)[None].expand(masks.shape[0], -1)
-        with self.model.hooks(fwd_hooks=hooks):
-            logits = self.model(batch_tokens)
-        return logits[:, -1].float()
+        return hook_name("embed"), apply_mask
+
+
+def unperturbed_head(forward: MaskedForward, tokens: TokenIds, length: int):
+    """Context in which ``forward`` may reuse the keys/values of ``tokens[:length]`` (never masked) across
+    calls: :meth:`BridgeMaskedForward.frozen_head`, or nothing for other forwards."""
+    head = getattr(forward, "frozen_head", None)
+    return head(tokens, length) if head is not None else contextlib.nullcontext()
 
 
 def as_masked_forward(model) -> MaskedForward:
     """Adapt ``model``: a TransformerLens model (anything with ``hooks`` and a ``hook_embed`` point)
     or an object that already implements :class:`MaskedForward`."""
-    if hasattr(model, "hooks") and "hook_embed" in getattr(model, "hook_dict", {}):
+    if hasattr(model, "hooks") and hook_name("embed") in getattr(model, "hook_dict", {}):
         return BridgeMaskedForward(model)
     if isinstance(model, MaskedForward):
         return model

@@ -2,13 +2,13 @@
 
 Plain Soft-NC/NS keep token ``i`` with probability ``ŝ_i`` (or ``1 - ŝ_i``), so the expected amount
 of input kept depends on each method's *mean* normalised score, and a method with larger scores
-"inflates" its Soft-NS (and, removing more, its Soft-NC) (method-spec 3.3). π-Soft fixes the mean
+"inflates" its Soft-NS (and, removing more, its Soft-NC) (Huang & Chan, arXiv 2601.03089). π-Soft fixes the mean
 keep probability to ``π`` (:mod:`.retention`) and scores with the unchanged formulas (:mod:`.soft`):
 
 * ``π-Soft-NS(π)``: keep probabilities with mean ``π`` that keep in proportion to importance;
 * ``π-Soft-NC(π)``: keep probabilities with mean ``π`` that *remove* in proportion to importance.
 
-Curves over the π grid (default ``0.1, 0.2, …, 0.9``, GUESS, method-spec 7.8) are summarised by
+Curves over the π grid (default ``0.1, 0.2, …, 0.9``: our choice, the paper's grid is not public) are summarised by
 the normalised area ``AUC = trapezoid(values, π) / (π_max - π_min)`` in ``[0, 1]`` (a one-point grid
 has AUC = its value). Higher is better for both; NS rises with π, NC falls with π.
 """

@@ -2,11 +2,11 @@
 
 A *perturbable* mask is a boolean ``[pos]`` vector over the attributed prefix. Only perturbable
 positions are normalised, rescaled and masked; every other position keeps its embedding
-(keep probability 1) and is left out of every mean over positions (method-spec 3.4).
+(keep probability 1) and is left out of every mean over positions.
 
 Position 0 is **never** perturbable: it is the BOS / first token, the attention sink of Llama-family
 models, and zeroing it destroys their outputs (ReAGent also skips BOS for Llama). Two layouts are
-provided (method-spec 7.9):
+provided:
 
 * ``"all prefix"`` (default): every position except 0 (prompt, template and earlier generated
   tokens alike, as in ReAGent);

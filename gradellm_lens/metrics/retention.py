@@ -1,4 +1,4 @@
-"""π-rescaling: keep probabilities with mean ``π`` over the perturbable positions (method-spec 3.4).
+"""π-rescaling: keep probabilities with mean ``π`` over the perturbable positions (π-Soft, Huang & Chan, arXiv 2601.03089).
 
 Input: normalised scores ``ŝ ∈ [0, 1]`` on the ``L`` perturbable positions (:mod:`.normalise`).
 Output: keep probabilities ``r_i`` (the Bernoulli parameter of every embedding element of token
@@ -10,7 +10,7 @@ Both sides of the metric fill a *mass* ``m_i ∈ [0, 1]`` with mean ``t`` from `
 * π-Soft-NC removes in proportion to importance: ``t = 1 - π``, removal ``d = m`` and ``r = 1 - d``
   (so the mean keep probability is again ``π``).
 
-Rescaling rules (method-spec 7.7; the paper's rule was not seen, both are GUESSES):
+Rescaling rules (the paper does not state its rule; both are our choices):
 
 * ``"scale_clip"`` (default): ``m_i = min(1, c·ŝ_i)``; ``c > 0`` is found by bisection on ``log c``
   and then made exact for the clipped set found (``c = (tL - #clipped) / Σ_unclipped ŝ``).

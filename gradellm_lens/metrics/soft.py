@@ -4,7 +4,7 @@ A perturbed input ``x'`` multiplies every input-embedding element of token ``i``
 ``Bernoulli(r_i)`` draw (``r_i`` = keep probability; see :mod:`.perturb`). With ``p`` the model's
 next-token distribution at the last prefix position and ``ŷ`` the explained token:
 
-* ``probability="target"`` (default, Zhao & Aletras, method-spec 7.6):
+* ``probability="target"`` (default, Zhao & Aletras 2023):
   ``S(x') = 1 - max(0, p(ŷ|x) - p(ŷ|x'))`` and ``C(x') = max(0, p(ŷ|x) - p(ŷ|x'))``;
 * ``probability="distribution"`` (ReAGent): ``D(p, q) = Σ_v (√p_v - √q_v)² / √2`` over the whole
   vocabulary (no outer root, divided by √2, exactly as ReAGent), ``S = 1 - D`` and ``C = D``.

@@ -97,6 +97,24 @@ def attention_class(model) -> str:
     return type(model.blocks[0].attn).__name__
 
 
+def single_position_capable(model) -> bool:
+    """Whether exact per-step gradients can come from single-position passes over frozen keys/values.
+
+    True for a ``TransformerBridge`` whose every layer uses the bridge's re-implemented rotary
+    attention (``PositionEmbeddingsAttentionBridge``, which takes earlier keys/values through a
+    ``layer_past`` cache and a 4-D mask) and no sliding window shorter than the context. A
+    ``HookedTransformer`` always runs the full-graph path.
+    """
+    if model_class(model) != "TransformerBridge":
+        return False
+    if not all(type(block.attn).__name__ == "PositionEmbeddingsAttentionBridge" for block in model.blocks):
+        return False
+    config = hf_config(model)
+    window = getattr(config, "sliding_window", None) if getattr(config, "use_sliding_window", True) else None
+    sliding = window is not None or "sliding_attention" in (getattr(config, "layer_types", None) or ())
+    return not sliding or (window is not None and window >= model.cfg.n_ctx)
+
+
 def supports_attn_result(model) -> bool:
     """Whether the model can emit per-head outputs at ``blocks.L.attn.hook_result``."""
     if model_class(model) == "HookedTransformer":

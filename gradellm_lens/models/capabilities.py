@@ -37,6 +37,10 @@ class ModelInfo:
         grad_at_z: gradients reach ``blocks.L.attn.hook_z``.
         grad_at_pattern: gradients reach ``blocks.L.attn.hook_pattern``.
         supports_attn_result: the model can emit ``hook_result`` (per-head outputs).
+        single_position: every layer's attention is the bridge's re-implemented rotary attention
+            (which takes earlier keys/values through a ``layer_past`` cache and a 4-D mask) and no
+            layer has a sliding window shorter than the context, so exact per-step gradients can
+            come from single-position passes (:mod:`gradellm_lens.capture.single_position`).
     """
 
     name: str
@@ -54,6 +58,7 @@ class ModelInfo:
     grad_at_z: bool
     grad_at_pattern: bool
     supports_attn_result: bool
+    single_position: bool = False
 
     @property
     def gradients_supported(self) -> bool:
@@ -108,6 +113,7 @@ def probe(model, name: str | None = None) -> ModelInfo:
         grad_at_z=seen.get(names[0], False),
         grad_at_pattern=seen.get(names[1], False),
         supports_attn_result=adapter.supports_attn_result(model),
+        single_position=adapter.single_position_capable(model),
     )
 
 

@@ -1,0 +1,133 @@
+"""``gradellm-lens evaluate`` throughput: example-method pairs per minute, before/after and per core layout.
+
+Each configuration runs the real command in fresh processes (``python -m gradellm_lens.cli
+evaluate ... --overwrite``) and reads the pairs written and the seconds spent from its summary line
+(``N new result(s) ... in S s``: the evaluation itself, without loading the model). Layouts:
+
+``1x<c>``
+    one process with ``c`` torch threads (``OMP_NUM_THREADS=c``);
+``<s>x1``
+    ``s`` shards (``--shard-index i --num-shards s``) as concurrent processes with one thread each;
+    throughput = all pairs / the slowest shard's time.
+
+``source`` is the package checkout to run: this one (``after``) or, with ``--before-rev REV``, the
+tree of that git revision exported to a temporary folder (``git archive``), so before and after
+run the same command on the same machine in one benchmark run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SUMMARY = re.compile(r"(\d+) new result\(s\).* in ([\d.]+) s")
+DEFAULT_METHODS = "grad_ellm,saliency,random"
+
+
+@dataclass
+class Throughput:
+    """One measured configuration."""
+
+    model: str
+    source: str
+    layout: str
+    pairs: int
+    seconds: float
+    wall_s: float
+    note: str = ""
+
+    @property
+    def pairs_per_min(self) -> float:
+        return 60.0 * self.pairs / self.seconds if self.seconds else float("nan")
+
+
+def export_revision(rev: str, into: Path) -> Path:
+    """The tree of git revision ``rev`` of this checkout, written under ``into`` (returns its root)."""
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev], capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    return into
+
+
+def _command(args: Sequence[str], source: Path, threads: int) -> tuple[list[str], dict[str, str]]:
+    env = {**os.environ, "PYTHONPATH": str(source), "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}
+    env.pop("WORLD_SIZE", None)
+    return [sys.executable, "-m", "gradellm_lens.cli", "evaluate", *args], env
+
+
+def run_layout(
+    model: str, source: Path, label: str, shards: int, threads: int, base_args: Sequence[str], out_dir: Path
+) -> Throughput:
+    """Run ``shards`` concurrent processes of ``threads`` threads each; see the module docstring."""
+    procs = []
+    start = time.perf_counter()
+    for index in range(shards):
+        shard = ["--shard-index", str(index), "--num-shards", str(shards)] if shards > 1 else []
+        argv, env = _command([*base_args, "--out-dir", str(out_dir), *shard], source, threads)
+        procs.append(subprocess.Popen(argv, env=env, cwd=str(source), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = [p.communicate() for p in procs]
+    wall = time.perf_counter() - start
+    layout = f"{shards}x{threads}"
+    pairs, seconds, notes = 0, 0.0, []
+    for proc, (out, err) in zip(procs, outputs):
+        found = SUMMARY.search(out)
+        if proc.returncode != 0 or found is None:
+            notes.append(f"exit {proc.returncode}: {(err or out).strip().splitlines()[-1:] or ['no output']}")
+            continue
+        pairs += int(found.group(1))
+        seconds = max(seconds, float(found.group(2)))
+    return Throughput(model, label, layout, pairs, seconds, wall, "; ".join(notes))
+
+
+def measure(
+    model: str,
+    *,
+    before_rev: str | None,
+    n_examples: int,
+    methods: str,
+    task: str,
+    layouts: Sequence[tuple[int, int]],
+    extra_args: Sequence[str] = (),
+) -> list[Throughput]:
+    """Every (source, layout) of one model; ``layouts`` are ``(processes, threads)`` pairs."""
+    from gradellm_lens.tasks.data import default_data_dir
+
+    base = [
+        "--task", task, "--model", model, "--methods", methods, "--n", str(n_examples), "--overwrite",
+        "--no-progress", "--data-dir", str(default_data_dir()), "--device", "cpu", *extra_args,
+    ]  # fmt: skip
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="gradellm-throughput-") as tmp:
+        sources = [("after", ROOT)]
+        if before_rev:
+            sources.insert(0, (f"before ({before_rev})", export_revision(before_rev, Path(tmp) / "before")))
+        for label, source in sources:
+            for shards, threads in layouts:
+                out_dir = Path(tmp) / f"run-{len(rows)}"
+                rows.append(run_layout(model, source, label, shards, threads, base, out_dir))
+                print(format_rows(rows[-1:], header=False), file=sys.stderr, flush=True)
+    return rows
+
+
+def format_rows(rows: Sequence[Throughput], header: bool = True, markdown: bool = False) -> str:
+    """The rows as an aligned text table or Markdown."""
+    head = ["model", "code", "processes x threads", "pairs", "evaluation s", "pairs/min", "note"]
+    body = [
+        [r.model, r.source, r.layout, str(r.pairs), f"{r.seconds:.1f}", f"{r.pairs_per_min:.1f}", r.note] for r in rows
+    ]
+    if markdown:
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] if header else []
+        return "\n".join(lines + ["| " + " | ".join(line) + " |" for line in body])
+    widths = [max(len(x) for x in col) for col in zip(head, *body)]
+    lines = [head] if header else []
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)) for line in lines + body)
