@@ -107,7 +107,8 @@ def single_position_capable(model) -> bool:
     """
     if model_class(model) != "TransformerBridge":
         return False
-    if not all(type(block.attn).__name__ == "PositionEmbeddingsAttentionBridge" for block in model.blocks):
+    rotary = "PositionEmbeddingsAttentionBridge"  # subclasses count
+    if not all(any(c.__name__ == rotary for c in type(block.attn).__mro__) for block in model.blocks):
         return False
     config = hf_config(model)
     window = getattr(config, "sliding_window", None) if getattr(config, "use_sliding_window", True) else None
