@@ -62,7 +62,7 @@ def test_parse_method_spec():
         ("grad_ellm:pattern+variant=rope", "gives the variant twice"),
         ("grad_ellm:patern", "Unknown variant of method 'grad_ellm': 'patern'. Did you mean 'pattern'"),
         ("saliency:abs", "Method 'saliency' has no variants"),
-        ("saliency+sign=ab", "Unknown sign 'ab'. Did you mean 'abs'"),
+        ("input_x_gradient+sign=ab", "Unknown sign 'ab'. Did you mean 'abs'"),
         ("grad_ellm+sign=positve", "Did you mean 'positive'"),
         (":reference", "has no method name"),
     ],
@@ -81,7 +81,8 @@ def test_bad_specs_are_refused_when_parsed(text, match):
         ("grad_ellm:reference", "grad_ellm+gradient_source=post_o+kv_expansion=legacy_repeat"),
         ("grad_ellm", "grad_ellm+share_forward=false"),
         ("occlusion", "occlusion+batch_size=3"),
-        ("saliency", "saliency+sign=positive"),
+        ("input_x_gradient", "input_x_gradient+sign=positive"),
+        ("grad_ellm+layers=all", "grad_ellm+layers=all+gradient_path=full_graph"),
     ],
 )
 def test_one_computation_under_two_labels_is_refused(tiny_model, first, second):
@@ -92,7 +93,7 @@ def test_one_computation_under_two_labels_is_refused(tiny_model, first, second):
 
 
 def test_different_computations_are_kept(tiny_model):
-    labels = ["grad_ellm", "grad_ellm+layers=all", "grad_ellm:reference", "saliency", "saliency+sign=abs", "random"]
+    labels = ["grad_ellm", "grad_ellm+layers=all", "grad_ellm:reference", "input_x_gradient", "input_x_gradient+sign=abs", "random"]
     built = build_methods(parse_method_specs(labels), tiny_model)
     assert list(built) == labels and built["grad_ellm+layers=all"].layers == tuple(range(tiny_model.cfg.n_layers))
     options = resolved_options(built["grad_ellm:reference"])
