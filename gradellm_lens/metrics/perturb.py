@@ -22,7 +22,6 @@ can multiply its input embeddings by a mask (tests use synthetic models with kno
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from typing import Protocol, runtime_checkable
 
@@ -31,6 +30,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from ..errors import InvalidInputError
+from ..seeding import stable_seed
 from ..typing import TokenIds
 
 Uniforms = Float[Tensor, "draw pos d_model"]
@@ -97,11 +97,7 @@ def as_masked_forward(model) -> MaskedForward:
 
 def step_seed(seed: int, tokens: TokenIds, token_id: int) -> int:
     """A stable 63-bit seed from ``seed``, the prefix token ids and the explained token id."""
-    digest = hashlib.blake2b(digest_size=8)
-    digest.update(int(seed).to_bytes(8, "little", signed=True))
-    digest.update(tokens.detach().cpu().to(torch.int64).numpy().tobytes())
-    digest.update(int(token_id).to_bytes(8, "little", signed=True))
-    return int.from_bytes(digest.digest(), "little") & (2**63 - 1)
+    return stable_seed(seed, tokens, token_id)
 
 
 def draw_uniforms(seed: int, n_draws: int, length: int, d_model: int) -> Uniforms:
