@@ -90,7 +90,8 @@ def main() -> int:
         try:
             model = load_model(name, device=args.device)
         except LensError as exc:
-            print(f"| {name} | – | not available: {str(exc).splitlines()[0]} |" + " |" * (len(head) - 3))
+            reason = str(exc).split(":")[0]  # e.g. "Could not load model 'x'"
+            print(f"| {name} | – | not available: {reason} |" + " |" * (len(head) - 3), flush=True)
             continue
         for prompt_format in args.formats.split(","):
             try:

@@ -79,10 +79,10 @@ def _delta_table(tasks: dict[str, Summary], key: str, pairs) -> str:
 
 def paired_tables(summaries: dict[str, dict[str, Summary]]) -> str:
     sections = {
-        "method − random": lambda s: [c for c in s.comparisons if c.b == "random"],
-        "method − its shuffled control": lambda s: [c for c in s.comparisons if c.b == f"{c.a} [shuffled]"],
+        "method − random": lambda s: [c for c in s.comparisons if c.kind == "vs_random"],
+        "method − its shuffled control": lambda s: [c for c in s.comparisons if c.kind == "vs_shuffled"],
         f"{REFERENCE_METHOD} − other methods": lambda s: [
-            c for c in s.comparisons if c.a == REFERENCE_METHOD and "[" not in c.b and c.b != "random"
+            c for c in s.comparisons if c.kind == "pair" and REFERENCE_METHOD in (c.a, c.b)
         ],
     }
     note = "Δ = mean over the examples both finished of A − B [95% CI]; `*`: the CI excludes 0; no CI below n = 5."
@@ -104,7 +104,8 @@ def ranks(values: dict[str, float]) -> dict[str, int]:
 def score_table(tasks: dict[str, Summary], key: str) -> str:
     labels = list(dict.fromkeys(m.label for s in tasks.values() for m in s.methods))
     means = {t: {m.label: m.metrics[key].mean for m in s.methods if key in m.metrics} for t, s in tasks.items()}
-    ranked = {t: ranks({label: v for label, v in means[t].items() if "[" not in label}) for t in tasks}
+    methods = {t: {m.label for m in s.methods if m.control is None} for t, s in tasks.items()}
+    ranked = {t: ranks({label: v for label, v in means[t].items() if label in methods[t]}) for t in tasks}
     rows = []
     for label in labels:
         cells, rs = [], []

@@ -229,18 +229,20 @@ def test_paired_bootstrap_pairs_by_example():
 def test_summary_compares_methods_with_random_their_shuffled_control_and_each_other(tmp_path):
     rng = np.random.default_rng(1)
     base = rng.uniform(0.3, 0.6, 8)
-    values = {"good": list(base + 0.2), "plain": list(base + 0.01 * rng.normal(size=8)), "random": list(base)}
+    plain = "plain+layers=[0,1]"  # brackets in a label do not make it a control
+    values = {"good": list(base + 0.2), plain: list(base + 0.01 * rng.normal(size=8)), "random": list(base)}
     path = synthetic_file(tmp_path / "r.jsonl", values, shuffled_offset=0.15)
     summary = summarize([path], n_boot=2000)
-    assert [m.label for m in summary.methods] == ["good", "good [shuffled]", "plain", "plain [shuffled]", "random"]
+    assert [m.label for m in summary.methods] == ["good", "good [shuffled]", plain, f"{plain} [shuffled]", "random"]
     pairs = {(c.a, c.b) for c in summary.comparisons}
     assert pairs == {
-        *((a, "random") for a in ("good", "good [shuffled]", "plain", "plain [shuffled]")),
-        ("good", "good [shuffled]"), ("plain", "plain [shuffled]"), ("good", "plain"),
+        *((a, "random") for a in ("good", "good [shuffled]", plain, f"{plain} [shuffled]")),
+        ("good", "good [shuffled]"), (plain, f"{plain} [shuffled]"), ("good", plain),
     }  # fmt: skip
     good = summary.comparison("good", "random").deltas["auc_pi_nc"]
     assert good.mean == pytest.approx(0.2) and good.excludes_zero()
-    assert not summary.comparison("plain", "random").deltas["auc_pi_nc"].excludes_zero()
+    assert not summary.comparison(plain, "random").deltas["auc_pi_nc"].excludes_zero()
+    assert [c.kind for c in summary.comparisons].count("pair") == 1
     report = summary.to_report()
     assert "Paired differences, vs random" in report and "Paired differences, vs its shuffled control" in report
     assert "| good | random | 8 | 0.200 [0.200, 0.200] * |" in report

@@ -251,28 +251,33 @@ def counts_in_mean(step: dict[str, Any], include_ill_conditioned: bool) -> bool:
     return not step["degenerate"] and (include_ill_conditioned or not step["ill_conditioned"])
 
 
-def _score_step(model, maps, controls, reference, perturbable, config: EvaluationConfig) -> dict[str, Any]:
+def control_input(name: str, scores: TokenScores, reference: StepReference, metrics: FaithfulnessConfig):
+    """The scores and metric options a control evaluates: ``"shuffled"`` (:func:`shuffled_scores`, same
+    options) or ``"rank"`` (the same scores, π-Soft on rank-normalised scores)."""
+    if name == "shuffled":
+        return shuffled_scores(scores, reference, metrics.seed), metrics
+    return scores, dataclasses.replace(metrics, normalise="rank")
+
+
+def _score_step(model, maps, controls, reference: StepReference, config: EvaluationConfig) -> dict[str, Any]:
     """Metrics of one step for every map of a method (one, or K for ``random``) and its controls."""
-    prefix, target = reference.tokens, reference.token_id
 
     def score(row: TokenScores, metrics: FaithfulnessConfig = config.metrics) -> FaithfulnessScores:
-        return evaluate_step(model, prefix, target, row, perturbable=perturbable, config=metrics, reference=reference)
+        return evaluate_step(
+            model, reference.tokens, reference.token_id, row, perturbable=reference.perturbable, config=metrics,
+            reference=reference,
+        )  # fmt: skip
 
     results = [score(row) for row in maps]
     values = {k: v for k, v in results[0].to_dict().items() if k not in _STEP_DROP}
     if len(results) > 1:  # random: the step's values are the mean over the maps, each map kept
         per_map = [_curve_values(r) for r in results]
-        values.update(_average(per_map), flat=all(r.flat for r in results), maps=[
-            {k: m[k] for k in METRIC_KEYS} for m in per_map
-        ])  # fmt: skip
+        values.update(_average(per_map), flat=all(r.flat for r in results))
+        values["maps"] = [{k: m[k] for k in METRIC_KEYS} for m in per_map]
     values["ill_conditioned"] = bool(reference.rho < config.min_rho)
     if controls:
-        row = maps[0]
-        control_scores = {
-            "shuffled": lambda: score(shuffled_scores(row, reference, config.metrics.seed)),
-            "rank": lambda: score(row, dataclasses.replace(config.metrics, normalise="rank")),
-        }
-        values["controls"] = {name: _curve_values(control_scores[name]()) for name in controls}
+        inputs = {name: control_input(name, maps[0], reference, config.metrics) for name in controls}
+        values["controls"] = {name: _curve_values(score(*args)) for name, args in inputs.items()}
     return values
 
 
@@ -302,14 +307,12 @@ def evaluate_pair(
     t1 = time.perf_counter()
     if references is None:
         references = step_references(model, sequence, steps, prompted, config)
-    mode = resolve_perturb(prompted, config.perturb)
     rows = []
     for t, (step, reference) in enumerate(zip(steps, references)):
-        length = step.position + 1
-        maps = [out.scores[t, :length] for out in outputs]
+        maps = [out.scores[t, : step.position + 1] for out in outputs]
         if not all(torch.isfinite(row).all() for row in maps):
             raise NumericalError(f"the attribution scores of step {t} contain NaN/inf (non-finite gradients?)")
-        values = _score_step(model, maps, controls, reference, _perturbable(prompted, length, mode), config)
+        values = _score_step(model, maps, controls, reference, config)
         rows.append({"position": step.position, "target_id": step.target.token_id, **values})
     t2 = time.perf_counter()
     counted = [r for r in rows if counts_in_mean(r, config.include_ill_conditioned)]
@@ -323,7 +326,7 @@ def evaluate_pair(
     record: dict[str, Any] = {
         "status": status,
         "error": None,
-        "perturb": mode,
+        "perturb": resolve_perturb(prompted, config.perturb),
         "n_steps": len(rows),
         "n_degenerate": sum(r["degenerate"] for r in rows),
         "n_flat": sum(r["flat"] for r in rows),

@@ -167,14 +167,22 @@ class MethodSummary:
         return "–" if self.n_ill_conditioned_steps is None else f"{self.n_ill_conditioned_steps}/{self.n_steps}"
 
 
+ComparisonKind = Literal["vs_random", "vs_shuffled", "pair"]
+
+
 @dataclass(frozen=True)
 class Comparison:
-    """Paired difference ``a - b`` per metric over the ``n`` examples both finished (None: no shared example)."""
+    """Paired difference ``a - b`` per metric over the ``n`` examples both finished.
+
+    ``kind``: ``"vs_random"`` (a row against ``random``), ``"vs_shuffled"`` (a method against its
+    shuffled control) or ``"pair"`` (two methods). ``deltas`` lacks a metric no shared example has.
+    """
 
     a: str
     b: str
     n: int
     deltas: dict[str, Estimate]
+    kind: ComparisonKind = "pair"
 
     def cell(self, key: str) -> str:
         """``Δ [low, high]`` with ``*`` when the CI excludes 0; ``Δ (n too small)``; "–" without data."""
@@ -393,9 +401,9 @@ class Summary:
     def paired_markdown(self) -> str:
         """The paired differences: each row vs random, each method vs its shuffled control, method vs method."""
         sections = [
-            ("vs random", [c for c in self.comparisons if c.b == "random"]),
-            ("vs its shuffled control", [c for c in self.comparisons if c.b == f"{c.a} [shuffled]"]),
-            ("method vs method", [c for c in self.comparisons if c.b != "random" and "[" not in c.a + c.b]),
+            ("vs random", [c for c in self.comparisons if c.kind == "vs_random"]),
+            ("vs its shuffled control", [c for c in self.comparisons if c.kind == "vs_shuffled"]),
+            ("method vs method", [c for c in self.comparisons if c.kind == "pair"]),
         ]
         names = " | ".join(f"Δ {METRIC_NAMES[k]}" for k in PAIRED_KEYS)
         parts = []
@@ -489,7 +497,7 @@ def _method_rows(label: str, records: list[dict[str, Any]], n_boot: int, seed: i
     return rows
 
 
-def _compare(a: MethodSummary, b: MethodSummary, n_boot: int, seed: int) -> Comparison:
+def _compare(a: MethodSummary, b: MethodSummary, kind: ComparisonKind, n_boot: int, seed: int) -> Comparison:
     deltas = {}
     for key in PAIRED_KEYS:
         estimate = paired_bootstrap_ci(
@@ -498,22 +506,17 @@ def _compare(a: MethodSummary, b: MethodSummary, n_boot: int, seed: int) -> Comp
         )  # fmt: skip
         if estimate is not None:
             deltas[key] = estimate
-    n = len(set(a.per_example) & set(b.per_example))
-    return Comparison(a.label, b.label, n, deltas)
+    return Comparison(a.label, b.label, len(set(a.per_example) & set(b.per_example)), deltas, kind)
 
 
 def _comparisons(rows: list[MethodSummary], n_boot: int, seed: int) -> list[Comparison]:
-    """Every row vs random, every method vs its shuffled control, every pair of methods (in row order)."""
-    by_label = {m.label: m for m in rows}
-    methods = [m for m in rows if m.control is None]
-    random = [m for m in methods if m.label.split("@")[0] == "random"]
-    out = [_compare(m, r, n_boot, seed) for r in random for m in rows if m is not r]
-    out += [
-        _compare(m, by_label[f"{m.label} [shuffled]"], n_boot, seed)
-        for m in methods
-        if f"{m.label} [shuffled]" in by_label
-    ]
-    out += [_compare(a, b, n_boot, seed) for a, b in combinations(methods, 2) if b not in random and a not in random]
+    """Every row vs random, every method vs its shuffled control, every pair of other methods (row order)."""
+    methods = [m for m in rows if m.control is None and m.label != "random"]
+    random = [m for m in rows if m.label == "random"]
+    shuffled = {m.method: m for m in rows if m.control == "shuffled"}
+    out = [_compare(m, r, "vs_random", n_boot, seed) for r in random for m in rows if m is not r]
+    out += [_compare(m, shuffled[m.label], "vs_shuffled", n_boot, seed) for m in methods if m.label in shuffled]
+    out += [_compare(a, b, "pair", n_boot, seed) for a, b in combinations(methods, 2)]
     return out
 
 
@@ -609,7 +612,7 @@ def summarize(paths: Sequence[str | Path], *, n_boot: int = 1000, seed: int = 0,
         files=tuple(str(p) for p in paths),
         duplicates=duplicates,
         protocol=_protocol(results, config, accuracy) if len(configs) == 1 else None,
-        comparisons=_comparisons(rows, n_boot, seed),
+        comparisons=_comparisons(rows, n_boot, seed) if len(configs) == 1 else [],
     )
 
 
