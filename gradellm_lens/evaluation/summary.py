@@ -138,7 +138,9 @@ class MethodSummary:
 
     ``n_flat_steps`` and ``n_ill_conditioned_steps`` of the ``n_steps`` generated steps (of the
     pairs that record the flag) had flat scores / ρ below the threshold; None when no pair records
-    it. A control row (``control`` set) shares its method's counts and examples.
+    it. ``n_ill_conditioned`` pairs had no step left to average. A control row (``control`` set,
+    ``method`` its method's label) has only its metrics. ``per_example`` maps each ``ok`` example
+    to its mean metrics (what the paired comparisons pair); ``random_maps`` is random's K.
     """
 
     label: str
