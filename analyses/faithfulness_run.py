@@ -30,19 +30,20 @@ METHODS = (
     "saliency,input_x_gradient,integrated_gradients,occlusion,random,uniform"
 )
 SIZES = "sst2=30,imdb=15,boolq=15,tellmewhy=8,wikibio=8"
+TEXT_TOKENS = "imdb=128,boolq=256"
 
 
-def parse_sizes(text: str) -> dict[str, int]:
+def parse_task_counts(text: str, option: str) -> dict[str, int]:
     """``"sst2=30,imdb=15"`` -> ``{"sst2": 30, "imdb": 15}`` (tasks in the given order)."""
-    sizes = {}
+    counts = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         task, sep, value = item.partition("=")
         if not sep or not value.isdigit() or int(value) < 1:
-            raise InvalidInputError(f"--n wants task=count pairs such as sst2=30, got {item!r}.")
+            raise InvalidInputError(f"{option} wants task=count pairs such as sst2=30, got {item!r}.")
         if task not in list_tasks():
-            raise InvalidInputError(f"--n names unknown task {task!r}; tasks: {', '.join(list_tasks())}.")
-        sizes[task] = int(value)
-    return sizes
+            raise InvalidInputError(f"{option} names unknown task {task!r}; tasks: {', '.join(list_tasks())}.")
+        counts[task] = int(value)
+    return counts
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -56,7 +57,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--draws", type=int, default=3, help="Bernoulli draws per keep vector (default 3)")
     p.add_argument("--random-maps", type=int, default=10, help="independent random maps per step (default 10)")
     p.add_argument("--min-rho", type=float, default=0.1, help="ill-conditioning threshold on ρ (default 0.1)")
-    p.add_argument("--imdb-tokens", type=int, default=128, help="IMDB review cut to this many tokens (default 128)")
+    p.add_argument("--text-tokens", default=TEXT_TOKENS,
+                   help=f"long fields cut to this many tokens, per task (default {TEXT_TOKENS})")  # fmt: skip
     p.add_argument("--max-new-tokens", type=int, default=10, help="generated tokens per example (default 10)")
     p.add_argument("--label-match", default="restricted", help="accuracy from 'restricted' (default) or 'first_token'")
     p.add_argument("--batch-size", type=int, default=64, help="perturbed inputs per forward (default 64)")
@@ -71,14 +73,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        sizes = parse_sizes(args.n)
+        sizes = parse_task_counts(args.n, "--n")
+        budgets = parse_task_counts(args.text_tokens, "--text-tokens")
         pis = tuple(float(x) for x in args.pis.split(","))
         metrics = FaithfulnessConfig(pis=pis, n_draws=args.draws, batch_size=args.batch_size)
         specs = parse_method_specs(args.methods)  # name errors before the model loads
         common = {"data_dir": args.data_dir, "prompt_format": args.prompt_format, "label_match": args.label_match,
                   "max_new_tokens": args.max_new_tokens}  # fmt: skip
         tasks = {
-            task: make_task(task, **common, **({"max_text_tokens": args.imdb_tokens} if task == "imdb" else {}))
+            task: make_task(task, **common, **({"max_text_tokens": budgets[task]} if task in budgets else {}))
             for task in sizes
         }
         model = load_model(args.model, device=args.device)
