@@ -28,7 +28,8 @@ shard_index``):
 Conditioning: a step whose ``ρ`` is below ``min_rho`` (default 0.1) is *ill-conditioned*: masking
 all of the perturbable text barely moves the prediction, so every keep vector moves ``p`` by noise.
 It is flagged per step, counted (``n_ill_conditioned``) and, unless ``include_ill_conditioned``,
-left out of the means; a pair with no step left gets ``status: "ill_conditioned"``.
+left out of the means; a pair with no step left gets ``status: "ill_conditioned"`` (also when some
+of its steps are degenerate too: masking the text raised p(ŷ), so ρ < 0).
 
 Failure handling: anything the library raises on purpose for one example (NaN/inf logits or
 gradients, non-finite attribution scores, a prompt longer than the context, ...) is recorded as
@@ -319,8 +320,8 @@ def evaluate_pair(
     mean = _average([{k: r[k] for k in (*METRIC_KEYS, *CURVE_KEYS)} for r in counted]) if counted else None
     if mean is not None:
         status = "ok"
-    elif any(not r["degenerate"] for r in rows):
-        status = "ill_conditioned"
+    elif not config.include_ill_conditioned and any(r["ill_conditioned"] for r in rows):
+        status = "ill_conditioned"  # the substantive reason, even where the numerical guard also fired
     else:
         status = "degenerate"
     record: dict[str, Any] = {
