@@ -8,7 +8,10 @@ mass (BOS excluded) that falls on the user-text tokens, averaged over the same e
 report, next to the method's π-Soft AUCs from the report's results::
 
     python analyses/faithfulness_template_mass.py --task sst2 --n 6 \\
-        > analyses/results/faithfulness/template_mass.md
+        > analyses/results/faithfulness-earlier/template_mass.md
+
+It belongs to the earlier report (chat prompts, ``--perturb all``) in
+``analyses/results/faithfulness-earlier/``; the corrected protocol perturbs only the dataset text.
 """
 
 from __future__ import annotations
@@ -42,11 +45,11 @@ def main() -> None:
     parser.add_argument("--task", default="sst2")
     parser.add_argument("--n", type=int, default=6)
     parser.add_argument("--methods", default=DEFAULT_METHODS)
-    parser.add_argument("--results", type=Path, default=Path("analyses/results/faithfulness"))
+    parser.add_argument("--results", type=Path, default=Path("analyses/results/faithfulness-earlier"))
     args = parser.parse_args()
 
     model = load_model("smollm2-135m-instruct", device="cpu")
-    task = make_task(args.task, label_match="restricted")
+    task = make_task(args.task, label_match="restricted", prompt_format="chat")
     specs = parse_method_specs(args.methods)
     methods = {s.label: s.build(model) for s in specs}
     shares: dict[str, list[float]] = {label: [] for label in methods}

@@ -230,7 +230,7 @@ def test_accelerate_launch_two_cpu_processes_match_a_single_process_and_resume(d
     shards = shard_paths(dist_dir, 2)
     assert all(p.is_file() for p in shards) and not (dist_dir / "results.jsonl").exists()
     assert "4 new result(s)" in proc.stdout and "2 new result(s)" in proc.stdout  # examples 0,2 and 1
-    assert proc.stdout.count("wrote ") == 3  # only the main process merges
+    assert proc.stdout.count("wrote ") == 4  # only the main process merges (CSV, paired CSV, Markdown, PNG)
 
     single = result_records([single_dir / "results.jsonl"])
     merged = result_records(shards)

@@ -33,10 +33,14 @@ from gradellm_lens.evaluation import (
 )
 from gradellm_lens.evaluation import runner as runner_module
 from gradellm_lens.metrics import FaithfulnessConfig
+from gradellm_lens.tasks import make_task
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = FaithfulnessConfig(pis=(0.3, 0.7), n_draws=1)
-CLI_FAST = ["--model", "tiny-llama", "--device", "cpu", "--pis", "0.3,0.7", "--draws", "1", "--no-progress"]
+# the tiny random model hardly reads the text (ρ ~ 0.03 when only the user text is masked), so the
+# runner tests perturb every position (ρ ~ 0.3) unless they test the user-text default itself
+CLI_FAST = ["--model", "tiny-llama", "--device", "cpu", "--pis", "0.3,0.7", "--draws", "1", "--no-progress",
+            "--perturb", "all"]  # fmt: skip
 
 
 @pytest.fixture
@@ -66,9 +70,9 @@ def pairs(path: Path) -> list[tuple[str, str]]:
 
 
 def run(model, data_dir, out, methods="grad_ellm,random", n=3, task="sst2", **config):
-    from gradellm_lens.tasks import make_task
-
     task_options, hook = config.pop("task_options", {}), config.pop("hook", None)
+    config.setdefault("perturb", "all")
+    config.setdefault("random_maps", 2)
     cfg = EvaluationConfig(n=n, metrics=config.pop("metrics", FAST), progress=False, **config)
     return run_evaluation(model, make_task(task, data_dir=data_dir, **task_options), methods, out, cfg, on_record=hook)
 
@@ -103,7 +107,8 @@ def test_method_specs_parse_variants_options_and_all():
 
 def test_cli_end_to_end_writes_results_summary_and_plot(data_dir, tmp_path, capsys):
     out = tmp_path / "run"
-    argv = ["evaluate", "--task", "sst2", *CLI_FAST, "--methods", "grad_ellm,grad_ellm:reference,saliency"]
+    argv = ["evaluate", "--task", "sst2", *CLI_FAST, "--methods", "grad_ellm,grad_ellm:reference,saliency",
+            "--prompt-format", "chat"]  # fmt: skip
     assert main([*argv, "--n", "3", "--data-dir", str(data_dir), "--out-dir", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "9 new result(s), 0 failed" in printed and "| grad_ellm:reference |" in printed
@@ -115,7 +120,14 @@ def test_cli_end_to_end_writes_results_summary_and_plot(data_dir, tmp_path, caps
     assert set(first["output"]) >= {"first_token", "gold", "predicted", "correct"}
     assert first["prompt_format"] == "plain" and records[0]["config"]["task"]["template"].startswith("Classify")
     rows = list(csv.DictReader((out / "summary.csv").open()))
-    assert {r["method"] for r in rows} == {"(task)", "grad_ellm", "grad_ellm:reference", "saliency"}
+    methods = ("grad_ellm", "grad_ellm:reference", "saliency")
+    assert {r["method"] for r in rows} == {
+        "(task)",
+        *methods,
+        *(f"{m} [{c}]" for m in methods for c in ("shuffled", "rank")),
+    }
+    paired = list(csv.DictReader((out / "summary_paired.csv").open()))
+    assert ("grad_ellm", "grad_ellm [shuffled]", "auc_pi_nc") in {(r["a"], r["b"], r["metric"]) for r in paired}
     assert (out / "summary_pi_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "π-Soft-NC AUC" in (out / "summary.md").read_text()
     # the same command again computes nothing new
@@ -157,13 +169,18 @@ def test_generation_task_explains_every_generated_step(tiny_model, data_dir, tmp
         assert "references" in r["output"] and "correct" not in r["output"]
 
 
-def test_user_text_perturbation_masks_only_the_dataset_tokens(tiny_model, data_dir, tmp_path):
-    run(tiny_model, data_dir, tmp_path / "u.jsonl", methods="random", n=2, perturb="user_text")
+def test_user_text_perturbation_is_the_default_and_masks_only_the_dataset_tokens(tiny_model, data_dir, tmp_path):
+    assert EvaluationConfig().perturb == "user_text"
+    task = make_task("sst2", data_dir=data_dir, prompt_format="plain")
+    run_evaluation(
+        tiny_model, task, "random", tmp_path / "u.jsonl", EvaluationConfig(n=2, metrics=FAST, progress=False)
+    )
+    assert read_results(tmp_path / "u.jsonl")[0][0]["config"]["perturb"] == "user_text"
     for r in results(tmp_path / "u.jsonl"):
-        assert r["steps"][0]["n_perturbable"] == r["user_tokens"]
-    run(tiny_model, data_dir, tmp_path / "a.jsonl", methods="random", n=2)
+        assert r["perturb"] == "user_text" and r["steps"][0]["n_perturbable"] == r["user_tokens"] > 0
+    run(tiny_model, data_dir, tmp_path / "a.jsonl", methods="random", n=2, perturb="all")
     for r in results(tmp_path / "a.jsonl"):
-        assert r["steps"][0]["n_perturbable"] == r["prompt_tokens"] - 1
+        assert r["perturb"] == "all" and r["steps"][0]["n_perturbable"] == r["prompt_tokens"] - 1
 
 
 # ---- resume, kill, option mismatch ----------------------------------------------------------------------
@@ -293,7 +310,7 @@ def test_different_options_are_refused_unless_told(tiny_model, data_dir, tmp_pat
     assert mixed.written == 2 and sum(r["kind"] == "header" for r in lines(out)) == 3
     with pytest.raises(InvalidInputError, match="--allow-mixed"):
         summarize([out])
-    labels = {m.label for m in summarize([out], allow_mixed=True).methods}
+    labels = {m.label for m in summarize([out], allow_mixed=True).methods if m.control is None}
     assert len(labels) == 3 and all("@" in label for label in labels)
     assert run(tiny_model, data_dir, out, methods="random", n=1, mode="overwrite").written == 1
     assert sum(r["kind"] == "header" for r in lines(out)) == 1 and len(results(out)) == 1
@@ -402,12 +419,13 @@ def test_summary_numbers_on_a_synthetic_results_file(tmp_path):
     assert bad.curves["pi_nc"].mean == pytest.approx((0.2, 0.8))
     assert summary.accuracy.mean == pytest.approx(0.75) and summary.accuracy.n == 4 and summary.n_examples == 4
     table = summary.to_markdown()
-    assert "| good | 4 | 0 | **0.750** [" in table and "| bad | 3 | 1 | 0.200 [" in table
+    # fewer than 5 examples: the mean, no interval
+    assert "| good | 4 | 0 | **0.750** (n too small) |" in table and "| bad | 3 | 1 | 0.200 (n too small) |" in table
     assert "bad failed: NumericalError: injected" in summary.to_report()
     rows = list(csv.DictReader(summary.to_csv().splitlines()))
-    assert {"method": "(task)", "metric": "accuracy"}.items() <= rows[0].items()
+    assert {"method": "(task)", "metric": "accuracy", "ci_low": "", "ci_high": ""}.items() <= rows[0].items()
     written = write_summary(summary, tmp_path / "out")
-    assert [p.name for p in written] == ["summary.csv", "summary.md", "summary_pi_curves.png"]
+    assert [p.name for p in written] == ["summary.csv", "summary_paired.csv", "summary.md", "summary_pi_curves.png"]
     # a duplicated line (e.g. overlapping shards) is counted once
     copy = tmp_path / "copy.jsonl"
     copy.write_bytes(path.read_bytes())
@@ -426,19 +444,25 @@ def test_results_never_hold_nan_numbers(tmp_path):
 
 @pytest.mark.slow
 def test_smollm2_sst2_end_to_end(smollm2, tmp_path):
-    from gradellm_lens.tasks import make_task
-
+    """The protocol on the real model: user-text perturbation, ρ on every step, random's maps, controls."""
     out = tmp_path / "s.jsonl"
-    cfg = EvaluationConfig(n=1, metrics=FaithfulnessConfig(pis=(0.3, 0.7), n_draws=1, batch_size=16), progress=False)
-    task = make_task("sst2", label_match="restricted")
-    report = run_evaluation(smollm2, task, "grad_ellm,grad_ellm:reference", out, cfg)
-    assert report.failed == 0 and report.written == 2
+    metrics = FaithfulnessConfig(pis=(0.3, 0.7), n_draws=1, batch_size=16)
+    cfg = EvaluationConfig(n=2, metrics=metrics, progress=False, random_maps=3)
+    task = make_task("sst2", label_match="restricted", prompt_format="plain")
+    report = run_evaluation(smollm2, task, "grad_ellm,grad_ellm:reference,random,uniform", out, cfg)
+    assert report.failed == 0 and report.written == 8
+    for r in results(out):
+        assert r["perturb"] == "user_text" and r["steps"][0]["n_perturbable"] == r["user_tokens"]
+        assert all(s["ill_conditioned"] == (s["rho"] < 0.1) for s in r["steps"])
+        assert r["status"] == ("ill_conditioned" if r["n_ill_conditioned"] == r["n_steps"] else "ok")
+        assert ("controls" in r) == r["method"].startswith("grad_ellm") and ("maps" in r) == (r["method"] == "random")
     summary = summarize([out])
-    assert summary.accuracy is not None and summary.accuracy.n == 1
+    assert summary.accuracy is not None and summary.accuracy.n == 2 and summary.protocol.median_rho is not None
     for m in summary.methods:
         assert all(0.0 <= e.mean <= 1.0 for e in m.metrics.values())
     assert records_are_finite(out)
 
 
 def records_are_finite(path: Path) -> bool:
-    return all(torch.isfinite(torch.tensor(r["mean"]["pi_ns"] + r["mean"]["pi_nc"])).all() for r in results(path))
+    ok = [r for r in results(path) if r["status"] == "ok"]
+    return all(torch.isfinite(torch.tensor(r["mean"]["pi_ns"] + r["mean"]["pi_nc"])).all() for r in ok)

@@ -20,8 +20,8 @@ from gradellm_lens.methods import list_methods, make_method
 from gradellm_lens.numerics import prefix_mask
 
 METHODS = list_methods()
-GRADIENT_FREE = {"attention", "attention_rollout", "occlusion", "random"}  # no backward pass at all
-MODEL_FREE = {"random"}
+GRADIENT_FREE = {"attention", "attention_rollout", "occlusion", "random", "uniform"}  # no backward pass at all
+MODEL_FREE = {"random", "uniform"}
 SMALL = {"integrated_gradients": {"n_steps": 6, "batch_size": 2}, "occlusion": {"batch_size": 3}}
 POSITIONS = (3, 6, 9)
 
@@ -81,7 +81,7 @@ UNREACHED = {
 @pytest.mark.parametrize("name", METHODS)
 @pytest.mark.parametrize("fault", FORWARD_FAULTS, ids=list(FORWARD_FAULTS))
 def test_nan_in_the_forward_raises_numerical_error(tiny_model, ids, clean, name, fault):
-    """A poisoned forward never gives NaN scores: model-based methods raise, the random baseline ignores it."""
+    """A poisoned forward never gives NaN scores: model-based methods raise, the model-free baselines ignore it."""
     steps = _steps(ids)
     with tiny_model.hooks(fwd_hooks=[FORWARD_FAULTS[fault]]):
         if name in MODEL_FREE:

@@ -2,32 +2,48 @@
 
 ``run_evaluation(model, "sst2", "grad_ellm,integrated_gradients", "runs/sst2/results.jsonl",
 EvaluationConfig(n=200))`` appends one line per (example, method) and resumes where it stopped;
-``summarize([...files])`` merges result files (shards) into a :class:`~.summary.Summary`
-(mean and bootstrap 95% CI per method and metric, task accuracy) and ``write_summary`` saves it as
-CSV, Markdown and a π-curve PNG. Command line: ``gradellm-lens evaluate`` / ``gradellm-lens summarize``.
+``summarize([...files])`` merges result files (shards) into a :class:`~.summary.Summary` (the
+protocol facts: accuracy, majority rate, predicted labels, median ρ; mean and bootstrap 95% CI per
+method, control and metric; paired differences between methods) and ``write_summary`` saves it as
+CSV, Markdown and a π-curve PNG (``Summary.to_dataframe()`` for pandas). Command line:
+``gradellm-lens evaluate`` / ``gradellm-lens summarize``.
 """
 
-from .runner import EvaluationConfig, RunReport, evaluate_pair, results_path, run_evaluation
+from .runner import EvaluationConfig, RunReport, evaluate_pair, results_path, run_evaluation, step_references
 from .specs import MethodSpec, parse_method_spec, parse_method_specs
 from .store import ResultsFile, RunHeader, read_results
-from .summary import Estimate, MethodSummary, Summary, bootstrap_ci, summarize, write_summary
+from .summary import (
+    Comparison,
+    Estimate,
+    MethodSummary,
+    Protocol,
+    Summary,
+    bootstrap_ci,
+    paired_bootstrap_ci,
+    summarize,
+    write_summary,
+)
 
 __all__ = [
+    "Comparison",
     "Estimate",
     "EvaluationConfig",
     "MethodSpec",
     "MethodSummary",
+    "Protocol",
     "ResultsFile",
     "RunHeader",
     "RunReport",
     "Summary",
     "bootstrap_ci",
     "evaluate_pair",
+    "paired_bootstrap_ci",
     "parse_method_spec",
     "parse_method_specs",
     "read_results",
     "results_path",
     "run_evaluation",
+    "step_references",
     "summarize",
     "write_summary",
 ]

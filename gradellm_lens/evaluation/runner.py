@@ -3,28 +3,46 @@
 For each example of the task (deterministic hash order; this shard's share, ``i % num_shards ==
 shard_index``):
 
-1. build the prompt (task template; chat or plain), decode greedily (classification: one token;
-   generation: up to ``max_new_tokens``) and let the task judge the output (accuracy for
-   classification);
-2. for each method whose (example, configuration) pair is not in the results file yet: attribute
+1. build the prompt (task template; the recorded prompt format, plain or chat), decode greedily
+   (classification: one token; generation: up to ``max_new_tokens``) and let the task judge the
+   output (accuracy for classification);
+2. run each generated step's clean prefix and all-masked prefix once
+   (:func:`~gradellm_lens.metrics.step_reference`): ``p(ŷ|x)``, ``p(ŷ|x_∅)`` and the relative drop
+   ``ρ = (p(ŷ|x) - p(ŷ|x_∅)) / p(ŷ|x)``. Every method, control and random map of the step reuses
+   them. ``perturb="user_text"`` (default) masks only the dataset-text tokens of the prompt (the
+   review, passage and question, or story), ``"all"`` every prefix position but BOS;
+3. for each method whose (example, configuration) pair is not in the results file yet: attribute
    every generated step in one call, then score each step with
-   :func:`~gradellm_lens.metrics.evaluate_step` (``perturb="all"``: every prefix position but BOS;
-   ``"user_text"``: only the dataset-text tokens of the prompt);
-3. append one line (:mod:`.store`) with per-step metrics, their mean over the steps, the
-   task's judgement and timings.
+   :func:`~gradellm_lens.metrics.evaluate_step`:
+
+   * ``random`` is scored with ``random_maps`` (K) independent maps (``sample = 0 … K-1``); its
+     values are the mean over the maps, and each map's values are kept (``maps``);
+   * every other method but ``uniform`` also gets its *controls*: ``shuffled`` (its own scores
+     randomly permuted over the perturbable positions, seeded by the step; the Bernoulli masks are
+     seeded by the step too, so they are the very masks the method saw) and ``rank`` (π-Soft on
+     rank-normalised scores, ``FaithfulnessConfig(normalise="rank")``);
+
+4. append one line (:mod:`.store`) with per-step metrics, their mean over the steps that count,
+   the controls' means, the method's diagnostics, the task's judgement and timings.
+
+Conditioning: a step whose ``ρ`` is below ``min_rho`` (default 0.1) is *ill-conditioned*: masking
+all of the perturbable text barely moves the prediction, so every keep vector moves ``p`` by noise.
+It is flagged per step, counted (``n_ill_conditioned``) and, unless ``include_ill_conditioned``,
+left out of the means; a pair with no step left gets ``status: "ill_conditioned"`` (also when some
+of its steps are degenerate too: masking the text raised p(ŷ), so ρ < 0).
 
 Failure handling: anything the library raises on purpose for one example (NaN/inf logits or
 gradients, non-finite attribution scores, a prompt longer than the context, ...) is recorded as
 ``status: "failed"`` with the reason and never averaged. Steps the metric flags ``degenerate``
-(zeroing every perturbable embedding did not lower the target probability, so Soft-NS/NC are
-undefined) stay in the line but are left out of the means; a pair with only degenerate steps gets
-``status: "degenerate"``. Steps whose scores single out no perturbable token (all zero or all equal)
-are scored as the uniform map, as the metric defines; they are flagged ``flat`` per step and
-counted in ``n_flat`` (and in the summary), not dropped.
+(``1 - S0`` below its numerical guard) stay in the line but are left out of the means; a pair with
+only degenerate steps gets ``status: "degenerate"``. Steps whose scores single out no perturbable
+token (all zero or all equal) are scored as the uniform map, as the metric defines; they are
+flagged ``flat`` per step and counted in ``n_flat`` (and in the summary), not dropped.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -37,17 +55,22 @@ from tqdm.auto import tqdm
 
 from ..attribute import build_steps, greedy_continuation
 from ..errors import InvalidInputError, LensError, NumericalError, unknown_name_error
-from ..metrics import FaithfulnessConfig, evaluate_step
+from ..methods.random import RandomAttribution
+from ..metrics import FaithfulnessConfig, FaithfulnessScores, StepReference, evaluate_step, step_reference
 from ..metrics.positions import all_prefix_mask
 from ..models import model_info
 from ..result import library_versions
+from ..seeding import stable_seed
+from ..targets import Step
 from ..tasks import Example, PromptedExample, Task, make_task
+from ..typing import TokenIds, TokenScores
 from .specs import MethodSpec, build_methods, parse_method_specs
 from .store import OPEN_MODES, OpenMode, ResultsFile, RunHeader
 
 PerturbMode = Literal["all", "user_text"]
 PERTURB_MODES: tuple[str, ...] = ("all", "user_text")
 CONTROLS: tuple[str, ...] = ("shuffled", "rank")
+BASELINES: tuple[str, ...] = ("random", "uniform")  # chance-level maps: no controls of their own
 METRIC_KEYS: tuple[str, ...] = ("soft_ns", "soft_nc", "auc_pi_ns", "auc_pi_nc", "mean_score")
 CURVE_KEYS: tuple[str, ...] = ("pi_ns", "pi_nc")
 _STEP_DROP = ("config", "pis")
@@ -60,7 +83,8 @@ class EvaluationConfig:
     Attributes:
         n: number of examples (the first ``n`` of the seeded hash order; None: all).
         seed: sampling seed (see :func:`gradellm_lens.tasks.data.order_key`).
-        perturb: ``"all"`` (every prefix position but BOS, default) or ``"user_text"``.
+        perturb: ``"user_text"`` (default: only the dataset-text tokens of the prompt; a prompt
+            without user text falls back to ``"all"``) or ``"all"`` (every prefix position but BOS).
         metrics: faithfulness metric options.
         shard_index, num_shards: evaluate examples ``i`` with ``i % num_shards == shard_index``.
         mode: ``"resume"`` (default; refuse a file with other options), ``"overwrite"`` or
@@ -76,7 +100,7 @@ class EvaluationConfig:
 
     n: int | None = None
     seed: int = 0
-    perturb: PerturbMode = "all"
+    perturb: PerturbMode = "user_text"
     metrics: FaithfulnessConfig = field(default_factory=FaithfulnessConfig)
     shard_index: int = 0
     num_shards: int = 1
@@ -103,7 +127,9 @@ class EvaluationConfig:
         if isinstance(self.min_rho, bool) or not isinstance(self.min_rho, (int, float)) or not 0 <= self.min_rho < 1:
             raise InvalidInputError(f"min_rho must be a number in [0, 1), got {self.min_rho!r}.")
         if not isinstance(self.include_ill_conditioned, bool):
-            raise InvalidInputError(f"include_ill_conditioned must be True or False, got {self.include_ill_conditioned!r}.")
+            raise InvalidInputError(
+                f"include_ill_conditioned must be True or False, got {self.include_ill_conditioned!r}."
+            )
         if isinstance(self.random_maps, bool) or not isinstance(self.random_maps, int) or self.random_maps < 1:
             raise InvalidInputError(f"random_maps must be a positive integer, got {self.random_maps!r}.")
         controls = tuple(self.controls)
@@ -139,6 +165,13 @@ def _without_batch_size(options: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in options.items() if k != "batch_size"}
 
 
+def _extras(method, config: EvaluationConfig) -> dict[str, Any]:
+    """What the runner adds to a method's recorded options: random's map count, the others' controls."""
+    if isinstance(method, RandomAttribution):
+        return {"random_maps": config.random_maps}
+    return {} if method.method_name in BASELINES else {"controls": list(config.controls)}
+
+
 def run_header(model, task: Task, methods: dict[str, Any], config: EvaluationConfig) -> RunHeader:
     """The configuration recorded in (and compared against) the results file."""
     dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
@@ -147,25 +180,106 @@ def run_header(model, task: Task, methods: dict[str, Any], config: EvaluationCon
         "model": {"name": model_info(model).name, "dtype": dtype},
         "metrics": _without_batch_size(config.metrics.to_dict()),
         "perturb": config.perturb,
+        "conditioning": {"min_rho": config.min_rho, "include_ill_conditioned": config.include_ill_conditioned},
     }
-    described = {label: _without_batch_size(m.describe()) for label, m in methods.items()}
+    described = {label: {**_without_batch_size(m.describe()), **_extras(m, config)} for label, m in methods.items()}
     return RunHeader(common, described, config.shard_index, config.num_shards, library_versions())
 
 
 def _perturbable(prompted: PromptedExample, length: int, mode: PerturbMode) -> torch.Tensor | None:
+    """The step's perturbable mask: None (every position but BOS) for ``"all"``, else the user text."""
     if mode == "all":
         return None  # the metric's default: every position but BOS
     return prompted.user_mask(length) & all_prefix_mask(length)
 
 
-def _mean_over_steps(steps: list[dict[str, Any]]) -> dict[str, Any] | None:
-    valid = [s for s in steps if not s["degenerate"]]
-    if not valid:
-        return None
-    out: dict[str, Any] = {k: sum(s[k] for s in valid) / len(valid) for k in METRIC_KEYS}
-    for key in CURVE_KEYS:
-        out[key] = [sum(vals) / len(valid) for vals in zip(*(s[key] for s in valid))]
+def resolve_perturb(prompted: PromptedExample, mode: PerturbMode) -> PerturbMode:
+    """``mode``, except that ``"user_text"`` becomes ``"all"`` for a prompt that holds no user text."""
+    return mode if mode == "all" or prompted.user_spans else "all"
+
+
+def step_references(
+    model, sequence: TokenIds, steps: Sequence[Step], prompted: PromptedExample, config: EvaluationConfig
+) -> list[StepReference]:
+    """The clean and all-masked forwards of every step (shared by every method, control and map).
+
+    Raises:
+        NumericalError: NaN/inf logits.
+    """
+    mode = resolve_perturb(prompted, config.perturb)
+    return [
+        step_reference(
+            model,
+            sequence[: step.position + 1],
+            step.target,
+            perturbable=_perturbable(prompted, step.position + 1, mode),
+            batch_size=config.metrics.batch_size,
+        )
+        for step in steps
+    ]
+
+
+def shuffled_scores(scores: TokenScores, reference: StepReference, seed: int) -> TokenScores:
+    """The shuffled control: ``scores`` randomly permuted over the step's perturbable positions.
+
+    The permutation is drawn from ``stable_seed("shuffle", seed, prefix, target)``, so it is the
+    same for every method on the step and independent of the metric's Bernoulli masks (which are
+    seeded by the step, not by the scores, and hence identical for a method and its control).
+    """
+    where = reference.perturbable.nonzero().flatten()
+    generator = torch.Generator().manual_seed(stable_seed("shuffle", seed, reference.tokens, reference.token_id))
+    out = scores.clone()
+    out[where] = scores[where[torch.randperm(where.numel(), generator=generator)]]
     return out
+
+
+def _curve_values(result: FaithfulnessScores) -> dict[str, Any]:
+    return {
+        k: getattr(result, k) if k in METRIC_KEYS else list(getattr(result, k)) for k in (*METRIC_KEYS, *CURVE_KEYS)
+    }
+
+
+def _average(values: Sequence[dict[str, Any]], curves: bool = True) -> dict[str, Any]:
+    """Entry-wise mean of metric dicts: the scalars of METRIC_KEYS and (``curves``) the curves of CURVE_KEYS."""
+    out: dict[str, Any] = {k: sum(v[k] for v in values) / len(values) for k in METRIC_KEYS}
+    for key in CURVE_KEYS if curves else ():
+        out[key] = [sum(points) / len(values) for points in zip(*(v[key] for v in values))]
+    return out
+
+
+def counts_in_mean(step: dict[str, Any], include_ill_conditioned: bool) -> bool:
+    """Whether a step enters a pair's means: never when degenerate, and when ill-conditioned only if asked."""
+    return not step["degenerate"] and (include_ill_conditioned or not step["ill_conditioned"])
+
+
+def control_input(name: str, scores: TokenScores, reference: StepReference, metrics: FaithfulnessConfig):
+    """The scores and metric options a control evaluates: ``"shuffled"`` (:func:`shuffled_scores`, same
+    options) or ``"rank"`` (the same scores, π-Soft on rank-normalised scores)."""
+    if name == "shuffled":
+        return shuffled_scores(scores, reference, metrics.seed), metrics
+    return scores, dataclasses.replace(metrics, normalise="rank")
+
+
+def _score_step(model, maps, controls, reference: StepReference, config: EvaluationConfig) -> dict[str, Any]:
+    """Metrics of one step for every map of a method (one, or K for ``random``) and its controls."""
+
+    def score(row: TokenScores, metrics: FaithfulnessConfig = config.metrics) -> FaithfulnessScores:
+        return evaluate_step(
+            model, reference.tokens, reference.token_id, row, perturbable=reference.perturbable, config=metrics,
+            reference=reference,
+        )  # fmt: skip
+
+    results = [score(row) for row in maps]
+    values = {k: v for k, v in results[0].to_dict().items() if k not in _STEP_DROP}
+    if len(results) > 1:  # random: the step's values are the mean over the maps, each map kept
+        per_map = [_curve_values(r) for r in results]
+        values.update(_average(per_map), flat=all(r.flat for r in results))
+        values["maps"] = [{k: m[k] for k in METRIC_KEYS} for m in per_map]
+    values["ill_conditioned"] = bool(reference.rho < config.min_rho)
+    if controls:
+        inputs = {name: control_input(name, maps[0], reference, config.metrics) for name in controls}
+        values["controls"] = {name: _curve_values(score(*args)) for name, args in inputs.items()}
+    return values
 
 
 def evaluate_pair(
@@ -175,44 +289,63 @@ def evaluate_pair(
     steps: Sequence,
     prompted: PromptedExample,
     config: EvaluationConfig,
+    references: Sequence[StepReference] | None = None,
 ) -> dict[str, Any]:
     """Attribute all ``steps`` of ``sequence`` with ``method`` and score each step.
+
+    ``random`` is scored as the mean over ``config.random_maps`` independent maps (per-map values
+    kept); every other method but ``uniform`` also gets ``config.controls``. ``references`` are
+    the steps' :class:`~gradellm_lens.metrics.StepReference` (:func:`step_references`; computed
+    here when None).
 
     Raises:
         NumericalError: the method's scores are NaN/inf on a step's prefix.
     """
     t0 = time.perf_counter()
-    scores = method.attribute(sequence, steps).scores
+    samplers = method.samples(config.random_maps) if isinstance(method, RandomAttribution) else [method]
+    outputs = [m.attribute(sequence, steps) for m in samplers]
+    controls = () if method.method_name in BASELINES else config.controls
     t1 = time.perf_counter()
+    if references is None:
+        references = step_references(model, sequence, steps, prompted, config)
     rows = []
-    for t, step in enumerate(steps):
-        length = step.position + 1
-        row = scores[t, :length]
-        if not torch.isfinite(row).all():
+    for t, (step, reference) in enumerate(zip(steps, references)):
+        maps = [out.scores[t, : step.position + 1] for out in outputs]
+        if not all(torch.isfinite(row).all() for row in maps):
             raise NumericalError(f"the attribution scores of step {t} contain NaN/inf (non-finite gradients?)")
-        result = evaluate_step(
-            model,
-            sequence[:length],
-            step.target,
-            row,
-            perturbable=_perturbable(prompted, length, config.perturb),
-            config=config.metrics,
-        )
-        values = {k: v for k, v in result.to_dict().items() if k not in _STEP_DROP}
+        values = _score_step(model, maps, controls, reference, config)
         rows.append({"position": step.position, "target_id": step.target.token_id, **values})
     t2 = time.perf_counter()
-    mean = _mean_over_steps(rows)
-    return {
-        "status": "ok" if mean is not None else "degenerate",
+    counted = [r for r in rows if counts_in_mean(r, config.include_ill_conditioned)]
+    mean = _average([{k: r[k] for k in (*METRIC_KEYS, *CURVE_KEYS)} for r in counted]) if counted else None
+    if mean is not None:
+        status = "ok"
+    elif not config.include_ill_conditioned and any(r["ill_conditioned"] for r in rows):
+        status = "ill_conditioned"  # the substantive reason, even where the numerical guard also fired
+    else:
+        status = "degenerate"
+    record: dict[str, Any] = {
+        "status": status,
         "error": None,
+        "perturb": resolve_perturb(prompted, config.perturb),
         "n_steps": len(rows),
         "n_degenerate": sum(r["degenerate"] for r in rows),
         "n_flat": sum(r["flat"] for r in rows),
+        "n_ill_conditioned": sum(r["ill_conditioned"] for r in rows),
         "pis": list(config.metrics.pis),
         "mean": mean,
-        "steps": rows,
-        "timing": {"attribute_s": round(t1 - t0, 4), "metrics_s": round(t2 - t1, 4)},
     }
+    if controls:
+        record["controls"] = {c: _average([r["controls"][c] for r in counted]) if counted else None for c in controls}
+    if len(outputs) > 1:
+        record["random_maps"] = len(outputs)
+        record["maps"] = [
+            _average([r["maps"][k] for r in counted], curves=False) if counted else None for k in range(len(outputs))
+        ]
+    record["diagnostics"] = outputs[0].diagnostics
+    record["steps"] = rows
+    record["timing"] = {"attribute_s": round(t1 - t0, 4), "metrics_s": round(t2 - t1, 4)}
+    return record
 
 
 def _failure(exc: BaseException) -> dict[str, Any]:
@@ -295,20 +428,22 @@ def _evaluate_example(
     config: EvaluationConfig,
     bar,
 ):
-    """Yield one record per pending method of one example (generation shared by all methods)."""
+    """Yield one record per pending method of one example (generation and step references shared by all)."""
     base: dict[str, Any] = {"example_id": example.id, "index": index}
     t0 = time.perf_counter()
     try:
         prompted = task.prompt(model, example)
         generated = greedy_continuation(model, prompted.token_ids, task.max_new_tokens)
         output = task.judge(model, prompted, example, generated.tolist())
+        t1 = time.perf_counter()
+        sequence = torch.cat([prompted.token_ids, generated])
+        steps = build_steps(prompted.length, sequence)
+        references = step_references(model, sequence, steps, prompted, config)
     except LensError as exc:
         for label in labels:
             yield {**base, "method": label, "fingerprint": fingerprints[label], **_failure(exc)}
         return
-    generate_s = round(time.perf_counter() - t0, 4)
-    sequence = torch.cat([prompted.token_ids, generated])
-    steps = build_steps(prompted.length, sequence)
+    timing = {"generate_s": round(t1 - t0, 4), "reference_s": round(time.perf_counter() - t1, 4)}
     base.update(
         prompt_tokens=prompted.length,
         user_tokens=int(prompted.user_mask().sum()),
@@ -320,8 +455,8 @@ def _evaluate_example(
     for label in labels:
         bar.set_postfix_str(f"{label} #{index}", refresh=False)
         try:
-            evaluated = evaluate_pair(model, methods[label], sequence, steps, prompted, config)
-            evaluated["timing"]["generate_s"] = generate_s
+            evaluated = evaluate_pair(model, methods[label], sequence, steps, prompted, config, references)
+            evaluated["timing"].update(timing)
         except LensError as exc:
             evaluated = _failure(exc)
         yield {**base, "method": label, "fingerprint": fingerprints[label], **evaluated}

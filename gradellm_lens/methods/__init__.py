@@ -10,6 +10,7 @@ from .grad_ellm import GradEllm, GradEllmOptions
 from .gradients import CompletenessWarning, InputXGradient, IntegratedGradients, Saliency
 from .occlusion import Occlusion
 from .random import RandomAttribution
+from .uniform import UniformAttribution
 
 __all__ = [
     "Attention",
@@ -25,6 +26,7 @@ __all__ = [
     "Occlusion",
     "RandomAttribution",
     "Saliency",
+    "UniformAttribution",
     "get_method",
     "list_methods",
     "make_method",

@@ -1,3 +1,3 @@
 """Import every method module so that each registers itself (add new modules here)."""
 
-from . import attention, grad_ellm, gradients, occlusion, random  # noqa: F401
+from . import attention, grad_ellm, gradients, occlusion, random, uniform  # noqa: F401

@@ -33,7 +33,6 @@ can multiply its input embeddings by a mask (tests use synthetic models with kno
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from collections.abc import Iterator
 from typing import Protocol, runtime_checkable
 
@@ -45,6 +44,7 @@ from ..capture.frozen_prefix import FrozenKeysValues, prefix_cache_supported, re
 from ..capture.hooks import hook_name, logit_rows_hook
 from ..errors import InvalidInputError
 from ..models.capabilities import model_info
+from ..seeding import stable_seed
 from ..typing import TokenIds
 
 Uniforms = Float[Tensor, "draw pos d_model"]
@@ -145,11 +145,7 @@ def as_masked_forward(model) -> MaskedForward:
 
 def step_seed(seed: int, tokens: TokenIds, token_id: int) -> int:
     """A stable 63-bit seed from ``seed``, the prefix token ids and the explained token id."""
-    digest = hashlib.blake2b(digest_size=8)
-    digest.update(int(seed).to_bytes(8, "little", signed=True))
-    digest.update(tokens.detach().cpu().to(torch.int64).numpy().tobytes())
-    digest.update(int(token_id).to_bytes(8, "little", signed=True))
-    return int.from_bytes(digest.digest(), "little") & (2**63 - 1)
+    return stable_seed(seed, tokens, token_id)
 
 
 def draw_uniforms(seed: int, n_draws: int, length: int, d_model: int) -> Uniforms:
