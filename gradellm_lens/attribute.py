@@ -13,11 +13,20 @@ import warnings
 from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any, Literal, get_args
+from typing import Any
 
 import torch
 
-from .encoding import Prompt, chat_messages, check_text, check_token_ids, encode_prompt, warn_unknown_tokens
+from .encoding import (
+    PROMPT_FORMATS,
+    Prompt,
+    PromptFormat,
+    chat_messages,
+    check_text,
+    check_token_ids,
+    encode_prompt,
+    warn_unknown_tokens,
+)
 from .errors import FlatAttributionWarning, InvalidInputError, LensError, NumericalError, unknown_name_error
 from .methods.base import AttributionMethod, make_method
 from .models.capabilities import model_info
@@ -36,10 +45,6 @@ __all__ = [
     "greedy_continuation",
 ]
 
-PromptFormat = Literal["plain", "chat"]
-PROMPT_FORMATS: tuple[str, ...] = get_args(PromptFormat)
-"""``"plain"``: the text as given (the tokenizer's default BOS policy); ``"chat"``: wrapped in the
-model's chat template as one user turn followed by the generation prompt."""
 
 LONG_GENERATION = 32
 """Generations of at least this many tokens get a progress bar (when progress is on)."""
@@ -56,7 +61,9 @@ def _single_token(model, text: str | int, what: str) -> int:
     warn_unknown_tokens(model.tokenizer, text, ids[:1], what)
     if len(ids) > 1:
         pieces = model.tokenizer.convert_ids_to_tokens(ids)
-        warnings.warn(f"The {what} {text!r} is {len(ids)} tokens {pieces}; explaining its first token only.", stacklevel=3)
+        warnings.warn(
+            f"The {what} {text!r} is {len(ids)} tokens {pieces}; explaining its first token only.", stacklevel=3
+        )
     return int(ids[0])
 
 
@@ -143,9 +150,7 @@ def build_steps(
     """Steps for a sequence: one per continuation token, or one fixed-target step after the prompt."""
     if target is not None:
         return [Step(prompt_length - 1, Target(target, contrast, objective))]
-    return [
-        Step(j - 1, Target(int(sequence[j]), contrast, objective)) for j in range(prompt_length, sequence.shape[0])
-    ]
+    return [Step(j - 1, Target(int(sequence[j]), contrast, objective)) for j in range(prompt_length, sequence.shape[0])]
 
 
 def explain(
@@ -225,7 +230,7 @@ def explain(
     encoded = []
     for i, item in enumerate(prompts):  # validate every prompt before any expensive work
         with _naming_prompt(i, len(prompts), batch is not None):
-            ids = encode_prompt(model, item, chat_template=prompt_format == "chat", system=system)
+            ids = encode_prompt(model, item, prompt_format=prompt_format, system=system)
             check_token_ids(torch.cat([ids, forced]), info, "the prompt plus forced continuation")
             if generate:
                 _generation_room(ids, info.n_ctx)

@@ -4,14 +4,15 @@
   makes of undecodable bytes on the command line or in a file read with ``surrogateescape``);
 * :func:`check_token_ids` is the one token-id validation (1-D integer ids inside the vocabulary and
   the context);
-* :func:`encode_prompt` turns a prompt (text, optionally in the chat template, or ids) into checked
-  ids; :func:`chat_messages` builds the chat-template messages.
+* :func:`encode_prompt` turns a prompt (text in a :data:`PROMPT_FORMATS` format, or ids) into
+  checked ids; :func:`chat_messages` builds the chat-template messages.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor
@@ -21,6 +22,11 @@ from .models.capabilities import ModelInfo, model_info
 from .typing import TokenIds
 
 Prompt = str | Sequence[int] | torch.Tensor
+
+PromptFormat = Literal["plain", "chat"]
+PROMPT_FORMATS: tuple[str, ...] = get_args(PromptFormat)
+"""``"plain"``: the text as given (the tokenizer's default BOS policy); ``"chat"``: wrapped in the
+model's chat template as one user turn followed by the generation prompt."""
 
 
 def check_text(text: str, what: str = "the text") -> str:
@@ -80,17 +86,18 @@ def check_token_ids(tokens: Tensor | Sequence[int], info: ModelInfo, what: str =
     return ids.long()
 
 
-
 def chat_messages(prompt: str, system: str | None = None) -> list[dict[str, str]]:
     """The chat-template messages of one user prompt (an optional system message first)."""
     return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
 
 
-def encode_prompt(model, prompt: Prompt, *, chat_template: bool = False, system: str | None = None) -> TokenIds:
+def encode_prompt(
+    model, prompt: Prompt, *, prompt_format: PromptFormat = "plain", system: str | None = None
+) -> TokenIds:
     """Token ids of ``prompt``.
 
     A string is wrapped in the model's chat template (user turn + generation prompt) when
-    ``chat_template`` is true, else tokenized with the model's default BOS policy, never truncated.
+    ``prompt_format`` is ``"chat"``, else tokenized with the model's default BOS policy, never truncated.
     Token ids (a list, or a 1-D or ``[1, pos]`` integer tensor) are taken as given.
 
     Documented behaviour for unusual text: special-token strings (``"<s></s>"``,
@@ -110,12 +117,19 @@ def encode_prompt(model, prompt: Prompt, *, chat_template: bool = False, system:
         check_text(prompt, "the prompt")
         if not prompt.strip():
             raise InvalidInputError("The prompt is empty (or only whitespace): there is nothing to attribute.")
-        if chat_template:
+        if prompt_format not in PROMPT_FORMATS:
+            raise InvalidInputError(f"prompt_format must be one of {', '.join(PROMPT_FORMATS)}; got {prompt_format!r}.")
+        if prompt_format == "chat":
             if system is not None:
                 check_text(system, "the system message")
             if not getattr(tokenizer, "chat_template", None):
-                raise InvalidInputError("This model's tokenizer has no chat template; pass chat_template=False.")
-            ids = tokenizer.apply_chat_template(chat_messages(prompt, system), add_generation_prompt=True, tokenize=True)
+                raise InvalidInputError(
+                    "prompt_format='chat' needs a chat template, and this model's tokenizer has none; "
+                    "use prompt_format='plain' (--prompt-format plain)."
+                )
+            ids = tokenizer.apply_chat_template(
+                chat_messages(prompt, system), add_generation_prompt=True, tokenize=True
+            )
             if not isinstance(ids, list):  # BatchEncoding in recent transformers
                 ids = ids["input_ids"]
             ids = torch.tensor(ids, dtype=torch.long)
@@ -142,5 +156,3 @@ def warn_unknown_tokens(tokenizer, text: str, ids: Sequence[int], what: str) -> 
             UnknownTokenWarning,
             stacklevel=4,
         )
-
-

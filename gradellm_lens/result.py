@@ -70,11 +70,13 @@ def set_renderer(kind: str, render: Callable[[AttributionResult], str]) -> None:
 
 
 def library_versions() -> dict[str, str]:
-    """Versions of the libraries whose behaviour a result depends on."""
+    """Versions of the libraries whose behaviour a result depends on (this package's from its source)."""
     from importlib.metadata import PackageNotFoundError, version
 
-    out = {}
-    for pkg in ("gradellm-lens", "torch", "transformer-lens", "transformers"):
+    from . import __version__
+
+    out = {"gradellm-lens": __version__}
+    for pkg in ("torch", "transformer-lens", "transformers"):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:

@@ -118,7 +118,7 @@ def test_cli_end_to_end_writes_results_summary_and_plot(data_dir, tmp_path, caps
     first = records[1]
     assert first["status"] == "ok" and first["n_steps"] == 1 and len(first["mean"]["pi_ns"]) == 2
     assert set(first["output"]) >= {"first_token", "gold", "predicted", "correct"}
-    assert first["prompt_format"] == "plain" and records[0]["config"]["task"]["template"].startswith("Classify")
+    assert first["prompt_format"] == "chat" and records[0]["config"]["task"]["template"].startswith("Classify")
     rows = list(csv.DictReader((out / "summary.csv").open()))
     methods = ("grad_ellm", "grad_ellm:reference", "saliency")
     assert {r["method"] for r in rows} == {

@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..attribute import PROMPT_FORMATS
+from ..encoding import PROMPT_FORMATS
 from .common import add_model_args, load_model_from_args, parse_options
 
 

@@ -51,7 +51,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from tqdm.auto import tqdm
 
 from ..attribute import build_steps, greedy_continuation
 from ..errors import InvalidInputError, LensError, NumericalError, unknown_name_error
@@ -59,12 +58,13 @@ from ..methods.random import RandomAttribution
 from ..metrics import FaithfulnessConfig, FaithfulnessScores, StepReference, evaluate_step, step_reference
 from ..metrics.positions import all_prefix_mask
 from ..models import model_info
+from ..progress import progress_bar
 from ..result import library_versions
 from ..seeding import stable_seed
 from ..targets import Step
 from ..tasks import Example, PromptedExample, Task, make_task
 from ..typing import TokenIds, TokenScores
-from .specs import MethodSpec, build_methods, parse_method_specs
+from .specs import THROUGHPUT_OPTIONS, MethodSpec, build_methods, parse_method_specs
 from .store import OPEN_MODES, OpenMode, ResultsFile, RunHeader
 
 PerturbMode = Literal["all", "user_text"]
@@ -89,7 +89,7 @@ class EvaluationConfig:
         shard_index, num_shards: evaluate examples ``i`` with ``i % num_shards == shard_index``.
         mode: ``"resume"`` (default; refuse a file with other options), ``"overwrite"`` or
             ``"allow_mixed"``.
-        progress: show a tqdm progress bar.
+        progress: show a progress bar.
         min_rho: steps whose relative drop ``ρ = (p(ŷ|x) - p(ŷ|x_∅)) / p(ŷ|x)`` is below this are
             *ill-conditioned* (masking the perturbable text barely moves the prediction).
         include_ill_conditioned: keep ill-conditioned steps in the means (default: leave them out).
@@ -160,9 +160,9 @@ def results_path(out_dir: str | Path, shard_index: int = 0, num_shards: int = 1)
     return Path(out_dir) / name
 
 
-def _without_batch_size(options: dict[str, Any]) -> dict[str, Any]:
-    """Drop throughput knobs that do not change results, so a rerun may use another batch size."""
-    return {k: v for k, v in options.items() if k != "batch_size"}
+def _without_throughput(options: dict[str, Any]) -> dict[str, Any]:
+    """Drop the knobs that change speed, not results, so a rerun may use another batch size or path."""
+    return {k: v for k, v in options.items() if k not in THROUGHPUT_OPTIONS}
 
 
 def _extras(method, config: EvaluationConfig) -> dict[str, Any]:
@@ -178,11 +178,11 @@ def run_header(model, task: Task, methods: dict[str, Any], config: EvaluationCon
     common = {
         "task": task.describe(model),
         "model": {"name": model_info(model).name, "dtype": dtype},
-        "metrics": _without_batch_size(config.metrics.to_dict()),
+        "metrics": _without_throughput(config.metrics.to_dict()),
         "perturb": config.perturb,
         "conditioning": {"min_rho": config.min_rho, "include_ill_conditioned": config.include_ill_conditioned},
     }
-    described = {label: {**_without_batch_size(m.describe()), **_extras(m, config)} for label, m in methods.items()}
+    described = {label: {**_without_throughput(m.describe()), **_extras(m, config)} for label, m in methods.items()}
     return RunHeader(common, described, config.shard_index, config.num_shards, library_versions())
 
 
@@ -390,7 +390,7 @@ def run_evaluation(
         pending = [p for p in pending if p[2]]
         total = sum(len(p[2]) for p in pending)
         skipped = len(mine) * len(built) - total
-        bar = tqdm(total=total, desc=f"{task.name}", unit="pair", disable=not config.progress, dynamic_ncols=True)
+        bar = progress_bar(total=total, desc=task.name, unit="pair", enabled=config.progress)
         try:
             for index, example, labels in pending:
                 for record in _evaluate_example(model, task, example, index, labels, built, fingerprints, config, bar):

@@ -6,12 +6,13 @@ an instance; ``task.load(n, seed)`` gives deterministic examples and ``task.prom
 the model input with its user-text token spans.
 """
 
+from ..encoding import PROMPT_FORMATS
 from .base import Example, Task, TaskOptions, get_task, list_tasks, make_task
 from .classification import IMDB, SST2, BoolQ, ClassificationTask
 from .data import DATA_ENV, resolve_data_file
 from .generation import GenerationTask, TellMeWhy, WikiBio
 from .jsonl import JsonlClassification, JsonlGeneration, JsonlTask
-from .prompts import PROMPT_FORMATS, PromptedExample, fill_template
+from .prompts import PromptedExample, fill_template
 
 __all__ = [
     "DATA_ENV",

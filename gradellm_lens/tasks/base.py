@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from ..encoding import check_text
+from ..encoding import PROMPT_FORMATS, PromptFormat, check_text
 from ..errors import InvalidInputError, UnknownTokenWarning, unknown_name_error
 from . import data
-from .prompts import PROMPT_FORMATS, PromptedExample, PromptFormat, encode_with_spans, fill_template, truncate_to_tokens
+from .prompts import PromptedExample, encode_with_spans, fill_template, truncate_to_tokens
 
 TaskKind = Literal["classification", "generation"]
 Source = Literal["local", "hub"]

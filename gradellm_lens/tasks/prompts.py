@@ -21,16 +21,14 @@ from __future__ import annotations
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
-from ..encoding import chat_messages, encode_prompt
+from ..encoding import PromptFormat, chat_messages, encode_prompt
 from ..errors import InvalidInputError
 from ..typing import PositionMask, TokenIds
 
-PromptFormat = Literal["plain", "chat"]
-PROMPT_FORMATS: tuple[str, ...] = ("plain", "chat")
 Span = tuple[int, int]
 
 
@@ -146,12 +144,7 @@ def encode_with_spans(
     """Token ids of ``text`` (as ``encode_prompt`` makes them) and the token span of each char span."""
     tokenizer = model.tokenizer
     chat = prompt_format == "chat"
-    if chat and not getattr(tokenizer, "chat_template", None):
-        raise InvalidInputError(
-            "prompt_format='chat' needs a chat template, and this model's tokenizer has none; "
-            "use prompt_format='plain' (--prompt-format plain)."
-        )
-    ids = encode_prompt(model, text, chat_template=chat, system=system)
+    ids = encode_prompt(model, text, prompt_format=prompt_format, system=system)
     rendered = (
         tokenizer.apply_chat_template(chat_messages(text, system), add_generation_prompt=True, tokenize=False)
         if chat

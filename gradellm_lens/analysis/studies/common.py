@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ...attribute import build_steps, greedy_continuation
+from ...encoding import PROMPT_FORMATS, PromptFormat
 from ...metrics import all_prefix_mask
 from ...models import load_model
 from ...targets import Step
@@ -66,7 +67,9 @@ class StudyExample:
 def make_parser(name: str, description: str, *, n: int, task: str = "sst2") -> argparse.ArgumentParser:
     """The parser of study ``name`` with the common arguments (every option's help shows its default)."""
     formatter = argparse.ArgumentDefaultsHelpFormatter
-    parser = argparse.ArgumentParser(prog=f"gradellm-lens study {name}", description=description, formatter_class=formatter)
+    parser = argparse.ArgumentParser(
+        prog=f"gradellm-lens study {name}", description=description, formatter_class=formatter
+    )
     add_common_args(parser, n=n, task=task)
     return parser
 
@@ -77,6 +80,12 @@ def add_common_args(parser: argparse.ArgumentParser, *, n: int, task: str = "sst
     parser.add_argument("--n", type=int, default=n, help="number of examples (hash-ordered, deterministic)")
     parser.add_argument("--seed", type=int, default=0, help="example sampling seed")
     parser.add_argument("--max-new-tokens", type=int, default=8, help="generated tokens for generation tasks")
+    parser.add_argument(
+        "--prompt-format",
+        default="chat",
+        choices=PROMPT_FORMATS,
+        help="plain text or the model's chat template (the committed head results used chat)",
+    )
     parser.add_argument("--objective", default="logit", choices=["logit", "log_prob", "prob"], help="explained scalar")
     parser.add_argument(
         "--threads", type=int, default=int(os.environ.get("GRADELLM_THREADS", "1")), help="torch threads"
@@ -100,10 +109,18 @@ def setup(args: argparse.Namespace):
 
 
 def load_examples(
-    model, task_name: str, n: int, *, seed: int = 0, max_new_tokens: int = 8, objective: str = "logit", skip: int = 0
+    model,
+    task_name: str,
+    n: int,
+    *,
+    seed: int = 0,
+    max_new_tokens: int = 8,
+    objective: str = "logit",
+    skip: int = 0,
+    prompt_format: PromptFormat = "chat",
 ) -> tuple[Any, list[StudyExample]]:
-    """``(task, examples)``: examples ``skip .. skip + n`` of the task's hash order."""
-    task = make_task(task_name, max_new_tokens=max_new_tokens)
+    """``(task, examples)``: examples ``skip .. skip + n`` of the task's hash order, prompted in ``prompt_format``."""
+    task = make_task(task_name, max_new_tokens=max_new_tokens, prompt_format=prompt_format)
     records = task.load(skip + n, seed)[skip:]
     classification = task.kind == "classification"
     choices = tuple(tuple(c) for c in task.label_candidates(model.tokenizer)) if classification else None

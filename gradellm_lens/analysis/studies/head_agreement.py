@@ -75,7 +75,13 @@ def main(argv=None) -> int:
     info = model_info(model)
     layers = list(range(info.n_layers)) if args.layers is None else [int(x) for x in args.layers.split(",")]
     _, examples = study.load_examples(
-        model, args.task, args.n, seed=args.seed, max_new_tokens=args.max_new_tokens, objective=args.objective
+        model,
+        args.task,
+        args.n,
+        seed=args.seed,
+        max_new_tokens=args.max_new_tokens,
+        objective=args.objective,
+        prompt_format=args.prompt_format,
     )
     scorers = defaultdict(list)  # (level, scorer) -> per-example HeadImportance
     truths = defaultdict(list)  # level -> per-example truth

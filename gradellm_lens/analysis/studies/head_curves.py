@@ -72,12 +72,24 @@ def main(argv=None) -> int:
     timer = study.Timer()
     model = study.setup(args)
     task, examples = study.load_examples(
-        model, args.task, args.n, seed=args.seed, max_new_tokens=args.max_new_tokens, objective=args.objective
+        model,
+        args.task,
+        args.n,
+        seed=args.seed,
+        max_new_tokens=args.max_new_tokens,
+        objective=args.objective,
+        prompt_format=args.prompt_format,
     )
     reference = None
     if args.mode == "mean":
         _, ref_examples = study.load_examples(
-            model, args.task, args.n_ref, seed=args.seed, max_new_tokens=1, skip=args.n
+            model,
+            args.task,
+            args.n_ref,
+            seed=args.seed,
+            max_new_tokens=1,
+            skip=args.n,
+            prompt_format=args.prompt_format,
         )
         reference = collect_reference(model, [e.tokens[: e.prompt_length] for e in ref_examples], hooks=("z",))
     info = model_info(model)

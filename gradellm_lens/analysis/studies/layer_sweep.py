@@ -75,7 +75,13 @@ def main(argv=None) -> int:
         pis=tuple(float(x) for x in args.pis.split(",")), n_draws=args.n_draws, batch_size=args.batch_size
     )
     _, examples = study.load_examples(
-        model, args.task, args.n, seed=args.seed, max_new_tokens=args.max_new_tokens, objective=args.objective
+        model,
+        args.task,
+        args.n,
+        seed=args.seed,
+        max_new_tokens=args.max_new_tokens,
+        objective=args.objective,
+        prompt_format=args.prompt_format,
     )
     configs = configurations(model_info(model).n_layers)
     methods = [make_method(name, model, **options) for _, _, name, options in configs]
