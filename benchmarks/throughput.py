@@ -12,7 +12,11 @@ evaluate ... --overwrite``) and reads the pairs written and the seconds spent fr
 
 ``source`` is the package checkout to run: this one (``after``) or, with ``--before-rev REV``, the
 tree of that git revision exported to a temporary folder (``git archive``), so before and after
-run the same command on the same machine in one benchmark run.
+run the same command on the same machine in one benchmark run. The evaluation protocol gained
+work since (every method's shuffled and rank controls, ``random`` as the mean of 10 maps), so
+with a "before" revision this checkout runs twice: ``after (same work)`` with ``SAME_WORK_ARGS``
+(no controls, one random map: the computation the older code does) and ``after (protocol)`` with
+the defaults.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SUMMARY = re.compile(r"(\d+) new result\(s\).* in ([\d.]+) s")
 DEFAULT_METHODS = "grad_ellm,saliency,random"
+SAME_WORK_ARGS = ("--controls", "none", "--random-maps", "1")
+"""Options that make today's ``evaluate`` do the work an older revision did (no controls, one random map)."""
 
 
 @dataclass
@@ -108,13 +114,17 @@ def measure(
     ]  # fmt: skip
     rows = []
     with tempfile.TemporaryDirectory(prefix="gradellm-throughput-") as tmp:
-        sources = [("after", ROOT)]
+        sources = [("after", ROOT, ())]
         if before_rev:
-            sources.insert(0, (f"before ({before_rev})", export_revision(before_rev, Path(tmp) / "before")))
-        for label, source in sources:
+            sources = [
+                (f"before ({before_rev})", export_revision(before_rev, Path(tmp) / "before"), ()),
+                ("after (same work)", ROOT, SAME_WORK_ARGS),
+                ("after (protocol)", ROOT, ()),
+            ]
+        for label, source, args in sources:
             for shards, threads in layouts:
                 out_dir = Path(tmp) / f"run-{len(rows)}"
-                rows.append(run_layout(model, source, label, shards, threads, base, out_dir))
+                rows.append(run_layout(model, source, label, shards, threads, [*base, *args], out_dir))
                 print(format_rows(rows[-1:], header=False), file=sys.stderr, flush=True)
     return rows
 

@@ -140,6 +140,19 @@ def load_examples(
     return task, out
 
 
+def load_study_examples(model, args: argparse.Namespace) -> tuple[Any, list[StudyExample]]:
+    """:func:`load_examples` with a study's common arguments (:func:`add_common_args`)."""
+    return load_examples(
+        model,
+        args.task,
+        args.n,
+        seed=args.seed,
+        max_new_tokens=args.max_new_tokens,
+        objective=args.objective,
+        prompt_format=args.prompt_format,
+    )
+
+
 def mean_sem(values: Sequence[float]) -> tuple[float, float]:
     """Mean and standard error of the finite values (NaN when there are none)."""
     x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)

@@ -74,15 +74,7 @@ def main(argv=None) -> int:
     model = study.setup(args)
     info = model_info(model)
     layers = list(range(info.n_layers)) if args.layers is None else [int(x) for x in args.layers.split(",")]
-    _, examples = study.load_examples(
-        model,
-        args.task,
-        args.n,
-        seed=args.seed,
-        max_new_tokens=args.max_new_tokens,
-        objective=args.objective,
-        prompt_format=args.prompt_format,
-    )
+    _, examples = study.load_study_examples(model, args)
     scorers = defaultdict(list)  # (level, scorer) -> per-example HeadImportance
     truths = defaultdict(list)  # level -> per-example truth
     for ex in progress_bar(examples, desc=f"head_agreement {args.task}", unit="example"):

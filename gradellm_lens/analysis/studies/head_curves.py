@@ -71,15 +71,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     timer = study.Timer()
     model = study.setup(args)
-    task, examples = study.load_examples(
-        model,
-        args.task,
-        args.n,
-        seed=args.seed,
-        max_new_tokens=args.max_new_tokens,
-        objective=args.objective,
-        prompt_format=args.prompt_format,
-    )
+    task, examples = study.load_study_examples(model, args)
     reference = None
     if args.mode == "mean":
         _, ref_examples = study.load_examples(

@@ -74,15 +74,7 @@ def main(argv=None) -> int:
     config = FaithfulnessConfig(
         pis=tuple(float(x) for x in args.pis.split(",")), n_draws=args.n_draws, batch_size=args.batch_size
     )
-    _, examples = study.load_examples(
-        model,
-        args.task,
-        args.n,
-        seed=args.seed,
-        max_new_tokens=args.max_new_tokens,
-        objective=args.objective,
-        prompt_format=args.prompt_format,
-    )
+    _, examples = study.load_study_examples(model, args)
     configs = configurations(model_info(model).n_layers)
     methods = [make_method(name, model, **options) for _, _, name, options in configs]
     scores = np.full((len(configs), len(examples), len(METRICS)), np.nan)  # step-averaged per example
