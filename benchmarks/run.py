@@ -165,17 +165,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
         before_rev=a.before_rev,
         eval_n=a.eval_n,
         eval_methods=a.eval_methods,
-        layouts=[parse_layout(x) for x in a.layouts],
+        layouts=[throughput.parse_layout(x) for x in a.layouts],
     )
-
-
-def parse_layout(text: str) -> tuple[int, int]:
-    """``"2x1"`` -> ``(2, 1)``: processes x threads."""
-    try:
-        processes, threads = (int(x) for x in text.lower().split("x"))
-    except ValueError:
-        raise SystemExit(f"--layouts: expected PROCESSESxTHREADS such as 2x1, got {text!r}") from None
-    return processes, threads
 
 
 def log(opts: Options, message: str) -> None:

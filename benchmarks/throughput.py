@@ -12,7 +12,12 @@ evaluate ... --overwrite``) and reads the pairs written and the seconds spent fr
 
 ``source`` is the package checkout to run: this one (``after``) or, with ``--before-rev REV``, the
 tree of that git revision exported to a temporary folder (``git archive``), so before and after
-run the same command on the same machine in one benchmark run. The evaluation protocol gained
+run the same command on the same machine in one benchmark run.
+
+Standalone (``benchmarks/run.py --evaluate`` runs the same after its latency table)::
+
+    python benchmarks/throughput.py --models smollm2-135m-instruct --before-rev dd1d07f \
+        --layouts 1x1 1x2 2x1 --out benchmarks/results/cpu-throughput.md The evaluation protocol gained
 work since (every method's shuffled and rank controls, ``random`` as the mean of 10 maps), so
 with a "before" revision this checkout runs twice: ``after (same work)`` with ``SAME_WORK_ARGS``
 (no controls, one random map: the computation the older code does) and ``after (protocol)`` with
@@ -21,6 +26,7 @@ the defaults.
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import subprocess
@@ -141,3 +147,44 @@ def format_rows(rows: Sequence[Throughput], header: bool = True, markdown: bool 
     widths = [max(len(x) for x in col) for col in zip(head, *body)]
     lines = [head] if header else []
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)) for line in lines + body)
+
+
+def parse_layout(text: str) -> tuple[int, int]:
+    """``"2x1"`` -> ``(2, 1)``: processes x threads."""
+    try:
+        processes, threads = (int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise SystemExit(f"--layouts: expected PROCESSESxTHREADS such as 2x1, got {text!r}") from None
+    return processes, threads
+
+
+def main(argv: Sequence[str] | None = None) -> list[Throughput]:
+    """Measure every model (see the module docstring); print the table and write it as Markdown."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", nargs="+", default=["smollm2-135m-instruct"], help="built-in model names")
+    p.add_argument("--before-rev", help="git revision whose code gives the 'before' rows")
+    p.add_argument("--n", type=int, default=2, help="SST-2 examples per run (default 2)")
+    p.add_argument("--methods", default=DEFAULT_METHODS, help=f"method specs (default {DEFAULT_METHODS})")
+    p.add_argument("--layouts", nargs="+", default=["1x2", "2x1"], help="PROCESSESxTHREADS (default 1x2 2x1)")
+    p.add_argument("--out", type=Path, help="Markdown file to write")
+    args = p.parse_args(argv)
+    layouts = [parse_layout(x) for x in args.layouts]
+    rows = []
+    for model in args.models:
+        rows += measure(
+            model, before_rev=args.before_rev, n_examples=args.n, methods=args.methods, task="sst2",
+            layouts=layouts, extra_args=["--perturb", "user_text"],
+        )  # fmt: skip
+    print(format_rows(rows))
+    if args.out:
+        meta = (
+            f"`gradellm-lens evaluate --task sst2 --perturb user_text --methods {args.methods} --n {args.n}`, "
+            f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, {time.strftime('%Y-%m-%d %H:%M')}"
+        )
+        args.out.write_text("\n".join([meta, "", format_rows(rows, markdown=True), ""]))
+        print(f"wrote {args.out}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
