@@ -9,6 +9,8 @@ are merged) and writes three files into ``--out-dir`` (default ``ROOT``):
 * ``paired.md``: paired bootstrap differences over examples, method − random, method − its
   shuffled control, and Grad-ELLM − every other method, for π-Soft-NS AUC and π-Soft-NC AUC (cells
   ``Δ [95% CI]``, ``*`` when the CI excludes 0, "n too small" below 5 examples);
+* ``verdict.md``: the compact view, per model and task: each method's mean π-Soft-NS / NC AUC
+  beside its paired Δ against ``random`` and against its own shuffled control;
 * ``scores.md``: each row's mean π-Soft AUCs per task with its rank among the methods (1 = best;
   controls are not ranked) and the mean rank, then the seconds per (example, method).
 
@@ -95,6 +97,33 @@ def paired_tables(summaries: dict[str, dict[str, Summary]]) -> str:
     return "\n".join(parts) + "\n"
 
 
+def verdict_tables(summaries: dict[str, dict[str, Summary]]) -> str:
+    """Per model and task: mean AUCs, Δ vs random and Δ vs the method's shuffled control, both metrics."""
+    head = ["method"]
+    for key in PAIRED_KEYS:
+        head += [METRIC_NAMES[key], "− random", "− shuffled"]
+    note = "Mean over examples; Δ = paired mean difference [95% CI] (`*`: CI excludes 0); no CI below n = 5."
+    parts = ["# Verdict: each method against random and against its own shuffled scores", "", note]
+    for model, tasks in summaries.items():
+        for task, s in tasks.items():
+            vs = {(c.kind, c.a): c for c in s.comparisons if c.kind in ("vs_random", "vs_shuffled")}
+            rows = []
+            for m in s.methods:
+                if m.control is not None:
+                    continue
+                row = [m.label]
+                for key in PAIRED_KEYS:
+                    mean = m.metrics[key].mean if key in m.metrics else None
+                    row.append("–" if mean is None else f"{mean:.3f}")
+                    for kind in ("vs_random", "vs_shuffled"):
+                        c = vs.get((kind, m.label))
+                        row.append(c.cell(key) if c else "–")
+                rows.append(row)
+            n = max((m.n_ok for m in s.methods), default=0)
+            parts += [f"\n## {model} · {task} (n = {n})\n", _table(head, rows)]
+    return "\n".join(parts) + "\n"
+
+
 def ranks(values: dict[str, float]) -> dict[str, int]:
     """Competition ranks, 1 = highest value."""
     ordered = sorted(values.values(), reverse=True)
@@ -168,6 +197,7 @@ def main() -> None:
     for name, text in (
         ("protocol.md", protocol_table(summaries)),
         ("paired.md", paired_tables(summaries)),
+        ("verdict.md", verdict_tables(summaries)),
         ("scores.md", scores(args.root, summaries)),
     ):
         (out / name).write_text(text, encoding="utf-8")

@@ -110,8 +110,13 @@ def measure(
     task: str,
     layouts: Sequence[tuple[int, int]],
     extra_args: Sequence[str] = (),
+    protocol_rows: bool = True,
 ) -> list[Throughput]:
-    """Every (source, layout) of one model; ``layouts`` are ``(processes, threads)`` pairs."""
+    """Every (source, layout) of one model; ``layouts`` are ``(processes, threads)`` pairs.
+
+    With ``before_rev``, ``protocol_rows=False`` leaves out the ``after (protocol)`` rows (the
+    slowest: 16 π-Soft evaluations per example instead of 3 with the default methods).
+    """
     from gradellm_lens.tasks.data import default_data_dir
 
     base = [
@@ -125,7 +130,7 @@ def measure(
             sources = [
                 (f"before ({before_rev})", export_revision(before_rev, Path(tmp) / "before"), ()),
                 ("after (same work)", ROOT, SAME_WORK_ARGS),
-                ("after (protocol)", ROOT, ()),
+                *([("after (protocol)", ROOT, ())] if protocol_rows else []),
             ]
         for label, source, args in sources:
             for shards, threads in layouts:
@@ -166,6 +171,7 @@ def main(argv: Sequence[str] | None = None) -> list[Throughput]:
     p.add_argument("--n", type=int, default=2, help="SST-2 examples per run (default 2)")
     p.add_argument("--methods", default=DEFAULT_METHODS, help=f"method specs (default {DEFAULT_METHODS})")
     p.add_argument("--layouts", nargs="+", default=["1x2", "2x1"], help="PROCESSESxTHREADS (default 1x2 2x1)")
+    p.add_argument("--same-work-only", action="store_true", help="with --before-rev: no 'after (protocol)' rows")
     p.add_argument("--out", type=Path, help="Markdown file to write")
     args = p.parse_args(argv)
     layouts = [parse_layout(x) for x in args.layouts]
@@ -173,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> list[Throughput]:
     for model in args.models:
         rows += measure(
             model, before_rev=args.before_rev, n_examples=args.n, methods=args.methods, task="sst2",
-            layouts=layouts, extra_args=["--perturb", "user_text"],
+            layouts=layouts, extra_args=["--perturb", "user_text"], protocol_rows=not args.same_work_only,
         )  # fmt: skip
     print(format_rows(rows))
     if args.out:
