@@ -22,12 +22,13 @@ from .encoding import (
     Prompt,
     PromptFormat,
     chat_messages,
+    check_prompt_format,
     check_text,
     check_token_ids,
     encode_prompt,
     warn_unknown_tokens,
 )
-from .errors import FlatAttributionWarning, InvalidInputError, LensError, NumericalError, unknown_name_error
+from .errors import FlatAttributionWarning, InvalidInputError, LensError, NumericalError
 from .methods.base import AttributionMethod, make_method
 from .models.capabilities import model_info
 from .progress import progress_bar
@@ -215,8 +216,7 @@ def explain(
     check_objective(objective)
     if "chat_template" in method_options:
         raise InvalidInputError("explain's chat_template= is now prompt_format=: pass prompt_format='chat' or 'plain'.")
-    if prompt_format not in PROMPT_FORMATS:
-        raise unknown_name_error("prompt_format", str(prompt_format), PROMPT_FORMATS)
+    check_prompt_format(prompt_format)
     generate = target is None and continuation is None
     if generate:
         max_new_tokens = as_index(max_new_tokens, "max_new_tokens", minimum=1)

@@ -17,7 +17,7 @@ from typing import Literal, get_args
 import torch
 from torch import Tensor
 
-from .errors import InvalidInputError, UnknownTokenWarning
+from .errors import InvalidInputError, UnknownTokenWarning, unknown_name_error
 from .models.capabilities import ModelInfo, model_info
 from .typing import TokenIds
 
@@ -27,6 +27,13 @@ PromptFormat = Literal["plain", "chat"]
 PROMPT_FORMATS: tuple[str, ...] = get_args(PromptFormat)
 """``"plain"``: the text as given (the tokenizer's default BOS policy); ``"chat"``: wrapped in the
 model's chat template as one user turn followed by the generation prompt."""
+
+
+def check_prompt_format(prompt_format: str) -> PromptFormat:
+    """Return ``prompt_format`` if it is one of :data:`PROMPT_FORMATS`; else a "Did you mean" error."""
+    if prompt_format not in PROMPT_FORMATS:
+        raise unknown_name_error("prompt_format", str(prompt_format), PROMPT_FORMATS)
+    return prompt_format
 
 
 def check_text(text: str, what: str = "the text") -> str:
@@ -117,9 +124,7 @@ def encode_prompt(
         check_text(prompt, "the prompt")
         if not prompt.strip():
             raise InvalidInputError("The prompt is empty (or only whitespace): there is nothing to attribute.")
-        if prompt_format not in PROMPT_FORMATS:
-            raise InvalidInputError(f"prompt_format must be one of {', '.join(PROMPT_FORMATS)}; got {prompt_format!r}.")
-        if prompt_format == "chat":
+        if check_prompt_format(prompt_format) == "chat":
             if system is not None:
                 check_text(system, "the system message")
             if not getattr(tokenizer, "chat_template", None):
