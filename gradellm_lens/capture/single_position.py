@@ -15,12 +15,16 @@ earlier positions' keys and values held as constants.
 1. one no-grad forward over ``tokens[: P + 1]`` (:math:`P = \max_t p_t`) records the requested
    activations (spatial weights and the like) and, at every layer from the lowest differentiated
    one up, the keys after RoPE (``hook_rot_k``) and the values (``hook_v``);
-2. one batch of :math:`T` one-token rows runs with gradients: row :math:`t` is token
-   :math:`p_t` at position id :math:`p_t`, attending through a 4-D mask to the frozen keys/values of
-   positions :math:`< p_t` and to its own live key/value (the bridge's attention appends the frozen
-   ones through a ``layer_past`` cache object). Blocks below the lowest differentiated layer are
-   not run: that layer's input residual at :math:`p_t` is a constant taken from step 1;
-3. one backward of :math:`\sum_t y_t`: the rows are independent, so row :math:`t` of every
+2. one pass with gradients over :math:`T` live queries, laid out as one sequence of :math:`T`
+   positions: query :math:`t` is token :math:`p_t` at position id :math:`p_t`, and a 4-D mask lets it
+   see the frozen keys/values of positions :math:`< p_t` and its own live key/value only, never
+   another query's (the bridge's attention appends the frozen ones through a ``layer_past`` cache
+   object). The queries are independent, exactly as :math:`T` separate one-token rows would be, but
+   the frozen keys/values are held once rather than once per row, so the attention and its
+   backward are :math:`T`-row matrix products instead of :math:`T` outer products, and no gradient
+   is formed for :math:`T` copies of the frozen keys/values. Blocks below the lowest differentiated
+   layer are not run: that layer's input residual at :math:`p_t` is a constant taken from step 1;
+3. one backward of :math:`\sum_t y_t`: the queries are independent, so query :math:`t` of every
    gradient is step :math:`t`'s exact gradient.
 
 Where this cannot apply, the full-graph path runs instead (one forward over the sequence with
@@ -103,13 +107,24 @@ def _own_position_rows(x: Tensor, positions: Tensor, kind: str | None, batched: 
 
 
 def _key_positions(x: Tensor, positions: Tensor, n: int) -> Tensor:
-    """Live query rows ``[step, head, n + 1]`` (frozen keys 0..n-1, then the step's own) -> ``[step, head, n]``
-    indexed by key position: keys ``< p_t`` as they are, the own key at ``p_t``, zero after."""
-    out = x[..., :n].clone()
+    """Live query rows ``[head, step, n + step]`` (frozen keys 0..n-1, then every query's live key) ->
+    ``[step, head, n]`` indexed by key position: keys ``< p_t`` as they are, the step's own live key
+    at ``p_t``, zero after."""
+    steps = torch.arange(len(positions), device=x.device)
+    rows = x.transpose(0, 1)  # [step, head, n + step]
+    out = rows[..., :n].clone()
     before = torch.arange(n, device=x.device)[None, :] < positions[:, None]
     out = out.masked_fill(~before[:, None, :], 0.0)
-    out[torch.arange(len(positions), device=x.device), :, positions] = x[..., n]
+    out[steps, :, positions] = rows[steps, :, n + steps]
     return out
+
+
+def live_query_mask(positions: Tensor, n: int) -> Tensor:
+    """``[step, n + step]`` visibility of the live queries over the frozen keys ``0..n-1`` and the
+    live keys: query ``t`` sees the frozen keys before ``p_t`` and its own live key only."""
+    steps = len(positions)
+    frozen = torch.arange(n, device=positions.device)[None, :] < positions[:, None]
+    return torch.cat([frozen, torch.eye(steps, dtype=torch.bool, device=positions.device)], dim=1)
 
 
 def _full_graph(model, tokens, steps, grad_names, act_names) -> StepGradients:
@@ -143,18 +158,17 @@ def _single_position(model, tokens, steps, grad_names, act_names) -> StepGradien
     store = ActivationStore([*act_names, *rows], select=rows)
     frozen, _ = record_keys_values(model, tokens[None, :n], layers, store)
 
-    visible = torch.arange(n + 1, device=tokens.device)[None, :] < index[:, None]
-    visible[:, n] = True  # the row's own (live) key
-    mask = cached_attention_mask(visible[:, None, :], frozen.dtype)
+    # the T live queries as one sequence (see the module docstring): [1, 1, step, n + step]
+    mask = cached_attention_mask(live_query_mask(index, n)[None], frozen.dtype)
     live = ActivationStore(grad_names)
     if resid:  # the constant input residual of the lowest differentiated layer, as a leaf of the graph
-        leaf = store[resid][0][:, None].detach().requires_grad_(True)
+        leaf = store[resid].detach().requires_grad_(True)  # [1, step, d_model]
         entry = [(resid, lambda x, hook=None: leaf)]
     else:
         entry = [graph_input_hook()]
     with torch.enable_grad(), model.hooks(fwd_hooks=[*entry, *live.hooks()]), skipped_blocks(model.blocks[:start]):
-        logits = model(tokens[index][:, None], attention_mask=mask, position_ids=index[:, None], layer_past=frozen)
-        values = stacked_values([s.target for s in steps], logits[:, -1])
+        logits = model(tokens[index][None], attention_mask=mask, position_ids=index[None], layer_past=frozen)
+        values = stacked_values([s.target for s in steps], logits[0])
         if not torch.isfinite(values).all():
             raise NumericalError(f"The attribution objective is not finite ({values.detach().cpu().tolist()}).")
         live.check_fired()
@@ -163,10 +177,10 @@ def _single_position(model, tokens, steps, grad_names, act_names) -> StepGradien
     at_steps, gradients = {}, {}
     for name, grad in zip(grad_names, grads):
         act, grad = live[name].detach(), grad.detach()
-        if hook_kind(name) in QUERY_KEY_KINDS:  # [step, head, 1, n + 1]
-            at_steps[name], gradients[name] = (_key_positions(x[:, :, 0], index, n) for x in (act, grad))
-        else:  # [step, 1, ...]
-            at_steps[name], gradients[name] = act[:, 0], grad[:, 0]
+        if hook_kind(name) in QUERY_KEY_KINDS:  # [1, head, step, n + step]
+            at_steps[name], gradients[name] = (_key_positions(x[0], index, n) for x in (act, grad))
+        else:  # [1, step, ...]
+            at_steps[name], gradients[name] = act[0], grad[0]
     activations = {name: store[name] for name in act_names}
     return StepGradients(activations, at_steps, gradients, values.detach(), "single_position")
 
