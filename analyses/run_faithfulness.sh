@@ -6,7 +6,8 @@
 # draws. Sharded over SHARDS processes of one thread each (default 2, one per core), resumable:
 # rerun the same command to continue after an interruption. Then every task is summarised
 # (`gradellm-lens summarize`: summary.md / .csv / _paired.csv / _pi_curves.png per task folder) and
-# the cross-task tables are written: protocol.md, paired.md and scores.md in $OUT.
+# the cross-task tables are written: protocol.md, paired.md and scores.md in $OUT. Each shard appends
+# its progress to $OUT/$model/shard-$shard.log, so a resumed or extended run keeps the earlier lines.
 #
 #   bash analyses/run_faithfulness.sh                       # the verdict (hours on a 2-core CPU)
 #   N_SST2=2 N_IMDB=2 N_BOOLQ=2 N_TELLMEWHY=2 N_WIKIBIO=2 DRAWS=1 PIS=0.25,0.5,0.75 \
@@ -37,7 +38,7 @@ for spec in $MODELS; do
   for ((shard = 0; shard < SHARDS; shard++)); do
     mkdir -p "$OUT/$model"
     "$PYTHON" analyses/faithfulness_run.py --model "$model" --prompt-format "$format" --out "$OUT/$model" \
-      --shard-index "$shard" --num-shards "$SHARDS" "${RUN[@]}" > "$OUT/$model/shard-$shard.log" 2>&1 &
+      --shard-index "$shard" --num-shards "$SHARDS" "${RUN[@]}" >> "$OUT/$model/shard-$shard.log" 2>&1 &
     pids+=($!)
   done
   status=0
