@@ -20,6 +20,7 @@ from gradellm_lens import InvalidInputError, load_model
 from gradellm_lens.capture import frozen_prefix, hook_count, hook_name, step_gradients
 from gradellm_lens.capture import single_position as sp
 from gradellm_lens.methods import make_method
+from gradellm_lens.targets import Step, Target
 
 
 def _last_steps(ids, n):
@@ -65,6 +66,35 @@ def test_step_gradients_equal_the_full_graph(tiny_model, tiny_ids, layers, n_ste
         _assert_same(fast.at_steps[name], full.at_steps[name])
     for name in acts:
         torch.testing.assert_close(fast.activations[name], full.activations[name], atol=1e-6, rtol=1e-5)
+
+
+def test_live_query_mask_sees_earlier_frozen_keys_and_only_its_own_live_key():
+    visible = sp.live_query_mask(torch.tensor([3, 1, 4]), 5)
+    expected = torch.tensor(
+        [
+            [1, 1, 1, 0, 0, 1, 0, 0],
+            [1, 0, 0, 0, 0, 0, 1, 0],
+            [1, 1, 1, 1, 0, 0, 0, 1],
+        ],
+        dtype=torch.bool,
+    )
+    assert torch.equal(visible, expected)
+
+
+def test_unordered_and_repeated_step_positions_stay_independent(tiny_model, tiny_ids):
+    """The live queries share one sequence: steps in any order, and two steps at one position (a
+    target and another token), get the gradients of separate computations."""
+    positions = [7, 2, 5, 2]
+    steps = [_steps(tiny_ids, [p])[0] for p in positions]
+    steps[3] = Step(2, Target((steps[1].target.token_id + 1) % 50))  # another token at the same position
+    grads = [hook_name(kind, layer) for layer in range(2) for kind in ("z", "pattern")]
+    fast = step_gradients(tiny_model, tiny_ids, steps, grad_names=grads)
+    full = step_gradients(tiny_model, tiny_ids, steps, grad_names=grads, path="full_graph")
+    assert fast.path == "single_position"
+    for name in grads:
+        _assert_same(fast.gradients[name], full.gradients[name])
+        _assert_same(fast.at_steps[name], full.at_steps[name])
+    _assert_same(fast.objective, full.objective)
 
 
 @pytest.mark.parametrize("gradient_source,spatial,kv_expansion", SWITCHES)
