@@ -1,4 +1,4 @@
-"""Numerical safety and state leaks of every registered attribution method (issue 8, phase 2).
+"""Numerical safety and state leaks of every registered attribution method.
 
 Every method either raises :class:`NumericalError` or returns finite scores inside each step's
 prefix, whatever NaN/inf is injected into the forward or the backward pass; and no call --

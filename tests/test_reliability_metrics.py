@@ -1,6 +1,6 @@
-"""Numerical safety of the faithfulness metrics and flat maps in the evaluation (issue 8, phase 2).
+"""Numerical safety of the faithfulness metrics and flat maps in the evaluation.
 
-Property tests (issue 8.4) over hostile score vectors -- zeros, ties, a single perturbable token,
+Property tests over hostile score vectors -- zeros, ties, a single perturbable token,
 magnitudes from subnormal to 1e300 -- and arbitrary π grids: π-rescaled keep probabilities lie in
 [0, 1] with mean exactly π (a fallback rule is named when the main rule cannot reach π), AUCs lie in
 [0, 1], and the metrics are invariant to positive rescaling of the scores (π-Soft with every base
