@@ -28,7 +28,9 @@ that a metric needs, embeddings layers), so only the work a user waits for is me
 ``<row>[full_graph]`` rows ("before")
     Grad-ELLM (default and ``layers="all"``) and attention x gradient with
     ``gradient_path="full_graph"``: one forward with gradients over the sequence and one batched
-    backward, the computation that ran before the single-position path existed.
+    backward, the computation that ran before the single-position path existed; and
+    ``occlusion[whole]``, occlusion with ``share_head=False`` (every occluded copy run whole, not
+    from its batch's first occluded position over the clean prefix's keys/values).
 ``pi_soft`` rows (``T = 1`` only)
     :func:`gradellm_lens.metrics.evaluate_step` on the last step with Grad-ELLM's scores and the
     default ``FaithfulnessConfig``: ``pi_soft`` as an evaluation runs it (the step's
@@ -254,18 +256,21 @@ BEFORE_AFTER: tuple[tuple[str, str], ...] = (
     ("grad_ellm", "grad_ellm[full_graph]"),
     ("grad_ellm[layers=all]", "grad_ellm[layers=all,full_graph]"),
     ("attention_x_gradient", "attention_x_gradient[full_graph]"),
+    ("occlusion", "occlusion[whole]"),
     ("pi_soft", "pi_soft[before]"),
     ("pi_soft[sst2 chat, user text]", "pi_soft[sst2 chat, user text][before]"),
 )  # (after, before) row names
 
 
 def before_cases(model, inp: BenchInput) -> list[Case]:
-    """The gradient rows as they were computed before the single-position path (``gradient_path="full_graph"``)."""
+    """The rows as they were computed before the frozen-prefix paths: the gradient rows on the full
+    graph (``gradient_path="full_graph"``), occlusion on whole copies (``share_head=False``)."""
     full = {"gradient_path": "full_graph"}
     return [
         Case("grad_ellm[full_graph]", "before", method_call(model, "grad_ellm", inp, **full), exempt=True),
         Case("grad_ellm[layers=all,full_graph]", "before", method_call(model, "grad_ellm", inp, layers="all", **full)),
         Case("attention_x_gradient[full_graph]", "before", method_call(model, "attention_x_gradient", inp, **full)),
+        Case("occlusion[whole]", "before", method_call(model, "occlusion", inp, share_head=False)),
     ]
 
 

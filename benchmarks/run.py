@@ -8,8 +8,8 @@ Usage::
     python benchmarks/run.py --models tiny-llama --lengths 64 --steps 1 4 --repeats 3 --device cuda
     python benchmarks/run.py --model smollm2-135m-instruct --evaluate --before-rev d6e8b6b   # + evaluate throughput
 
-Before and after: the ``[full_graph]`` / ``[before]`` rows run the computation as it was before
-the single-position gradients and the shared π-Soft head (see :mod:`benchmarks.cases`), in the same
+Before and after: the ``[full_graph]`` / ``[whole]`` / ``[before]`` rows run the computation as it was before
+the single-position gradients, the shared occlusion and π-Soft heads (see :mod:`benchmarks.cases`), in the same
 run, and a before/after table puts the two ratios to the floor side by side. ``--evaluate``
 measures the whole ``gradellm-lens evaluate`` command (:mod:`benchmarks.throughput`): example-method
 pairs per minute for this checkout and, with ``--before-rev``, for that git revision, with one

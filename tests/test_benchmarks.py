@@ -65,7 +65,7 @@ def test_quick_run_writes_the_table(tmp_path, capsys):
 
     methods = [m for m in gl.list_methods() if m != "grad_ellm"]
     common = ["floor", "floor[hook_z last]", "floor[HF]", "forward", "generate", "grad_ellm", "grad_ellm[layers=all]"]
-    common += ["grad_ellm[full_graph]", "grad_ellm[layers=all,full_graph]", "attention_x_gradient[full_graph]"]
+    common += ["grad_ellm[full_graph]", "grad_ellm[layers=all,full_graph]", "attention_x_gradient[full_graph]", "occlusion[whole]"]
     common += [*methods, "captum:saliency", "captum:input_x_gradient", "captum:integrated_gradients"]
     expected = {
         1: [*common, "pi_soft", "pi_soft[before]"],

@@ -54,19 +54,47 @@ def test_batch_size_does_not_change_result(tiny_model, tiny_ids):
 
 
 def test_perturbations_run_batched(tiny_model, tiny_ids, monkeypatch):
-    """11 occluded copies with batch_size=5 are 3 forward passes (5 + 5 + 1 rows), after the clean one."""
+    """11 occluded copies with batch_size=5 are 3 forward passes (5 + 5 + 1 rows), after the clean one;
+    each batch runs only the positions from its first occluded one on (11, 6 and 1 of them)."""
     from gradellm_lens.methods import occlusion
 
-    rows = []
+    shapes = []
     real = occlusion.step_values
 
-    def spy(model, tokens, *args):
-        rows.append(tokens.shape[0])
-        return real(model, tokens, *args)
+    def spy(model, tokens, *args, **kwargs):
+        shapes.append(tuple(tokens.shape))
+        return real(model, tokens, *args, **kwargs)
 
     monkeypatch.setattr(occlusion, "step_values", spy)
-    get_method("occlusion")(tiny_model, batch_size=5).attribute(tiny_ids, _steps(tiny_ids, [10]))
-    assert rows == [1, 5, 5, 1]  # the longest prefix has 11 positions
+    out = get_method("occlusion")(tiny_model, batch_size=5).attribute(tiny_ids, _steps(tiny_ids, [10]))
+    assert shapes == [(1, 11), (5, 11), (5, 6), (1, 1)]  # the longest prefix has 11 positions
+    assert out.diagnostics["shared_head"] is True
+
+    shapes.clear()
+    whole = get_method("occlusion")(tiny_model, batch_size=5, share_head=False)
+    whole = whole.attribute(tiny_ids, _steps(tiny_ids, [10]))
+    assert shapes == [(1, 11), (5, 11), (5, 11), (1, 11)] and whole.diagnostics["shared_head"] is False
+
+
+@pytest.mark.parametrize("replacement", ["zero", 17])
+@pytest.mark.parametrize("first_position", ["occlude", "skip"])
+def test_shared_head_matches_whole_copies(tiny_model, tiny_ids, replacement, first_position):
+    """Running each batch over the clean head's keys/values gives the whole-copy scores, for steps
+    before, inside and after a batch (a step before a batch's first position gets drop 0)."""
+    steps = _steps(tiny_ids, [1, 4, 7, len(tiny_ids) - 2])
+    options = dict(replacement=replacement, first_position=first_position, sign="raw", batch_size=3)
+    shared = get_method("occlusion")(tiny_model, **options).attribute(tiny_ids, steps)
+    whole = get_method("occlusion")(tiny_model, share_head=False, **options).attribute(tiny_ids, steps)
+    assert shared.diagnostics["shared_head"] and not whole.diagnostics["shared_head"]
+    torch.testing.assert_close(shared.scores, whole.scores, equal_nan=True, **TOL)
+
+
+def test_shared_head_is_not_used_under_installed_hooks(tiny_model, tiny_ids):
+    """An ablation installed around the call must see whole sequences: the method runs whole copies."""
+    hook = ("blocks.0.hook_resid_post", lambda x, hook=None: x)
+    with tiny_model.hooks(fwd_hooks=[hook]):
+        out = get_method("occlusion")(tiny_model).attribute(tiny_ids, _steps(tiny_ids, [10]))
+    assert out.diagnostics["shared_head"] is False
 
 
 def test_skip_first_position(tiny_model, tiny_ids):
@@ -84,6 +112,7 @@ def test_skip_first_position(tiny_model, tiny_ids):
         (dict(replacement=10**6), "outside the vocabulary"),
         (dict(batch_size=-2), "batch_size must be an integer >= 1"),
         (dict(first_position="keep"), "first_position='keep' is invalid"),
+        (dict(share_head="yes"), "share_head must be true or false"),
     ],
 )
 def test_bad_options(tiny_model, options, match):
@@ -96,3 +125,16 @@ def test_missing_special_token_is_explained(tiny_model, monkeypatch):
     monkeypatch.setattr(type(tiny_model), "tokenizer", property(lambda self: no_unk))
     with pytest.raises(InvalidInputError, match="this tokenizer has no unk token"):
         get_method("occlusion")(tiny_model, replacement="unk")
+
+
+@pytest.mark.slow
+def test_matches_naive_loop_smollm2(smollm2, smollm2_hf):
+    """On the real model, with the shared head (batches over the clean prefix's keys/values), against
+    one plain HF forward per occluded token."""
+    ids = torch.tensor(smollm2.tokenizer("The capital of France is Paris, and the capital of Italy is Rome").input_ids)
+    positions = [5, len(ids) - 2]
+    out = get_method("occlusion")(smollm2, sign="raw", batch_size=4).attribute(ids, _steps(ids, positions))
+    assert out.diagnostics["shared_head"] is True
+    for row, p in enumerate(positions):
+        ref = naive_occlusion(smollm2_hf, ids, p, int(ids[p + 1]))
+        torch.testing.assert_close(out.scores[row, : p + 1], ref, atol=2e-4, rtol=1e-3)

@@ -49,11 +49,13 @@ def ids(tiny_tokenizer):
 
 @pytest.fixture(scope="module")
 def clean(tiny_model, ids):
-    """Every method's scores on the unpoisoned model, on the gradient path they take under an installed
-    hook (the full graph: the single-position path never runs with hooks), so they compare bit for bit."""
+    """Every method's scores on the unpoisoned model, on the path they take under an installed hook
+    (the full graph and whole sequences: frozen-prefix passes never run with hooks), so they compare
+    bit for bit."""
+    whole = {"gradient_path": "full_graph", "share_head": False}
     out = {}
     for name in METHODS:
-        path = {"gradient_path": "full_graph"} if "gradient_path" in gl.get_method(name).option_names() else {}
+        path = {k: v for k, v in whole.items() if k in gl.get_method(name).option_names()}
         out[name] = _method(name, tiny_model, **path).attribute(ids, _steps(ids)).scores
     return out
 

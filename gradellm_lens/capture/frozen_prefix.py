@@ -53,6 +53,15 @@ class FrozenKeysValues:
         """``h``, the number of frozen positions."""
         return next(iter(self.keys.values())).shape[2]
 
+    def head(self, length: int) -> FrozenKeysValues:
+        """The first ``length`` frozen positions (views, no copy): the keys/values of ``tokens[:length]``."""
+        if not 1 <= length <= self.length:
+            raise ValueError(f"a head of {length} positions of {self.length} frozen ones")
+        return FrozenKeysValues(
+            {layer: k[:, :, :length] for layer, k in self.keys.items()},
+            {layer: v[:, :, :length] for layer, v in self.values.items()},
+        )
+
     @property
     def dtype(self) -> torch.dtype:
         return next(iter(self.keys.values())).dtype
@@ -125,7 +134,16 @@ def skipped_blocks(blocks: Sequence[torch.nn.Module]) -> Iterator[None]:
 
 
 def tail_forward(model, tail: Tensor, frozen: FrozenKeysValues, *, fwd_hooks: Sequence[FwdHook] = ()) -> Tensor:
-    """Logits at the last position of ``tail [batch, m]``, the tokens after a frozen head of ``h`` positions.
+    """Logits ``[batch, vocab]`` at the last position of ``tail [batch, m]``, the tokens after a frozen
+    head of ``h`` positions (:func:`tail_logits` at the last position)."""
+    return tail_logits(model, tail, frozen, [-1], fwd_hooks=fwd_hooks)[:, 0]
+
+
+def tail_logits(
+    model, tail: Tensor, frozen: FrozenKeysValues, positions: Sequence[int], *, fwd_hooks: Sequence[FwdHook] = ()
+) -> Tensor:
+    """Logits ``[batch, len(positions), vocab]`` at ``positions`` of ``tail [batch, m]`` (indices into the
+    tail), the tokens after a frozen head of ``h`` positions; the unembedding runs there only.
 
     Each tail position attends to every frozen position and causally to the tail; position ids
     continue from ``h``. ``fwd_hooks`` see tail-shaped activations (e.g. ``hook_embed``
@@ -135,11 +153,10 @@ def tail_forward(model, tail: Tensor, frozen: FrozenKeysValues, *, fwd_hooks: Se
     visible = torch.ones(m, h + m, dtype=torch.bool, device=tail.device)
     visible[:, h:] = torch.ones(m, m, dtype=torch.bool, device=tail.device).tril()
     mask = cached_attention_mask(visible[None].expand(tail.shape[0], -1, -1), frozen.dtype)
-    positions = torch.arange(h, h + m, device=tail.device)[None].expand(tail.shape[0], -1)
-    cut, _ = logit_rows_hook(model, [-1])
-    with torch.no_grad(), model.hooks(fwd_hooks=[*fwd_hooks, *cut]):
-        logits = model(tail, attention_mask=mask, position_ids=positions, layer_past=frozen)
-    return logits[:, -1]
+    position_ids = torch.arange(h, h + m, device=tail.device)[None].expand(tail.shape[0], -1)
+    rows, select = logit_rows_hook(model, positions)
+    with torch.no_grad(), model.hooks(fwd_hooks=[*fwd_hooks, *rows]):
+        return select(model(tail, attention_mask=mask, position_ids=position_ids, layer_past=frozen))
 
 
 def prefix_cache_supported(model) -> bool:

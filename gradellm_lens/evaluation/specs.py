@@ -25,7 +25,7 @@ from typing import Any
 from ..errors import InvalidInputError, unknown_name_error
 from ..methods.base import SIGN_HANDLING, AttributionMethod, get_method, list_methods, make_method
 
-THROUGHPUT_OPTIONS: frozenset[str] = frozenset({"batch_size", "share_forward", "gradient_path"})
+THROUGHPUT_OPTIONS: frozenset[str] = frozenset({"batch_size", "share_forward", "share_head", "gradient_path"})
 """Method options that change how fast scores are computed, not the scores."""
 
 

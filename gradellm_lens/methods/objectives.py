@@ -17,19 +17,33 @@ from jaxtyping import Float
 from torch import Tensor
 
 from ..capture import Captured, FwdHook, capture_gradients, logit_rows_hook
+from ..capture.frozen_prefix import FrozenKeysValues, tail_logits
 from ..targets import Step, stacked_values
 from ..typing import BatchTokenIds, TokenIds
 
 
 @torch.no_grad()
 def step_values(
-    model, tokens: BatchTokenIds, steps: Sequence[Step], fwd_hooks: Sequence[FwdHook] = ()
+    model,
+    tokens: BatchTokenIds,
+    steps: Sequence[Step],
+    fwd_hooks: Sequence[FwdHook] = (),
+    *,
+    frozen: FrozenKeysValues | None = None,
 ) -> Float[Tensor, "batch step"]:
     """``values[b, t] = steps[t].target(logits of row b at steps[t].position)`` from one no-grad forward
-    (``fwd_hooks`` applied), the unembedding run only at the step positions; float32."""
-    rows, select = logit_rows_hook(model, [s.position for s in steps])
-    with model.hooks(fwd_hooks=[*fwd_hooks, *rows]):
-        logits = select(model(tokens))
+    (``fwd_hooks`` applied), the unembedding run only at the step positions; float32.
+
+    With ``frozen`` (the keys/values of the first ``h`` positions), ``tokens`` are the positions from
+    ``h`` on and run over them (:func:`~gradellm_lens.capture.frozen_prefix.tail_logits`); step
+    positions still count from 0 and must be ``>= h``.
+    """
+    if frozen is None:
+        rows, select = logit_rows_hook(model, [s.position for s in steps])
+        with model.hooks(fwd_hooks=[*fwd_hooks, *rows]):
+            logits = select(model(tokens))
+    else:
+        logits = tail_logits(model, tokens, frozen, [s.position - frozen.length for s in steps], fwd_hooks=fwd_hooks)
     return stacked_values([s.target for s in steps], logits).float()
 
 

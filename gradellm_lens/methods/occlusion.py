@@ -15,7 +15,14 @@ part by default).
 Computation: occluding position :math:`i` changes the logits at positions :math:`\ge i` only,
 so one forward per occluded position over the longest prefix serves every step. The :math:`L`
 occluded copies (one per position of the longest prefix) run in batches of ``batch_size`` rows;
-the clean score comes from one extra forward. No gradients are taken.
+the clean score comes from one extra forward. No gradients are taken. For the same reason the
+positions before a batch's first occluded one are clean in every copy of the batch: with
+``share_head=True`` (default, where the model supports frozen prefixes) their keys and values are
+taken from one clean forward and each batch runs only the positions from its first occluded one
+on (:func:`~gradellm_lens.capture.frozen_prefix.tail_logits`), about half the work for batches much
+shorter than the prefix. A step before that position keeps its clean value (drop exactly 0, which
+causality gives the full forward too). Same scores up to float rounding; ``share_head=False`` runs
+whole copies.
 
 Position 0: with ``first_position="occlude"`` (default) it is occluded like any other token. On
 models that prepend a BOS token this usually gives BOS a large score (zeroing the attention sink
@@ -29,8 +36,10 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import torch
+from jaxtyping import Float
 from torch import Tensor
 
+from ..capture.frozen_prefix import FrozenKeysValues, prefix_cache_supported, record_keys_values
 from ..errors import InvalidInputError
 from ..targets import Step, as_index
 from ..typing import StepScores, TokenIds
@@ -52,11 +61,14 @@ class OcclusionOptions:
             pad / unk token) or a token id.
         batch_size: occluded copies per forward pass (default 16).
         first_position: ``"occlude"`` (default) or ``"skip"`` (position 0 keeps score 0).
+        share_head: run each batch over the clean keys/values of the positions before its first
+            occluded one (default True; a speed option, the scores are the same).
     """
 
     replacement: Replacement = "zero"
     batch_size: int = 16
     first_position: FirstPosition = "occlude"
+    share_head: bool = True
 
     def __post_init__(self) -> None:
         if not (isinstance(self.replacement, str) and self.replacement in ("zero", "pad", "unk")):
@@ -68,6 +80,8 @@ class OcclusionOptions:
         object.__setattr__(self, "batch_size", as_index(self.batch_size, "batch_size", minimum=1))
         if self.first_position not in ("occlude", "skip"):
             raise InvalidInputError(f"first_position={self.first_position!r} is invalid; use 'occlude' or 'skip'.")
+        if not isinstance(self.share_head, bool):
+            raise InvalidInputError(f"share_head must be true or false, got {self.share_head!r}.")
 
 
 class Occlusion(AttributionMethod):
@@ -100,29 +114,53 @@ class Occlusion(AttributionMethod):
         return int(token_id)
 
     @torch.no_grad()
-    def _scores(self, tokens: TokenIds, steps: Sequence[Step], positions: Tensor) -> Tensor:
-        """``y_t`` with each of ``positions`` occluded in turn: ``[len(positions), step]``."""
-        batch = tokens[None].repeat(len(positions), 1)
+    def _drops(
+        self, tokens: TokenIds, steps: Sequence[Step], clean: Tensor, positions: Tensor, frozen: FrozenKeysValues | None
+    ) -> Float[Tensor, "step row"]:
+        """``y_t(x) - y_t(x^{(i)})`` for each ``i`` of ``positions`` (ascending): ``[step, len(positions)]``.
+
+        With ``frozen`` (the clean prefix's keys/values) and a first position ``a > 0``, the copies
+        run ``tokens[a:]`` over the keys/values of ``tokens[:a]``; steps before ``a`` are not run
+        (their drop is exactly 0 by causality).
+        """
+        start = int(positions[0]) if frozen is not None else 0
+        head = frozen.head(start) if start > 0 else None
+        live = [t for t, s in enumerate(steps) if s.position >= start]
+        batch = tokens[None, start:].repeat(len(positions), 1)
         rows = torch.arange(len(positions), device=tokens.device)
+        columns = positions - start
         hooks = []
         if self.replacement_id is None:
 
             def occlude(embed: Tensor, hook=None) -> Tensor:
                 embed = embed.clone()
-                embed[rows, positions] = 0.0
+                embed[rows, columns] = 0.0
                 return embed
 
             hooks.append((EMBED_HOOK, occlude))
         else:
-            batch[rows, positions] = self.replacement_id
-        return step_values(self.model, batch, steps, hooks)
+            batch[rows, columns] = self.replacement_id
+        drops = torch.zeros(len(steps), len(positions))
+        if not live:
+            return drops
+        occluded = step_values(self.model, batch, [steps[t] for t in live], hooks, frozen=head).cpu()
+        drops[live] = (clean[live, None] - occluded.T).float()
+        return drops
+
+    def _clean_keys_values(self, tokens: TokenIds) -> FrozenKeysValues | None:
+        """The keys/values of the clean prefix at every layer, where batches may run over them."""
+        if not self.options.share_head or not prefix_cache_supported(self.model):
+            return None
+        frozen, _ = record_keys_values(self.model, tokens[None], range(self.info.n_layers))
+        return frozen
 
     def _attribute(self, tokens: TokenIds, steps: Sequence[Step]) -> MethodOutput:
         tokens = shared_prefix(tokens, steps)
-        clean = step_values(self.model, tokens[None], steps)[0]  # [step]
+        clean = step_values(self.model, tokens[None], steps)[0].cpu()  # [step]
+        frozen = self._clean_keys_values(tokens)
         first = 1 if self.options.first_position == "skip" else 0
         occluded = torch.arange(first, tokens.shape[0], device=tokens.device)
         drops: StepScores = torch.zeros(len(steps), tokens.shape[0])
         for part in chunks(len(occluded), self.options.batch_size, "occlusion batches"):
-            drops[:, occluded[part].cpu()] = (clean[None, :] - self._scores(tokens, steps, occluded[part])).T.cpu()
-        return MethodOutput(scores=drops)
+            drops[:, occluded[part].cpu()] = self._drops(tokens, steps, clean, occluded[part], frozen)
+        return MethodOutput(scores=drops, diagnostics={"shared_head": frozen is not None})
