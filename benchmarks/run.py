@@ -8,12 +8,13 @@ Usage::
     python benchmarks/run.py --models tiny-llama --lengths 64 --steps 1 4 --repeats 3 --device cuda
     python benchmarks/run.py --model smollm2-135m-instruct --evaluate --before-rev d6e8b6b   # + evaluate throughput
 
-Before and after: the ``[full_graph]`` / ``[whole]`` / ``[before]`` rows run the computation as it was before
-the single-position gradients, the shared occlusion and π-Soft heads (see :mod:`benchmarks.cases`), in the same
-run, and a before/after table puts the two ratios to the floor side by side. ``--evaluate``
-measures the whole ``gradellm-lens evaluate`` command (:mod:`benchmarks.throughput`): example-method
-pairs per minute for this checkout and, with ``--before-rev``, for that git revision, with one
-process using every thread and with one single-threaded shard per core.
+Before and after: the ``[full_graph]`` / ``[whole]`` / ``[before]`` rows run the computation as it
+was before the single-position gradients and the shared occlusion and π-Soft heads (see
+:mod:`benchmarks.cases`), in the same run, and a before/after table puts the two ratios to the
+floor side by side. ``--evaluate`` measures the whole ``gradellm-lens evaluate`` command
+(:mod:`benchmarks.throughput`): example-method pairs per minute for this checkout and, with
+``--before-rev``, for that git revision, with one process using every thread and with one
+single-threaded shard per core.
 
 For every model, prompt length ``L`` and number of explained steps ``T`` the rows of
 :mod:`benchmarks.cases` are measured side by side: each is run once as warm-up, then the timed

@@ -82,7 +82,7 @@ def test_shared_head_matches_whole_copies(tiny_model, tiny_ids, replacement, fir
     """Running each batch over the clean head's keys/values gives the whole-copy scores, for steps
     before, inside and after a batch (a step before a batch's first position gets drop 0)."""
     steps = _steps(tiny_ids, [1, 4, 7, len(tiny_ids) - 2])
-    options = dict(replacement=replacement, first_position=first_position, sign="raw", batch_size=3)
+    options = {"replacement": replacement, "first_position": first_position, "sign": "raw", "batch_size": 3}
     shared = get_method("occlusion")(tiny_model, **options).attribute(tiny_ids, steps)
     whole = get_method("occlusion")(tiny_model, share_head=False, **options).attribute(tiny_ids, steps)
     assert shared.diagnostics["shared_head"] and not whole.diagnostics["shared_head"]
@@ -112,7 +112,7 @@ def test_skip_first_position(tiny_model, tiny_ids):
         (dict(replacement=10**6), "outside the vocabulary"),
         (dict(batch_size=-2), "batch_size must be an integer >= 1"),
         (dict(first_position="keep"), "first_position='keep' is invalid"),
-        (dict(share_head="yes"), "share_head must be true or false"),
+        ({"share_head": "yes"}, "share_head must be true or false"),
     ],
 )
 def test_bad_options(tiny_model, options, match):

@@ -121,7 +121,8 @@ class Occlusion(AttributionMethod):
 
         With ``frozen`` (the clean prefix's keys/values) and a first position ``a > 0``, the copies
         run ``tokens[a:]`` over the keys/values of ``tokens[:a]``; steps before ``a`` are not run
-        (their drop is exactly 0 by causality).
+        (their drop is exactly 0 by causality). The last step is always run: ``tokens`` end at its
+        position.
         """
         start = int(positions[0]) if frozen is not None else 0
         head = frozen.head(start) if start > 0 else None
@@ -141,10 +142,8 @@ class Occlusion(AttributionMethod):
         else:
             batch[rows, columns] = self.replacement_id
         drops = torch.zeros(len(steps), len(positions))
-        if not live:
-            return drops
         occluded = step_values(self.model, batch, [steps[t] for t in live], hooks, frozen=head).cpu()
-        drops[live] = (clean[live, None] - occluded.T).float()
+        drops[live] = clean[live, None] - occluded.T
         return drops
 
     def _clean_keys_values(self, tokens: TokenIds) -> FrozenKeysValues | None:
