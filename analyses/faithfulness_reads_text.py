@@ -1,20 +1,23 @@
-"""Does the model read the review? Per model and prompt format, on the first ~20 SST-2 examples.
+"""Does the model read the text? Per model, prompt format and task, on the first examples of each task.
 
 A faithfulness metric can only rank attributions of a prediction that depends on the input. This
-script measures, for each model and prompt format (plain, chat), with three forwards per example:
+script measures, for each model, prompt format (plain, chat) and task (by default the verdict's
+five: 20 examples of each classification task, 8 of each generation task), with the evaluation's
+own greedy continuation and step references (so its ρ is the one the verdict conditions on):
 
-* accuracy of the restricted label argmax (the larger logit of the two label words) against the
-  majority-class rate of the gold labels, and the share of each predicted label;
-* the label AUROC: the probability that a positive review gets a larger ``logit(positive) −
-  logit(negative)`` margin than a negative one (Mann–Whitney; 0.5 = the margin ignores the review);
-* how often the greedy first token is a label word at all;
-* ρ = (p(ŷ|x) − p(ŷ|x_∅)) / p(ŷ|x) for the greedy token ŷ with only the review masked (x_∅): its
-  median and the share of examples with ρ < 0.1 (ill-conditioned under the evaluation's default).
+* ρ = (p(ŷ|x) − p(ŷ|x_∅)) / p(ŷ|x) for every greedy token ŷ with only the dataset text masked
+  (x_∅): its median over the explained steps and the share of steps with ρ < 0.1 (ill-conditioned
+  under the evaluation's default, so left out of the verdict's means);
+* for classification tasks, the accuracy of the restricted label argmax (the larger probability of
+  the label words) against the majority-class rate of the gold labels, the share of each predicted
+  label, the label AUROC (the probability that a gold-1 example gets a larger
+  ``log p(label 1) − log p(label 0)`` margin than a gold-0 one; Mann–Whitney, 0.5 = the margin
+  ignores the text) and how often the greedy first token is a label word at all.
 
-Use it to choose the prompt format of a model before the verdict run::
+Long fields are cut as in the verdict (``--text-tokens``). Use it to choose the prompt format of a
+model, and to see which tasks a model is worth evaluating on, before the verdict run::
 
-    python analyses/faithfulness_reads_text.py --models smollm2-135m-instruct,qwen2.5-coder-0.5b-instruct \\
-        > analyses/results/faithfulness/reads_text.md
+    python analyses/faithfulness_reads_text.py > analyses/results/faithfulness/reads_text.md
 """
 
 from __future__ import annotations
@@ -24,13 +27,16 @@ import statistics
 import sys
 
 import torch
+from faithfulness_run import TEXT_TOKENS, parse_task_counts
 
 from gradellm_lens import load_model
+from gradellm_lens.attribute import build_steps, greedy_continuation
 from gradellm_lens.errors import LensError
-from gradellm_lens.metrics import all_prefix_mask, step_reference
+from gradellm_lens.evaluation import EvaluationConfig, step_references
 from gradellm_lens.tasks import make_task
 
 MODELS = "smollm2-135m-instruct,qwen2.5-coder-0.5b-instruct"
+SIZES = "sst2=20,imdb=20,boolq=20,tellmewhy=8,wikibio=8"
 
 
 def auroc(scores: list[float], labels: list[int]) -> float | None:
@@ -44,61 +50,89 @@ def auroc(scores: list[float], labels: list[int]) -> float | None:
 
 
 @torch.no_grad()
-def measure(model, prompt_format: str, n: int, min_rho: float, data_dir: str | None) -> list[str]:
-    """One table row: the statistics above for ``model`` under ``prompt_format``."""
-    task = make_task("sst2", data_dir=data_dir, prompt_format=prompt_format)
-    candidates = task.label_candidates(model.tokenizer)
-    device = next(model.parameters()).device
+def measure(model, task, n: int, min_rho: float) -> list[str]:
+    """One table row (from the ``n`` column on): the statistics above for ``model`` on ``task``."""
+    config = EvaluationConfig(min_rho=min_rho)
+    classify = task.kind == "classification"
+    candidates = task.label_candidates(model.tokenizer) if classify else []
     margins, gold, predicted, label_first, rhos = [], [], [], [], []
-    for example in task.load(n):
+    examples = task.load(n)
+    for example in examples:
         prompted = task.prompt(model, example)
-        logits = model(prompted.token_ids[None].to(device))[0, -1].float().cpu()
-        best = [float(logits[ids].max()) for ids in candidates]
-        greedy = int(logits.argmax())
-        mask = prompted.user_mask() & all_prefix_mask(prompted.length)
-        reference = step_reference(model, prompted.token_ids, greedy, perturbable=mask)
-        margins.append(best[1] - best[0])
-        gold.append(example.label)
-        predicted.append(int(torch.tensor(best).argmax()))
-        label_first.append(task.match_token(model.tokenizer.decode([greedy])) is not None)
-        rhos.append(reference.rho)
-    k = len(gold)
+        generated = greedy_continuation(model, prompted.token_ids, task.max_new_tokens)
+        sequence = torch.cat([prompted.token_ids, generated])
+        references = step_references(model, sequence, build_steps(prompted.length, sequence), prompted, config)
+        rhos += [reference.rho for reference in references]
+        if classify:
+            best = [float(references[0].full[ids].max().log()) for ids in candidates]
+            margins.append(best[1] - best[0])
+            gold.append(example.label)
+            predicted.append(int(torch.tensor(best).argmax()))
+            label_first.append(task.match_token(model.tokenizer.decode(generated[:1])) is not None)
+    k, dash = len(examples), "–"
+    head = [str(k), str(len(rhos))]
+    tail = [f"{statistics.median(rhos):.3f}", f"{sum(r < min_rho for r in rhos) / len(rhos):.0%}"]
+    if not classify:
+        return head + [dash] * 5 + tail
     majority = max(gold.count(0), gold.count(1)) / k
     accuracy = sum(p == g for p, g in zip(predicted, gold)) / k
     shares = ", ".join(f"{task.label_words[c].strip()} {predicted.count(c) / k:.0%}" for c in (1, 0))
     area = auroc(margins, gold)
-    return [
-        str(k), f"{accuracy:.2f}", f"{majority:.2f}", shares, "–" if area is None else f"{area:.2f}",
-        f"{sum(label_first) / k:.0%}", f"{statistics.median(rhos):.3f}", f"{sum(r < min_rho for r in rhos) / k:.0%}",
-    ]  # fmt: skip
+    return head + [
+        f"{accuracy:.2f}", f"{majority:.2f}", shares, dash if area is None else f"{area:.2f}",
+        f"{sum(label_first) / k:.0%}",
+    ] + tail  # fmt: skip
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=MODELS, help=f"comma-separated model names (default {MODELS})")
     parser.add_argument("--formats", default="plain,chat", help="prompt formats to compare (default plain,chat)")
-    parser.add_argument("--n", type=int, default=20, help="SST-2 examples (default 20)")
+    parser.add_argument("--n", default=SIZES, help=f"examples per task, in table order (default {SIZES})")
+    parser.add_argument("--text-tokens", default=TEXT_TOKENS,
+                        help=f"long fields cut to this many tokens, per task (default {TEXT_TOKENS})")  # fmt: skip
+    parser.add_argument("--max-new-tokens", type=int, default=10, help="generated tokens per example (default 10)")
     parser.add_argument("--min-rho", type=float, default=0.1, help="ill-conditioning threshold (default 0.1)")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
     parser.add_argument("--data-dir", default=None, help="task data folder (default ../shared/data)")
     args = parser.parse_args()
-    head = ["model", "prompt", "n", "accuracy", "majority", "predicted", "label AUROC", "first token is a label",
-            "median ρ", f"ρ < {args.min_rho:g}"]  # fmt: skip
-    print("# Does the model read the review? (SST-2, restricted label argmax, only the review masked for ρ)\n")
+    try:
+        sizes = parse_task_counts(args.n, "--n")
+        budgets = parse_task_counts(args.text_tokens, "--text-tokens")
+        common = {"data_dir": args.data_dir, "max_new_tokens": args.max_new_tokens}
+        tasks = {
+            (name, prompt_format): make_task(
+                name,
+                prompt_format=prompt_format,
+                **common,
+                **({"max_text_tokens": budgets[name]} if name in budgets else {}),
+            )
+            for name in sizes
+            for prompt_format in args.formats.split(",")
+        }
+    except LensError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    head = ["model", "task", "prompt", "n", "steps", "accuracy", "majority", "predicted", "label AUROC",
+            "first token is a label", "median ρ", f"ρ < {args.min_rho:g}"]  # fmt: skip
+    print(
+        "# Does the model read the text? (only the dataset text masked for ρ; classification: restricted "
+        f"label argmax; long fields cut: {args.text_tokens})\n"
+    )
     print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
     for name in args.models.split(","):
         try:
             model = load_model(name, device=args.device)
         except LensError as exc:
             reason = str(exc).split(":")[0]  # e.g. "Could not load model 'x'"
-            print(f"| {name} | – | not available: {reason} |" + " |" * (len(head) - 3), flush=True)
+            print(f"| {name} | – | – | not available: {reason} |" + " |" * (len(head) - 4), flush=True)
             continue
-        for prompt_format in args.formats.split(","):
+        for (task_name, prompt_format), task in tasks.items():
             try:
-                row = measure(model, prompt_format, args.n, args.min_rho, args.data_dir)
+                row = measure(model, task, sizes[task_name], args.min_rho)
             except LensError as exc:
-                row = [f"failed: {str(exc).splitlines()[0]}"] + ["–"] * (len(head) - 3)
-            print(f"| {name} | {prompt_format} | " + " | ".join(row) + " |", flush=True)
+                row = [f"failed: {str(exc).splitlines()[0]}"] + ["–"] * (len(head) - 4)
+            print(f"| {name} | {task_name} | {prompt_format} | " + " | ".join(row) + " |", flush=True)
         del model
     return 0
 
