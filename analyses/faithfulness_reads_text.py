@@ -23,17 +23,17 @@ model, and to see which tasks a model is worth evaluating on, before the verdict
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
 
 import torch
-from faithfulness_run import TEXT_TOKENS, parse_task_counts
+from faithfulness_run import TEXT_TOKENS, make_verdict_task, parse_task_counts
 
 from gradellm_lens import load_model
 from gradellm_lens.attribute import build_steps, greedy_continuation
 from gradellm_lens.errors import LensError
 from gradellm_lens.evaluation import EvaluationConfig, step_references
-from gradellm_lens.tasks import make_task
 
 MODELS = "smollm2-135m-instruct,qwen2.5-coder-0.5b-instruct"
 SIZES = "sst2=20,imdb=20,boolq=20,tellmewhy=8,wikibio=8"
@@ -54,7 +54,6 @@ def measure(model, task, n: int, min_rho: float) -> list[str]:
     """One table row (from the ``n`` column on): the statistics above for ``model`` on ``task``."""
     config = EvaluationConfig(min_rho=min_rho)
     classify = task.kind == "classification"
-    candidates = task.label_candidates(model.tokenizer) if classify else []
     margins, gold, predicted, label_first, rhos = [], [], [], [], []
     examples = task.load(n)
     for example in examples:
@@ -64,7 +63,7 @@ def measure(model, task, n: int, min_rho: float) -> list[str]:
         references = step_references(model, sequence, build_steps(prompted.length, sequence), prompted, config)
         rhos += [reference.rho for reference in references]
         if classify:
-            best = [float(references[0].full[ids].max().log()) for ids in candidates]
+            best = [math.log(p) for p in task.label_scores(model.tokenizer, references[0].full)]
             margins.append(best[1] - best[0])
             gold.append(example.label)
             predicted.append(int(torch.tensor(best).argmax()))
@@ -101,12 +100,7 @@ def main() -> int:
         budgets = parse_task_counts(args.text_tokens, "--text-tokens")
         common = {"data_dir": args.data_dir, "max_new_tokens": args.max_new_tokens}
         tasks = {
-            (name, prompt_format): make_task(
-                name,
-                prompt_format=prompt_format,
-                **common,
-                **({"max_text_tokens": budgets[name]} if name in budgets else {}),
-            )
+            (name, prompt_format): make_verdict_task(name, budgets, prompt_format=prompt_format, **common)
             for name in sizes
             for prompt_format in args.formats.split(",")
         }

@@ -46,6 +46,12 @@ def parse_task_counts(text: str, option: str) -> dict[str, int]:
     return counts
 
 
+def make_verdict_task(name: str, budgets: dict[str, int], **options):
+    """Task ``name`` as the verdict builds it: its long field cut to ``budgets[name]`` tokens where
+    ``budgets`` (from ``--text-tokens``) names the task, uncut otherwise."""
+    return make_task(name, **options, **({"max_text_tokens": budgets[name]} if name in budgets else {}))
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True, help="built-in model name, e.g. smollm2-135m-instruct")
@@ -80,10 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         specs = parse_method_specs(args.methods)  # name errors before the model loads
         common = {"data_dir": args.data_dir, "prompt_format": args.prompt_format, "label_match": args.label_match,
                   "max_new_tokens": args.max_new_tokens}  # fmt: skip
-        tasks = {
-            task: make_task(task, **common, **({"max_text_tokens": budgets[task]} if task in budgets else {}))
-            for task in sizes
-        }
+        tasks = {task: make_verdict_task(task, budgets, **common) for task in sizes}
         model = load_model(args.model, device=args.device)
         for task_name, task in tasks.items():
             config = EvaluationConfig(

@@ -33,6 +33,7 @@ from typing import Any, ClassVar
 import torch
 
 from ..errors import InvalidInputError, NumericalError
+from ..typing import Logits
 from .base import Example, HubSpec, Task, text_field
 from .data import field
 from .prompts import PromptedExample
@@ -82,13 +83,18 @@ class ClassificationTask(Task):
         return hits[0] if len(hits) == 1 else None
 
     @torch.no_grad()
+    def label_scores(self, tokenizer, logits: Logits) -> list[float]:
+        """Per label, the largest entry of ``logits`` over the label's candidate ids: the scores
+        ``label_match="restricted"`` takes the argmax of. ``logits`` is one ``[vocab]`` vector;
+        log-probabilities or probabilities give the same argmax."""
+        if not torch.isfinite(logits).all():
+            raise NumericalError("The model produced non-finite logits for the label words.")
+        return [float(logits[ids].max()) for ids in self.label_candidates(tokenizer)]
+
     def _restricted_prediction(self, model, prompted: PromptedExample) -> int:
         device = next(model.parameters()).device
         logits = model(prompted.token_ids[None].to(device))[0, -1].float().cpu()
-        if not torch.isfinite(logits).all():
-            raise NumericalError("The model produced non-finite logits for the label words.")
-        best = [float(logits[ids].max()) for ids in self.label_candidates(model.tokenizer)]
-        return int(torch.tensor(best).argmax())
+        return int(torch.tensor(self.label_scores(model.tokenizer, logits)).argmax())
 
     def judge(self, model, prompted: PromptedExample, example: Example, generated: Sequence[int]) -> dict[str, Any]:
         first = model.tokenizer.decode([int(generated[0])])
