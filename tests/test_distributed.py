@@ -147,6 +147,24 @@ def test_shard_files_present_missing_and_of_other_shardings(tmp_path):
     assert find_shard_files(tmp_path, 3).missing and not find_shard_files(tmp_path / "x", 1).present
 
 
+def test_shard_files_of_another_sharding_with_this_runs_pairs_are_resumed_and_merged(tiny_model, data_dir, tmp_path):
+    from gradellm_lens.tasks import make_task
+
+    def run(out, pis=(0.3, 0.7), **shard):
+        config = EvaluationConfig(n=4, metrics=FaithfulnessConfig(pis=pis, n_draws=1), progress=False, **shard)
+        return run_evaluation(tiny_model, make_task("sst2", data_dir=data_dir), "grad_ellm", out, config)
+
+    run(tmp_path / "results.shard-0-of-4.jsonl", shard_index=0, num_shards=4)  # this run's options
+    run(tmp_path / "results.shard-1-of-4.jsonl", pis=(0.5,), shard_index=1, num_shards=4)  # other options
+    assert run(shard_paths(tmp_path, 2)[0], shard_index=0, num_shards=2).skipped == 1
+    files = find_shard_files(tmp_path, 2)
+    assert [p.name for p in files.resumed] == ["results.shard-0-of-4.jsonl"]
+    assert [p.name for p in files.others] == ["results.shard-1-of-4.jsonl"]
+    assert [p.name for p in files.merged] == ["results.shard-0-of-2.jsonl", "results.shard-0-of-4.jsonl"]
+    assert summarize(list(files.merged), n_boot=10).n_examples == 2
+    assert any("resumed from and merged" in note for note in files.notes(tmp_path))
+
+
 # ---- merged shards summarise exactly like one file ---------------------------------------------
 
 
@@ -204,7 +222,7 @@ def result_records(paths: list[Path]) -> dict[tuple[str, str], dict]:
 
 
 def assert_close(a, b, where: str = "") -> None:
-    """Equal structures; numbers within 1e-6."""
+    """Equal structures; numbers within 1e-5 (float32 forwards in two processes: summation order may differ)."""
     if isinstance(a, dict):
         assert a.keys() == b.keys(), where
         for key in a:
@@ -214,7 +232,7 @@ def assert_close(a, b, where: str = "") -> None:
         for i, (x, y) in enumerate(zip(a, b)):
             assert_close(x, y, f"{where}[{i}]")
     elif isinstance(a, float) or isinstance(b, float):
-        assert math.isclose(a, b, rel_tol=0, abs_tol=1e-6), f"{where}: {a} != {b}"
+        assert math.isclose(a, b, rel_tol=0, abs_tol=1e-5), f"{where}: {a} != {b}"
     else:
         assert a == b, where
 
@@ -244,7 +262,7 @@ def test_accelerate_launch_two_cpu_processes_match_a_single_process_and_resume(d
     for m, s in zip(merged_rows, single_rows):
         for col in ("mean", "ci_low", "ci_high"):
             if s[col]:
-                assert math.isclose(float(m[col]), float(s[col]), abs_tol=1e-6), (s["method"], s["metric"], col)
+                assert math.isclose(float(m[col]), float(s[col]), abs_tol=1e-5), (s["method"], s["metric"], col)
 
     # the same launch again: every pair is found in its shard file, nothing is recomputed or appended
     before = [p.read_bytes() for p in shards]

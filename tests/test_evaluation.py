@@ -373,6 +373,55 @@ def test_shards_partition_the_examples_and_merge_to_the_unsharded_result(tiny_mo
         run(tiny_model, data_dir, shards[0], methods="grad_ellm", n=5, shard_index=1, num_shards=2)
 
 
+def test_a_run_resumes_from_the_shard_files_of_another_sharding(tiny_model, data_dir, tmp_path):
+    run(tiny_model, data_dir, tmp_path / "full.jsonl", methods="grad_ellm", n=5)
+    folder = tmp_path / "run"
+    for i in (0, 1):  # shards 0 and 1 of 4: examples 0, 4 and 1
+        run(tiny_model, data_dir, results_path(folder, i, 4), methods="grad_ellm", n=5, shard_index=i, num_shards=4)
+    # the same run resumed as 2 shards (examples 0, 2, 4 and 1, 3) computes only what no file holds yet
+    first = run(tiny_model, data_dir, results_path(folder, 0, 2), methods="grad_ellm", n=5, shard_index=0, num_shards=2)
+    assert (first.written, first.skipped) == (1, 2)
+    assert first.resumed_from == (results_path(folder, 0, 4),)
+    second = run(
+        tiny_model, data_dir, results_path(folder, 1, 2), methods="grad_ellm", n=5, shard_index=1, num_shards=2
+    )
+    assert (second.written, second.skipped, second.resumed_from) == (1, 1, (results_path(folder, 1, 4),))
+    assert [r["index"] for r in results(results_path(folder, 0, 2))] == [2]
+    merged = summarize(sorted(folder.glob("results*.jsonl")), n_boot=300)
+    assert merged.duplicates == 0 and merged.n_examples == 5
+    assert merged.to_csv() == summarize([tmp_path / "full.jsonl"], n_boot=300).to_csv()
+    # a file holding the pairs already is not a source; overwrite starts over and reads no other file
+    again = run(tiny_model, data_dir, results_path(folder, 0, 2), methods="grad_ellm", n=5, shard_index=0, num_shards=2)
+    assert (again.written, again.skipped, again.resumed_from) == (0, 3, (results_path(folder, 0, 4),))
+    fresh = run(
+        tiny_model, data_dir, results_path(folder, 0, 2), methods="grad_ellm", n=5, shard_index=0, num_shards=2,
+        mode="overwrite",
+    )  # fmt: skip
+    assert (fresh.written, fresh.skipped, fresh.resumed_from) == (3, 0, ())
+
+
+def test_pairs_of_other_options_in_another_shard_file_are_recomputed(tiny_model, data_dir, tmp_path):
+    other = FaithfulnessConfig(pis=(0.5,), n_draws=1)
+    run(tiny_model, data_dir, results_path(tmp_path, 0, 4), methods="grad_ellm", n=4, num_shards=4, metrics=other)
+    report = run(tiny_model, data_dir, results_path(tmp_path, 0, 2), methods="grad_ellm", n=4, num_shards=2)
+    assert (report.written, report.skipped, report.resumed_from) == (2, 0, ())
+
+
+def test_cli_resumes_from_another_sharding_and_summarises_every_example(data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["evaluate", "--task", "sst2", *CLI_FAST, "--methods", "grad_ellm", "--n", "3", "--data-dir",
+            str(data_dir), "--out-dir", str(out)]  # fmt: skip
+    assert main([*argv, "--shard-index", "1", "--num-shards", "2"]) == 0
+    capsys.readouterr()
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "2 new result(s)" in printed and "1 already done" in printed
+    assert "resumed from results.shard-1-of-2.jsonl" in printed
+    with open(out / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {row["n"] for row in rows if row["method"] == "grad_ellm" and row["n"]} == {"3"}
+
+
 def test_bootstrap_ci_matches_the_normal_approximation():
     x = np.tile([0.0, 1.0], 200)
     est = bootstrap_ci(x, n_boot=4000)

@@ -212,7 +212,7 @@ def run(args: argparse.Namespace) -> int:
     if context.distributed and context.is_main:
         files = find_shard_files(out_dir, args.num_shards)
         if not files.missing:
-            write_and_print(list(files.present), out_dir, args)
+            write_and_print(list(files.merged), out_dir, args)
         for note in files.notes(out_dir):
             print(f"note: {note}")
     return 0
@@ -248,8 +248,10 @@ def _evaluate_shard(args: argparse.Namespace, distributed: bool, local_rank: int
         f"{report.written} new result(s), {report.failed} failed, {report.skipped} already done{note}; "
         f"{report.n_examples} examples -> {path} in {report.elapsed_s:.1f} s"
     )
+    if report.resumed_from:
+        print(f"resumed from {', '.join(p.name for p in report.resumed_from)} (another number of shards)")
     if args.num_shards == 1:
-        write_and_print([path], out_dir, args)
+        write_and_print([path, *report.resumed_from], out_dir, args)
     elif not distributed:
         print(f"shard {args.shard_index + 1}/{args.num_shards} done; merge with: gradellm-lens summarize {out_dir}")
     return out_dir

@@ -42,13 +42,15 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def expand_results(paths: list[str]) -> list[Path]:
     """Files as given; a folder stands for the ``results*.jsonl`` files inside it."""
+    from ..evaluation.store import RESULTS_GLOB, results_files
+
     out: list[Path] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found = sorted(path.glob("results*.jsonl"))
+            found = results_files(path)
             if not found:
-                raise InvalidInputError(f"No results*.jsonl files in folder {path}.")
+                raise InvalidInputError(f"No {RESULTS_GLOB} files in folder {path}.")
             out.extend(found)
         elif path.is_file():
             out.append(path)

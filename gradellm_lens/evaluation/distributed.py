@@ -24,9 +24,10 @@ torch's intra-op threads to its share, ``cores // LOCAL_WORLD_SIZE`` (at least 1
 when ``OMP_NUM_THREADS`` or ``MKL_NUM_THREADS`` is set (by the user or the launcher) or torch
 already uses no more than its share.
 
-Rerunning the same launch resumes: each process reopens its own shard file and skips the pairs
-already in it. Resuming needs the same ``N`` (another ``N`` is another partition of the examples
-into other files; those files can still be merged with ``gradellm-lens summarize``).
+Rerunning resumes: each process reopens its own shard file and skips the pairs already in it or
+in any other results file of the folder (:func:`~.store.finished_elsewhere`), so a run may be
+resumed with another ``N`` (another partition of the examples into other files); the main process
+then merges those files too (:attr:`ShardFiles.resumed`).
 
 The process group comes from ``accelerate.PartialState`` (the ``distributed`` extra; also a
 dependency of TransformerLens 4.x): ``nccl`` on CUDA, ``gloo`` on CPU, read from the launcher's
@@ -49,6 +50,7 @@ import torch
 
 from ..errors import InvalidInputError, LensError, MissingPackageError
 from .runner import results_path
+from .store import finished_elsewhere, read_results, results_files
 
 T = TypeVar("T")
 AUTO = "auto"
@@ -289,13 +291,22 @@ class ShardFiles:
         present: this run's shard files that exist here (by shard index).
         missing: this run's shard files that do not: written on another machine without a shared
             file system (copy them here, then ``gradellm-lens summarize``).
-        others: ``results*.jsonl`` files of another sharding (another number of processes): neither
-            resumed nor merged by this run.
+        resumed: ``results*.jsonl`` files of another sharding (another number of processes) holding
+            pairs of this run's configuration: the run skipped those pairs, and its summary merges
+            these files.
+        others: ``results*.jsonl`` files of another sharding with none of this run's pairs: neither
+            resumed nor merged.
     """
 
     present: tuple[Path, ...]
     missing: tuple[Path, ...]
     others: tuple[Path, ...]
+    resumed: tuple[Path, ...] = ()
+
+    @property
+    def merged(self) -> tuple[Path, ...]:
+        """The files the run's summary is made of."""
+        return self.present + self.resumed
 
     def notes(self, out_dir: str | Path) -> list[str]:
         """One line per thing the user should know (nothing when every shard is here)."""
@@ -306,12 +317,18 @@ class ShardFiles:
                 f"{len(self.missing)} shard file(s) are not on this machine ({names}): copy them into {out_dir} "
                 f"and run: gradellm-lens summarize {out_dir}"
             )
+        out += [f"{p} is from a run with another number of processes (resumed from and merged)" for p in self.resumed]
         out += [f"{p} is from a run with another number of processes (not merged)" for p in self.others]
         return out
 
 
 def find_shard_files(out_dir: str | Path, num_shards: int) -> ShardFiles:
-    """Sort the ``results*.jsonl`` files of ``out_dir`` into this run's (present / missing) and others."""
+    """Sort the ``results*.jsonl`` files of ``out_dir`` into this run's (present / missing), resumed and others."""
     mine = shard_paths(out_dir, num_shards)
-    others = [p for p in sorted(Path(out_dir).glob("results*.jsonl")) if p not in set(mine)]
-    return ShardFiles(tuple(p for p in mine if p.is_file()), tuple(p for p in mine if not p.is_file()), tuple(others))
+    present = tuple(p for p in mine if p.is_file())
+    fingerprints = {
+        entry["fingerprint"] for p in present for h in read_results(p)[0] for entry in h["methods"].values()
+    }
+    resumed = tuple(p for p in finished_elsewhere(mine[0], fingerprints) if p not in mine)
+    others = tuple(p for p in results_files(out_dir) if p not in mine and p not in resumed)
+    return ShardFiles(present, tuple(p for p in mine if not p.is_file()), others, resumed)

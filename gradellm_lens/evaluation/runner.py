@@ -11,7 +11,8 @@ shard_index``):
    ``ρ = (p(ŷ|x) - p(ŷ|x_∅)) / p(ŷ|x)``. Every method, control and random map of the step reuses
    them. ``perturb="user_text"`` (default) masks only the dataset-text tokens of the prompt (the
    review, passage and question, or story), ``"all"`` every prefix position but BOS;
-3. for each method whose (example, configuration) pair is not in the results file yet: attribute
+3. for each method whose (example, configuration) pair is in no results file of the folder yet
+   (its own, or another sharding's: :func:`~.store.finished_elsewhere`; not with ``mode="overwrite"``): attribute
    every generated step in one call, then score each step with
    :func:`~gradellm_lens.metrics.evaluate_step`:
 
@@ -65,7 +66,7 @@ from ..targets import Step
 from ..tasks import Example, PromptedExample, Task, make_task
 from ..typing import TokenIds, TokenScores
 from .specs import THROUGHPUT_OPTIONS, MethodSpec, build_methods, parse_method_specs
-from .store import OPEN_MODES, OpenMode, ResultsFile, RunHeader
+from .store import OPEN_MODES, OpenMode, ResultsFile, RunHeader, finished_elsewhere
 
 PerturbMode = Literal["all", "user_text"]
 PERTURB_MODES: tuple[str, ...] = ("all", "user_text")
@@ -143,7 +144,11 @@ class EvaluationConfig:
 
 @dataclass(frozen=True)
 class RunReport:
-    """What a run did: ``written`` new lines (``failed`` of them), ``skipped`` pairs already done."""
+    """What a run did: ``written`` new lines (``failed`` of them), ``skipped`` pairs already done.
+
+    ``resumed_from`` lists the folder's other results files that held some of the skipped pairs
+    (another sharding's): the run's summary merges them with ``path``.
+    """
 
     path: Path
     n_examples: int
@@ -152,6 +157,7 @@ class RunReport:
     failed: int
     dropped_partial: bool
     elapsed_s: float
+    resumed_from: tuple[Path, ...] = ()
 
 
 def results_path(out_dir: str | Path, shard_index: int = 0, num_shards: int = 1) -> Path:
@@ -368,7 +374,9 @@ def run_evaluation(
         task: a task name (:func:`gradellm_lens.tasks.list_tasks`) or instance.
         methods: ``"grad_ellm,grad_ellm:reference,integrated_gradients"``, a list of such specs, or
             :class:`~.specs.MethodSpec` objects (see :mod:`.specs`).
-        out: results file; resumed when it exists (see ``config.mode``).
+        out: results file; resumed when it exists (see ``config.mode``). Pairs finished in the other
+            results files of its folder (another number of shards) are skipped too, unless
+            ``config.mode == "overwrite"``.
         config: run options.
         on_record: called with each record right after it is written (progress hooks, tests).
 
@@ -386,7 +394,11 @@ def run_evaluation(
     fingerprints = {label: header.method_fingerprint(label) for label in built}
     written = failed = 0
     with ResultsFile(out, header, config.mode) as store:
-        pending = [(i, ex, [lb for lb in built if (ex.id, fingerprints[lb]) not in store.done]) for i, ex in mine]
+        wanted = {(ex.id, fp) for _i, ex in mine for fp in fingerprints.values()} - store.done
+        found = finished_elsewhere(store.path, fingerprints.values()) if config.mode != "overwrite" else {}
+        resumed_from = tuple(p for p, pairs in found.items() if pairs & wanted)
+        done = store.done.union(*found.values())
+        pending = [(i, ex, [lb for lb in built if (ex.id, fingerprints[lb]) not in done]) for i, ex in mine]
         pending = [p for p in pending if p[2]]
         total = sum(len(p[2]) for p in pending)
         skipped = len(mine) * len(built) - total
@@ -413,8 +425,9 @@ def run_evaluation(
         finally:
             bar.close()
     return RunReport(
-        Path(out), len(mine), written, skipped, failed, store.dropped_partial > 0, time.perf_counter() - start
-    )
+        Path(out), len(mine), written, skipped, failed, store.dropped_partial > 0, time.perf_counter() - start,
+        resumed_from,
+    )  # fmt: skip
 
 
 def _evaluate_example(

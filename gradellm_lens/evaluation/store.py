@@ -29,6 +29,11 @@ was. A malformed line anywhere else is reported as corruption (file and line), n
 skipped. An exclusive ``flock`` stops two processes from appending to one file. Opening with a
 configuration (or a gradellm-lens version) different from the file's raises unless ``mode`` is
 ``"overwrite"`` (start the file over) or ``"allow_mixed"`` (append under a new header).
+
+A run folder holds one file per shard (``results.shard-<i>-of-<n>.jsonl``; :func:`results_files`
+lists them). A pair's method fingerprint does not depend on the sharding, so a pair finished in
+*any* results file of the folder, under any number of shards, is the same computation:
+:func:`finished_elsewhere` finds them, and a resumed run skips them instead of computing them again.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -55,6 +60,8 @@ FORMAT_VERSION = 1
 OpenMode = Literal["resume", "overwrite", "allow_mixed"]
 OPEN_MODES: tuple[str, ...] = ("resume", "overwrite", "allow_mixed")
 VERSION_KEY = "gradellm_lens_version"
+RESULTS_GLOB = "results*.jsonl"
+"""The names of the results files of a run folder (one per shard)."""
 _FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {  # what readers index, per line kind
     "header": {"format": str, "config": dict, "config_fingerprint": str, "methods": dict},
     "result": {"example_id": str, "method": str, "fingerprint": str, "status": str},
@@ -302,6 +309,33 @@ def read_results(path: str | Path) -> tuple[list[dict[str, Any]], list[dict[str,
     if headers and any(h.get("format") != FORMAT for h in headers):
         raise InvalidInputError(f"{path}: not a gradellm-lens evaluation results file.")
     return headers, [r for r in records if r["kind"] == "result"], partial > 0
+
+
+def results_files(folder: str | Path) -> list[Path]:
+    """The results files (:data:`RESULTS_GLOB`) of a run folder, sorted by name."""
+    return sorted(Path(folder).glob(RESULTS_GLOB))
+
+
+def finished_elsewhere(path: str | Path, fingerprints: Collection[str]) -> dict[Path, set[tuple[str, str]]]:
+    """Pairs already finished in the other results files of ``path``'s folder.
+
+    Returns, for each results file of the folder other than ``path`` (e.g. a shard of a run with
+    another number of processes) that holds any, its ``(example_id, method fingerprint)`` pairs
+    with one of ``fingerprints``. Files are only read (another process may be appending; its
+    unfinished last line is ignored); a damaged line raises :class:`InvalidInputError` naming
+    ``file:line``, as :func:`read_results` does.
+    """
+    path = Path(path)
+    wanted = set(fingerprints)
+    found: dict[Path, set[tuple[str, str]]] = {}
+    for other in results_files(path.parent):
+        if other.resolve() == path.resolve():
+            continue
+        _headers, results, _partial = read_results(other)
+        pairs = {(r["example_id"], r["fingerprint"]) for r in results if r["fingerprint"] in wanted}
+        if pairs:
+            found[other] = pairs
+    return found
 
 
 class ResultsFile:
