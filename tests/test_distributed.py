@@ -268,6 +268,34 @@ def test_accelerate_launch_two_cpu_processes_match_a_single_process_and_resume(d
     assert "0 new result(s), 0 failed, 2 already done" in proc.stdout
 
 
+GROUP_LIFETIME = """
+import os, sys
+import torch.distributed as dist
+from gradellm_lens.evaluation.distributed import import_before_joining
+if sys.argv[1] == "prepared":
+    import_before_joining()
+dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+import transformers.modeling_utils  # what loading a model imports after the launch has joined
+dist.destroy_process_group()
+print(sorted({open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")}))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="thread names are read from /proc")
+def test_the_process_group_really_ends_when_closed():
+    """Its gloo threads stop at destroy_process_group, instead of being torn down at interpreter exit."""
+
+    def threads_after_destroy(mode: str) -> str:
+        env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+        command = [sys.executable, "-c", GROUP_LIFETIME, mode]
+        proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return proc.stdout
+
+    assert "gloo" in threads_after_destroy("unprepared")  # the leak this guards against, still in torch
+    assert "gloo" not in threads_after_destroy("prepared")
+
+
 def test_launched_cpu_processes_share_the_cores(monkeypatch):
     from gradellm_lens.evaluation import distributed
 

@@ -39,6 +39,7 @@ timeout (:data:`DEFAULT_TIMEOUT`), since shards can finish hours apart.
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -55,6 +56,12 @@ from .store import finished_elsewhere, read_results, results_files
 T = TypeVar("T")
 AUTO = "auto"
 DEFAULT_TIMEOUT = timedelta(hours=72)
+# Modules whose functions take ``group=dist.group.WORLD`` as a default argument, which Python evaluates
+# on import: imported after the process group exists (transformers' modeling code imports them through
+# torch.distributed.fsdp), they keep the group alive past destroy_process_group, and its gloo threads
+# were then torn down at interpreter exit, intermittently aborting a finished process ("terminate
+# called without an active exception", SIGABRT; sometimes SIGBUS). Imported first, they bind None.
+_IMPORT_BEFORE_JOINING = ("torch.distributed.nn.functional", "torch.distributed.optim")
 WORLD_SIZE_VARS: tuple[str, ...] = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 RANK_VARS: tuple[str, ...] = ("RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK")
 LOCAL_RANK_VARS: tuple[str, ...] = (
@@ -201,6 +208,12 @@ def _process_device(device: str | None, local_rank: int, use_cpu: bool) -> str |
     return f"cuda:{local_rank % torch.cuda.device_count()}"
 
 
+def import_before_joining() -> None:
+    """Import the modules that capture the default process group on import, before there is one."""
+    for module in _IMPORT_BEFORE_JOINING:
+        importlib.import_module(module)
+
+
 def init_process_context(
     device: str | None = None,
     *,
@@ -239,6 +252,7 @@ def init_process_context(
         raise MissingPackageError(
             f"WORLD_SIZE={world_size}: a distributed run needs accelerate; pip install 'gradellm-lens[distributed]'."
         ) from None
+    import_before_joining()
     state = PartialState(cpu=use_cpu, timeout=timeout)  # joins the process group (gloo on CPU, nccl on CUDA)
     rank, world_size, local_rank = state.process_index, state.num_processes, state.local_process_index
     if use_cpu:
