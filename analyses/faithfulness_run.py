@@ -3,7 +3,7 @@
 The protocol (see the README's "Faithfulness evaluation"): only the dataset text is perturbed,
 ill-conditioned steps (ρ < ``--min-rho``) are left out of the means, ``random`` is the mean over
 ``--random-maps`` independent maps per step, and every other method but ``uniform`` is evaluated
-with its shuffled and rank-normalised controls. Results go to ``<out>/<task>/results.shard-i-of-n.jsonl``;
+with its shuffled and rank-normalised controls (``--controls``). Results go to ``<out>/<task>/results.shard-i-of-n.jsonl``;
 rerunning the same command resumes, so an interrupted shard loses at most the pair in progress.
 The model is loaded once for all tasks. ``analyses/run_faithfulness.sh`` runs two shards side by
 side and then summarises; ``analyses/gpu_verdict.sh`` runs one shard on a GPU::
@@ -62,6 +62,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pis", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9", help="π grid (default 0.1…0.9)")
     p.add_argument("--draws", type=int, default=3, help="Bernoulli draws per keep vector (default 3)")
     p.add_argument("--random-maps", type=int, default=10, help="independent random maps per step (default 10)")
+    p.add_argument("--controls", default="shuffled,rank",
+                   help="controls beside each method: shuffled, rank, both (default) or none")  # fmt: skip
     p.add_argument("--min-rho", type=float, default=0.1, help="ill-conditioning threshold on ρ (default 0.1)")
     p.add_argument("--text-tokens", default=TEXT_TOKENS,
                    help=f"long fields cut to this many tokens, per task (default {TEXT_TOKENS})")  # fmt: skip
@@ -84,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         pis = tuple(float(x) for x in args.pis.split(","))
         metrics = FaithfulnessConfig(pis=pis, n_draws=args.draws, batch_size=args.batch_size)
         specs = parse_method_specs(args.methods)  # name errors before the model loads
+        controls = () if args.controls == "none" else tuple(c.strip() for c in args.controls.split(","))
         common = {"data_dir": args.data_dir, "prompt_format": args.prompt_format, "label_match": args.label_match,
                   "max_new_tokens": args.max_new_tokens}  # fmt: skip
         tasks = {task: make_verdict_task(task, budgets, **common) for task in sizes}
@@ -91,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         for task_name, task in tasks.items():
             config = EvaluationConfig(
                 n=sizes[task_name], metrics=metrics, perturb="user_text", min_rho=args.min_rho,
-                random_maps=args.random_maps, controls=("shuffled", "rank"), shard_index=args.shard_index,
+                random_maps=args.random_maps, controls=controls, shard_index=args.shard_index,
                 num_shards=args.num_shards, progress=args.progress,
             )  # fmt: skip
             path = results_path(args.out / task_name, args.shard_index, args.num_shards)

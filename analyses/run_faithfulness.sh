@@ -26,7 +26,7 @@ SHARDS=${SHARDS:-2}
 DEVICE=${DEVICE:-cpu}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 RUN=(--methods "$METHODS" --n "$SIZES" --draws "${DRAWS:-3}" --pis "${PIS:-0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9}"
-     --random-maps "${RANDOM_MAPS:-10}" --min-rho "${MIN_RHO:-0.1}" --text-tokens "${TEXT_TOKENS:-imdb=128,boolq=256}"
+     --random-maps "${RANDOM_MAPS:-10}" --controls "${CONTROLS:-shuffled,rank}" --min-rho "${MIN_RHO:-0.1}" --text-tokens "${TEXT_TOKENS:-imdb=128,boolq=256}"
      --max-new-tokens "${MAX_NEW_TOKENS:-10}" --batch-size "${BATCH_SIZE:-64}" --device "$DEVICE")
 
 for spec in $MODELS; do
