@@ -1,28 +1,40 @@
-# The two commands a newcomer needs:  make demo  |  make test
+# The two commands a newcomer needs:  make demo  |  make test   (and the docs site: make docs)
 VENV ?= .venv
 VENV_TL3 ?= .venv-tl3
 BIN := $(VENV)/bin
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test test-fast test-slow test-tl3 bench clean
+.PHONY: setup docs-deps docs demo test test-fast test-slow test-tl3 bench clean
 
 setup:
 	@bash scripts/setup.sh
 
+# the docs extra (Sphinx, MyST, myst-nb, furo) on top of setup's install; again when pyproject.toml changes
+docs-deps: setup
+	@stamp=$(VENV)/.gradellm-docs-installed; \
+	if [ ! -f $$stamp ] || [ pyproject.toml -nt $$stamp ]; then \
+	    $(BIN)/python -m pip install -q -e ".[docs]" && touch $$stamp; \
+	fi
+
+# the docs site, offline, warnings are errors (tests/test_docs.py runs the same build); open docs/_build/html/index.html
+docs: docs-deps
+	$(BIN)/python -m sphinx -W --keep-going -E -q -b html docs docs/_build/html
+	@echo "docs: open docs/_build/html/index.html"
+
 demo: setup
 	$(BIN)/gradellm-lens demo --out demo_report.html
 
-test: setup
+test: setup docs-deps
 	@bash scripts/install-browser.sh
 	@PYTHON=$(BIN)/python bash scripts/install-models.sh gemma qwen-0.5b
 	$(BIN)/python -m pytest -m "not slow" -q
 	$(BIN)/python -m pytest -m slow -q
 	@$(MAKE) --no-print-directory test-tl3
 
-test-fast: setup
+test-fast: setup docs-deps
 	$(BIN)/python -m pytest -m "not slow" -q
 
-test-slow: setup
+test-slow: setup docs-deps
 	$(BIN)/python -m pytest -m slow -q
 
 # TransformerLens 3.x (HookedTransformer) tier, in its own virtualenv
@@ -34,4 +46,4 @@ bench: setup
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) $(VENV_TL3) .pytest_cache demo_report.html
+	rm -rf $(VENV) $(VENV_TL3) .pytest_cache demo_report.html docs/_build

@@ -1,6 +1,6 @@
 """One shard of the faithfulness verdict: every task, one model, one process (resumable).
 
-The protocol (see the README's "Faithfulness evaluation"): only the dataset text is perturbed,
+The protocol (see docs/guide/evaluation.md): only the dataset text is perturbed,
 ill-conditioned steps (ρ < ``--min-rho``) are left out of the means, ``random`` is the mean over
 ``--random-maps`` independent maps per step, and every other method but ``uniform`` is evaluated
 with its shuffled and rank-normalised controls (``--controls``). Results go to ``<out>/<task>/results.shard-i-of-n.jsonl``;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The faithfulness verdict: every task, the twelve method configurations, on each model of $MODELS,
-# with the corrected protocol (README "Faithfulness evaluation"): only the dataset text perturbed,
+# with the corrected protocol (docs/guide/evaluation.md): only the dataset text perturbed,
 # plain prompts unless a model says otherwise, ill-conditioned steps (ρ < MIN_RHO) left out of the
 # means, random = mean over RANDOM_MAPS maps per step, shuffled and rank controls, DRAWS Bernoulli
 # draws. Sharded over SHARDS processes of one thread each (default 2, one per core), resumable:

@@ -100,7 +100,9 @@ class AttributionResult:
         target_ids: explained token id per step; ``contrast_ids`` the contrast (or None).
         target_logits: the explained scalar's value per step (the objective of the target, or
             target minus contrast when a contrast is given).
-        method, variant, options: which method produced the scores and how it was configured.
+        method: which method produced the scores.
+        variant: its named variant (or None).
+        options: its resolved options.
         model: model name.
         layer_head: optional ``[step, layer, head, pos]`` decomposition (specific to the method;
             for Grad-ELLM the per-head contributions before ReLU), NaN after each step's prefix.

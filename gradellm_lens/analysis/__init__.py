@@ -6,7 +6,7 @@ Head importance (:mod:`.importance`, GQA in :mod:`.gqa`)
     ``HeadImportance`` (``scores [layer, head]``, ``layers``, ``measure``, ``unit``; ``ranking()``,
     ``top(k)``, ``to_kv_groups(n_kv)``, ``rows()``);
     ``head_importance(result, measure="positive")`` from a Grad-ELLM result's ``layer_head``
-    (measures ``positive`` = Σ_i ReLU(c_i), ``net_abs`` = |Σ_i c_i|, ``net``, ``abs``);
+    (measures ``positive`` = ``Σ_i ReLU(c_i)``, ``net_abs`` = ``|Σ_i c_i|``, ``net``, ``abs``);
     ``grad_ellm_head_importance(model, tokens, target)`` (runs ``GradEllm(layers="all")``);
     ``dataset_head_importance(items)``; ``output_norm_importance(model, tokens)`` (‖z_h W_O^h‖ baseline);
     ``kv_head_of``, ``query_heads_of``, ``aggregate_kv_groups``.

@@ -86,9 +86,11 @@ class RankAgreement:
     """How well one head scoring ranks heads like another.
 
     Attributes:
-        spearman, kendall: rank correlations over the ``n`` heads both cover.
+        spearman: Spearman's ρ over the ``n`` heads both cover.
+        kendall: Kendall's τ-b over the same heads.
         top_k: ``top_k_overlap`` at ``k``.
-        k, n: the overlap's ``k`` and the number of heads compared.
+        k: the overlap's ``k``.
+        n: the number of heads compared.
     """
 
     spearman: float

@@ -48,9 +48,12 @@ class AblationEffect:
     """Clean vs ablated values of the explained scalar (mean over steps) on one sequence.
 
     Attributes:
-        clean_score, ablated_score: mean target scalar (e.g. logit) without / with the ablation.
-        clean_prob, ablated_prob: mean softmax probability of the target tokens.
-        clean_choice, ablated_choice: index of the winning ``choices`` entry at the last step, or None.
+        clean_score: mean target scalar (e.g. logit) without the ablation.
+        ablated_score: the same with the ablation.
+        clean_prob: mean softmax probability of the target tokens without the ablation.
+        ablated_prob: the same with the ablation.
+        clean_choice: index of the winning ``choices`` entry at the last step without the ablation, or None.
+        ablated_choice: the same with the ablation.
     """
 
     clean_score: float

@@ -87,7 +87,8 @@ class EvaluationConfig:
         perturb: ``"user_text"`` (default: only the dataset-text tokens of the prompt; a prompt
             without user text falls back to ``"all"``) or ``"all"`` (every prefix position but BOS).
         metrics: faithfulness metric options.
-        shard_index, num_shards: evaluate examples ``i`` with ``i % num_shards == shard_index``.
+        shard_index: this process evaluates examples ``i`` with ``i % num_shards == shard_index``.
+        num_shards: the number of shards the examples are dealt to.
         mode: ``"resume"`` (default; refuse a file with other options), ``"overwrite"`` or
             ``"allow_mixed"``.
         progress: show a progress bar.

@@ -100,7 +100,8 @@ class RunHeader:
     Attributes:
         config: options common to every method (task, model, metrics, perturbation).
         methods: method label -> that method's resolved options.
-        shard_index, num_shards: which examples this file holds (``i % num_shards == shard_index``).
+        shard_index: which examples this file holds (``i % num_shards == shard_index``).
+        num_shards: the number of shards the examples are dealt to.
         versions: library versions (recorded, not compared).
         package_version: the gradellm-lens version computing the results; added to ``config`` as
             ``"gradellm_lens_version"``, so it is part of every fingerprint and compared on resume.

@@ -207,7 +207,8 @@ class Protocol:
         n_steps: generated steps of the unique examples.
         n_ill_conditioned: of those, steps with ρ below ``min_rho``.
         min_rho: the run's threshold (None when not recorded).
-        prompt_format, perturb: as recorded in the results header.
+        prompt_format: as recorded in the results header.
+        perturb: as recorded in the results header.
     """
 
     n_examples: int

@@ -110,17 +110,21 @@ class FaithfulnessScores:
     """Faithfulness of one attribution at one step. All scores lie in ``[0, 1]``; higher is better.
 
     Attributes:
-        soft_ns, soft_nc: plain Soft-NS / Soft-NC (keep ``r = ŝ`` / ``1 - ŝ``, min-max ``ŝ``).
+        soft_ns: plain Soft-NS (keep ``r = ŝ``, min-max ``ŝ``).
+        soft_nc: plain Soft-NC (keep ``r = 1 - ŝ``).
         pis: the π grid.
-        pi_ns, pi_nc: π-Soft-NS / π-Soft-NC at each π.
-        auc_pi_ns, auc_pi_nc: normalised AUC of the two curves.
+        pi_ns: π-Soft-NS at each π.
+        pi_nc: π-Soft-NC at each π.
+        auc_pi_ns: normalised AUC of the π-Soft-NS curve.
+        auc_pi_nc: normalised AUC of the π-Soft-NC curve.
         mean_score: mean min-max normalised score over the perturbable positions, i.e. the expected
             fraction plain Soft-NS keeps (what π-Soft controls; the "inflation" axis).
         full_prob: ``p(ŷ | x)`` of the unperturbed prefix.
         s0: ``S0``, the sufficiency of the all-masked prefix.
         fallback_used: any π needed a fallback rescaling rule (see ``rules_ns`` / ``rules_nc``).
         config: the :class:`FaithfulnessConfig` used, as a dict.
-        rules_ns, rules_nc: rescaling rule used at each π.
+        rules_ns: rescaling rule used at each π for π-Soft-NS.
+        rules_nc: the same for π-Soft-NC.
         n_perturbable: number of perturbable positions.
         p_empty: ``p(ŷ | x_∅)``, the explained token's probability with every perturbable position
             masked (the all-masked input of ``S0``).

@@ -33,7 +33,13 @@ class ModelInfo:
         model_class: ``"TransformerBridge"`` or ``"HookedTransformer"``.
         weight_processing: TransformerLens weight processing applied (``"fold_ln"``,
             ``"center_unembed"``, ``"compatibility_mode"``); empty for the checkpoint's own numerics.
-        n_layers, n_heads, n_kv_heads, d_head, d_model, n_ctx, d_vocab: shape facts.
+        n_layers: number of layers.
+        n_heads: query heads per layer.
+        n_kv_heads: key/value heads per layer.
+        d_head: width of one head.
+        d_model: width of the residual stream.
+        n_ctx: context length.
+        d_vocab: vocabulary size.
         grad_at_z: gradients reach ``blocks.L.attn.hook_z``.
         grad_at_pattern: gradients reach ``blocks.L.attn.hook_pattern``.
         supports_attn_result: the model can emit ``hook_result`` (per-head outputs).

@@ -5,8 +5,9 @@ Token scores
     :func:`colored_tokens_multi` -- every step at once: one selectable series per generated token
     (``ColoredTokensMulti``; positions after a step's prefix show 0).
 
-Grad-ELLM decomposition (``result.layer_head[step, layer, head, pos]``, the per-head
-contributions :math:`c^{\\ell,h}_i` before any ReLU)
+Grad-ELLM decomposition
+    (``result.layer_head[step, layer, head, pos]``, the per-head contributions :math:`c^{\\ell,h}_i`
+    before any ReLU.)
     :func:`layer_head_tokens` -- every step, with a layer and a head selector ("all heads" is the
     layer's map :math:`\\sum_h c^{\\ell,h}_i`): one box of coloured tokens per step
     (``TextNeuronActivations``). The main per-layer / per-head view.
@@ -243,7 +244,7 @@ def check_same_example(results: Sequence[AttributionResult]) -> None:
 
 
 def compare_methods(results: Sequence[AttributionResult], step: int = 0) -> View:
-    """Several methods on one example: one series per method at ``step``, each scaled to max |score| = 1."""
+    """Several methods on one example: one series per method at ``step``, each scaled to ``max |score| = 1``."""
     results = list(results)
     check_same_example(results)
     step = _check_step(results[0], step)
