@@ -96,8 +96,15 @@ def layer_of(label: str, n_layers: int) -> int | None:
 
 
 def delta(summary, a: str, b: str, key: str):
+    """The paired difference ``a - b`` (the summary holds each pair once, in row order: else ``-(b - a)``)."""
+    from gradellm_lens.evaluation.summary import Estimate
+
     comparison = summary.comparison(a, b)
-    return None if comparison is None else comparison.deltas.get(key)
+    if comparison is not None:
+        return comparison.deltas.get(key)
+    reverse = summary.comparison(b, a)
+    e = None if reverse is None else reverse.deltas.get(key)
+    return None if e is None else Estimate(-e.mean, -e.high, -e.low, e.n)
 
 
 def cell(estimate) -> str:
@@ -164,7 +171,7 @@ def write_tables(out: Path) -> list[Path]:
         ks = [lab for lab in labels if LAST_K.match(lab)]
         switches = [lab for lab in labels if lab.startswith(ALL + "+") or lab.startswith("grad_ellm:reference")]
         lines += [f"## {model}, {task}", "", protocol_line(summary), "", "**Last K layers** (ReLU per layer, then sum):", ""]
-        lines += table_head(None) + config_rows(summary, ks) + [""]
+        lines += table_head(ALL) + config_rows(summary, ks, base=ALL) + [""]
         lines += [f"**Switches, one at a time from `{ALL}`**, and the released code:", ""]
         lines += table_head(ALL) + config_rows(summary, [ALL, *switches], base=ALL) + [""]
         singles = sorted((lab for lab in labels if layer_of(lab, n) is not None), key=lambda lab: layer_of(lab, n))
