@@ -30,7 +30,8 @@ Then the tables and figures are (re)written from all finished pairs (``--summary
     OUT/<model>/agreement.{md,csv}    Spearman's ρ and recall@k of every scorer [CI]
     OUT/<model>/curves.{md,csv}       ablation curves, their same-layer controls, differences [CI]
     OUT/<model>/cost.{md,csv}         seconds per pair and ratio to one forward pass; wall time per task
-    OUT/<model>/heads_<task>.png      ground truth and scorers side by side (layer x head)
+    OUT/<model>/heads_<task>.{png,html} ground truth and scorers side by side (layer x head)
+    OUT/<model>/run.md                 the command, the tasks and the wall time per task
     OUT/<model>/curves_<task>.png     the curves with their controls
 
 Run from the repository root (one thread per process; two models can run side by side)::
@@ -79,7 +80,7 @@ from gradellm_lens.models import model_info
 from gradellm_lens.seeding import stable_seed
 from gradellm_lens.tasks import list_tasks, make_task
 from gradellm_lens.tasks.contrast import MIN_ACCURACY
-from gradellm_lens.viz import plot_head_comparison
+from gradellm_lens.viz import plot_head_comparison, write_report
 
 GRAD_ELLM = [f"grad_ellm:{m}" for m in IMPORTANCE_MEASURES]
 SCORERS = [*GRAD_ELLM, "attribution_patching", "output_norm", "random"]
@@ -323,8 +324,11 @@ def summarise(args: argparse.Namespace, model_dir: Path) -> None:
         costs += rows
         pooled = {name: dataset_head_importance([importance_of(r, name, "noising") for r in records])
                   for name in [TRUTH, *SCORERS]}  # fmt: skip
-        fig = plot_head_comparison(pooled[TRUTH], {n: pooled[n] for n in SCORERS}, truth_label=f"{TRUTH} (noising)")
+        scorers = {n: pooled[n] for n in SCORERS}
+        fig = plot_head_comparison(pooled[TRUTH], scorers, truth_label=f"{TRUTH} (noising)")
         fig.savefig(model_dir / f"heads_{task}.png", dpi=110, bbox_inches="tight")
+        title = f"{args.model}, {task}: heads, n = {len(records)} pairs"
+        write_report([], model_dir / f"heads_{task}.html", title, head_truth=pooled[TRUTH], head_scorers=scorers)
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for i, (name, (own, control)) in enumerate(plotted.items()):
             colour = f"C{i}"
@@ -349,9 +353,22 @@ def summarise(args: argparse.Namespace, model_dir: Path) -> None:
     wall = ", ".join(f"{t} {s / 60:.1f} min" for t, s in walls.items())
     study.write_table(costs, model_dir, "cost", title=f"Seconds per pair and ratio to one forward pass ({caption}); "
                       f"wall time per task: {wall}")  # fmt: skip
+    given = [a for a in sys.argv[1:] if a != "--summary-only"] if argv_seen() else []
+    command = " ".join(["python analyses/head_patching.py", *given])
+    (model_dir / "run.md").write_text(
+        f"# Head patching study: {args.model}\n\nCommand (from the repository root, `OMP_NUM_THREADS=1`):\n\n"
+        f"    {command}\n\nTasks: {', '.join(args.tasks)}; n = {args.n} pairs per task; seed {args.seed}.\n"
+        f"Wall time per task: {wall}.\n\nFiles: task_check, agreement, curves, cost (.md/.csv); "
+        "heads_<task>.png/.html; curves_<task>.png; <task>/pairs.jsonl (per pair, resumable).\n"
+    )
     for row in checks_md:
         print(row)
     print(f"wall time per task: {wall}; tables in {model_dir}")
+
+
+def argv_seen() -> bool:
+    """Whether this process was started as the script (so ``sys.argv`` holds its command line)."""
+    return Path(sys.argv[0]).name == Path(__file__).name
 
 
 def main(argv: Sequence[str] | None = None) -> int:
