@@ -40,8 +40,10 @@ def parse_task_counts(text: str, option: str) -> dict[str, int]:
         task, sep, value = item.partition("=")
         if not sep or not value.isdigit() or int(value) < 1:
             raise InvalidInputError(f"{option} wants task=count pairs such as sst2=30, got {item!r}.")
-        if task not in list_tasks():
-            raise InvalidInputError(f"{option} names unknown task {task!r}; tasks: {', '.join(list_tasks())}.")
+        if task not in list_tasks("evaluation"):
+            raise InvalidInputError(
+                f"{option} names unknown task {task!r}; tasks: {', '.join(list_tasks('evaluation'))}."
+            )
         counts[task] = int(value)
     return counts
 

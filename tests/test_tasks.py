@@ -27,7 +27,7 @@ BUILT_IN = ["boolq", "imdb", "sst2", "tellmewhy", "wikibio"]
 
 
 def test_registry_lists_five_tasks_and_your_own_data_and_suggests_names():
-    assert list_tasks() == sorted([*BUILT_IN, "jsonl"])
+    assert list_tasks("evaluation") == sorted([*BUILT_IN, "jsonl"])
     assert get_task("sst2").kind == "classification" and get_task("wikibio").kind == "generation"
     with pytest.raises(InvalidInputError, match="Did you mean 'sst2'"):
         get_task("sst3")

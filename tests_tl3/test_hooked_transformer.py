@@ -11,6 +11,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_analysis_patching import (  # noqa: F401  (collected here: patching against run_with_hooks loops)
+    _pair,
+    test_activation_patching_matches_a_head_by_head_hook_loop,
+    test_attribution_patching_matches_hand_written_gradients,
+    test_one_direction_and_layer_subset,
+)
 from test_grad_ellm import (  # noqa: F401  (collected here, on a HookedTransformer)
     _check_against_reference,
     test_matches_reference_tiny,
@@ -143,3 +149,15 @@ def test_attribution_leaves_no_hooks_or_gradients(tiny_model, tiny_ids):
     GradEllm(tiny_model).attribute(tiny_ids, _steps(tiny_ids, [4]))
     assert all(p.grad is None for p in tiny_model.parameters())
     assert not any(hook.fwd_hooks or hook.bwd_hooks for hook in tiny_model.hook_dict.values())
+
+
+def test_patching_on_processed_weights_keeps_logit_differences(tiny_model, tiny_model_processed, tiny_tokenizer):
+    """from_pretrained's folding and centring leave a logit difference, so every head's patching effect, unchanged."""
+    clean, corrupted = _pair(tiny_tokenizer)
+    target = Target(7, contrast_id=9)
+    plain = gl.analysis.activation_patching(tiny_model, clean, corrupted, target)
+    processed = gl.analysis.activation_patching(tiny_model_processed, clean, corrupted, target)
+    torch.testing.assert_close(processed.noising, plain.noising, atol=1e-4, rtol=1e-3)
+    torch.testing.assert_close(processed.denoising, plain.denoising, atol=1e-4, rtol=1e-3)
+    estimate = gl.analysis.attribution_patching(tiny_model_processed, clean, corrupted, target)
+    assert estimate.clean_metric == pytest.approx(plain.clean_metric, abs=1e-4)

@@ -9,6 +9,7 @@ Head importance (:mod:`.importance`, GQA in :mod:`.gqa`)
     (measures ``positive`` = ``Σ_i ReLU(c_i)``, ``net_abs`` = ``|Σ_i c_i|``, ``net``, ``abs``);
     ``grad_ellm_head_importance(model, tokens, target)`` (runs ``GradEllm(layers="all")``);
     ``dataset_head_importance(items)``; ``output_norm_importance(model, tokens)`` (‖z_h W_O^h‖ baseline);
+    ``random_importance(n_layers, n_heads, seed)`` (chance level); ``HeadImportance.magnitude()``;
     ``kv_head_of``, ``query_heads_of``, ``aggregate_kv_groups``.
 
 Ablations (:mod:`.ablation`)
@@ -23,10 +24,20 @@ Effects (:mod:`.effects`, :mod:`.curves`)
     ``prob_drop``, ``clean_choice`` / ``ablated_choice``); ``ablation_effects`` (many ablations,
     batched); ``single_head_effects`` (ablate each head alone -> ``HeadImportance``);
     ``ablated_continuation`` / ``continuation_agreement``; ``ablation_curve``,
-    ``cumulative_ablations``, ``random_head_order``, ``default_counts``, ``curve_auc``.
+    ``cumulative_ablations``, ``random_head_order``, ``layer_matched_order`` (the same-layer random
+    control), ``default_counts``, ``curve_auc``.
+
+Patching (:mod:`.patching`)
+    ``activation_patching(model, clean, corrupted, metric, direction="both")`` (per-head ``hook_z``
+    patching, corrupted into clean = noising and clean into corrupted = denoising: the ground
+    truth) and ``attribution_patching(...)`` (gradient x activation difference, one forward and
+    backward), both -> ``PatchingResult`` (``noising`` / ``denoising`` ``[layer, head]``,
+    ``importance(direction)``). Contrast tasks with clean/corrupted pairs: :mod:`gradellm_lens.tasks.contrast`.
 
 Agreement (:mod:`.correlation`)
-    ``spearman``, ``kendall_tau``, ``top_k_overlap``, ``rank_agreement(a, b) -> RankAgreement``.
+    ``spearman``, ``kendall_tau``, ``top_k_overlap``, ``rank_agreement(a, b) -> RankAgreement``;
+    over prompts (:mod:`.comparison`): ``scorer_agreement(truths, scores) -> ScorerAgreement``
+    (pooled Spearman's ρ and top-k recall, per-prompt ρ, bootstrap CIs over prompts).
 
 Low level (re-exported from :mod:`gradellm_lens.capture`)
     ``record_activations(model, tokens, names, fwd_hooks=...)``, ``hook_name(kind, layer)``.
@@ -55,8 +66,17 @@ from .ablation import (
     collect_reference,
     row_ablation_hooks,
 )
+from .comparison import ScorerAgreement, scorer_agreement
 from .correlation import RankAgreement, kendall_tau, rank_agreement, spearman, top_k_overlap
-from .curves import AblationCurve, ablation_curve, cumulative_ablations, curve_auc, default_counts, random_head_order
+from .curves import (
+    AblationCurve,
+    ablation_curve,
+    cumulative_ablations,
+    curve_auc,
+    default_counts,
+    layer_matched_order,
+    random_head_order,
+)
 from .effects import (
     AblationEffect,
     ablated_continuation,
@@ -73,7 +93,9 @@ from .importance import (
     grad_ellm_head_importance,
     head_importance,
     output_norm_importance,
+    random_importance,
 )
+from .patching import PatchingResult, activation_patching, attribution_patching
 
 __all__ = [
     "Ablation",
@@ -84,14 +106,18 @@ __all__ = [
     "AblationReference",
     "HeadImportance",
     "ImportanceMeasure",
+    "PatchingResult",
     "RankAgreement",
+    "ScorerAgreement",
     "ablated",
     "ablated_continuation",
     "ablation_curve",
     "ablation_effect",
     "ablation_effects",
     "ablation_hooks",
+    "activation_patching",
     "aggregate_kv_groups",
+    "attribution_patching",
     "collect_reference",
     "continuation_agreement",
     "cumulative_ablations",
@@ -103,12 +129,15 @@ __all__ = [
     "hook_name",
     "kendall_tau",
     "kv_head_of",
+    "layer_matched_order",
     "output_norm_importance",
     "query_heads_of",
     "random_head_order",
+    "random_importance",
     "rank_agreement",
     "record_activations",
     "row_ablation_hooks",
+    "scorer_agreement",
     "single_head_effects",
     "spearman",
     "top_k_overlap",

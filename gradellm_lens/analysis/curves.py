@@ -13,6 +13,9 @@ fraction :math:`k / N` of heads removed. :func:`curve_auc` is the trapezoidal ar
 :math:`D` over that fraction axis (:math:`x \in [0, k_{\max}/N]`): an order whose first heads
 matter most rises fastest and has the largest AUC. All points of one curve share one clean forward
 and are evaluated as batch rows (:func:`~.effects.ablation_effects`).
+
+Controls: :func:`random_head_order` (any heads) and :func:`layer_matched_order` (random heads from
+the same layers as an order's first ``k``: whether the *heads* matter, beyond their layers).
 """
 
 from __future__ import annotations
@@ -37,6 +40,31 @@ def random_head_order(n_layers: int, n_heads: int, seed: int, layers: Sequence[i
     heads = [(layer, h) for layer in layers for h in range(n_heads)]
     perm = torch.randperm(len(heads), generator=torch.Generator().manual_seed(seed))
     return [heads[int(i)] for i in perm]
+
+
+def layer_matched_order(order: Sequence[HeadIndex], n_heads: int, k: int, seed: int) -> list[HeadIndex]:
+    """The control of a head order's first ``k`` heads: random heads from the **same layers**.
+
+    Head ``i`` of the result is drawn uniformly from the heads of layer ``order[i][0]`` that are
+    neither among ``order[:k]`` nor drawn before; when that layer has no such head left, from its
+    heads in ``order[:k]`` not drawn before. So every prefix has the layer profile of the same
+    prefix of ``order`` (ablating it removes as many heads from each layer) but, where the layer
+    allows, other heads. Seeded; with one ``k`` for a whole curve, ablating the first ``j`` heads of
+    the control is the control of ablating ``order[:j]``.
+    """
+    k = min(k, len(order))
+    if any(not 0 <= h < n_heads for _, h in order[:k]):
+        raise InvalidInputError(f"A head index in the order is outside 0..{n_heads - 1}.")
+    generator = torch.Generator().manual_seed(seed)
+    chosen, used, out = set(order[:k]), set(), []
+    for layer, _ in order[:k]:
+        free = [(layer, h) for h in range(n_heads) if (layer, h) not in used]
+        others = [head for head in free if head not in chosen]
+        pool = others or free
+        pick = pool[int(torch.randint(len(pool), (1,), generator=generator))]
+        used.add(pick)
+        out.append(pick)
+    return out
 
 
 def default_counts(n_heads_total: int) -> list[int]:

@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 
 from ..attribute import greedy_continuation
+from ..capture import logit_rows_hook
 from ..capture.recording import as_batch
 from ..errors import InvalidInputError, NumericalError
 from ..models.capabilities import model_info
@@ -103,9 +104,9 @@ def _first_nonfinite(score: Tensor, prob: Tensor) -> int | None:
 def _measure(
     logits: Tensor, steps: Sequence[Step], choices: list[list[int]] | None
 ) -> tuple[Tensor, Tensor, Tensor | None]:
-    """Per-row ``(score [b], prob [b], choice index [b] or None)`` from ``logits [b, pos, vocab]``."""
-    positions = torch.tensor([s.position for s in steps], device=logits.device)
-    at = logits[:, positions].float()  # [b, step, vocab]
+    """Per-row ``(score [b], prob [b], choice index [b] or None)`` from the logits at the step
+    positions, ``logits [b, step, vocab]`` (row ``j`` of the step axis is ``steps[j].position``)."""
+    at = logits.float()  # [b, step, vocab]
     score = torch.stack([s.target(at[:, j]) for j, s in enumerate(steps)], dim=1).mean(dim=1)
     token_ids = torch.tensor([s.target.token_id for s in steps], device=logits.device)
     probs = torch.softmax(at, dim=-1).gather(-1, token_ids[None, :, None].expand(at.shape[0], -1, 1))
@@ -151,15 +152,21 @@ def ablation_effects(
     for s in steps:
         s.target.validate(d_vocab)
     choice_ids = _choice_groups(choices, d_vocab)
-    clean = _measure(model(batch), steps, choice_ids)
+    rows, select = logit_rows_hook(model, [s.position for s in steps])  # unembed only the step positions
+
+    def step_logits(tokens: Tensor, fwd_hooks: Sequence = ()) -> Tensor:
+        with model.hooks(fwd_hooks=[*fwd_hooks, *rows]):
+            return select(model(tokens))
+
+    clean = _measure(step_logits(batch), steps, choice_ids)
     if _first_nonfinite(clean[0], clean[1]) is not None:
         raise NumericalError("The model's logits are NaN/inf at the explained position(s), without any ablation.")
     out: list[AblationEffect] = []
     starts = range(0, len(ablations), batch_size)
     for start in progress_bar(starts, desc="ablations", unit="batch", enabled=bool(progress), leave=False):
         chunk = list(ablations[start : start + batch_size])
-        with model.hooks(fwd_hooks=row_ablation_hooks(model, chunk)):
-            score, prob, choice = _measure(model(batch.expand(len(chunk), -1)), steps, choice_ids)
+        logits = step_logits(batch.expand(len(chunk), -1), row_ablation_hooks(model, chunk))
+        score, prob, choice = _measure(logits, steps, choice_ids)
         if (j := _first_nonfinite(score, prob)) is not None:
             raise NumericalError(
                 f"Ablation {start + j} ({chunk[j]}) makes the logits at the explained position(s) NaN/inf."

@@ -36,6 +36,7 @@ the residual stream at the explained position(s),
 :math:`\lVert z^{l}_{p,h} W_O^{l,h} \rVert_2` (``z`` from ``attn.hook_z``, ``W_O^{l,h}`` the
 head's ``d_head x d_model`` slice of o_proj), averaged over the steps' positions. It ignores the
 target; it is the "how loud is this head" ranking to compare Grad-ELLM's against.
+:func:`random_importance` is the chance level (seeded uniform scores).
 """
 
 from __future__ import annotations
@@ -124,6 +125,10 @@ class HeadImportance:
             raise InvalidInputError("These scores are already per KV group.")
         grouped = aggregate_kv_groups(self.scores, n_kv_heads, reduce)
         return HeadImportance(grouped, self.layers, f"{self.measure}:{reduce}", unit="kv")
+
+    def magnitude(self) -> HeadImportance:
+        """``|scores|``: how much each head matters, whatever the sign of its effect."""
+        return HeadImportance(self.scores.abs(), self.layers, f"|{self.measure}|", self.unit)
 
     def rows(self) -> list[dict[str, Any]]:
         """``[{"layer", "head", "score", "rank"}]`` (rank 1 = most important), for tables."""
@@ -215,6 +220,12 @@ def grad_ellm_head_importance(
     if method.options.gradient_source == "post_o":
         raise InvalidInputError("Head importance needs gradient_source='pre_o': post_o maps are not per head.")
     return head_importance(method.attribute(tokens, as_steps(tokens, target)), measure)
+
+
+def random_importance(n_layers: int, n_heads: int, seed: int) -> HeadImportance:
+    """Seeded uniform random scores in ``[0, 1)``: the chance-level scorer (``measure="random"``)."""
+    scores = torch.rand(n_layers, n_heads, generator=torch.Generator().manual_seed(seed))
+    return HeadImportance(scores, tuple(range(n_layers)), "random")
 
 
 @torch.no_grad()

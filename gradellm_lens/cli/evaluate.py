@@ -168,7 +168,7 @@ def make_task_from_args(args: argparse.Namespace):
         if own:
             given = ", ".join(f"--{k.replace('_', '-')}" for k in own)
             raise InvalidInputError(f"{given}: only for your own data (--data FILE).")
-        return make_task(args.task, data_dir=args.data_dir, **common)
+        return make_task(args.task, family="evaluation", data_dir=args.data_dir, **common)
     if args.task not in (None, "jsonl"):
         raise InvalidInputError(f"Give either --task {args.task} or --data {args.data}, not both.")
     if args.data_dir is not None:

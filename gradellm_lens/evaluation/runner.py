@@ -372,7 +372,7 @@ def run_evaluation(
 
     Args:
         model: a ``TransformerBridge`` (:func:`gradellm_lens.load_model`).
-        task: a task name (:func:`gradellm_lens.tasks.list_tasks`) or instance.
+        task: an evaluation task's name (:func:`gradellm_lens.tasks.list_tasks` ``("evaluation")``) or instance.
         methods: ``"grad_ellm,grad_ellm:reference,integrated_gradients"``, a list of such specs, or
             :class:`~.specs.MethodSpec` objects (see :mod:`.specs`).
         out: results file; resumed when it exists (see ``config.mode``). Pairs finished in the other
@@ -386,7 +386,7 @@ def run_evaluation(
         the same call to continue.
     """
     start = time.perf_counter()
-    task = make_task(task)
+    task = make_task(task, family="evaluation")
     specs = parse_method_specs(methods)
     examples = task.load(config.n, config.seed)
     mine = [(i, ex) for i, ex in enumerate(examples) if i % config.num_shards == config.shard_index]

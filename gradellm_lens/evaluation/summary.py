@@ -41,7 +41,7 @@ import csv
 import io
 import statistics
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
@@ -99,23 +99,34 @@ class Estimate:
         return {"mean": self.mean, "ci_low": low, "ci_high": high, "n": self.n}
 
 
+def bootstrap_statistic(
+    statistic: Callable[[np.ndarray], Any], n: int, n_boot: int = 1000, level: float = 0.95, seed: int = 0
+) -> Estimate:
+    """Percentile-bootstrap CI of any statistic of ``n`` examples (Efron & Tibshirani 1993).
+
+    ``statistic`` maps a ``[r, n]`` array of example indices (``r`` index sets) to ``r`` values
+    (scalars or vectors); the estimate is its value on the examples as they are, the interval the
+    percentiles of its values on ``n_boot`` resamples with replacement (seeded).
+    """
+    if n < 1:
+        raise InvalidInputError("Cannot summarise zero values.")
+    if n_boot < 1 or not 0.0 < level < 1.0:
+        raise InvalidInputError(f"Need n_boot >= 1 and 0 < level < 1, got {n_boot} and {level}.")
+    idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+    values = np.asarray(statistic(idx), dtype=np.float64)
+    estimate = np.asarray(statistic(np.arange(n)[None]), dtype=np.float64)[0]
+    tail = (1.0 - level) / 2.0 * 100.0
+    low, high = np.percentile(values, [tail, 100.0 - tail], axis=0)
+    as_out = (lambda a: float(a)) if estimate.ndim == 0 else (lambda a: tuple(float(v) for v in a))
+    return Estimate(as_out(estimate), as_out(low), as_out(high), int(n))
+
+
 def bootstrap_ci(
     values: Sequence[float] | np.ndarray, n_boot: int = 1000, level: float = 0.95, seed: int = 0
 ) -> Estimate:
     """Percentile-bootstrap CI of the mean over the first axis of ``values`` (scalars or curves)."""
     x = np.asarray(values, dtype=np.float64)
-    if x.shape[0] == 0:
-        raise InvalidInputError("Cannot summarise zero values.")
-    if n_boot < 1 or not 0.0 < level < 1.0:
-        raise InvalidInputError(f"Need n_boot >= 1 and 0 < level < 1, got {n_boot} and {level}.")
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, x.shape[0], size=(n_boot, x.shape[0]))
-    means = x[idx].mean(axis=1)
-    tail = (1.0 - level) / 2.0 * 100.0
-    low, high = np.percentile(means, [tail, 100.0 - tail], axis=0)
-    mean = x.mean(axis=0)
-    as_out = (lambda a: float(a)) if x.ndim == 1 else (lambda a: tuple(float(v) for v in a))
-    return Estimate(as_out(mean), as_out(low), as_out(high), int(x.shape[0]))
+    return bootstrap_statistic(lambda idx: x[idx].mean(axis=1), x.shape[0], n_boot, level, seed)
 
 
 def paired_bootstrap_ci(

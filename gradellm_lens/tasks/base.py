@@ -12,9 +12,14 @@ perturb that text alone. Two kinds exist:
 * ``generation`` (TellMeWhy, WikiBio): greedy decoding of ``max_new_tokens`` tokens; every
   generated step is explained.
 
-Registry: subclasses with a ``name`` register themselves; :func:`list_tasks`, :func:`get_task`
-(the class, with did-you-mean on unknown names) and :func:`make_task` (an instance). Besides the
-five built-in tasks, ``jsonl`` evaluates a JSONL file of your own (:mod:`.jsonl`).
+Registry: subclasses with a ``name`` register themselves (:func:`register_task`, which the
+clean/corrupted contrast tasks of :mod:`.contrast`, kind ``"contrast"``, use too); :func:`list_tasks`
+(optionally of one family), :func:`get_task` (the class, with did-you-mean on unknown names) and
+:func:`make_task` (an instance; ``family=`` refuses a task of the other family before constructing
+one). Besides the five built-in tasks, ``jsonl`` evaluates a JSONL file of your own (:mod:`.jsonl`).
+Two families share the registry: ``"evaluation"`` tasks (:class:`Task`: examples from data, for the
+faithfulness evaluation) and ``"contrast"`` tasks (clean/corrupted prompt pairs generated from
+templates, for activation patching, :mod:`.contrast`).
 """
 
 from __future__ import annotations
@@ -34,12 +39,14 @@ from . import data
 from .prompts import PromptedExample, encode_with_spans, fill_template, truncate_to_tokens
 
 TaskKind = Literal["classification", "generation"]
+TaskFamily = Literal["evaluation", "contrast"]
+TASK_FAMILIES: tuple[str, ...] = ("evaluation", "contrast")
 Source = Literal["local", "hub"]
 SOURCES: tuple[str, ...] = ("local", "hub")
 LabelMatch = Literal["first_token", "restricted"]
 LABEL_MATCHES: tuple[str, ...] = ("first_token", "restricted")
 
-_REGISTRY: dict[str, type[Task]] = {}
+_REGISTRY: dict[str, type] = {}
 
 
 @dataclass(frozen=True)
@@ -116,6 +123,7 @@ class Task(ABC):
     """Base class of the evaluation tasks (see the module docstring)."""
 
     name: ClassVar[str]
+    family: ClassVar[TaskFamily] = "evaluation"
     kind: ClassVar[TaskKind]
     template: ClassVar[str]
     files: ClassVar[dict[str, str]]  # split -> local JSONL file name
@@ -127,11 +135,7 @@ class Task(ABC):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        name = cls.__dict__.get("name")
-        if name is not None:
-            if name in _REGISTRY and _REGISTRY[name] is not cls:
-                raise TypeError(f"task name {name!r} registered twice")
-            _REGISTRY[name] = cls
+        register_task(cls)
 
     def __init__(self, **options: Any) -> None:
         known = {f.name for f in dataclasses.fields(TaskOptions)} | set(self.extra_options)
@@ -248,27 +252,53 @@ class Task(ABC):
         return out
 
 
-def list_tasks() -> list[str]:
-    """Names of the registered tasks."""
-    from . import classification, generation, jsonl  # noqa: F401  (registers the built-in tasks)
+def register_task(cls: type) -> None:
+    """Register ``cls`` under its own ``name`` class attribute (classes without one are bases)."""
+    name = cls.__dict__.get("name")
+    if name is not None:
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise TypeError(f"task name {name!r} registered twice")
+        _REGISTRY[name] = cls
 
-    return sorted(_REGISTRY)
+
+def list_tasks(family: TaskFamily | None = None) -> list[str]:
+    """Names of the registered tasks (of one ``family``, ``"evaluation"`` or ``"contrast"``, when given)."""
+    from . import classification, contrast, generation, jsonl  # noqa: F401  (registers the built-in tasks)
+
+    if family is not None and family not in TASK_FAMILIES:
+        raise unknown_name_error("task family", family, TASK_FAMILIES)
+    return sorted(name for name, cls in _REGISTRY.items() if family is None or cls.family == family)
 
 
-def get_task(name: str) -> type[Task]:
-    """The task class registered as ``name``; unknown names raise with a suggestion."""
+def get_task(name: str, family: TaskFamily | None = None) -> type:
+    """The task class registered as ``name``; an unknown name, or with ``family`` a task of the other
+    family, raises with a suggestion."""
     if name not in list_tasks():
-        raise unknown_name_error("task", name, _REGISTRY)
-    return _REGISTRY[name]
+        raise unknown_name_error("task", name, list_tasks(family))
+    cls = _REGISTRY[name]
+    if family is not None and cls.family != family:
+        raise InvalidInputError(
+            f"Task {name!r} is a {cls.family} task; this needs an {family} task: {', '.join(list_tasks(family))}."
+            + (" Contrast tasks feed gradellm_lens.analysis.activation_patching." if cls.family == "contrast" else "")
+        )
+    return cls
 
 
-def make_task(task: str | Task, **options: Any) -> Task:
-    """Instantiate the task ``task`` (a registered name) with ``options``; an instance is returned as is."""
-    if isinstance(task, Task):
-        if options:
-            raise InvalidInputError("Options cannot be combined with an already constructed task instance.")
-        return task
-    return get_task(task)(**options)
+def make_task(task: Any, *, family: TaskFamily | None = None, **options: Any) -> Any:
+    """Instantiate the task ``task`` (a registered name) with ``options``; an instance is returned as is.
+
+    ``family`` (``"evaluation"`` or ``"contrast"``) refuses a task of the other family with a clear
+    message, before any option is read.
+    """
+    if isinstance(task, str):
+        return get_task(task, family)(**options)
+    name = getattr(type(task), "name", None)
+    if _REGISTRY.get(name) is None or not isinstance(task, _REGISTRY[name]):
+        raise InvalidInputError(f"Expected a task name or a task instance, got {type(task).__name__}.")
+    get_task(name, family)
+    if options:
+        raise InvalidInputError("Options cannot be combined with an already constructed task instance.")
+    return task
 
 
 def text_field(record: dict[str, Any], name: str, where: str) -> str:
@@ -279,4 +309,16 @@ def text_field(record: dict[str, Any], name: str, where: str) -> str:
     return value
 
 
-__all__ = ["Example", "HubSpec", "Task", "TaskOptions", "get_task", "list_tasks", "make_task", "text_field"]
+__all__ = [
+    "TASK_FAMILIES",
+    "Example",
+    "HubSpec",
+    "Task",
+    "TaskFamily",
+    "TaskOptions",
+    "get_task",
+    "list_tasks",
+    "make_task",
+    "register_task",
+    "text_field",
+]

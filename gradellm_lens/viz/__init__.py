@@ -8,13 +8,13 @@ One colour convention everywhere (:mod:`.palette`): blue = positive, red = negat
   ``layer_head_tokens``, ``layer_maps``, ``head_maps``, ``compare_methods``), each a :class:`~.offline.View`
   that renders offline in notebooks and pages.
 - :mod:`.report`: ``write_report`` (one self-contained HTML page).
-- :mod:`.plots`: matplotlib figures (``plot_pi_curves``, ``plot_head_importance``).
+- :mod:`.plots`: matplotlib figures (``plot_pi_curves``, ``plot_head_importance``, ``plot_head_comparison``).
 """
 
 from ..result import set_renderer
 from .inline import result_html
 from .offline import View, write_views
-from .plots import plot_head_importance, plot_pi_curves
+from .plots import plot_head_comparison, plot_head_importance, plot_pi_curves
 from .report import write_report
 from .terminal import render, render_step
 from .views import (
@@ -39,6 +39,7 @@ __all__ = [
     "layer_head_tokens",
     "layer_maps",
     "layer_tokens",
+    "plot_head_comparison",
     "plot_head_importance",
     "plot_pi_curves",
     "render",

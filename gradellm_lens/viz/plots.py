@@ -4,13 +4,16 @@
     π-Soft-NS and π-Soft-NC against the retaining probability π, one line per method (the
     AUCs come from :mod:`gradellm_lens.metrics`; put them in the method names if wanted).
     NS rises with π and NC falls; higher is better for both.
+:func:`plot_head_comparison`
+    A ground truth (e.g. activation patching) and several head scorers side by side, the truth's
+    top heads outlined in every panel, each scorer's ρ and top-k recall in its title.
 :func:`plot_head_importance`
     A ``[layer, head]`` importance heatmap: of a Grad-ELLM result (reduced by
     :func:`gradellm_lens.analysis.head_importance`, by default ``"positive"`` =
     :math:`\\sum_i \\operatorname{ReLU}(c^{\\ell,h}_i)`, mean over steps), or of any
     :class:`~gradellm_lens.analysis.HeadImportance` (e.g. ablation effects).
 
-Both return the :class:`~matplotlib.figure.Figure` and also save it when ``path`` is given.
+All return the :class:`~matplotlib.figure.Figure` and also save it when ``path`` is given.
 :func:`figure_data_uri` embeds a figure in an offline HTML page. The Agg backend is used, so no
 display is needed.
 """
@@ -25,6 +28,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 from ..errors import InvalidInputError
 from ..result import AttributionResult
@@ -126,6 +130,69 @@ def plot_head_importance(
     ax.set_title(f"head importance ({importance.measure})" + (f", {which}" if which else ""), fontsize="medium")
     bar = fig.colorbar(image, ax=ax, shrink=0.8)
     bar.set_label("blue = positive" + (", red = negative" if signed else ""), fontsize="small")
+    return _save(fig, path)
+
+
+def plot_head_comparison(
+    truth: HeadImportance,
+    scorers: Mapping[str, HeadImportance],
+    path: str | Path | None = None,
+    *,
+    k: int = 10,
+    truth_label: str = "ground truth",
+) -> Figure:
+    """The ground truth and each scorer side by side, one ``[layer, head]`` heatmap per panel.
+
+    Each panel has its own colour scale (the scorers' units differ; :mod:`.palette` colours:
+    white-blue for non-negative, red-white-blue for signed scores). The truth's ``k`` most important
+    heads are outlined in **every** panel, and each scorer's title gives its Spearman's ρ and top-k
+    recall against the truth (:func:`~gradellm_lens.analysis.rank_agreement`), so one can see where
+    a scorer puts its mass and which of the truth's heads it misses. Rows follow the truth's layers.
+
+    Args:
+        truth: the ground truth (e.g. activation patching's oriented effects, pooled over prompts).
+        scorers: ``{name: HeadImportance}`` of the same heads.
+        path: also save the figure here.
+        k: how many of the truth's top heads to outline and score.
+
+    Returns:
+        The figure (displays in a notebook; :func:`figure_data_uri` embeds it in a page).
+    """
+    from ..analysis import HeadImportance, rank_agreement
+
+    panels = {truth_label: truth, **dict(scorers)}
+    if not scorers or not all(isinstance(v, HeadImportance) for v in panels.values()):
+        raise InvalidInputError("plot_head_comparison needs a HeadImportance truth and at least one scorer.")
+    if any(v.layers != truth.layers or v.scores.shape != truth.scores.shape for v in panels.values()):
+        raise InvalidInputError("Every scorer must cover the truth's layers and heads.")
+    n_layers, n_heads = truth.scores.shape
+    top = truth.top(min(k, n_layers * n_heads))
+    rows = {layer: i for i, layer in enumerate(truth.layers)}
+    fig = Figure(figsize=(0.6 + len(panels) * (0.9 + 0.28 * n_heads), 1.6 + 0.2 * n_layers), layout="constrained")
+    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+    for ax, (name, importance) in zip(axes, panels.items()):
+        values = importance.scores.numpy()
+        m = float(np.nanmax(np.abs(values))) if values.size else 0.0
+        m = m if m > 0 else 1.0
+        signed = bool(np.nanmin(values) < 0)
+        image = ax.imshow(
+            values, cmap=palette.colormap(signed), vmin=-m if signed else 0.0, vmax=m,
+            aspect="auto", interpolation="nearest",
+        )  # fmt: skip
+        for layer, head in top:
+            ax.add_patch(Rectangle((head - 0.5, rows[layer] - 0.5), 1, 1, fill=False, lw=1.2, ec="black"))
+        title = name
+        if importance is not truth:
+            agreement = rank_agreement(importance, truth, k=k)
+            title += f"\nρ = {agreement.spearman:.2f}, top-{agreement.k} {agreement.top_k:.2f}"
+        ax.set_title(title, fontsize="small")
+        ax.set_xticks(range(0, n_heads, max(1, n_heads // 8)))
+        ax.set_xlabel("head", fontsize="small")
+        fig.colorbar(image, ax=ax, shrink=0.6, pad=0.01)
+    axes[0].set_yticks(range(0, n_layers, max(1, n_layers // 15)),
+                       [f"L{truth.layers[i]}" for i in range(0, n_layers, max(1, n_layers // 15))])  # fmt: skip
+    axes[0].set_ylabel("layer")
+    fig.suptitle(f"outlined: the {truth_label}'s top {len(top)} heads", fontsize="small")
     return _save(fig, path)
 
 

@@ -1,7 +1,9 @@
 """Self-contained HTML reports: ``write_report(results, path)``.
 
 One page, no network requests (see :mod:`.offline`: the CircuitsVis bundle is inlined once, a
-Content-Security-Policy forbids fetches, figures are ``data:`` PNGs). For each example (results
+Content-Security-Policy forbids fetches, figures are ``data:`` PNGs). With ``head_truth`` and
+``head_scorers`` the page opens with the side-by-side layer x head view of a ground truth (e.g.
+activation patching) and head scorers (:func:`~.plots.plot_head_comparison`). For each example (results
 with the same tokens and steps are grouped) the page shows:
 
 - the prompt and the generated / explained text;
@@ -23,16 +25,20 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import InvalidInputError
 from ..result import AttributionResult
 from ..tokens import decode_tokens, display_token
 from . import palette, views
 from .offline import Page
-from .plots import figure_data_uri, plot_head_importance
+from .plots import figure_data_uri, plot_head_comparison, plot_head_importance
+
+if TYPE_CHECKING:
+    from ..analysis import HeadImportance
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px auto; max-width: 1100px;
@@ -151,28 +157,51 @@ def _result_section(page: Page, r: AttributionResult) -> None:
             page.add_view(views.head_maps(r, layer))
 
 
+def _head_comparison_section(page: Page, truth: HeadImportance, scorers: Mapping[str, HeadImportance]) -> None:
+    page.add("<h2>Heads: ground truth and scorers</h2>")
+    page.add(
+        f'<p class="note">Ground truth: {html.escape(truth.measure)}; each panel has its own colour scale; '
+        "the truth's top heads are outlined in every panel.</p>"
+    )
+    fig = plot_head_comparison(truth, scorers)
+    page.add(f'<img class="figure" alt="layer x head: ground truth and scorers" src="{figure_data_uri(fig)}">')
+
+
 def write_report(
-    results: AttributionResult | Sequence[AttributionResult], path: str | Path, title: str = "gradellm-lens report"
+    results: AttributionResult | Sequence[AttributionResult],
+    path: str | Path,
+    title: str = "gradellm-lens report",
+    *,
+    head_truth: HeadImportance | None = None,
+    head_scorers: Mapping[str, HeadImportance] | None = None,
 ) -> Path:
     """Write one self-contained HTML page (no network requests) for one or several results.
 
     Args:
         results: one result, or several (e.g. several methods on the same prompt: shown side by
-            side; results of different prompts get their own sections).
+            side; results of different prompts get their own sections); may be empty with a head comparison.
         path: output file (``.html``).
         title: page title and heading.
+        head_truth, head_scorers: a ground-truth head importance (e.g. activation patching's) and
+            ``{name: HeadImportance}`` scorers, shown first as the side-by-side layer x head view
+            (:func:`~.plots.plot_head_comparison`).
 
     Returns:
         The path written.
     """
     results = [results] if isinstance(results, AttributionResult) else list(results)
-    if not results or not all(isinstance(r, AttributionResult) for r in results):
-        raise InvalidInputError("write_report needs one or more AttributionResult objects.")
+    if (head_truth is None) != (not head_scorers):
+        raise InvalidInputError("A head comparison needs both head_truth and head_scorers.")
+    if (not results and head_truth is None) or not all(isinstance(r, AttributionResult) for r in results):
+        raise InvalidInputError("write_report needs one or more AttributionResult objects (or a head comparison).")
     page = Page(title, STYLE)
     page.add(f"<h1>{html.escape(title)}</h1>")
     models = sorted({r.model for r in results})
-    page.add(f'<p class="note">model: {html.escape(", ".join(models))}. {html.escape(LEGEND)}</p>')
+    if models:
+        page.add(f'<p class="note">model: {html.escape(", ".join(models))}. {html.escape(LEGEND)}</p>')
     page.add(palette.legend_html())
+    if head_truth is not None:
+        _head_comparison_section(page, head_truth, head_scorers)
     groups = _group_by_example(results)
     for i, group in enumerate(groups):
         if len(groups) > 1:
@@ -182,7 +211,7 @@ def write_report(
             _side_by_side(page, group)
         for r in group:
             _result_section(page, r)
-    versions = results[0].versions
+    versions = results[0].versions if results else None
     if versions:
         page.add(f'<p class="note">versions: {html.escape(", ".join(f"{k} {v}" for k, v in versions.items()))}</p>')
     return page.write(path)

@@ -101,7 +101,7 @@ def stem(args: argparse.Namespace, *parts: str) -> str:
 
 def setup(args: argparse.Namespace):
     """Check the task name, then seed, thread count, output folder; returns the loaded model."""
-    get_task(args.task)  # an unknown task fails here, before the model is loaded
+    get_task(args.task, "evaluation")  # an unknown task fails here, before the model is loaded
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
     Path(args.out).mkdir(parents=True, exist_ok=True)
@@ -120,7 +120,7 @@ def load_examples(
     prompt_format: PromptFormat = "chat",
 ) -> tuple[Any, list[StudyExample]]:
     """``(task, examples)``: examples ``skip .. skip + n`` of the task's hash order, prompted in ``prompt_format``."""
-    task = make_task(task_name, max_new_tokens=max_new_tokens, prompt_format=prompt_format)
+    task = make_task(task_name, family="evaluation", max_new_tokens=max_new_tokens, prompt_format=prompt_format)
     records = task.load(skip + n, seed)[skip:]
     classification = task.kind == "classification"
     choices = tuple(tuple(c) for c in task.label_candidates(model.tokenizer)) if classification else None
@@ -168,8 +168,18 @@ def _fmt(value: Any) -> str:
     return str(value).replace("|", "\\|")
 
 
-def write_table(rows: Sequence[dict[str, Any]], out: str | Path, stem: str, *, title: str = "") -> tuple[Path, Path]:
-    """Write ``rows`` as ``<stem>.csv`` and ``<stem>.md`` (a Markdown table) under ``out``."""
+def write_table(
+    rows: Sequence[dict[str, Any]],
+    out: str | Path,
+    stem: str,
+    *,
+    title: str = "",
+    md_rows: Sequence[dict[str, Any]] | None = None,
+) -> tuple[Path, Path]:
+    """Write ``rows`` as ``<stem>.csv`` and ``<stem>.md`` (a Markdown table) under ``out``.
+
+    ``md_rows`` replace ``rows`` in the Markdown table only (e.g. estimates written ``0.52 [0.31, 0.70]``).
+    """
     out = Path(out)
     columns = list(dict.fromkeys(k for row in rows for k in row))
     csv_path, md_path = out / f"{stem}.csv", out / f"{stem}.md"
@@ -177,6 +187,8 @@ def write_table(rows: Sequence[dict[str, Any]], out: str | Path, stem: str, *, t
         writer = csv.DictWriter(fh, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
+    if md_rows is not None:
+        rows, columns = md_rows, list(dict.fromkeys(k for row in md_rows for k in row))
     lines = [f"# {title}", ""] if title else []
     lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_fmt(row.get(c, "")) for c in columns) + " |" for row in rows]

@@ -64,10 +64,6 @@ def kv_effects(model, ex, layers, batch_size) -> HeadImportance:
     return HeadImportance(drops, tuple(layers), "zero_kv_ablation_drop", unit="kv")
 
 
-def absolute(imp: HeadImportance) -> HeadImportance:
-    return HeadImportance(imp.scores.abs(), imp.layers, f"|{imp.measure}|", imp.unit)
-
-
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     timer = study.Timer()
@@ -94,7 +90,7 @@ def main(argv=None) -> int:
     rows = []
     for (level, name), items in scorers.items():
         k = args.top_k if level == "query" else max(1, args.top_k * info.n_kv_heads // info.n_heads)
-        for truth_kind, transform in (("drop", lambda t: t), ("abs_drop", absolute)):
+        for truth_kind, transform in (("drop", lambda t: t), ("abs_drop", HeadImportance.magnitude)):
             truth = [transform(t) for t in truths[level]]
             per_ex = [rank_agreement(s, t, k=k) for s, t in zip(items, truth)]
             pooled = rank_agreement(dataset_head_importance(items), dataset_head_importance(truth), k=k)
