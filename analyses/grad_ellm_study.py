@@ -13,7 +13,9 @@ Subcommands (run from the repository root; ``analyses/run_grad_ellm_study.sh`` r
 * the switches, one at a time from ``layers=all``: ``combine=sum_then_relu``,
   ``gradient_source=post_o``, ``kv_expansion=legacy_repeat``, each non-default ``spatial``, and
   the released code's pair of switches (``:reference``) over all layers;
-* the released code as it is (``grad_ellm:reference``, last layer) and ``random``.
+* the released code as it is (``grad_ellm:reference``, last layer) and ``random``;
+* ``--combine sum_then_relu``: the second round, the same sets from the first round's best configuration
+  (all layers, per-layer maps summed before the ReLU, as in Grad-ECLIP's text branch).
 
 Every spec names its options explicitly, so the results do not depend on the package's default.
 The faithfulness protocol is the verdict's (Zhao & Aletras 2023's Soft-NS/NC at a fixed retaining
@@ -46,12 +48,23 @@ def layer_counts(n_layers: int) -> list[int | str]:
     return [*ks, "all"]
 
 
-def study_methods(n_layers: int, per_layer: bool) -> list[str]:
-    """The method specs of the study for a model with ``n_layers`` attention layers."""
-    specs = [f"grad_ellm+layers={k}" for k in layer_counts(n_layers)]
-    specs += [f"grad_ellm+layers=all+{switch}" for switch in SWITCHES]
-    specs += ["grad_ellm:reference+layers=all", "grad_ellm:reference+layers=1"]
-    if per_layer:  # the last layer alone is layers=1 above
+def study_methods(n_layers: int, per_layer: bool, combine: str = "relu_then_sum") -> list[str]:
+    """The method specs of the study for a model with ``n_layers`` attention layers.
+
+    ``combine="relu_then_sum"`` (the first round): last K layers, the switches from all layers, the released
+    code, every single layer (``per_layer``) and random. ``combine="sum_then_relu"`` (the second round, from
+    the first round's best configuration): the same last-K and switch sets with the per-layer maps summed before
+    the ReLU (a single layer is the same map either way, so K = 1 and the single layers are not repeated).
+    """
+    first = combine == "relu_then_sum"
+    suffix = "" if first else f"+combine={combine}"
+    specs = [f"grad_ellm+layers={k}{suffix}" for k in layer_counts(n_layers) if first or k != 1]
+    switches = SWITCHES if first else [s for s in SWITCHES if not s.startswith("combine=")]
+    specs += [f"grad_ellm+layers=all{suffix}+{switch}" for switch in switches]
+    specs += [f"grad_ellm:reference+layers=all{suffix}"]
+    if first:
+        specs += ["grad_ellm:reference+layers=1"]
+    if per_layer and first:  # the last layer alone is layers=1 above
         specs += [f"grad_ellm+layers=[{i}]" for i in range(n_layers - 1)]
     return [*specs, "random"]
 
@@ -90,7 +103,7 @@ def single_layer(label: str) -> int | None:
 
 def layer_of(label: str, n_layers: int) -> int | None:
     """The one layer a configuration uses (``layers=[i]``, or the last layer for ``layers=1``)."""
-    if label == "grad_ellm+layers=1":
+    if label == "grad_ellm+layers=1":  # K = 1
         return n_layers - 1
     return single_layer(label)
 
@@ -394,6 +407,8 @@ def main(argv: list[str] | None = None) -> int:
     methods = sub.add_parser("methods", help="print the study's method specs for one model")
     methods.add_argument("--model", required=True, help="built-in model name")
     methods.add_argument("--per-layer", action="store_true", help="add every single layer's map")
+    methods.add_argument("--combine", default="relu_then_sum", choices=("relu_then_sum", "sum_then_relu"),
+                         help="the round: relu_then_sum (first) or sum_then_relu (second, from the best)")  # fmt: skip
     tables = sub.add_parser("tables", help="write study.md, configs.csv, per_layer.csv and auc_by_layer.png")
     tables.add_argument("out", type=Path, help="the study folder (<out>/<model>/<task>/results*.jsonl)")
     diag = sub.add_parser("diagnose", help="per-layer score shares on template/special/sink/user tokens")
@@ -404,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "diagnose":
         print(diagnose(args.model, args.n, args.out))
     elif args.command == "methods":
-        print(",".join(study_methods(_n_layers(args.model), args.per_layer)))
+        print(",".join(study_methods(_n_layers(args.model), args.per_layer, args.combine)))
     elif args.command == "tables":
         for path in write_tables(args.out):
             print(path)

@@ -11,10 +11,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python}
 OUT=${OUT:-analyses/results/grad-ellm-study}
-RUNS=${RUNS:-"smollm2-135m-instruct:sst2=50:per-layer qwen2.5-coder-0.5b-instruct:sst2=50:per-layer qwen2.5-coder-0.5b-instruct:tellmewhy=8:"}
+# model:task=n:per-layer (or empty):combine, the second round (sum_then_relu) after the first
+RUNS=${RUNS:-"smollm2-135m-instruct:sst2=50:per-layer:relu_then_sum qwen2.5-coder-0.5b-instruct:sst2=50:per-layer:relu_then_sum
+  smollm2-135m-instruct:sst2=50::sum_then_relu qwen2.5-coder-0.5b-instruct:sst2=50::sum_then_relu
+  qwen2.5-coder-0.5b-instruct:tellmewhy=8::relu_then_sum qwen2.5-coder-0.5b-instruct:tellmewhy=8::sum_then_relu"}
 for run in $RUNS; do
-  IFS=: read -r model sizes layers <<< "$run"
-  methods=$("$PYTHON" analyses/grad_ellm_study.py methods --model "$model" ${layers:+--per-layer} 2>/dev/null)
+  IFS=: read -r model sizes layers combine <<< "$run"
+  methods=$("$PYTHON" analyses/grad_ellm_study.py methods --model "$model" ${layers:+--per-layer} \
+    --combine "${combine:-relu_then_sum}" 2>/dev/null)
   MODELS="$model:plain" OUT="$OUT" METHODS="$methods" SIZES="$sizes" DRAWS=1 PIS=0.25,0.5,0.75 RANDOM_MAPS=10 \
     CONTROLS=shuffled MAX_NEW_TOKENS=2 PYTHON="$PYTHON" bash analyses/run_faithfulness.sh
 done
