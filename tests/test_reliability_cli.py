@@ -222,6 +222,35 @@ def test_interrupted_last_line_is_repaired(capsys, good_run, data_dir, tmp_path)
     assert {r["example_id"] for r in repaired[1:]} == {json.loads(line)["example_id"] for line in _lines(good_run)[1:]}
 
 
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_a_refused_sharded_rerun_touches_no_file(capsys, good_run, data_dir, tmp_path):
+    """Every check (the folder's other results files too) runs before a line is cut or a header written."""
+    argv = ["evaluate", "--task", "sst2", *FAST, "--methods", "random", "--n", "4", "--data-dir", data_dir]
+    shard = ["--shard-index", "0", "--num-shards", "2"]
+    run = tmp_path / "run"
+    assert _cli(capsys, *argv, *shard, "--out-dir", run)[0] == 0
+    own = run / "results.shard-0-of-2.jsonl"
+    good = own.read_bytes()
+    own.write_bytes(good[: good.rfind(b"\n", 0, len(good) - 1) + 30])  # an interrupted last line
+    header, first, second = _lines(good_run)
+    (run / "results.shard-1-of-2.jsonl").write_bytes(header + first + b"garbage\n" + second)
+    before = _snapshot(run)
+    code, _, err = _cli(capsys, *argv, *shard, "--out-dir", run)
+    assert_one_line_error(code, err, "evaluate", r"results.shard-1-of-2.jsonl:3: corrupt results line")
+    assert _snapshot(run) == before  # the own file's torn line is still there, byte for byte
+
+    damaged = tmp_path / "damaged"  # only a damaged single-process file: no shard file may appear
+    damaged.mkdir()
+    (damaged / "results.jsonl").write_bytes(header + b"garbage\n" + first)
+    before = _snapshot(damaged)
+    code, _, err = _cli(capsys, *argv, *shard, "--out-dir", damaged)
+    assert_one_line_error(code, err, "evaluate", r"results.jsonl:2: corrupt results line")
+    assert _snapshot(damaged) == before
+
+
 def test_results_with_other_options_are_refused(capsys, good_run, data_dir, tmp_path):
     argv = ["evaluate", "--task", "sst2", *FAST, "--methods", "random", "--n", "2", "--data-dir", data_dir]
     run = tmp_path / "run"
@@ -238,6 +267,21 @@ def test_results_with_other_options_are_refused(capsys, good_run, data_dir, tmp_
     assert code == 0
     code, _, err = _cli(capsys, "summarize", run / "results.jsonl", other / "results.jsonl")
     assert_one_line_error(code, err, "summarize", r"different options \(metrics.pis: .*--allow-mixed")
+
+
+def test_a_line_of_another_configuration_is_refused_not_merged(capsys, good_run, data_dir, tmp_path):
+    argv = ["evaluate", "--task", "sst2", *FAST, "--methods", "random", "--n", "2", "--data-dir", data_dir]
+    other = tmp_path / "other"
+    assert _cli(capsys, *argv[:-4], "--n", "1", "--data-dir", data_dir, "--out-dir", other, "--draws", "2")[0] == 0
+    pasted = _lines(other / "results.jsonl")[1]  # a --draws 2 line in a --draws 1 file
+    run = tmp_path / "run"
+    run.mkdir()
+    content = good_run.read_bytes() + pasted
+    (run / "results.jsonl").write_bytes(content)
+    match = r"results.jsonl:4: the result of method 'random' has fingerprint .* no header"
+    assert_one_line_error(*_cli(capsys, "summarize", run)[::2], "summarize", match)
+    assert_one_line_error(*_cli(capsys, *argv, "--out-dir", run)[::2], "evaluate", match)
+    assert (run / "results.jsonl").read_bytes() == content
 
 
 def test_results_of_another_version_are_refused_unless_allowed(capsys, good_run, data_dir, tmp_path, monkeypatch):

@@ -121,6 +121,35 @@ def test_malformed_headers_are_named(tmp_path, config, problem):
         read_results(path)
 
 
+def test_fingerprints_are_recomputed_not_trusted(tmp_path):
+    header = _header()
+    path = tmp_path / "r.jsonl"
+    good = _write(path, header, _result(header))
+    head, line = good.splitlines(keepends=True)
+    other = _header(metrics={"n_draws": 2})  # a line of a run with other options
+    record = json.loads(head)
+    edited_config = {**record, "config": {**record["config"], "metrics": {"n_draws": 2}}}  # fingerprint kept
+    edited_method = {**record, "methods": {"m": {**record["methods"]["m"], "config": {"method": "x"}}}}
+    cases = {
+        "foreign fingerprint": (good + (json.dumps({"kind": "result", **_result(other)}) + "\n").encode(),
+                                r"r.jsonl:3: the result of method 'm' has fingerprint '[0-9a-f]+', which no header"),
+        "label of another method": (head + line.replace(b'"method": "m"', b'"method": "n"'),
+                                    r"r.jsonl:2: the result of method 'n' has fingerprint"),
+        "edited config": ((json.dumps(edited_config) + "\n").encode() + line,
+                          r"r.jsonl:1: corrupt header line: missing or invalid config_fingerprint \(it is not the hash"),
+        "edited method config": ((json.dumps(edited_method) + "\n").encode() + line,
+                                 r"r.jsonl:1: corrupt header line: .*methods.m.fingerprint \(it is not the hash"),
+        "result before the header": (line + head, r"r.jsonl:1: a result line without a header line above it"),
+    }  # fmt: skip
+    for name, (content, match) in cases.items():
+        path.write_bytes(content)
+        with pytest.raises(InvalidInputError, match=match):
+            read_results(path)
+        with pytest.raises(InvalidInputError, match=match):
+            ResultsFile(path, header)
+        assert path.read_bytes() == content, name
+
+
 def test_the_version_is_part_of_every_fingerprint():
     now, old = _header(), _header("0.1.0")
     assert now.config[VERSION_KEY] == gradellm_lens.__version__ and old.config[VERSION_KEY] == "0.1.0"

@@ -393,9 +393,11 @@ def run_evaluation(
     header = run_header(model, task, built, config)
     fingerprints = {label: header.method_fingerprint(label) for label in built}
     written = failed = 0
+    # every check before any file is touched: the folder's other results files are read (and a damaged
+    # one refused) before this file is opened, which may cut an interrupted last line or write a header
+    found = finished_elsewhere(out, fingerprints.values()) if config.mode != "overwrite" else {}
     with ResultsFile(out, header, config.mode) as store:
         wanted = {(ex.id, fp) for _i, ex in mine for fp in fingerprints.values()} - store.done
-        found = finished_elsewhere(store.path, fingerprints.values()) if config.mode != "overwrite" else {}
         resumed_from = tuple(p for p, pairs in found.items() if pairs & wanted)
         done = store.done.union(*found.values())
         pending = [(i, ex, [lb for lb in built if (ex.id, fingerprints[lb]) not in done]) for i, ex in mine]

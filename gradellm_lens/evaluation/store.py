@@ -18,14 +18,18 @@ does not depend on which other examples were drawn, so a run can be extended.
 Reading validates every complete line (:func:`parse_lines`), naming ``file:line`` on the first
 problem: not JSON, a ``NaN``/``Infinity`` literal or a number too large for a float, a missing or
 wrongly typed field (a string metric or ``index``, a header without ``config.task``), a π curve
-(any list under a key starting with ``pi_``) without one value per π. Such a file is never
-averaged, resumed or modified.
+(any list under a key starting with ``pi_``) without one value per π. Fingerprints are recomputed,
+never trusted: a header whose ``config_fingerprint`` or method fingerprint is not the hash of its
+recorded configuration (an edited config), and a result line whose ``fingerprint`` is not that of
+its ``method`` in a header above it (a line pasted from a run with other options), are refused.
+Such a file is never averaged, resumed or modified. Only regular files are read (a FIFO or device
+would block or never end).
 
 Crash safety: every line goes out in one ``write`` of the whole line, followed by ``fsync``; a
 kill can therefore leave at most one partial *last* line (no ``\\n``), which :class:`ResultsFile`
 detects on the next open and cuts off (``ftruncate`` to the last newline, then ``fsync``) before
 appending, once the file has been accepted: a refused open leaves the file byte for byte as it
-was. A malformed line anywhere else is reported as corruption (file and line), never silently
+was, and an open that is refused creates no file. A malformed line anywhere else is reported as corruption (file and line), never silently
 skipped. An exclusive ``flock`` stops two processes from appending to one file. Opening with a
 configuration (or a gradellm-lens version) different from the file's raises unless ``mode`` is
 ``"overwrite"`` (start the file over) or ``"allow_mixed"`` (append under a new header).
@@ -85,6 +89,11 @@ def fingerprint(obj: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
+def method_fingerprint(config_fingerprint: str, method_config: Any) -> str:
+    """What a result line carries: ``fingerprint({"config": config_fingerprint, "method": method_config})``."""
+    return fingerprint({"config": config_fingerprint, "method": method_config})
+
+
 def encode_line(record: Mapping[str, Any]) -> bytes:
     """One JSONL line; NaN or infinite numbers raise :class:`NumericalError` (never written as numbers)."""
     try:
@@ -122,7 +131,7 @@ class RunHeader:
 
     def method_fingerprint(self, label: str) -> str:
         """Fingerprint of (common config, method options): what a result line carries."""
-        return fingerprint({"config": self.config_fingerprint, "method": self.methods[label]})
+        return method_fingerprint(self.config_fingerprint, self.methods[label])
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -228,6 +237,13 @@ def _mean_problems(mean: Any, where: str = "mean") -> list[str]:
     return [] if mean is None or _is_number(mean) else [f"{where} ({type(mean).__name__}, not a number)"]
 
 
+def _is_method_entry(entry: Any) -> bool:
+    """A header's ``methods`` value: ``{"config": {...}, "fingerprint": "..."}``."""
+    return (
+        isinstance(entry, dict) and isinstance(entry.get("fingerprint"), str) and isinstance(entry.get("config"), dict)
+    )
+
+
 def check_record(record: dict[str, Any]) -> list[str]:
     """What is wrong with one parsed results line (empty: nothing); see the module docstring."""
     kind = record["kind"]
@@ -236,9 +252,7 @@ def check_record(record: dict[str, Any]) -> list[str]:
         return bad
     if kind == "header":
         entries = record["methods"].items()
-        bad = [
-            f"methods.{k}" for k, v in entries if not isinstance(v, dict) or not isinstance(v.get("fingerprint"), str)
-        ]
+        bad = [f"methods.{k}" for k, v in entries if not _is_method_entry(v)]
         return bad + [f"config.{name}" for name in _type_problems(record["config"], _CONFIG_FIELDS, required=True)]
     bad = _type_problems(record, _RESULT_OPTIONAL, required=False)
     bad += [f"{k} (a count)" for k, v in record.items() if k.startswith("n_") and not _is_count(v)]
@@ -259,15 +273,28 @@ def check_record(record: dict[str, Any]) -> list[str]:
     )
 
 
+def _fingerprint_problem(header: Mapping[str, Any]) -> str | None:
+    """Why a (well-typed) header's fingerprints are not those of its recorded configs, or None."""
+    config_fp = fingerprint(header["config"])
+    if config_fp != header["config_fingerprint"]:
+        return "config_fingerprint (it is not the hash of the recorded config: was the config edited?)"
+    for label, entry in header["methods"].items():
+        if method_fingerprint(config_fp, entry["config"]) != entry["fingerprint"]:
+            return f"methods.{label}.fingerprint (it is not the hash of the recorded method config: edited?)"
+    return None
+
+
 def parse_lines(data: bytes, path: Path) -> tuple[list[dict[str, Any]], int]:
     """Records of the complete lines of ``data``, and the length of a trailing partial line (0: none).
 
     Raises:
         InvalidInputError: a complete line is not a valid header or result line (see
-            :func:`check_record`), naming ``file:line``.
+            :func:`check_record`), a header's fingerprints are not the hashes of its configs, or a
+            result line's fingerprint is not its method's in a header above it; naming ``file:line``.
     """
     end = data.rfind(b"\n") + 1
     records = []
+    owners: dict[str, str] = {}  # method fingerprint -> label, from the headers read so far
     hint = "Move the file away or rerun with --overwrite."
     for lineno, line in enumerate(data[:end].split(b"\n")[:-1], start=1):
         if not line.strip():
@@ -287,9 +314,21 @@ def parse_lines(data: bytes, path: Path) -> tuple[list[dict[str, Any]], int]:
                 f"line). {hint}"
             )
         bad = check_record(record)
+        if not bad and record["kind"] == "header" and (problem := _fingerprint_problem(record)) is not None:
+            bad = [problem]
         if bad:
             raise InvalidInputError(
                 f"{path}:{lineno}: corrupt {record['kind']} line: missing or invalid {', '.join(bad[:4])}. {hint}"
+            )
+        if record["kind"] == "header":
+            owners.update((entry["fingerprint"], label) for label, entry in record["methods"].items())
+        elif not owners:
+            raise InvalidInputError(f"{path}:{lineno}: a result line without a header line above it. {hint}")
+        elif owners.get(record["fingerprint"]) != record["method"]:
+            raise InvalidInputError(
+                f"{path}:{lineno}: the result of method {record['method']!r} has fingerprint "
+                f"{record['fingerprint']!r}, which no header above it gives that method: a line of a run with other "
+                f"options (or an edited one). {hint}"
             )
         records.append(record)
     return records, len(data) - end

@@ -563,7 +563,9 @@ def summarize(paths: Sequence[str | Path], *, n_boot: int = 1000, seed: int = 0,
     if not paths:
         raise InvalidInputError("No results files given.")
     configs: dict[str, dict[str, Any]] = {}
-    owner: dict[str, tuple[str, str]] = {}  # method fingerprint -> (label, config fingerprint)
+    # method fingerprint -> (label, config fingerprint); reading checked that every result line's
+    # fingerprint is its method's in a header of its file (recomputed from the recorded configs)
+    owner: dict[str, tuple[str, str]] = {}
     results: dict[tuple[str, str], dict[str, Any]] = {}
     duplicates = 0
     for path in paths:
@@ -590,18 +592,18 @@ def summarize(paths: Sequence[str | Path], *, n_boot: int = 1000, seed: int = 0,
             "pass --allow-mixed to summarise each configuration separately."
         )
 
-    def group(fp: str, method: str) -> str:
-        label, config_fp = owner.get(fp, (method, "?"))
+    def group(fp: str) -> str:
+        label, config_fp = owner[fp]
         return label if len(configs) == 1 else f"{label}@{config_fp[:6]}"
 
-    groups: dict[str, list[dict[str, Any]]] = {group(fp, label): [] for fp, (label, _c) in owner.items()}
+    groups: dict[str, list[dict[str, Any]]] = {group(fp): [] for fp in owner}
     for (_example, fp), r in results.items():
-        groups.setdefault(group(fp, r["method"]), []).append(r)
+        groups[group(fp)].append(r)
     rows = [row for label, recs in groups.items() if recs for row in _method_rows(label, recs, n_boot, seed)]
     judged = {}
     for (example, fp), r in results.items():
         if isinstance(r.get("output"), dict) and "correct" in r["output"]:
-            judged.setdefault((owner.get(fp, ("", "?"))[1], example), bool(r["output"]["correct"]))
+            judged.setdefault((owner[fp][1], example), bool(r["output"]["correct"]))
     accuracy = bootstrap_ci([float(v) for v in judged.values()], n_boot, seed=seed) if judged else None
     config = next(iter(configs.values()))
     return Summary(
