@@ -283,7 +283,9 @@ def _naming_prompt(index: int, total: int, enabled: bool):
     except LensError as exc:
         if not enabled:
             raise
-        raise type(exc)(f"Prompt {index + 1} of {total}: {exc}") from exc
+        named = type(exc)(f"Prompt {index + 1} of {total}: {exc}")
+        named.prompt_index = index  # which prompt (from 0), for callers that name it otherwise (file:line)
+        raise named from exc
 
 
 def attribute_sequence(

@@ -38,6 +38,7 @@ from uuid import uuid4
 import numpy as np
 import torch
 
+from .encoding import decode_json
 from .errors import InvalidInputError, MissingPackageError, NumericalError
 from .numerics import first_nonfinite_row, flat_rows, prefix_mask
 from .tokens import display_token
@@ -483,7 +484,7 @@ def _read_json(path: Path, max_bytes: int) -> tuple[dict[str, Any], dict[str, np
     if path.stat().st_size > max_bytes:
         raise _FileProblem(f"it is larger than max_bytes={max_bytes}")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = decode_json(path.read_text(encoding="utf-8"), str(path))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _FileProblem(f"not JSON ({exc})") from None
     if not isinstance(data, dict):
@@ -503,7 +504,7 @@ def _read_json(path: Path, max_bytes: int) -> tuple[dict[str, Any], dict[str, np
 def _parse_meta(meta: str | dict) -> dict[str, Any]:
     if isinstance(meta, str):
         try:
-            meta = json.loads(meta)
+            meta = decode_json(meta, "meta")
         except json.JSONDecodeError as exc:
             raise _FileProblem(f"meta is not JSON ({exc})") from None
     version = meta.get("format_version") if isinstance(meta, dict) else None

@@ -121,14 +121,16 @@ def test_evaluate_data_errors_name_file_and_line(capsys, tmp_path):
         json.dumps({**SST2[0], "label": 5}) + "\n": rf"{path}:1: label 5 is not one of 0..1",
         json.dumps(SST2[0]) + "\n" + json.dumps(SST2[0]) + "\n": rf"{path}:2: duplicate example id 'sst2-0'",
         "\n\n": rf"Data file {path} has no records",
+        json.dumps(SST2[0]) + "\n" + "[" * 100_000 + "]" * 100_000 + "\n": rf"{path}:2: arrays/objects nested more",
     }
     argv = ["evaluate", "--task", "sst2", *FAST, "--methods", "random", "--data-dir", folder]
     for text, match in cases.items():
         path.write_text(text, encoding="utf-8")
         code, _, err = _cli(capsys, *argv, "--out-dir", tmp_path / "run")
         assert_one_line_error(code, err, "evaluate", match)
-    path.write_bytes(b'{"id": "\xff"}\n')
-    assert_one_line_error(*_cli(capsys, *argv, "--out-dir", tmp_path / "run")[::2], "evaluate", "is not UTF-8 text")
+    path.write_bytes(json.dumps(SST2[0]).encode() + b'\n{"id": "\xff"}\n')
+    match = rf"{path}:2: The line has the byte 0xff, which is not valid UTF-8"
+    assert_one_line_error(*_cli(capsys, *argv, "--out-dir", tmp_path / "run")[::2], "evaluate", match)
     code, _, err = _cli(capsys, *argv, "--data-dir", tmp_path / "nowhere", "--out-dir", tmp_path / "run")
     assert_one_line_error(code, err, "evaluate", r"Data file 'sst2_validation.jsonl' not found in .*nowhere")
 

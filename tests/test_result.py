@@ -206,6 +206,19 @@ def test_hostile_json_files(contrast_result, tmp_path):
             AttributionResult.load(path)
 
 
+def test_deeply_nested_json_is_refused_naming_the_file(contrast_result, tmp_path):
+    deep = "[" * 100_000 + "]" * 100_000
+    good = contrast_result.to_json()
+    path = tmp_path / "deep.json"
+    path.write_text(good[:-1] + ', "extra": ' + deep + "}", encoding="utf-8")
+    with pytest.raises(InvalidInputError, match=r"deep\.json:1: arrays/objects nested more than 100 levels"):
+        AttributionResult.load(path)
+    a = _arrays(contrast_result, tmp_path)
+    meta = str(a["meta"])[:-1] + ', "extra": ' + deep + "}"
+    with pytest.raises(InvalidInputError, match=r"deep\.npz is not a valid .*: meta:1: arrays/objects nested more"):
+        AttributionResult.load(_variant(tmp_path, "deep", {**a, "meta": np.asarray(meta)}))
+
+
 # ---- saving -----------------------------------------------------------------------------------------
 def test_concurrent_saves_to_one_path_do_not_collide(contrast_result, label_result, tmp_path, monkeypatch):
     temps = []

@@ -121,6 +121,19 @@ def test_malformed_headers_are_named(tmp_path, config, problem):
         read_results(path)
 
 
+def test_deeply_nested_lines_are_refused_with_file_and_line(tmp_path):
+    header = _header()
+    path = tmp_path / "r.jsonl"
+    good = _write(path, header, _result(header))
+    record = {"kind": "result", **_result(header, example="b")}
+    line = json.dumps(record).replace('"n_steps": 1', '"n_steps": 1, "x": ' + "[" * 100_000 + "]" * 100_000)
+    path.write_bytes(good + line.encode() + b"\n")
+    with pytest.raises(InvalidInputError, match=r"r.jsonl:3: arrays/objects nested more than 100 levels deep"):
+        read_results(path)
+    with pytest.raises(InvalidInputError, match=r"r.jsonl:3: arrays/objects nested"):
+        ResultsFile(path, header)
+
+
 def test_fingerprints_are_recomputed_not_trusted(tmp_path):
     header = _header()
     path = tmp_path / "r.jsonl"

@@ -16,9 +16,10 @@ and which code produced it. The sampling seed and ``n`` are not part of it: an e
 does not depend on which other examples were drawn, so a run can be extended.
 
 Reading validates every complete line (:func:`parse_lines`), naming ``file:line`` on the first
-problem: not JSON, a ``NaN``/``Infinity`` literal or a number too large for a float, a missing or
-wrongly typed field (a string metric or ``index``, a header without ``config.task``), a π curve
-(any list under a key starting with ``pi_``) without one value per π. Fingerprints are recomputed,
+problem: not JSON (or nested too deeply, or holding text that is not valid Unicode:
+:func:`~gradellm_lens.encoding.decode_json`), a ``NaN``/``Infinity`` literal or a number too large
+for a float, a missing or wrongly typed field (a string metric or ``index``, a header without
+``config.task``), a π curve (any list under a key starting with ``pi_``) without one value per π. Fingerprints are recomputed,
 never trusted: a header whose ``config_fingerprint`` or method fingerprint is not the hash of its
 recorded configuration (an edited config), and a result line whose ``fingerprint`` is not that of
 its ``method`` in a header above it (a line pasted from a run with other options), are refused.
@@ -52,6 +53,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
+from ..encoding import decode_json
 from ..errors import InvalidInputError, NumericalError
 
 try:  # POSIX advisory locks; without them (Windows) the single-writer check is skipped
@@ -180,9 +182,11 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def _loads(line: bytes) -> Any:
-    """``json.loads`` that refuses non-finite numbers (raises :class:`_BadNumber`)."""
-    return json.loads(line, parse_constant=_reject_constant, parse_float=_finite_float)
+def _loads(line: bytes, path: Path, lineno: int) -> Any:
+    """:func:`~gradellm_lens.encoding.decode_json` of one UTF-8 line that refuses non-finite numbers
+    (raises :class:`_BadNumber`), deep nesting and text that is not valid Unicode (``file:line``)."""
+    text = line.decode("utf-8")
+    return decode_json(text, str(path), line=lineno, parse_constant=_reject_constant, parse_float=_finite_float)
 
 
 def _get(record: Mapping[str, Any], dotted: str) -> Any:
@@ -300,7 +304,7 @@ def parse_lines(data: bytes, path: Path) -> tuple[list[dict[str, Any]], int]:
         if not line.strip():
             continue
         try:
-            record = _loads(line)
+            record = _loads(line, path, lineno)
         except _BadNumber as exc:
             raise InvalidInputError(
                 f"{path}:{lineno}: corrupt results line: the number {exc} is not finite (results never hold "

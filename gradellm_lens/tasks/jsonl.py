@@ -33,7 +33,7 @@ from ..encoding import check_text
 from ..errors import InvalidInputError, unknown_name_error
 from .base import Example, Task, text_field
 from .classification import ClassificationTask
-from .data import field
+from .data import check_readable_file, field
 from .generation import GenerationTask
 from .prompts import template_fields
 
@@ -117,8 +117,7 @@ class JsonlTask(Task):
         if options.get("split") not in (None, self.default_split):
             raise InvalidInputError("Task 'jsonl' has no splits: the whole file is one split.")
         self.path = Path(data).expanduser()
-        if not self.path.is_file():
-            raise InvalidInputError(f"Data file {self.path} does not exist.")
+        check_readable_file(self.path)
         self.text_fields = split_names(text_field, "text_field")
         self.id_field = None if id_field is None else split_names(id_field, "id_field")[0]
         self.reference_field = None if reference_field is None else split_names(reference_field, "reference_field")[0]
