@@ -38,7 +38,7 @@ from uuid import uuid4
 import numpy as np
 import torch
 
-from .encoding import decode_json
+from .encoding import check_text, decode_json
 from .errors import InvalidInputError, MissingPackageError, NumericalError
 from .numerics import first_nonfinite_row, flat_rows, prefix_mask
 from .tokens import display_token
@@ -115,7 +115,8 @@ class AttributionResult:
         contrast_tokens: string form of each step's contrast token (None without a contrast).
 
     Validation (``__post_init__``, so also on :meth:`load` and :meth:`with_scores`): shapes must
-    agree, step positions lie inside the sequence, ids are non-negative, and every score and
+    agree, step positions lie inside the sequence, ids are non-negative, token strings are valid
+    Unicode (no lone surrogate, which no HTML page or terminal can encode), and every score and
     ``layer_head`` entry inside a step's prefix and every ``target_logits`` entry must be finite
     (:class:`~gradellm_lens.errors.NumericalError` otherwise): NaN only ever means "outside this
     step's prefix". A *flat* step (all prefix scores equal, e.g. all zero) is valid but carries no
@@ -172,6 +173,10 @@ class AttributionResult:
                 raise InvalidInputError(f"layer_head has {n_layers} layers but layers lists {len(self.layers)}.")
         self._check_finite(n_pos)
         self._fill_token_strings(n_steps)
+        for name in ("tokens", "target_tokens", "contrast_tokens"):  # shown in reports, terminals and files
+            for i, token in enumerate(getattr(self, name)):
+                if token is not None:
+                    check_text(token, f"token {i} of {name}")
 
     def _check_finite(self, n_pos: int) -> None:
         inside = prefix_mask(self.step_positions, n_pos)
@@ -349,14 +354,16 @@ class AttributionResult:
         save to the same path (when their process is gone), and never read by :meth:`load`.
         """
         path = Path(path)
+        if path.is_dir():
+            raise InvalidInputError(f"{path} is a folder; save takes a file name (.npz or .json).")
         if path.suffix not in (".npz", ".json"):
             path = path.with_suffix(path.suffix + ".npz")
         if path.suffix == ".json":
             text = self.to_json().encode("utf-8")
-            _atomic_write(path, lambda fh: fh.write(text))
+            atomic_write(path, lambda fh: fh.write(text))
         else:
             arrays = {**self._arrays(), "meta": np.asarray(json.dumps(self._meta(), default=str))}
-            _atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays))
+            atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays))
         return path
 
     @classmethod
@@ -405,7 +412,17 @@ def _remove_stale_temps(path: Path) -> None:
             pass
 
 
-def _atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
+def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
+    """Write a file through ``write(handle)`` under a temporary name, then rename it into place.
+
+    An interrupted or failed write (e.g. text that cannot be encoded) never leaves a truncated
+    file at ``path``: an existing file stays as it was.
+
+    Raises:
+        InvalidInputError: ``path`` is a folder.
+    """
+    if path.is_dir():
+        raise InvalidInputError(f"{path} is a folder; give a file name.")
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temps(path)
     tmp = _temp_name(path)

@@ -219,6 +219,31 @@ def test_deeply_nested_json_is_refused_naming_the_file(contrast_result, tmp_path
         AttributionResult.load(_variant(tmp_path, "deep", {**a, "meta": np.asarray(meta)}))
 
 
+def test_a_token_that_is_not_unicode_is_refused_at_load_time(contrast_result, tmp_path):
+    good = json.loads(contrast_result.to_json())
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({**good, "tokens": [*good["tokens"][:-1], "\ud800"]}), encoding="utf-8")
+    with pytest.raises(InvalidInputError, match=r"bad\.json:1: Field 'tokens\[5\]' has an unpaired surrogate U\+D800"):
+        AttributionResult.load(path)
+    a = _arrays(contrast_result, tmp_path)
+    tokens = list(contrast_result.tokens)
+    for name, ascii_only in (("escaped", True), ("raw", False)):  # a JSON escape, or the character itself
+        meta = {**json.loads(str(a["meta"])), "tokens": [*tokens[:-1], "\udcff"]}
+        npz = _variant(tmp_path, name, {**a, "meta": np.asarray(json.dumps(meta, ensure_ascii=ascii_only))})
+        with pytest.raises(InvalidInputError, match=r"meta:1: Field 'tokens\[5\]' has the byte 0xff"):
+            AttributionResult.load(npz)
+    with pytest.raises(InvalidInputError, match=r"Token 5 of tokens has an unpaired surrogate"):
+        dataclasses.replace(contrast_result, tokens=(*tokens[:-1], "\ud800"))
+
+
+def test_save_onto_a_folder_is_refused(contrast_result, tmp_path):
+    for folder in (tmp_path / "out", tmp_path / "out.npz"):
+        folder.mkdir()
+        with pytest.raises(InvalidInputError, match=rf"{folder.name} is a folder"):
+            contrast_result.save(folder)
+        assert folder.is_dir() and not list(tmp_path.glob("*.npz.npz")) and not (tmp_path / "out.npz").is_file()
+
+
 # ---- saving -----------------------------------------------------------------------------------------
 def test_concurrent_saves_to_one_path_do_not_collide(contrast_result, label_result, tmp_path, monkeypatch):
     temps = []

@@ -212,6 +212,19 @@ def test_report_contents(synthetic, tmp_path):
         write_report([], tmp_path / "empty.html")
 
 
+def test_a_failed_report_leaves_the_existing_file_alone(synthetic, tmp_path, monkeypatch):
+    from gradellm_lens.viz import offline
+
+    path = tmp_path / "r.html"
+    before = write_report(synthetic, path).read_bytes()
+    with pytest.raises(InvalidInputError, match="is a folder"):
+        write_report(synthetic, tmp_path)
+    monkeypatch.setattr(offline.Page, "html", lambda self: "<p>\ud800</p>")  # a page that cannot be encoded
+    with pytest.raises(UnicodeEncodeError):
+        write_report(synthetic, path)
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["r.html"]
+
+
 def test_report_of_tiny_model_runs(tiny_model, tmp_path):
     from gradellm_lens import explain
 
