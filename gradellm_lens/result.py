@@ -509,6 +509,8 @@ def _read_json(path: Path, max_bytes: int) -> tuple[dict[str, Any], dict[str, np
     arrays = {}
     for name, (kinds, _) in _ARRAYS.items():
         if name in data:
+            if (bad := _first_non_number(data[name])) is not None:  # np.array would turn "0.5" and true into floats
+                raise _FileProblem(f"{name}: {json.dumps(bad)[:40]} is not a number")
             try:
                 arrays[name] = np.array(data.pop(name), dtype=np.float64 if kinds == "f" else None)
             except (TypeError, ValueError, OverflowError) as exc:
@@ -516,6 +518,18 @@ def _read_json(path: Path, max_bytes: int) -> tuple[dict[str, Any], dict[str, np
     meta = _parse_meta(data)
     _check_headers(meta, {k: (a.shape, a.dtype) for k, a in arrays.items()})
     return meta, arrays
+
+
+def _first_non_number(value: Any) -> Any:
+    """The first leaf of nested lists that is neither a number nor null (JSON's NaN), or None."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(reversed(item))
+        elif item is not None and (isinstance(item, bool) or not isinstance(item, (int, float))):
+            return item
+    return None
 
 
 def _parse_meta(meta: str | dict) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -327,6 +328,34 @@ def test_summarize_methods_and_study_errors(capsys, tmp_path, monkeypatch, argv,
     (tmp_path / "empty.jsonl").write_bytes(b"")
     write_jsonl(tmp_path / "data.jsonl", SST2[:2])  # a data file is not a results file
     assert_one_line_error(*_cli(capsys, *argv)[::2], argv[0], match)
+
+
+def test_summarize_refuses_a_stem_that_is_not_a_plain_name(capsys, good_run, tmp_path):
+    for stem in ("", ".hidden", "sub/summary", ".."):
+        code, out, err = _cli(capsys, "summarize", good_run, "--out-dir", tmp_path / "s", "--stem", stem)
+        assert_one_line_error(code, err, "summarize", r"The summary stem must be a plain file name .*got")
+        assert out == "" and not (tmp_path / "s").exists()
+
+
+def test_explain_save_into_a_folder_is_refused_before_any_work(capsys, tmp_path):
+    code, out, err = _cli(capsys, "explain", "the cat", "--model", "tiny-llama", "--save", tmp_path)
+    assert_one_line_error(code, err, "explain", rf"--save {tmp_path} is a folder; give a file name")
+    assert out == "" and list(tmp_path.iterdir()) == []
+
+
+def test_a_fifo_as_the_results_file_is_refused_not_waited_on(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    os.mkfifo(run / "results.jsonl")
+    commands = [["summarize", str(run)], ["summarize", str(run / "results.jsonl")],
+                ["evaluate", "--task", "sst2", *FAST, "--methods", "random", "--n", "1", "--out-dir", str(run)]]  # fmt: skip
+    for argv in commands:
+        proc = subprocess.run(
+            [sys.executable, "-m", "gradellm_lens.cli.main", *argv], capture_output=True, text=True, timeout=300
+        )  # a hang would fail here, on the timeout
+        lines = [line for line in proc.stderr.strip().splitlines() if ": warning: " not in line]
+        assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+        assert "results.jsonl is not a regular file (a FIFO, socket or device)" in lines[0]
 
 
 # ---- help and options ----------------------------------------------------------------------------

@@ -194,7 +194,10 @@ def test_hostile_json_files(contrast_result, tmp_path):
     good = json.loads(contrast_result.to_json())
     cases = {
         "ragged": ({**good, "scores": [[1.0], [1.0, 2.0]]}, "scores: not a rectangular list"),
-        "strings": ({**good, "target_logits": ["a", "b"]}, "target_logits: not a rectangular list"),
+        "strings": ({**good, "target_logits": ["a", "b"]}, 'target_logits: "a" is not a number'),
+        "number strings": ({**good, "scores": [["0.5"] * 6] * 2}, 'scores: "0.5" is not a number'),
+        "booleans": ({**good, "target_logits": [True, 1.0]}, "target_logits: true is not a number"),
+        "boolean ids": ({**good, "token_ids": [True] * 6}, "token_ids: true is not a number"),
         "float_ids": ({**good, "token_ids": [1.5] * 6}, "token_ids: expected a 1-D integer array"),
         "inf_len": ({**good, "prompt_length": 1e999}, "prompt_length must be"),
         "list": ([1, 2], "not a JSON object"),

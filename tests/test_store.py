@@ -85,6 +85,12 @@ def test_non_finite_numbers_are_refused_with_file_and_line(tmp_path, literal):
         ({"output": "yes"}, "output"),
         ({"error": 3}, "error"),
         ({"status": None}, "status"),
+        ({"status": "great"}, r"status \('great' is not one of ok, failed, degenerate, ill_conditioned\)"),
+        ({"mean": {"soft_ns": 7.5}}, r"mean.soft_ns \(a metric value outside \[0, 1\]\)"),
+        ({"mean": {"auc_pi_nc": 1e300}}, r"mean.auc_pi_nc \(a metric value outside"),
+        ({"steps": [{"pi_ns": [0.1, -0.2]}]}, r"steps\[0\].pi_ns \(a metric value outside"),
+        ({"controls": {"rank": {"mean_score": 2}}}, r"controls.rank.mean_score \(a metric value outside"),
+        ({"maps": [{"soft_nc": 1.5}]}, r"maps\[0\].soft_nc \(a metric value outside"),
         ({"example_id": 7}, "example_id"),
     ],
 )

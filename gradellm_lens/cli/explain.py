@@ -122,6 +122,10 @@ def run(args: argparse.Namespace) -> int:
     from ..viz import render
     from ..viz.report import write_report
 
+    from ..errors import InvalidInputError
+
+    if args.save and Path(args.save).is_dir():
+        raise InvalidInputError(f"--save {args.save} is a folder; give a file name (.npz or .json).")
     named = _prompts(args)
     prompts = [text for _where, text in named]
     specs = _method_specs(args)

@@ -66,14 +66,12 @@ from ..targets import Step
 from ..tasks import Example, PromptedExample, Task, make_task
 from ..typing import TokenIds, TokenScores
 from .specs import THROUGHPUT_OPTIONS, MethodSpec, build_methods, parse_method_specs
-from .store import OPEN_MODES, OpenMode, ResultsFile, RunHeader, finished_elsewhere
+from .store import CURVE_KEYS, METRIC_KEYS, OPEN_MODES, OpenMode, ResultsFile, RunHeader, finished_elsewhere
 
 PerturbMode = Literal["all", "user_text"]
 PERTURB_MODES: tuple[str, ...] = ("all", "user_text")
 CONTROLS: tuple[str, ...] = ("shuffled", "rank")
 BASELINES: tuple[str, ...] = ("random", "uniform")  # chance-level maps: no controls of their own
-METRIC_KEYS: tuple[str, ...] = ("soft_ns", "soft_nc", "auc_pi_ns", "auc_pi_nc", "mean_score")
-CURVE_KEYS: tuple[str, ...] = ("pi_ns", "pi_nc")
 _STEP_DROP = ("config", "pis")
 
 
@@ -383,11 +381,17 @@ def run_evaluation(
     Returns:
         A :class:`RunReport`. Interrupting (Ctrl-C) leaves every finished pair in the file; rerun
         the same call to continue.
+
+    Raises:
+        InvalidInputError: bad data, methods or options, a configuration the model's tokenizer
+            cannot serve (:meth:`~gradellm_lens.tasks.Task.check_model`), or a damaged results file
+            in the folder. Every check runs before any file is created, cut or appended to.
     """
     start = time.perf_counter()
     task = make_task(task)
     specs = parse_method_specs(methods)
     examples = task.load(config.n, config.seed)
+    task.check_model(model)  # template and label words on this tokenizer: one error, not one failure per pair
     mine = [(i, ex) for i, ex in enumerate(examples) if i % config.num_shards == config.shard_index]
     built = build_methods(specs, model)
     header = run_header(model, task, built, config)

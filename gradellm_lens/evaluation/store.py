@@ -19,18 +19,19 @@ Reading validates every complete line (:func:`parse_lines`), naming ``file:line`
 problem: not JSON (or nested too deeply, or holding text that is not valid Unicode:
 :func:`~gradellm_lens.encoding.decode_json`), a ``NaN``/``Infinity`` literal or a number too large
 for a float, a missing or wrongly typed field (a string metric or ``index``, a header without
-``config.task``), a π curve (any list under a key starting with ``pi_``) without one value per π. Fingerprints are recomputed,
-never trusted: a header whose ``config_fingerprint`` or method fingerprint is not the hash of its
-recorded configuration (an edited config), and a result line whose ``fingerprint`` is not that of
-its ``method`` in a header above it (a line pasted from a run with other options), are refused.
-Such a file is never averaged, resumed or modified. Only regular files are read (a FIFO or device
-would block or never end).
+``config.task``), a π curve (any list under a key starting with ``pi_``) without one value per π,
+a metric or π-curve value outside ``[0, 1]`` (where every one of them lies), a ``status`` other
+than :data:`STATUSES`. Fingerprints are recomputed, never trusted: a header whose
+``config_fingerprint`` or method fingerprint is not the hash of its recorded configuration (an
+edited config), and a result line whose ``fingerprint`` is not that of its ``method`` in a header
+above it (a line pasted from a run with other options), are refused. Such a file is never
+averaged, resumed or modified. Only regular files are read (a FIFO would block the reader).
 
 Crash safety: every line goes out in one ``write`` of the whole line, followed by ``fsync``; a
 kill can therefore leave at most one partial *last* line (no ``\\n``), which :class:`ResultsFile`
 detects on the next open and cuts off (``ftruncate`` to the last newline, then ``fsync``) before
 appending, once the file has been accepted: a refused open leaves the file byte for byte as it
-was, and an open that is refused creates no file. A malformed line anywhere else is reported as corruption (file and line), never silently
+was. A malformed line anywhere else is reported as corruption (file and line), never silently
 skipped. An exclusive ``flock`` stops two processes from appending to one file. Opening with a
 configuration (or a gradellm-lens version) different from the file's raises unless ``mode`` is
 ``"overwrite"`` (start the file over) or ``"allow_mixed"`` (append under a new header).
@@ -55,6 +56,7 @@ from typing import Any, Literal
 
 from ..encoding import decode_json
 from ..errors import InvalidInputError, NumericalError
+from ..tasks.data import check_readable_file
 
 try:  # POSIX advisory locks; without them (Windows) the single-writer check is skipped
     import fcntl
@@ -68,6 +70,13 @@ OPEN_MODES: tuple[str, ...] = ("resume", "overwrite", "allow_mixed")
 VERSION_KEY = "gradellm_lens_version"
 RESULTS_GLOB = "results*.jsonl"
 """The names of the results files of a run folder (one per shard)."""
+METRIC_KEYS: tuple[str, ...] = ("soft_ns", "soft_nc", "auc_pi_ns", "auc_pi_nc", "mean_score")
+"""The scalar metrics of a step, a pair's mean, a control and a random map: each lies in ``[0, 1]``."""
+CURVE_KEYS: tuple[str, ...] = ("pi_ns", "pi_nc")
+"""The π curves (one value in ``[0, 1]`` per π)."""
+STATUSES: tuple[str, ...] = ("ok", "failed", "degenerate", "ill_conditioned")
+"""A result line's ``status`` (see :mod:`.runner`)."""
+_RANGE_SLACK = 1e-9  # rounding of a trapezoid area or a mean of values in [0, 1]
 _FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {  # what readers index, per line kind
     "header": {"format": str, "config": dict, "config_fingerprint": str, "methods": dict},
     "result": {"example_id": str, "method": str, "fingerprint": str, "status": str},
@@ -232,6 +241,27 @@ def _curve_problems(obj: Any, n_pis: int | None, where: str) -> list[str]:
     return out
 
 
+def _range_problems(obj: Any, where: str) -> list[str]:
+    """Metric values (:data:`METRIC_KEYS`, :data:`CURVE_KEYS`, at any depth of ``obj``) outside ``[0, 1]``."""
+
+    def outside(value: Any) -> bool:
+        return _is_number(value) and not -_RANGE_SLACK <= value <= 1 + _RANGE_SLACK
+
+    out: list[str] = []
+    if isinstance(obj, Mapping):
+        for key, value in obj.items():
+            name = f"{where}.{key}"
+            values = value if key in CURVE_KEYS and isinstance(value, list) else [value] if key in METRIC_KEYS else None
+            if values is None:
+                out += _range_problems(value, name)
+            elif any(outside(v) for v in values):
+                out.append(f"{name} (a metric value outside [0, 1])")
+    elif isinstance(obj, list):
+        for i, value in enumerate(obj):
+            out += _range_problems(value, f"{where}[{i}]")
+    return out
+
+
 def _mean_problems(mean: Any, where: str = "mean") -> list[str]:
     """Leaves of ``mean`` that are not numbers or None (in nested dicts and lists, e.g. per-map values)."""
     if isinstance(mean, Mapping):
@@ -264,6 +294,8 @@ def check_record(record: dict[str, Any]) -> list[str]:
         return bad
     if "index" in record and not _is_count(record["index"]):
         return ["index (negative)"]
+    if record["status"] not in STATUSES:
+        return [f"status ({record['status']!r} is not one of {', '.join(STATUSES)})"]
     pis = record.get("pis")
     if pis is not None and not (pis and all(_is_number(p) for p in pis)):
         return ["pis (not a list of numbers)"]
@@ -274,6 +306,7 @@ def check_record(record: dict[str, Any]) -> list[str]:
         _mean_problems(record.get("mean"))
         + _curve_problems(record.get("mean"), n_pis, "mean")
         + _curve_problems(record.get("steps"), n_pis, "steps")
+        + [p for key in ("mean", "controls", "maps", "steps") for p in _range_problems(record.get(key), key)]
     )
 
 
@@ -341,11 +374,8 @@ def parse_lines(data: bytes, path: Path) -> tuple[list[dict[str, Any]], int]:
 def read_results(path: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
     """``(headers, results, partial_last_line)`` of a results file, read-only (a run may be appending)."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InvalidInputError(f"Results file {path} does not exist.") from None
-    records, partial = parse_lines(data, path)
+    check_readable_file(path, "Results file")
+    records, partial = parse_lines(path.read_bytes(), path)
     headers = [r for r in records if r["kind"] == "header"]
     if records and (not headers or records[0]["kind"] != "header"):
         raise InvalidInputError(f"{path}: the first line is not a gradellm-lens evaluation header.")
@@ -397,6 +427,8 @@ class ResultsFile:
             raise InvalidInputError(f"mode must be one of {', '.join(OPEN_MODES)}, got {mode!r}.")
         self.path = Path(path)
         self.header = header
+        if os.path.lexists(self.path):
+            check_readable_file(self.path, "Results file")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         created = not self.path.exists()
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)

@@ -620,10 +620,20 @@ def summarize(paths: Sequence[str | Path], *, n_boot: int = 1000, seed: int = 0,
     )
 
 
+def check_stem(stem: str) -> str:
+    """``stem`` if it is a plain file-name stem: not empty, no folder, not hidden (a leading ``.``)."""
+    if not isinstance(stem, str) or not stem.strip() or stem.startswith(".") or Path(stem).name != stem:
+        raise InvalidInputError(
+            f"The summary stem must be a plain file name (not empty, no folder, no leading '.'), got {stem!r}."
+        )
+    return stem
+
+
 def write_summary(summary: Summary, out_dir: str | Path, stem: str = "summary") -> list[Path]:
     """Write ``<stem>.csv``, ``<stem>_paired.csv``, ``<stem>.md`` and ``<stem>_pi_curves.png`` into ``out_dir``."""
     from .plots import Band, plot_pi_curves
 
+    check_stem(stem)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path, paired_path, md_path = out_dir / f"{stem}.csv", out_dir / f"{stem}_paired.csv", out_dir / f"{stem}.md"
