@@ -119,10 +119,9 @@ def _method_specs(args: argparse.Namespace) -> list[tuple[str, dict]]:
 
 def run(args: argparse.Namespace) -> int:
     from ..attribute import explain
+    from ..errors import InvalidInputError
     from ..viz import render
     from ..viz.report import write_report
-
-    from ..errors import InvalidInputError
 
     if args.save and Path(args.save).is_dir():
         raise InvalidInputError(f"--save {args.save} is a folder; give a file name (.npz or .json).")
