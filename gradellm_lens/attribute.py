@@ -51,7 +51,7 @@ LONG_GENERATION = 32
 """Generations of at least this many tokens get a progress bar (when progress is on)."""
 
 
-def _single_token(model, text: str | int, what: str) -> int:
+def single_token(model, text: str | int, what: str = "target") -> int:
     """A target/contrast given as text (first token, with a warning if longer) or as a token id."""
     if not isinstance(text, str):
         return as_index(text, f"The {what} token id")
@@ -222,8 +222,8 @@ def explain(
         max_new_tokens = as_index(max_new_tokens, "max_new_tokens", minimum=1)
     attributor = make_method(method, model, **method_options)
     info = model_info(model)
-    target_id = None if target is None else _single_token(model, target, "target")
-    contrast_id = None if contrast is None else _single_token(model, contrast, "contrast")
+    target_id = None if target is None else single_token(model, target, "target")
+    contrast_id = None if contrast is None else single_token(model, contrast, "contrast")
     if target_id is not None:
         Target(target_id, contrast_id, objective).validate(info.d_vocab)
     forced = torch.zeros(0, dtype=torch.long) if continuation is None else _continuation_ids(model, continuation)

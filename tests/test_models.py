@@ -43,6 +43,26 @@ def test_unknown_model_name_suggests_builtin():
         load_model("smollm2-135m-instruc")
 
 
+def test_a_shortened_or_mistyped_builtin_name_is_answered_without_asking_the_hub(monkeypatch):
+    from gradellm_lens.models import loader
+
+    asked = []
+
+    def hub(source):
+        asked.append(source)
+        raise InvalidInputError("loading it as a Hugging Face hub id failed (offline)")
+
+    monkeypatch.setattr(loader, "_load_hf", hub)
+    for name, suggestion in [("smollm2", "smollm2-135m-instruct"), ("gemma", "gemma-3-270m"), ("tiny", "tiny-llama"),
+                             ("Qwen2.5-Coder", "qwen2.5-coder-"), ("smollm3-135m-instruct", "smollm2-135m-instruct")]:
+        with pytest.raises(InvalidInputError, match=rf"Unknown model '{name}'. Did you mean '{suggestion}"):
+            load_model(name)
+    assert asked == []
+    with pytest.raises(InvalidInputError, match="loading it as a Hugging Face hub id failed"):
+        load_model("gpt2")  # a hub id that is not near a built-in name still goes to the hub
+    assert asked == ["gpt2"]  # fmt: skip
+
+
 @pytest.mark.parametrize("bad", ["", "   ", 3])
 def test_bad_model_argument(bad):
     with pytest.raises(InvalidInputError, match="model must be"):

@@ -380,6 +380,36 @@ def test_every_option_has_help_and_shows_its_default(command):
     assert "--prompt-format {plain,chat}" in usage if command == "evaluate" else "--bootstrap B" in usage
 
 
+@pytest.mark.parametrize(
+    "argv,match",
+    [
+        (["evaluate", "--n", "1.5"], r"argument --n/--num-examples: invalid int value: '1.5'"),
+        (["evaluate", "--seed", "nan"], r"argument --seed: invalid int value: 'nan'"),
+        (["evaluate", "--shard-index", "-1"], r"argument --shard-index: expected a non-negative integer or 'auto', got -1"),
+        (["bogus"], r"argument COMMAND: invalid choice: 'bogus'"),
+    ],
+)
+def test_argparse_mistakes_are_one_line_with_a_pointer_to_help(capsys, argv, match):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    lines = capsys.readouterr().err.strip().splitlines()
+    prog = "gradellm-lens" if argv[0] == "bogus" else f"gradellm-lens {argv[0]}"
+    assert exc.value.code == 2 and len(lines) == 1, lines  # not the 28-line usage
+    assert lines[0].startswith(f"{prog}: error: ") and lines[0].endswith(f"; see {prog} --help")
+    assert re.search(match, lines[0]), lines[0]
+
+
+def test_model_help_lists_every_builtin_model():
+    from gradellm_lens.cli.main import build_parser
+    from gradellm_lens.models.catalog import builtin_model_names
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    for name in ("explain", "demo", "evaluate"):
+        text = " ".join(commands[name].format_help().split())
+        assert all(model in text for model in builtin_model_names()), name
+
+
 def test_evaluate_options_reach_the_run_configuration(capsys, data_dir, tmp_path, monkeypatch):
     from gradellm_lens import evaluation
 

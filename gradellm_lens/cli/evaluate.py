@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ..errors import InvalidInputError
 from ..evaluation.distributed import AUTO, shard_arg
-from .common import DefaultsHelpFormatter, add_model_args, load_model_from_args
+from .common import DefaultsHelpFormatter, add_model_args, argument_type, load_model_from_args
 from .summarize import add_summary_args, check_summary_args, write_and_print
 
 
@@ -134,12 +134,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "--overwrite", dest="mode", action="store_const", const="overwrite", help="start the results file over"
     )
     r.add_argument(
-        "--shard-index", type=shard_arg, default=AUTO,
+        "--shard-index", type=argument_type(shard_arg), default=AUTO,
         help="evaluate examples i with i %% num_shards == shard_index (default: auto, the process's RANK under "
         "accelerate launch / torchrun, else 0)",
     )  # fmt: skip
     r.add_argument(
-        "--num-shards", type=shard_arg, default=AUTO,
+        "--num-shards", type=argument_type(shard_arg), default=AUTO,
         help="number of shards (default: auto, WORLD_SIZE under accelerate launch / torchrun, else 1)",
     )  # fmt: skip
     r.add_argument("--no-progress", action="store_true", help="hide the progress bar")

@@ -111,6 +111,14 @@ def _load_hf(source: str):
     return model, tokenizer
 
 
+def _near_builtin(name: str) -> bool:
+    """``name`` looks like a built-in name mistyped or cut short: close to one (difflib ratio >= 0.8), or
+    the start of one (``"smollm2"``, ``"gemma"``, ``"Qwen2.5-Coder"``), ignoring case."""
+    low = name.strip().lower()
+    names = builtin_model_names()
+    return bool(did_you_mean(low, names, cutoff=0.8)) or any(b.startswith(low) for b in names)
+
+
 def _resolve(model, tokenizer, cache_dir):
     """Return ``(hf_model, tokenizer, name, boot_name)`` for any accepted ``model`` argument.
 
@@ -142,8 +150,9 @@ def _resolve(model, tokenizer, cache_dir):
         return hf_model, tokenizer or tok, model, source
     if model.startswith(("/", "./", "../", "~")) and not Path(model).expanduser().is_dir():
         raise InvalidInputError(f"No model directory at {model!r}: a local model must be a directory with config.json.")
-    if "/" not in model and not Path(model).exists() and did_you_mean(model, builtin_model_names(), cutoff=0.8):
+    if "/" not in model and not Path(model).exists() and _near_builtin(model):
         # a near-miss of a built-in name is a typo, not a hub id: answer at once instead of asking the hub
+        # (offline, the hub's retries take about a minute before they fail)
         raise unknown_name_error("model", model, builtin_model_names())
     hf_model, tok = _load_hf(model)
     return hf_model, tokenizer or tok, model, model
