@@ -4,25 +4,30 @@ VENV_TL3 ?= .venv-tl3
 BIN := $(VENV)/bin
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test test-fast test-slow test-tl3 bench clean
+.PHONY: setup setup-test demo test test-fast test-slow test-tl3 bench clean
 
+# the package and the default model (what the demo needs)
 setup:
 	@bash scripts/setup.sh
+
+# the same plus the test extras
+setup-test:
+	@EXTRAS=test,distributed bash scripts/setup.sh
 
 demo: setup
 	$(BIN)/gradellm-lens demo --out demo_report.html
 
-test: setup
+test: setup-test
 	@bash scripts/install-browser.sh
 	@PYTHON=$(BIN)/python bash scripts/install-models.sh gemma qwen-0.5b
 	$(BIN)/python -m pytest -m "not slow" -q
 	$(BIN)/python -m pytest -m slow -q
 	@$(MAKE) --no-print-directory test-tl3
 
-test-fast: setup
+test-fast: setup-test
 	$(BIN)/python -m pytest -m "not slow" -q
 
-test-slow: setup
+test-slow: setup-test
 	$(BIN)/python -m pytest -m slow -q
 
 # TransformerLens 3.x (HookedTransformer) tier, in its own virtualenv
@@ -30,7 +35,7 @@ test-tl3:
 	@bash scripts/setup-tl3.sh
 	$(VENV_TL3)/bin/python -m pytest -q tests_tl3
 
-bench: setup
+bench: setup-test
 	$(BIN)/python benchmarks/run.py
 
 clean:

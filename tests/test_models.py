@@ -63,6 +63,18 @@ def test_a_shortened_or_mistyped_builtin_name_is_answered_without_asking_the_hub
     assert asked == ["gpt2"]  # fmt: skip
 
 
+def test_loading_prints_no_weight_loading_bars_and_restores_the_switch(tiny_tokenizer, tmp_path, capsys):
+    from huggingface_hub.utils import are_progress_bars_disabled
+    from transformers.utils import logging as hf_logging
+
+    tiny_hf_model("llama").save_pretrained(tmp_path)
+    tiny_tokenizer.save_pretrained(tmp_path)
+    assert hf_logging.is_progress_bar_enabled() and not are_progress_bars_disabled()
+    load_model(str(tmp_path), device="cpu")
+    assert "Loading weights" not in capsys.readouterr().err
+    assert hf_logging.is_progress_bar_enabled() and not are_progress_bars_disabled()  # the user's settings are back
+
+
 @pytest.mark.parametrize("bad", ["", "   ", 3])
 def test_bad_model_argument(bad):
     with pytest.raises(InvalidInputError, match="model must be"):

@@ -224,3 +224,21 @@ def test_the_version_has_one_source():
     assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
     assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "gradellm_lens.__version__"}
     assert tuple(int(x) for x in gradellm_lens.__version__.split(".")) >= (0, 2, 0)
+
+
+def test_the_licence_is_an_spdx_expression_and_the_demo_installs_no_test_extras():
+    if sys.version_info < (3, 11):
+        pytest.skip("tomllib needs Python 3.11")
+    import tomllib
+
+    root = Path(gradellm_lens.__file__).parents[1]
+    project = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    assert project["project"]["license"] == "Apache-2.0"  # a table ({text = ...}) is deprecated by setuptools
+    assert "setuptools>=77" in project["build-system"]["requires"]  # the first to accept SPDX expressions
+    make = (root / "Makefile").read_text(encoding="utf-8")
+    targets = dict(re.findall(r"^([\w-]+):[ \t]*([^\n=]*)$", make, flags=re.M))
+    assert targets["demo"].split() == ["setup"] and "EXTRAS" not in make.split("\nsetup:")[1].split("\n\n")[0]
+    assert all(targets[t].split() == ["setup-test"] for t in ("test", "test-fast", "test-slow"))
+    assert re.search(r"^setup-test:\n\t@EXTRAS=test\S* bash scripts/setup.sh$", make, flags=re.M)
+    setup = (root / "scripts" / "setup.sh").read_text(encoding="utf-8")
+    assert 'pip install -q -e ".${EXTRAS:+[$EXTRAS]}"' in setup and "[test" not in setup
