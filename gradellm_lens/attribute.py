@@ -34,6 +34,7 @@ from .models.capabilities import model_info
 from .progress import progress_bar
 from .result import AttributionResult, library_versions
 from .targets import ObjectiveKind, Step, Target, as_index, check_objective
+from .tokens import quote_token
 from .typing import TokenIds
 
 __all__ = [
@@ -66,6 +67,27 @@ def single_token(model, text: str | int, what: str = "target") -> int:
             f"The {what} {text!r} is {len(ids)} tokens {pieces}; explaining its first token only.", stacklevel=3
         )
     return int(ids[0])
+
+
+def spaced_target_hint(model, ids: TokenIds, target: str | int | None, target_id: int | None) -> str | None:
+    """A warning when a text ``target`` without a leading space is not what the model would generate
+    after ``ids`` but its spaced form is (``"positive"`` vs ``" positive"``: two tokens in most
+    vocabularies), else None. Costs one forward pass, only for such a target."""
+    if not isinstance(target, str) or not target.strip() or target[0].isspace() or target_id is None:
+        return None
+    spaced = model.tokenizer(" " + target, add_special_tokens=False)["input_ids"][:1]
+    if not spaced or spaced[0] == target_id:
+        return None
+    with torch.no_grad():
+        logits = model(ids[None].to(next(model.parameters()).device))[0, -1].float()
+    if logits[spaced[0]] <= logits[target_id]:
+        return None
+    shown = model.tokenizer.convert_ids_to_tokens(spaced)[0]
+    return (
+        f"target={target!r} explains the token {quote_token(model.tokenizer.convert_ids_to_tokens(target_id))}, but "
+        f"after this prompt the model ranks {quote_token(shown)} (with a leading space) higher: that is the form it "
+        f"would generate. Pass target={' ' + target!r} to explain it."
+    )
 
 
 def _continuation_ids(model, continuation: str | Sequence[int] | torch.Tensor) -> TokenIds:
@@ -207,7 +229,9 @@ def explain(
         FlatAttributionWarning: a step's scores are all equal (e.g. all zero: Grad-ELLM found no
             positive evidence). They are returned unchanged; see ``AttributionResult.flat_steps``.
         UserWarning: a multi-token target/contrast (first token used), text outside the
-            vocabulary, or a generation cut short by the context length.
+            vocabulary, a generation cut short by the context length, or a text target without a
+            leading space (``"positive"``) when the model ranks its spaced token (``" positive"``,
+            the form it would generate) higher after the (first) prompt.
     """
     batch = _prompt_batch(prompt)
     prompts = [prompt] if batch is None else batch
@@ -235,6 +259,8 @@ def explain(
             if generate:
                 _generation_room(ids, info.n_ctx)
             encoded.append(ids)
+    if (hint := spaced_target_hint(model, encoded[0], target, target_id)) is not None:
+        warnings.warn(hint, stacklevel=2)
     results = []
     bar = progress_bar(encoded, desc="explain", unit="prompt", enabled=False if batch is None else progress)
     for i, ids in enumerate(bar):

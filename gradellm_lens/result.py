@@ -41,7 +41,7 @@ import torch
 from .encoding import check_text, decode_json
 from .errors import InvalidInputError, MissingPackageError, NumericalError
 from .numerics import first_nonfinite_row, flat_rows, prefix_mask
-from .tokens import display_token
+from .tokens import display_token, quote_token
 from .typing import StepLayerHeadScores, StepScores, TokenIds
 
 FORMAT_VERSION = 1
@@ -229,9 +229,9 @@ class AttributionResult:
 
     def explained(self, step: int) -> str:
         """What ``step`` explains, as text: ``"' positive'"`` or ``"' positive' vs ' negative'"``."""
-        target = repr(display_token(self.target_tokens[step]))
+        target = quote_token(self.target_tokens[step])
         contrast = self.contrast_tokens[step]
-        return target if contrast is None else f"{target} vs {display_token(contrast)!r}"
+        return target if contrast is None else f"{target} vs {quote_token(contrast)}"
 
     def step_scores(self, step: int = 0) -> torch.Tensor:
         """Scores of one step over its prefix (no NaN padding)."""
