@@ -309,6 +309,10 @@ def test_protocol_states_accuracy_majority_labels_and_rho_and_warns_when_the_tex
         "Warning: the model's answer does not follow the text (it answers 'positive' for 100% of the examples; "
         "accuracy 0.600 is not above the majority rate 0.600; median ρ 0.500 ≥ 0.1: masking the text does move p(ŷ))."
     )
+    nothing = summarize([synthetic_file(tmp_path / "d.jsonl", {"m": [0.5] * n}, gold=gold, predicted=[None] * n,
+                                        rho=[-1.0] * n)]).protocol.warning()  # fmt: skip
+    assert nothing.startswith("Warning: the model does not depend on the text (median ρ -1.000 is below 0.1: masking ")
+    assert "its answer is none of the label words for 100% of the examples" in nothing
     reader = summarize([synthetic_file(tmp_path / "b.jsonl", {"m": [0.5] * n}, gold=gold,
                                        predicted=gold[:-1] + ["positive"], rho=[0.4] * n)])  # fmt: skip
     assert reader.protocol.warning() is None and reader.protocol.label_shares == {"positive": 0.7, "negative": 0.3}

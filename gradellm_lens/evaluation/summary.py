@@ -73,6 +73,8 @@ MIN_CI_N = 5
 DOMINANT_SHARE = 0.9
 """A predicted label this frequent means the model answers (nearly) the same whatever the text."""
 TOO_SMALL = "n too small"
+NO_LABEL = "(none)"
+"""The predicted label of an answer that names no label word."""
 
 
 @dataclass(frozen=True)
@@ -231,14 +233,16 @@ class Protocol:
         """One line when the model does not depend on the text, or its answer not on the text's label; else None.
 
         The headline follows ρ: below the threshold, the model does not depend on the text (masking all
-        of it barely moves p(ŷ)); at or above it, masking the text does move the prediction, so a
+        of it does not lower p(ŷ) by that share); at or above it, masking the text does move the prediction, so a
         constant answer or chance accuracy means the answer does not follow the text's label (the
         attributions then explain that answer). The constant answer is named, and ρ shown beside it.
         """
         constant = None
         if self.label_shares and self.n_examples > 1:
             label, share = max(self.label_shares.items(), key=lambda kv: kv[1])
-            if share >= DOMINANT_SHARE:
+            if share >= DOMINANT_SHARE and label == NO_LABEL:
+                constant = f"its answer is none of the label words for {share:.0%} of the examples"
+            elif share >= DOMINANT_SHARE:
                 constant = f"it answers {label!r} for {share:.0%} of the examples"
         chance = None
         if self.accuracy is not None and self.majority_rate is not None and self.accuracy.mean <= self.majority_rate:
@@ -246,7 +250,10 @@ class Protocol:
         answers = [r for r in (constant, chance) if r is not None]
         known = self.median_rho is not None and self.min_rho is not None
         if known and self.median_rho < self.min_rho:
-            rho = f"median ρ {self.median_rho:.3f} is below {self.min_rho:g}: masking all of it barely moves p(ŷ)"
+            rho = (
+                f"median ρ {self.median_rho:.3f} is below {self.min_rho:g}: masking all of the text does not lower "
+                f"p(ŷ) by {self.min_rho:.0%}"
+            )
             return "Warning: the model does not depend on the text (" + "; ".join([rho, *answers]) + ")."
         if not answers:
             return None
@@ -617,7 +624,7 @@ def _protocol(results: dict[tuple[str, str], dict[str, Any]], config: dict[str, 
             first[example] = r
     judged = [r["output"] for r in first.values() if isinstance(r.get("output"), dict) and "correct" in r["output"]]
     gold = Counter(o["gold"] for o in judged if o.get("gold") is not None)
-    predicted = Counter("(none)" if o.get("predicted") is None else o["predicted"] for o in judged)
+    predicted = Counter(NO_LABEL if o.get("predicted") is None else o["predicted"] for o in judged)
     steps = [s for r in first.values() for s in r.get("steps", []) if "rho" in s]
     return Protocol(
         n_examples=len(first),
