@@ -6,7 +6,8 @@ Example::
         --methods grad_ellm,grad_ellm:reference,integrated_gradients,random --n 200 --out-dir runs/sst2
 
 Results go to ``<out-dir>/results.jsonl`` (one line per example and method, appended as they
-finish); rerunning the same command resumes. The summary (``summary.csv``, ``summary.md``,
+finish); rerunning the same command resumes. Before the first pair the estimated time of the run is
+printed (:mod:`gradellm_lens.evaluation.estimate`). The summary (``summary.csv``, ``summary.md``,
 ``summary_pi_curves.png``) is written when the run ends; sharded runs (``--num-shards``) write
 ``results.shard-<i>-of-<n>.jsonl`` and are merged with ``gradellm-lens summarize <out-dir>``.
 
@@ -242,7 +243,8 @@ def _evaluate_shard(args: argparse.Namespace, distributed: bool, local_rank: int
     out_dir = Path(args.out_dir or Path("runs") / (Path(args.data).stem if args.data else task.name))
     path = results_path(out_dir, args.shard_index, args.num_shards)
     model = load_model_from_args(args)
-    report = run_evaluation(model, task, specs, path, config)
+    announce = (lambda estimated: print(estimated.describe(), flush=True)) if local_rank == 0 else None
+    report = run_evaluation(model, task, specs, path, config, on_start=announce)
     note = " (an interrupted last line was dropped first)" if report.dropped_partial else ""
     print(
         f"{report.written} new result(s), {report.failed} failed, {report.skipped} already done{note}; "
