@@ -542,8 +542,8 @@ def test_the_cost_model_counts_maps_inputs_and_steps():
 def test_evaluate_prints_its_estimate_before_the_first_pair(capsys, tmp_path):
     data = write_task_files(tmp_path / "data")
     argv = ["evaluate", "--task", "sst2", "--model", "tiny-llama", "--device", "cpu", "--pis", "0.3,0.7", "--draws",
-            "1", "--no-progress", "--min-rho", "0", "--n", "2", "--data-dir", str(data), "--out-dir", str(tmp_path / "r"),
-            "--methods", "random,saliency"]  # fmt: skip
+            "1", "--no-progress", "--min-rho", "0", "--n", "2", "--data-dir", str(data),
+            "--out-dir", str(tmp_path / "r"), "--methods", "random,saliency"]  # fmt: skip
     assert main(argv) == 0
     out = capsys.readouterr().out.splitlines()
     estimate = [i for i, line in enumerate(out) if line.startswith("estimate: about ")]

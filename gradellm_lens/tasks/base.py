@@ -235,7 +235,9 @@ class Task(ABC):
                 warnings.simplefilter("ignore", UnknownTokenWarning)
                 length = encode_prompt(model, text, prompt_format=fmt, system=self.options.system).shape[0]
         except InvalidInputError as exc:
-            raise InvalidInputError(f"Task {self.name!r}: the template cannot be a prompt for this model: {exc}") from None
+            raise InvalidInputError(
+                f"Task {self.name!r}: the template cannot be a prompt for this model: {exc}"
+            ) from None
         if length + 1 > n_ctx:
             raise InvalidInputError(
                 f"Task {self.name!r}: the template alone takes {length} tokens ({fmt} format), which leaves no room "

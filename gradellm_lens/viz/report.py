@@ -15,8 +15,8 @@ with the same tokens and steps are grouped) the page shows:
   figure; a note that these per-head values are taken before the ReLU (so they can be negative
   for a method whose scores are not); the layer x head x token view (pick a layer and a head, one
   box per step); with several layers, per step the layer x token series (folded); and, when the
-  generated steps fill at least a quarter of the query rows, the per-layer and per-head query x key maps (``AttentionHeads``;
-  with a long prompt and few steps they would be almost empty).
+  generated steps fill at least a quarter of the query rows, the per-layer and per-head query x key
+  maps (``AttentionHeads``; with a long prompt and few steps they would be almost empty).
 
 The layout of each view is documented in :mod:`.views`.
 """
