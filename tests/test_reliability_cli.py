@@ -415,7 +415,7 @@ def test_evaluate_options_reach_the_run_configuration(capsys, data_dir, tmp_path
 
     seen = {}
 
-    def fake_run(model, task, methods, out, config):
+    def fake_run(model, task, methods, out, config, **_hooks):
         seen.update(task=task, config=config)
         raise KeyboardInterrupt  # stop before any work; the CLI reports it as interrupted
 
