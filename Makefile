@@ -4,17 +4,19 @@ VENV_TL3 ?= .venv-tl3
 BIN := $(VENV)/bin
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup docs-deps docs demo test test-fast test-slow test-tl3 bench clean
+.PHONY: setup setup-test docs-deps docs demo test test-fast test-slow test-tl3 bench clean
 
+# the package and the default model (what the demo needs)
 setup:
 	@bash scripts/setup.sh
 
-# the docs extra (Sphinx, MyST, myst-nb, furo) on top of setup's install; again when pyproject.toml changes
-docs-deps: setup
-	@stamp=$(VENV)/.gradellm-docs-installed; \
-	if [ ! -f $$stamp ] || [ pyproject.toml -nt $$stamp ]; then \
-	    $(BIN)/python -m pip install -q -e ".[docs]" && touch $$stamp; \
-	fi
+# the same plus the test extras (the docs extra too: the test suite builds the docs)
+setup-test:
+	@EXTRAS=test,distributed,docs bash scripts/setup.sh
+
+# the same plus the docs extra (Sphinx, MyST, myst-nb, furo)
+docs-deps:
+	@EXTRAS=docs bash scripts/setup.sh
 
 # the docs site, offline, warnings are errors (tests/test_docs.py runs the same build); open docs/_build/html/index.html
 docs: docs-deps
@@ -24,17 +26,17 @@ docs: docs-deps
 demo: setup
 	$(BIN)/gradellm-lens demo --out demo_report.html
 
-test: setup docs-deps
+test: setup-test
 	@bash scripts/install-browser.sh
 	@PYTHON=$(BIN)/python bash scripts/install-models.sh gemma qwen-0.5b
 	$(BIN)/python -m pytest -m "not slow" -q
 	$(BIN)/python -m pytest -m slow -q
 	@$(MAKE) --no-print-directory test-tl3
 
-test-fast: setup docs-deps
+test-fast: setup-test
 	$(BIN)/python -m pytest -m "not slow" -q
 
-test-slow: setup docs-deps
+test-slow: setup-test
 	$(BIN)/python -m pytest -m slow -q
 
 # TransformerLens 3.x (HookedTransformer) tier, in its own virtualenv
@@ -42,7 +44,7 @@ test-tl3:
 	@bash scripts/setup-tl3.sh
 	$(VENV_TL3)/bin/python -m pytest -q tests_tl3
 
-bench: setup
+bench: setup-test
 	$(BIN)/python benchmarks/run.py
 
 clean:

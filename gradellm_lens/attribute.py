@@ -34,6 +34,7 @@ from .models.capabilities import model_info
 from .progress import progress_bar
 from .result import AttributionResult, library_versions
 from .targets import ObjectiveKind, Step, Target, as_index, check_objective
+from .tokens import quote_token
 from .typing import TokenIds
 
 __all__ = [
@@ -51,7 +52,7 @@ LONG_GENERATION = 32
 """Generations of at least this many tokens get a progress bar (when progress is on)."""
 
 
-def _single_token(model, text: str | int, what: str) -> int:
+def single_token(model, text: str | int, what: str = "target") -> int:
     """A target/contrast given as text (first token, with a warning if longer) or as a token id."""
     if not isinstance(text, str):
         return as_index(text, f"The {what} token id")
@@ -66,6 +67,27 @@ def _single_token(model, text: str | int, what: str) -> int:
             f"The {what} {text!r} is {len(ids)} tokens {pieces}; explaining its first token only.", stacklevel=3
         )
     return int(ids[0])
+
+
+def spaced_target_hint(model, ids: TokenIds, target: str | int | None, target_id: int | None) -> str | None:
+    """A warning when a text ``target`` without a leading space is not what the model would generate
+    after ``ids`` but its spaced form is (``"positive"`` vs ``" positive"``: two tokens in most
+    vocabularies), else None. Costs one forward pass, only for such a target."""
+    if not isinstance(target, str) or not target.strip() or target[0].isspace() or target_id is None:
+        return None
+    spaced = model.tokenizer(" " + target, add_special_tokens=False)["input_ids"][:1]
+    if not spaced or spaced[0] == target_id:
+        return None
+    with torch.no_grad():
+        logits = model(ids[None].to(next(model.parameters()).device))[0, -1].float()
+    if logits[spaced[0]] <= logits[target_id]:
+        return None
+    shown = model.tokenizer.convert_ids_to_tokens(spaced)[0]
+    return (
+        f"target={target!r} explains the token {quote_token(model.tokenizer.convert_ids_to_tokens(target_id))}, but "
+        f"after this prompt the model ranks {quote_token(shown)} (with a leading space) higher: that is the form it "
+        f"would generate. Pass target={' ' + target!r} to explain it."
+    )
 
 
 def _continuation_ids(model, continuation: str | Sequence[int] | torch.Tensor) -> TokenIds:
@@ -207,7 +229,9 @@ def explain(
         FlatAttributionWarning: a step's scores are all equal (e.g. all zero: Grad-ELLM found no
             positive evidence). They are returned unchanged; see ``AttributionResult.flat_steps``.
         UserWarning: a multi-token target/contrast (first token used), text outside the
-            vocabulary, or a generation cut short by the context length.
+            vocabulary, a generation cut short by the context length, or a text target without a
+            leading space (``"positive"``) when the model ranks its spaced token (``" positive"``,
+            the form it would generate) higher after the (first) prompt.
     """
     batch = _prompt_batch(prompt)
     prompts = [prompt] if batch is None else batch
@@ -222,8 +246,8 @@ def explain(
         max_new_tokens = as_index(max_new_tokens, "max_new_tokens", minimum=1)
     attributor = make_method(method, model, **method_options)
     info = model_info(model)
-    target_id = None if target is None else _single_token(model, target, "target")
-    contrast_id = None if contrast is None else _single_token(model, contrast, "contrast")
+    target_id = None if target is None else single_token(model, target, "target")
+    contrast_id = None if contrast is None else single_token(model, contrast, "contrast")
     if target_id is not None:
         Target(target_id, contrast_id, objective).validate(info.d_vocab)
     forced = torch.zeros(0, dtype=torch.long) if continuation is None else _continuation_ids(model, continuation)
@@ -235,6 +259,8 @@ def explain(
             if generate:
                 _generation_room(ids, info.n_ctx)
             encoded.append(ids)
+    if (hint := spaced_target_hint(model, encoded[0], target, target_id)) is not None:
+        warnings.warn(hint, stacklevel=2)
     results = []
     bar = progress_bar(encoded, desc="explain", unit="prompt", enabled=False if batch is None else progress)
     for i, ids in enumerate(bar):
@@ -283,7 +309,9 @@ def _naming_prompt(index: int, total: int, enabled: bool):
     except LensError as exc:
         if not enabled:
             raise
-        raise type(exc)(f"Prompt {index + 1} of {total}: {exc}") from exc
+        named = type(exc)(f"Prompt {index + 1} of {total}: {exc}")
+        named.prompt_index = index  # which prompt (from 0), for callers that name it otherwise (file:line)
+        raise named from exc
 
 
 def attribute_sequence(

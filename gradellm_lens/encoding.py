@@ -2,6 +2,11 @@
 
 * :func:`check_text` refuses text that is not valid Unicode (lone surrogates, which is what Python
   makes of undecodable bytes on the command line or in a file read with ``surrogateescape``);
+  :func:`check_strings` applies it to every string (and key) of a decoded JSON value;
+* :func:`decode_json` is the one JSON decoder for untrusted files (data, prompts and results lines,
+  attribution files): nesting deeper than :data:`MAX_JSON_DEPTH` levels (which would exhaust
+  Python's recursion limit while decoding, or while checking what was decoded) and strings that
+  are not valid Unicode are refused, naming ``file:line``;
 * :func:`check_token_ids` is the one token-id validation (1-D integer ids inside the vocabulary and
   the context);
 * :func:`encode_prompt` turns a prompt (text in a :data:`PROMPT_FORMATS` format, or ids) into
@@ -10,9 +15,11 @@
 
 from __future__ import annotations
 
+import json
+import re
 import warnings
 from collections.abc import Sequence
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import torch
 from torch import Tensor
@@ -29,6 +36,9 @@ PROMPT_FORMATS: tuple[str, ...] = get_args(PromptFormat)
 model's chat template as one user turn followed by the generation prompt."""
 
 
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
 def check_prompt_format(prompt_format: str) -> PromptFormat:
     """Return ``prompt_format`` if it is one of :data:`PROMPT_FORMATS`; else a "Did you mean" error."""
     if prompt_format not in PROMPT_FORMATS:
@@ -43,18 +53,90 @@ def check_text(text: str, what: str = "the text") -> str:
     produces one for every undecodable byte of a command-line argument (``surrogateescape``: byte
     0xff becomes U+DCFF); JSON ``"\\ud800"`` escapes produce them too.
     """
-    for i, ch in enumerate(text):
-        code = ord(ch)
-        if 0xD800 <= code <= 0xDFFF:
-            label = what[0].upper() + what[1:]
-            if 0xDC80 <= code <= 0xDCFF:
-                why = f"the byte 0x{code - 0xDC00:02x}, which is not valid UTF-8"
-            else:
-                why = f"an unpaired surrogate U+{code:04X}, which is not valid Unicode"
-            raise InvalidInputError(
-                f"{label} has {why} at character {i}; pass UTF-8 text (re-encode the file or argument)."
-            )
+    bad = _SURROGATE.search(text)
+    if bad is not None:
+        code, i = ord(bad.group()), bad.start()
+        label = what[0].upper() + what[1:]
+        if 0xDC80 <= code <= 0xDCFF:
+            why = f"the byte 0x{code - 0xDC00:02x}, which is not valid UTF-8"
+        else:
+            why = f"an unpaired surrogate U+{code:04X}, which is not valid Unicode"
+        raise InvalidInputError(
+            f"{label} has {why} at character {i}; pass UTF-8 text (re-encode the file or argument)."
+        )
     return text
+
+
+MAX_JSON_DEPTH = 100
+"""Deepest nesting of arrays and objects :func:`decode_json` accepts (the files it reads need < 10)."""
+_JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')  # a string literal (skipped) or a bracket
+_NOT_UNICODE = re.compile(_SURROGATE.pattern + r"|\\u[dD][89a-fA-F]")  # a surrogate, raw or as a JSON escape
+
+
+def _too_deep_at(text: str) -> int | None:
+    """Offset of the first bracket nested deeper than :data:`MAX_JSON_DEPTH` (outside strings), or None."""
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+        return None
+    depth = 0
+    for match in _JSON_TOKEN.finditer(text):
+        char = match.group()
+        if char in "[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return match.start()
+        elif char in "]}":
+            depth -= 1
+    return None
+
+
+def decode_json(text: str, where: str, *, line: int = 1, **options: Any) -> Any:
+    """``json.loads(text, **options)`` for text from a file; ``where`` names the file, ``line`` its first line.
+
+    Raises:
+        InvalidInputError: arrays/objects nested deeper than :data:`MAX_JSON_DEPTH`
+            (``"where:line: ..."``, the line of the offending bracket), or a string that is not valid
+            Unicode (a lone surrogate, e.g. the escape ``"\\ud800"``; the field is named).
+        json.JSONDecodeError: ``text`` is not JSON (the caller words the message); errors raised by
+            ``options``' hooks propagate too.
+    """
+    at = _too_deep_at(text)
+    try:
+        value = json.loads(text, **options) if at is None else None
+    except RecursionError:  # a deep stack before the call; the scan above normally prevents it
+        at = 0
+    if at is not None:
+        raise InvalidInputError(
+            f"{where}:{line + text.count(chr(10), 0, at)}: arrays/objects nested more than {MAX_JSON_DEPTH} levels "
+            "deep, which gradellm-lens does not read (a damaged or hostile file?)."
+        )
+    if _NOT_UNICODE.search(text):
+        check_strings(value, f"{where}:{line}")
+    return value
+
+
+def check_strings(value: Any, where: str) -> None:
+    """Refuse a decoded JSON value holding text that is not valid Unicode, naming ``where`` and the field.
+
+    JSON escapes can spell lone surrogates (``"\\ud800"``), which no tokenizer, terminal or UTF-8
+    file accepts; every string and object key is checked with :func:`check_text` (iteratively: no
+    recursion however deep the value).
+    """
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        name, item = stack.pop()
+        texts: list[tuple[str, str]] = []
+        if isinstance(item, str):
+            texts.append((f"field {name!r}" if name else "the value", item))
+        elif isinstance(item, dict):
+            texts.extend((f"a field name in {name!r}" if name else "a field name", key) for key in item)
+            stack.extend((f"{name}.{key}" if name else key, v) for key, v in item.items())
+        elif isinstance(item, list):
+            stack.extend((f"{name}[{i}]", v) for i, v in enumerate(item))
+        for what, text in texts:
+            try:
+                check_text(text, what)
+            except InvalidInputError as exc:
+                raise InvalidInputError(f"{where}: {exc}") from None
 
 
 def check_token_ids(tokens: Tensor | Sequence[int], info: ModelInfo, what: str = "the token sequence") -> TokenIds:

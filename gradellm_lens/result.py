@@ -38,9 +38,10 @@ from uuid import uuid4
 import numpy as np
 import torch
 
+from .encoding import check_text, decode_json
 from .errors import InvalidInputError, MissingPackageError, NumericalError
 from .numerics import first_nonfinite_row, flat_rows, prefix_mask
-from .tokens import display_token
+from .tokens import display_token, quote_token
 from .typing import StepLayerHeadScores, StepScores, TokenIds
 
 FORMAT_VERSION = 1
@@ -116,7 +117,8 @@ class AttributionResult:
         contrast_tokens: string form of each step's contrast token (None without a contrast).
 
     Validation (``__post_init__``, so also on :meth:`load` and :meth:`with_scores`): shapes must
-    agree, step positions lie inside the sequence, ids are non-negative, and every score and
+    agree, step positions lie inside the sequence, ids are non-negative, token strings are valid
+    Unicode (no lone surrogate, which no HTML page or terminal can encode), and every score and
     ``layer_head`` entry inside a step's prefix and every ``target_logits`` entry must be finite
     (:class:`~gradellm_lens.errors.NumericalError` otherwise): NaN only ever means "outside this
     step's prefix". A *flat* step (all prefix scores equal, e.g. all zero) is valid but carries no
@@ -173,6 +175,10 @@ class AttributionResult:
                 raise InvalidInputError(f"layer_head has {n_layers} layers but layers lists {len(self.layers)}.")
         self._check_finite(n_pos)
         self._fill_token_strings(n_steps)
+        for name in ("tokens", "target_tokens", "contrast_tokens"):  # shown in reports, terminals and files
+            for i, token in enumerate(getattr(self, name)):
+                if token is not None:
+                    check_text(token, f"token {i} of {name}")
 
     def _check_finite(self, n_pos: int) -> None:
         inside = prefix_mask(self.step_positions, n_pos)
@@ -225,9 +231,9 @@ class AttributionResult:
 
     def explained(self, step: int) -> str:
         """What ``step`` explains, as text: ``"' positive'"`` or ``"' positive' vs ' negative'"``."""
-        target = repr(display_token(self.target_tokens[step]))
+        target = quote_token(self.target_tokens[step])
         contrast = self.contrast_tokens[step]
-        return target if contrast is None else f"{target} vs {display_token(contrast)!r}"
+        return target if contrast is None else f"{target} vs {quote_token(contrast)}"
 
     def step_scores(self, step: int = 0) -> torch.Tensor:
         """Scores of one step over its prefix (no NaN padding)."""
@@ -350,14 +356,16 @@ class AttributionResult:
         save to the same path (when their process is gone), and never read by :meth:`load`.
         """
         path = Path(path)
+        if path.is_dir():
+            raise InvalidInputError(f"{path} is a folder; save takes a file name (.npz or .json).")
         if path.suffix not in (".npz", ".json"):
             path = path.with_suffix(path.suffix + ".npz")
         if path.suffix == ".json":
             text = self.to_json().encode("utf-8")
-            _atomic_write(path, lambda fh: fh.write(text))
+            atomic_write(path, lambda fh: fh.write(text))
         else:
             arrays = {**self._arrays(), "meta": np.asarray(json.dumps(self._meta(), default=str))}
-            _atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays))
+            atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays))
         return path
 
     @classmethod
@@ -406,7 +414,17 @@ def _remove_stale_temps(path: Path) -> None:
             pass
 
 
-def _atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
+def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
+    """Write a file through ``write(handle)`` under a temporary name, then rename it into place.
+
+    An interrupted or failed write (e.g. text that cannot be encoded) never leaves a truncated
+    file at ``path``: an existing file stays as it was.
+
+    Raises:
+        InvalidInputError: ``path`` is a folder.
+    """
+    if path.is_dir():
+        raise InvalidInputError(f"{path} is a folder; give a file name.")
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temps(path)
     tmp = _temp_name(path)
@@ -485,7 +503,7 @@ def _read_json(path: Path, max_bytes: int) -> tuple[dict[str, Any], dict[str, np
     if path.stat().st_size > max_bytes:
         raise _FileProblem(f"it is larger than max_bytes={max_bytes}")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = decode_json(path.read_text(encoding="utf-8"), str(path))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _FileProblem(f"not JSON ({exc})") from None
     if not isinstance(data, dict):
@@ -493,6 +511,8 @@ def _read_json(path: Path, max_bytes: int) -> tuple[dict[str, Any], dict[str, np
     arrays = {}
     for name, (kinds, _) in _ARRAYS.items():
         if name in data:
+            if (bad := _first_non_number(data[name])) is not None:  # np.array would turn "0.5" and true into floats
+                raise _FileProblem(f"{name}: {json.dumps(bad)[:40]} is not a number")
             try:
                 arrays[name] = np.array(data.pop(name), dtype=np.float64 if kinds == "f" else None)
             except (TypeError, ValueError, OverflowError) as exc:
@@ -502,10 +522,22 @@ def _read_json(path: Path, max_bytes: int) -> tuple[dict[str, Any], dict[str, np
     return meta, arrays
 
 
+def _first_non_number(value: Any) -> Any:
+    """The first leaf of nested lists that is neither a number nor null (JSON's NaN), or None."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(reversed(item))
+        elif item is not None and (isinstance(item, bool) or not isinstance(item, (int, float))):
+            return item
+    return None
+
+
 def _parse_meta(meta: str | dict) -> dict[str, Any]:
     if isinstance(meta, str):
         try:
-            meta = json.loads(meta)
+            meta = decode_json(meta, "meta")
         except json.JSONDecodeError as exc:
             raise _FileProblem(f"meta is not JSON ({exc})") from None
     version = meta.get("format_version") if isinstance(meta, dict) else None

@@ -51,6 +51,14 @@ def display_token(token: str) -> str:
     return _plain(token).translate(_VISIBLE).translate(_CONTROL)
 
 
+def quote_token(token: str) -> str:
+    """:func:`display_token` in single quotes, for lists and labels: ``' cat'``, ``'\\n'``.
+
+    Not ``repr``, which would escape the backslash of a visible ``\\n`` a second time (``'\\\\n'``).
+    """
+    return f"'{display_token(token)}'"
+
+
 def display_tokens(tokens: Sequence[str]) -> list[str]:
     """:func:`display_token` of each token."""
     return [display_token(t) for t in tokens]

@@ -250,3 +250,15 @@ def test_reference_missing_hook_is_actionable(tiny_model, prompts):
         ablation_hooks(tiny_model, Ablation(kind="layers", layers=[1], mode="mean", reference=reference))
     with pytest.raises(InvalidInputError, match="out of range"):
         ablation_hooks(tiny_model, Ablation(heads=[(1, 0)], mode="resample", reference=reference, source=5))
+
+
+def test_ablation_effect_takes_text_as_explain_does(tiny_model):
+    from gradellm_lens.encoding import encode_prompt
+
+    ablation = Ablation(heads=[(0, 1)])
+    by_text = ablation_effect(tiny_model, "the cat sat on the", " mat", ablation)
+    mat = tiny_model.tokenizer(" mat", add_special_tokens=False)["input_ids"][0]
+    by_ids = ablation_effect(tiny_model, encode_prompt(tiny_model, "the cat sat on the"), Target(mat), ablation)
+    assert by_text == by_ids and ablation_effect(tiny_model, "the cat sat on the", mat, ablation) == by_ids
+    with pytest.raises(InvalidInputError, match=r"tokens must be token ids .*got list .*encode_prompt\(model, text\)"):
+        ablation_effect(tiny_model, ["the", "cat"], " mat", ablation)

@@ -129,3 +129,50 @@ def test_bad_arguments(tiny_model):
         explain(tiny_model, PROMPT, "salency")
     with pytest.raises(InvalidInputError, match="Did you mean 'n_steps'"):
         explain(tiny_model, PROMPT, "integrated_gradients", steps=4)
+
+
+class _SpacedVocab:
+    """A model stub whose vocabulary has 'positive' (id 1) and ' positive' (id 2), preferring ``preferred``."""
+
+    def __init__(self, preferred: int) -> None:
+        self.preferred = preferred
+        self.tokenizer = self
+        self.weight = torch.zeros(1)
+
+    def __call__(self, text_or_ids, add_special_tokens=True):
+        if isinstance(text_or_ids, str):
+            return {"input_ids": [2] if text_or_ids.startswith(" ") else [1]}
+        logits = torch.zeros(1, text_or_ids.shape[1], 3)
+        logits[0, -1, self.preferred] = 1.0
+        return logits
+
+    def convert_ids_to_tokens(self, ids):
+        names = {1: "positive", 2: "Ġpositive"}
+        return names[ids] if isinstance(ids, int) else [names[i] for i in ids]
+
+    def parameters(self):
+        return iter([self.weight])
+
+
+def test_a_target_without_its_leading_space_is_warned_about_when_the_model_prefers_the_spaced_token():
+    from gradellm_lens.attribute import spaced_target_hint
+
+    ids = torch.tensor([0, 0])
+    hint = spaced_target_hint(_SpacedVocab(preferred=2), ids, "positive", 1)
+    assert hint is not None and "target='positive' explains the token 'positive'" in hint
+    assert "ranks ' positive' (with a leading space) higher" in hint and "Pass target=' positive'" in hint
+    assert spaced_target_hint(_SpacedVocab(preferred=1), ids, "positive", 1) is None  # the model wants it as given
+    assert spaced_target_hint(_SpacedVocab(preferred=2), ids, " positive", 2) is None  # already spaced
+    assert spaced_target_hint(_SpacedVocab(preferred=2), ids, 1, 1) is None  # an id: taken as meant
+
+
+def test_no_spacing_warning_where_both_forms_are_one_token(tiny_model):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # tiny-llama's word-level vocabulary: 'good' is ' good'
+        explain(tiny_model, "the movie was", target="good")
+
+
+@pytest.mark.slow
+def test_smollm2_target_without_its_space_warns(smollm2):
+    with pytest.warns(UserWarning, match=r"target='positive' .* ranks ' positive' \(with a leading space\) higher"):
+        explain(smollm2, "Review: a great and fun movie.\nSentiment:", target="positive")

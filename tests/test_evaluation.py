@@ -515,3 +515,41 @@ def test_smollm2_sst2_end_to_end(smollm2, tmp_path):
 def records_are_finite(path: Path) -> bool:
     ok = [r for r in results(path) if r["status"] == "ok"]
     return all(torch.isfinite(torch.tensor(r["mean"]["pi_ns"] + r["mean"]["pi_nc"])).all() for r in ok)
+
+
+# ---- the run's time, estimated before it starts --------------------------------------------------------
+def test_the_cost_model_counts_maps_inputs_and_steps():
+    from gradellm_lens.evaluation.estimate import Measurement, duration, estimate, inputs_per_map
+
+    assert inputs_per_map(5, 9) == 100  # the defaults: 2 draws-halves (NS, NC) x 5 draws x (1 + 9 π)
+    measured = Measurement(length=10, forward_s=0.01, batch_s=0.64, batch_rows=64, attribute_s={"a": 0.5, "r": 0.1})
+    maps = {"a": 3, "r": 10}  # a method with two controls; random with 10 maps
+    run = estimate(measured, [["a", "r"], ["a"]], maps, steps=1, generation=False, inputs=100, batch_size=64,
+                   mean_length=10)  # fmt: skip
+    # per map 100 inputs at 0.01 s each; per example 2 forwards of 0.01 s (generation, references)
+    assert run.seconds == pytest.approx((0.02 + 0.5 + 3 + 0.1 + 10) + (0.02 + 0.5 + 3))
+    assert (run.pairs, run.examples, run.perturbed_inputs) == (3, 2, 1600)
+    assert run.describe() == (
+        "estimate: about 17 s for 3 pair(s) (2 example(s), 1 step each; 1,600 perturbed inputs in batches of 64), "
+        "measured on the first example"
+    )
+    longer = estimate(measured, [["a"]], maps, steps=4, generation=True, inputs=100, batch_size=64, mean_length=18)
+    assert longer.seconds == pytest.approx(4 * (0.02 + 3.5) * (18 + 2) / 10)  # 4 steps, prompts twice as long
+    assert "up to 4 steps each" in longer.describe()
+    assert [duration(t) for t in (0.2, 40, 600, 5400, 12_000)] == ["1 s", "40 s", "10 min", "1.5 h", "3.3 h"]
+
+
+def test_evaluate_prints_its_estimate_before_the_first_pair(capsys, tmp_path):
+    data = write_task_files(tmp_path / "data")
+    argv = ["evaluate", "--task", "sst2", "--model", "tiny-llama", "--device", "cpu", "--pis", "0.3,0.7", "--draws",
+            "1", "--no-progress", "--min-rho", "0", "--n", "2", "--data-dir", str(data),
+            "--out-dir", str(tmp_path / "r"), "--methods", "random,saliency"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    estimate = [i for i, line in enumerate(out) if line.startswith("estimate: about ")]
+    done = next(i for i, line in enumerate(out) if "new result(s)" in line)
+    assert len(estimate) == 1 and estimate[0] < done
+    # 2 examples x (random: 10 maps + saliency: itself and 2 controls) x 2 * 1 draw * (1 + 2 π) inputs
+    assert "for 4 pair(s) (2 example(s), 1 step each; 156 perturbed inputs in batches of 64)" in out[estimate[0]]
+    assert main(argv) == 0  # resumed with nothing left to do: no estimate
+    assert not any(line.startswith("estimate:") for line in capsys.readouterr().out.splitlines())

@@ -181,9 +181,10 @@ def test_ill_conditioned_steps_are_flagged_counted_and_left_out_by_default(tiny_
 # ---- statistics on synthetic results files ----------------------------------------------------------------
 
 
-def synthetic_file(path, values, *, gold=None, predicted=None, rho=None, shuffled_offset=None, min_rho=0.1):
+def synthetic_file(path, values, *, gold=None, predicted=None, rho=None, shuffled_offset=None, min_rho=0.1, task=None):
     """A results file with ``values[label][i]`` as every metric of example ``i`` (None: a failed pair)."""
-    config = {"task": {"task": "sst2", "kind": "classification", "label_match": "first_token", "prompt_format": "plain"},
+    config = {"task": {"task": "sst2", "kind": "classification", "label_match": "first_token", "prompt_format": "plain",
+                       **(task or {})},
               "model": {"name": "m"}, "metrics": {"pis": [0.3, 0.7], "n_draws": 1, "rescale": "scale_clip",
               "probability": "target"}, "perturb": "user_text",
               "conditioning": {"min_rho": min_rho, "include_ill_conditioned": False}}  # fmt: skip
@@ -256,6 +257,37 @@ def test_summary_compares_methods_with_random_their_shuffled_control_and_each_ot
     assert np.isnan(row["ci_low"]) and np.isnan(row["ci_high"]) and row["n"] == 3
 
 
+def test_the_report_opens_with_one_verdict_per_method(tmp_path):
+    rng = np.random.default_rng(1)
+    base = rng.uniform(0.3, 0.6, 8)
+    values = {"good": list(base + 0.2), "plain": list(base + 0.01 * rng.normal(size=8)), "random": list(base)}
+    report = summarize([synthetic_file(tmp_path / "r.jsonl", values, shuffled_offset=0.15)], n_boot=500).to_report()
+    lines = report.splitlines()
+    assert lines[0] == "## sst2 · m" and lines[2].startswith("Verdict: Δ = method − B on π-Soft-NS AUC / π-Soft-NC")
+    verdicts = [line for line in lines if line.startswith("- **")]
+    assert len(verdicts) == 2 and report.index(verdicts[-1]) < report.index("| method |")  # before the table
+    assert verdicts[0] == (
+        "- **good** (n = 8): beats random (Δ +0.200 [+0.200, +0.200] / +0.200 [+0.200, +0.200]); "
+        "beats its shuffled control (Δ +0.150 [+0.150, +0.150] / +0.150 [+0.150, +0.150])."
+    )
+    assert verdicts[1].startswith("- **plain** (n = 8): does not beat random (Δ ")
+    assert "beats its shuffled" in verdicts[1]
+    few = summarize([synthetic_file(tmp_path / "f.jsonl", {"a": [0.5, 0.6], "random": [0.1, 0.2]})]).to_report()
+    assert "- **a** (n = 2): too few examples to tell against random (Δ +0.400 / +0.400)." in few
+
+
+def test_bold_marks_the_best_method_never_a_control_or_baseline_and_own_data_is_titled_by_its_file(tmp_path):
+    n = 6
+    values = {"m": [0.3] * n, "uniform": [0.6] * n, "random": [0.1] * n}
+    own = {"task": "jsonl", "data": {"file": "reviews.jsonl", "sha256": "x"}}
+    summary = summarize([synthetic_file(tmp_path / "r.jsonl", values, shuffled_offset=-0.4, task=own)])
+    table = summary.to_markdown().splitlines()
+    rows = {line.split(" | ")[0].removeprefix("| "): line for line in table[2:]}
+    assert rows["m"].count("**0.300**") == 4  # the four faithfulness metrics
+    assert "**" not in rows["m [shuffled]"] + rows["uniform"] + rows["random"]  # 0.7 and 0.6 are references
+    assert summary.title == "reviews.jsonl · m" and summary.to_report().startswith("## reviews.jsonl · m\n")
+
+
 def test_protocol_states_accuracy_majority_labels_and_rho_and_warns_when_the_text_is_not_read(tmp_path):
     n = 10
     gold = ["positive"] * 6 + ["negative"] * 4
@@ -266,10 +298,22 @@ def test_protocol_states_accuracy_majority_labels_and_rho_and_warns_when_the_tex
     assert p.accuracy.mean == pytest.approx(0.6) and p.majority_rate == pytest.approx(0.6)
     assert p.label_shares == {"positive": 1.0} and p.median_rho == pytest.approx(0.02) and p.n_ill_conditioned == 8
     warning = p.warning()
-    assert warning.startswith("Warning: the model may not depend on the text") and len(warning.splitlines()) == 1
-    for reason in ("median ρ 0.020 is below 0.1", "'positive' is predicted for 100%", "not above the majority rate"):
+    assert warning.startswith("Warning: the model does not depend on the text (median ρ 0.020 is below 0.1: ")
+    assert len(warning.splitlines()) == 1
+    for reason in ("it answers 'positive' for 100% of the examples", "accuracy 0.600 is not above the majority rate"):
         assert reason in warning
     assert warning in lazy.to_report() and "ill-conditioned steps 8/10 (ρ < 0.1)" in lazy.to_report()
+    # ρ says the model reads the text, but its answer is constant: the warning agrees with ρ and shows it
+    constant = summarize([synthetic_file(tmp_path / "c.jsonl", {"m": [0.5] * n}, gold=gold, predicted=always,
+                                         rho=[0.5] * n)]).protocol.warning()  # fmt: skip
+    assert constant == (
+        "Warning: the model's answer does not follow the text (it answers 'positive' for 100% of the examples; "
+        "accuracy 0.600 is not above the majority rate 0.600; median ρ 0.500 ≥ 0.1: masking the text does move p(ŷ))."
+    )
+    nothing = summarize([synthetic_file(tmp_path / "d.jsonl", {"m": [0.5] * n}, gold=gold, predicted=[None] * n,
+                                        rho=[-1.0] * n)]).protocol.warning()  # fmt: skip
+    assert nothing.startswith("Warning: the model does not depend on the text (median ρ -1.000 is below 0.1: masking ")
+    assert "its answer is none of the label words for 100% of the examples" in nothing
     reader = summarize([synthetic_file(tmp_path / "b.jsonl", {"m": [0.5] * n}, gold=gold,
                                        predicted=gold[:-1] + ["positive"], rho=[0.4] * n)])  # fmt: skip
     assert reader.protocol.warning() is None and reader.protocol.label_shares == {"positive": 0.7, "negative": 0.3}

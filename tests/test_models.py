@@ -43,6 +43,38 @@ def test_unknown_model_name_suggests_builtin():
         load_model("smollm2-135m-instruc")
 
 
+def test_a_shortened_or_mistyped_builtin_name_is_answered_without_asking_the_hub(monkeypatch):
+    from gradellm_lens.models import loader
+
+    asked = []
+
+    def hub(source):
+        asked.append(source)
+        raise InvalidInputError("loading it as a Hugging Face hub id failed (offline)")
+
+    monkeypatch.setattr(loader, "_load_hf", hub)
+    for name, suggestion in [("smollm2", "smollm2-135m-instruct"), ("gemma", "gemma-3-270m"), ("tiny", "tiny-llama"),
+                             ("Qwen2.5-Coder", "qwen2.5-coder-"), ("smollm3-135m-instruct", "smollm2-135m-instruct")]:
+        with pytest.raises(InvalidInputError, match=rf"Unknown model '{name}'. Did you mean '{suggestion}"):
+            load_model(name)
+    assert asked == []
+    with pytest.raises(InvalidInputError, match="loading it as a Hugging Face hub id failed"):
+        load_model("gpt2")  # a hub id that is not near a built-in name still goes to the hub
+    assert asked == ["gpt2"]  # fmt: skip
+
+
+def test_loading_prints_no_weight_loading_bars_and_restores_the_switch(tiny_tokenizer, tmp_path, capsys):
+    from huggingface_hub.utils import are_progress_bars_disabled
+    from transformers.utils import logging as hf_logging
+
+    tiny_hf_model("llama").save_pretrained(tmp_path)
+    tiny_tokenizer.save_pretrained(tmp_path)
+    assert hf_logging.is_progress_bar_enabled() and not are_progress_bars_disabled()
+    load_model(str(tmp_path), device="cpu")
+    assert "Loading weights" not in capsys.readouterr().err
+    assert hf_logging.is_progress_bar_enabled() and not are_progress_bars_disabled()  # the user's settings are back
+
+
 @pytest.mark.parametrize("bad", ["", "   ", 3])
 def test_bad_model_argument(bad):
     with pytest.raises(InvalidInputError, match="model must be"):

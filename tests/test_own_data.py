@@ -99,7 +99,10 @@ def test_templates_name_the_text_fields(tmp_path, reviews):
         ({"label_words": " positive"}, "at least two non-blank words"),
         ({"label_words": " yes, Yes"}, "the same word twice"),
         ({"label_words": "a,\ud800"}, "unpaired surrogate"),
-        ({"label_field": None}, "Classification needs label_field"),
+        ({"reference_field": "why"}, r"reference_field \(--reference-field\) only applies to task_kind='generation'"),
+        ({"task_kind": "generation", "label_words": DROP}, r"label_field \(--label-field\) only applies to task_kind="),
+        ({"data": "."}, r"Data file \. is a folder; give a file"),
+        ({"data": "/dev/null"}, r"Data file /dev/null is not a regular file \(a FIFO, socket or device\)"),
         ({"task_kind": "generaton"}, "Unknown task_kind 'generaton'. Did you mean 'generation'"),
         ({"task_kind": "generation"}, "label_words only applies to task_kind='classification'"),
         ({"source": "hub"}, "source='hub' and data_dir do not apply"),
@@ -201,6 +204,34 @@ def test_evaluate_own_data_option_errors(capsys, tmp_path, extra, match):
     code, _, err = _run(capsys, "evaluate", "--task", "sst2", *FAST, *extra, "--out-dir", tmp_path / "run")
     assert code == 2 and re.search(match, err), err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "extra,match",
+    [
+        (["--template", "the " * 130 + "{text}"], r"Task 'jsonl': the template .* longer than the model's context"),
+        (["--template", "the " * 126 + "{text}"],
+         r"Task 'jsonl': the template alone takes 12\d tokens \(plain format\), .*leaves no room for text"),
+        (["--label-words", " zebra, lion", "--label-match", "restricted"], "label word ' zebra' has no token of its"),
+        (["--label-words", " the cat, the dog"],
+         r"label word ' the cat' starts with the token 'the', which is also the start of ' the dog'.*'restricted'"),
+        (["--label-words", " zebra, positive"], "label word ' zebra' starts with the token '<unk>', which names no"),
+    ],
+)  # fmt: skip
+def test_a_configuration_the_tokenizer_cannot_serve_exits_2_before_any_pair(capsys, tmp_path, extra, match):
+    data = write_jsonl(tmp_path / "d.jsonl", [{"review": r["review"], "label": i % 2} for i, r in enumerate(REVIEWS)])
+    argv = ["evaluate", "--data", data, "--text-field", "review", "--label-words", WORDS, *FAST, "--methods", "random",
+            "--out-dir", tmp_path / "run"]  # fmt: skip
+    code, _, err = _run(capsys, *argv, *extra)
+    lines = [line for line in err.splitlines() if ": warning: " not in line]
+    assert code == 2 and len(lines) == 1 and re.search(match, lines[0]), err
+    assert not (tmp_path / "run").exists()
+
+
+def test_check_model_accepts_the_built_in_and_default_setups(tiny_model, reviews):
+    for options in ({}, {"label_match": "restricted"}, {"prompt_format": "chat"}):
+        _classifier(reviews, **options).check_model(tiny_model)
+    make_task("jsonl", data=reviews, text_field="review", task_kind="generation").check_model(tiny_model)
 
 
 def test_evaluate_refuses_a_bad_record_before_writing_anything(capsys, tmp_path):

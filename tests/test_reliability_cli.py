@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -121,14 +122,16 @@ def test_evaluate_data_errors_name_file_and_line(capsys, tmp_path):
         json.dumps({**SST2[0], "label": 5}) + "\n": rf"{path}:1: label 5 is not one of 0..1",
         json.dumps(SST2[0]) + "\n" + json.dumps(SST2[0]) + "\n": rf"{path}:2: duplicate example id 'sst2-0'",
         "\n\n": rf"Data file {path} has no records",
+        json.dumps(SST2[0]) + "\n" + "[" * 100_000 + "]" * 100_000 + "\n": rf"{path}:2: arrays/objects nested more",
     }
     argv = ["evaluate", "--task", "sst2", *FAST, "--methods", "random", "--data-dir", folder]
     for text, match in cases.items():
         path.write_text(text, encoding="utf-8")
         code, _, err = _cli(capsys, *argv, "--out-dir", tmp_path / "run")
         assert_one_line_error(code, err, "evaluate", match)
-    path.write_bytes(b'{"id": "\xff"}\n')
-    assert_one_line_error(*_cli(capsys, *argv, "--out-dir", tmp_path / "run")[::2], "evaluate", "is not UTF-8 text")
+    path.write_bytes(json.dumps(SST2[0]).encode() + b'\n{"id": "\xff"}\n')
+    match = rf"{path}:2: The line has the byte 0xff, which is not valid UTF-8"
+    assert_one_line_error(*_cli(capsys, *argv, "--out-dir", tmp_path / "run")[::2], "evaluate", match)
     code, _, err = _cli(capsys, *argv, "--data-dir", tmp_path / "nowhere", "--out-dir", tmp_path / "run")
     assert_one_line_error(code, err, "evaluate", r"Data file 'sst2_validation.jsonl' not found in .*nowhere")
 
@@ -222,6 +225,35 @@ def test_interrupted_last_line_is_repaired(capsys, good_run, data_dir, tmp_path)
     assert {r["example_id"] for r in repaired[1:]} == {json.loads(line)["example_id"] for line in _lines(good_run)[1:]}
 
 
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_a_refused_sharded_rerun_touches_no_file(capsys, good_run, data_dir, tmp_path):
+    """Every check (the folder's other results files too) runs before a line is cut or a header written."""
+    argv = ["evaluate", "--task", "sst2", *FAST, "--methods", "random", "--n", "4", "--data-dir", data_dir]
+    shard = ["--shard-index", "0", "--num-shards", "2"]
+    run = tmp_path / "run"
+    assert _cli(capsys, *argv, *shard, "--out-dir", run)[0] == 0
+    own = run / "results.shard-0-of-2.jsonl"
+    good = own.read_bytes()
+    own.write_bytes(good[: good.rfind(b"\n", 0, len(good) - 1) + 30])  # an interrupted last line
+    header, first, second = _lines(good_run)
+    (run / "results.shard-1-of-2.jsonl").write_bytes(header + first + b"garbage\n" + second)
+    before = _snapshot(run)
+    code, _, err = _cli(capsys, *argv, *shard, "--out-dir", run)
+    assert_one_line_error(code, err, "evaluate", r"results.shard-1-of-2.jsonl:3: corrupt results line")
+    assert _snapshot(run) == before  # the own file's torn line is still there, byte for byte
+
+    damaged = tmp_path / "damaged"  # only a damaged single-process file: no shard file may appear
+    damaged.mkdir()
+    (damaged / "results.jsonl").write_bytes(header + b"garbage\n" + first)
+    before = _snapshot(damaged)
+    code, _, err = _cli(capsys, *argv, *shard, "--out-dir", damaged)
+    assert_one_line_error(code, err, "evaluate", r"results.jsonl:2: corrupt results line")
+    assert _snapshot(damaged) == before
+
+
 def test_results_with_other_options_are_refused(capsys, good_run, data_dir, tmp_path):
     argv = ["evaluate", "--task", "sst2", *FAST, "--methods", "random", "--n", "2", "--data-dir", data_dir]
     run = tmp_path / "run"
@@ -238,6 +270,21 @@ def test_results_with_other_options_are_refused(capsys, good_run, data_dir, tmp_
     assert code == 0
     code, _, err = _cli(capsys, "summarize", run / "results.jsonl", other / "results.jsonl")
     assert_one_line_error(code, err, "summarize", r"different options \(metrics.pis: .*--allow-mixed")
+
+
+def test_a_line_of_another_configuration_is_refused_not_merged(capsys, good_run, data_dir, tmp_path):
+    argv = ["evaluate", "--task", "sst2", *FAST, "--methods", "random", "--n", "2", "--data-dir", data_dir]
+    other = tmp_path / "other"
+    assert _cli(capsys, *argv[:-4], "--n", "1", "--data-dir", data_dir, "--out-dir", other, "--draws", "2")[0] == 0
+    pasted = _lines(other / "results.jsonl")[1]  # a --draws 2 line in a --draws 1 file
+    run = tmp_path / "run"
+    run.mkdir()
+    content = good_run.read_bytes() + pasted
+    (run / "results.jsonl").write_bytes(content)
+    match = r"results.jsonl:4: the result of method 'random' has fingerprint .* no header"
+    assert_one_line_error(*_cli(capsys, "summarize", run)[::2], "summarize", match)
+    assert_one_line_error(*_cli(capsys, *argv, "--out-dir", run)[::2], "evaluate", match)
+    assert (run / "results.jsonl").read_bytes() == content
 
 
 def test_results_of_another_version_are_refused_unless_allowed(capsys, good_run, data_dir, tmp_path, monkeypatch):
@@ -283,6 +330,35 @@ def test_summarize_methods_and_study_errors(capsys, tmp_path, monkeypatch, argv,
     assert_one_line_error(*_cli(capsys, *argv)[::2], argv[0], match)
 
 
+def test_summarize_refuses_a_stem_that_is_not_a_plain_name(capsys, good_run, tmp_path):
+    for stem in ("", ".hidden", "sub/summary", ".."):
+        code, out, err = _cli(capsys, "summarize", good_run, "--out-dir", tmp_path / "s", "--stem", stem)
+        assert_one_line_error(code, err, "summarize", r"The summary stem must be a plain file name .*got")
+        assert out == "" and not (tmp_path / "s").exists()
+
+
+def test_explain_save_into_a_folder_is_refused_before_any_work(capsys, tmp_path):
+    code, out, err = _cli(capsys, "explain", "the cat", "--model", "tiny-llama", "--save", tmp_path)
+    assert_one_line_error(code, err, "explain", rf"--save {tmp_path} is a folder; give a file name")
+    assert out == "" and list(tmp_path.iterdir()) == []
+
+
+def test_a_fifo_as_the_results_file_is_refused_not_waited_on(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    os.mkfifo(run / "results.jsonl")
+    evaluate = ["evaluate", "--task", "sst2", *FAST, "--methods", "random", "--n", "1", "--out-dir", str(run)]
+    commands = [["summarize", str(run)], ["summarize", str(run / "results.jsonl")], evaluate]
+    for argv in commands:
+        proc = subprocess.run(
+            [sys.executable, "-m", "gradellm_lens.cli.main", *argv], capture_output=True, text=True, timeout=300,
+            check=False,
+        )  # a hang would fail here, on the timeout
+        lines = [line for line in proc.stderr.strip().splitlines() if ": warning: " not in line]
+        assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+        assert "results.jsonl is not a regular file (a FIFO, socket or device)" in lines[0]
+
+
 # ---- help and options ----------------------------------------------------------------------------
 
 
@@ -304,12 +380,42 @@ def test_every_option_has_help_and_shows_its_default(command):
     assert "--prompt-format {plain,chat}" in usage if command == "evaluate" else "--bootstrap B" in usage
 
 
+@pytest.mark.parametrize(
+    "argv,match",
+    [
+        (["evaluate", "--n", "1.5"], r"argument --n/--num-examples: invalid int value: '1.5'"),
+        (["evaluate", "--seed", "nan"], r"argument --seed: invalid int value: 'nan'"),
+        (["evaluate", "--shard-index", "-1"], r"argument --shard-index: expected a non-negative integer or 'auto'"),
+        (["bogus"], r"argument COMMAND: invalid choice: 'bogus'"),
+    ],
+)
+def test_argparse_mistakes_are_one_line_with_a_pointer_to_help(capsys, argv, match):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    lines = capsys.readouterr().err.strip().splitlines()
+    prog = "gradellm-lens" if argv[0] == "bogus" else f"gradellm-lens {argv[0]}"
+    assert exc.value.code == 2 and len(lines) == 1, lines  # not the 28-line usage
+    assert lines[0].startswith(f"{prog}: error: ") and lines[0].endswith(f"; see {prog} --help")
+    assert re.search(match, lines[0]), lines[0]
+
+
+def test_model_help_lists_every_builtin_model():
+    from gradellm_lens.cli.main import build_parser
+    from gradellm_lens.models.catalog import builtin_model_names
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    for name in ("explain", "demo", "evaluate"):
+        text = " ".join(commands[name].format_help().split())
+        assert all(model in text for model in builtin_model_names()), name
+
+
 def test_evaluate_options_reach_the_run_configuration(capsys, data_dir, tmp_path, monkeypatch):
     from gradellm_lens import evaluation
 
     seen = {}
 
-    def fake_run(model, task, methods, out, config):
+    def fake_run(model, task, methods, out, config, **_hooks):
         seen.update(task=task, config=config)
         raise KeyboardInterrupt  # stop before any work; the CLI reports it as interrupted
 

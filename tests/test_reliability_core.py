@@ -9,6 +9,7 @@ names the problem -- never a deep torch error, never NaN where numbers are expec
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import re
 import subprocess
@@ -508,10 +509,11 @@ def test_cli_file_errors_are_one_line(capsys, tmp_path):
     assert code == 2 and len(lines) == 1 and lines[0].startswith("gradellm-lens explain: error: ")
 
 
-def test_cli_argparse_errors_exit_2_with_usage(capsys):
+def test_cli_argparse_errors_exit_2_with_one_line(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["explain", "the cat", "--max-new-tokens", "x"])
-    assert exc.value.code == 2 and "usage:" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "usage:" not in err and err.endswith("; see gradellm-lens explain --help\n")
     with pytest.raises(SystemExit) as exc:
         main(["explian", "the cat"])
     assert exc.value.code == 2
@@ -674,18 +676,42 @@ def test_cli_prompts_from_stdin(capsys, monkeypatch):
     "content,match",
     [
         (b"\n  \n", "holds no prompts"),
-        (b"the cat\nthe \xff dog\n", r"prompts\.txt:2 has the byte 0xff.*at character 4"),
+        (b"the cat\nthe \xff dog\n", r"prompts\.txt:2: The line has the byte 0xff.*at character 4"),
         (b'{"prompt": "the cat"}\n{"text": "the dog"}\n', r"prompts\.txt:2: expected an object with a string"),
-        (b'{"prompt": "the cat"}\nthe dog\n', r"prompts\.txt:2: not a JSON object"),
-        (b'{"prompt": "the \\ud800 cat"}\n', r"prompts\.txt:1 \(prompt\) has an unpaired surrogate U\+D800"),
+        (b'{"prompt": "the cat"}\nthe dog\n', r"prompts\.txt:2: not valid JSON"),
+        (b'{"prompt": "the \\ud800 cat"}\n', r"prompts\.txt:1: Field 'prompt' has an unpaired surrogate U\+D800"),
+        (
+            b'{"prompt": "the cat"}\n{"prompt": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n",
+            r"prompts\.txt:2: arrays/objects nested more than 100 levels deep",
+        ),
+        (b"the cat\nthe dog " + b"dog " * 200 + b"\n", r"prompts\.txt:2: .*longer than the model's context"),
+        (b"the cat\n", r"prompts\.txt:1: .*longer than the model's context"),
     ],
 )
 def test_cli_bad_prompts_file_is_named_by_line(capsys, tmp_path, content, match):
     path = tmp_path / "prompts.txt"
     path.write_bytes(content)
-    code, _, err = _cli(capsys, "explain", "--prompts-file", path, "--model", "tiny-llama")
+    forced = ["--continuation", "dog " * 200] if content == b"the cat\n" else []  # one prompt, too long with it
+    code, _, err = _cli(capsys, "explain", "--prompts-file", path, "--model", "tiny-llama", *forced)
     lines = _error_lines(err)
     assert code == 2 and len(lines) == 1 and re.search(match, lines[0]), lines
+
+
+def test_cli_prompts_file_is_read_like_data_files(capsys, tmp_path, monkeypatch):
+    """One JSONL reader: a BOM, U+2028 / U+0085 inside strings and a form feed in a plain line split nothing."""
+    from gradellm_lens.cli.explain import read_prompts
+
+    path = tmp_path / "prompts.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + (json.dumps({"prompt": "the cat\u2028sat"}) + "\r\n").encode()
+                     + json.dumps({"prompt": "the\x85dog"}, ensure_ascii=False).encode() + b"\n")  # fmt: skip
+    assert read_prompts(str(path)) == [(f"{path}:1", "the cat\u2028sat"), (f"{path}:2", "the\x85dog")]
+    plain = tmp_path / "prompts.txt"
+    plain.write_bytes(b"\xef\xbb\xbfthe cat\x0csat\r\n\nthe dog\xe2\x80\xa8ran\n")
+    assert read_prompts(str(plain)) == [(f"{plain}:1", "the cat\x0csat"), (f"{plain}:3", "the dog\u2028ran")]
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b'{"prompt": "the cat"}\n')))
+    assert read_prompts("-") == [("<stdin>:1", "the cat")]
+    code, out, _ = _cli(capsys, "explain", "--prompts-file", path, "--model", "tiny-llama", "--max-new-tokens", "1")
+    assert code == 0 and out.count("step 1/1 ->") == 2 and '"prompt"' not in out  # the prompts, not the raw JSON
 
 
 def test_cli_prompt_and_prompts_file_are_exclusive(capsys, tmp_path):

@@ -194,7 +194,10 @@ def test_hostile_json_files(contrast_result, tmp_path):
     good = json.loads(contrast_result.to_json())
     cases = {
         "ragged": ({**good, "scores": [[1.0], [1.0, 2.0]]}, "scores: not a rectangular list"),
-        "strings": ({**good, "target_logits": ["a", "b"]}, "target_logits: not a rectangular list"),
+        "strings": ({**good, "target_logits": ["a", "b"]}, 'target_logits: "a" is not a number'),
+        "number strings": ({**good, "scores": [["0.5"] * 6] * 2}, 'scores: "0.5" is not a number'),
+        "booleans": ({**good, "target_logits": [True, 1.0]}, "target_logits: true is not a number"),
+        "boolean ids": ({**good, "token_ids": [True] * 6}, "token_ids: true is not a number"),
         "float_ids": ({**good, "token_ids": [1.5] * 6}, "token_ids: expected a 1-D integer array"),
         "inf_len": ({**good, "prompt_length": 1e999}, "prompt_length must be"),
         "list": ([1, 2], "not a JSON object"),
@@ -204,6 +207,44 @@ def test_hostile_json_files(contrast_result, tmp_path):
         path.write_text(json.dumps(data))
         with pytest.raises(InvalidInputError, match=match):
             AttributionResult.load(path)
+
+
+def test_deeply_nested_json_is_refused_naming_the_file(contrast_result, tmp_path):
+    deep = "[" * 100_000 + "]" * 100_000
+    good = contrast_result.to_json()
+    path = tmp_path / "deep.json"
+    path.write_text(good[:-1] + ', "extra": ' + deep + "}", encoding="utf-8")
+    with pytest.raises(InvalidInputError, match=r"deep\.json:1: arrays/objects nested more than 100 levels"):
+        AttributionResult.load(path)
+    a = _arrays(contrast_result, tmp_path)
+    meta = str(a["meta"])[:-1] + ', "extra": ' + deep + "}"
+    with pytest.raises(InvalidInputError, match=r"deep\.npz is not a valid .*: meta:1: arrays/objects nested more"):
+        AttributionResult.load(_variant(tmp_path, "deep", {**a, "meta": np.asarray(meta)}))
+
+
+def test_a_token_that_is_not_unicode_is_refused_at_load_time(contrast_result, tmp_path):
+    good = json.loads(contrast_result.to_json())
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({**good, "tokens": [*good["tokens"][:-1], "\ud800"]}), encoding="utf-8")
+    with pytest.raises(InvalidInputError, match=r"bad\.json:1: Field 'tokens\[5\]' has an unpaired surrogate U\+D800"):
+        AttributionResult.load(path)
+    a = _arrays(contrast_result, tmp_path)
+    tokens = list(contrast_result.tokens)
+    for name, ascii_only in (("escaped", True), ("raw", False)):  # a JSON escape, or the character itself
+        meta = {**json.loads(str(a["meta"])), "tokens": [*tokens[:-1], "\udcff"]}
+        npz = _variant(tmp_path, name, {**a, "meta": np.asarray(json.dumps(meta, ensure_ascii=ascii_only))})
+        with pytest.raises(InvalidInputError, match=r"meta:1: Field 'tokens\[5\]' has the byte 0xff"):
+            AttributionResult.load(npz)
+    with pytest.raises(InvalidInputError, match=r"Token 5 of tokens has an unpaired surrogate"):
+        dataclasses.replace(contrast_result, tokens=(*tokens[:-1], "\ud800"))
+
+
+def test_save_onto_a_folder_is_refused(contrast_result, tmp_path):
+    for folder in (tmp_path / "out", tmp_path / "out.npz"):
+        folder.mkdir()
+        with pytest.raises(InvalidInputError, match=rf"{folder.name} is a folder"):
+            contrast_result.save(folder)
+        assert folder.is_dir() and not list(tmp_path.glob("*.npz.npz")) and not (tmp_path / "out.npz").is_file()
 
 
 # ---- saving -----------------------------------------------------------------------------------------

@@ -85,6 +85,12 @@ def test_non_finite_numbers_are_refused_with_file_and_line(tmp_path, literal):
         ({"output": "yes"}, "output"),
         ({"error": 3}, "error"),
         ({"status": None}, "status"),
+        ({"status": "great"}, r"status \('great' is not one of ok, failed, degenerate, ill_conditioned\)"),
+        ({"mean": {"soft_ns": 7.5}}, r"mean.soft_ns \(a metric value outside \[0, 1\]\)"),
+        ({"mean": {"auc_pi_nc": 1e300}}, r"mean.auc_pi_nc \(a metric value outside"),
+        ({"steps": [{"pi_ns": [0.1, -0.2]}]}, r"steps\[0\].pi_ns \(a metric value outside"),
+        ({"controls": {"rank": {"mean_score": 2}}}, r"controls.rank.mean_score \(a metric value outside"),
+        ({"maps": [{"soft_nc": 1.5}]}, r"maps\[0\].soft_nc \(a metric value outside"),
         ({"example_id": 7}, "example_id"),
     ],
 )
@@ -119,6 +125,48 @@ def test_malformed_headers_are_named(tmp_path, config, problem):
     path.write_text(json.dumps(entry) + "\n", encoding="utf-8")
     with pytest.raises(InvalidInputError, match=r"r.jsonl:1: corrupt header line: missing or invalid methods.m"):
         read_results(path)
+
+
+def test_deeply_nested_lines_are_refused_with_file_and_line(tmp_path):
+    header = _header()
+    path = tmp_path / "r.jsonl"
+    good = _write(path, header, _result(header))
+    record = {"kind": "result", **_result(header, example="b")}
+    line = json.dumps(record).replace('"n_steps": 1', '"n_steps": 1, "x": ' + "[" * 100_000 + "]" * 100_000)
+    path.write_bytes(good + line.encode() + b"\n")
+    with pytest.raises(InvalidInputError, match=r"r.jsonl:3: arrays/objects nested more than 100 levels deep"):
+        read_results(path)
+    with pytest.raises(InvalidInputError, match=r"r.jsonl:3: arrays/objects nested"):
+        ResultsFile(path, header)
+
+
+def test_fingerprints_are_recomputed_not_trusted(tmp_path):
+    header = _header()
+    path = tmp_path / "r.jsonl"
+    good = _write(path, header, _result(header))
+    head, line = good.splitlines(keepends=True)
+    other = _header(metrics={"n_draws": 2})  # a line of a run with other options
+    record = json.loads(head)
+    edited_config = {**record, "config": {**record["config"], "metrics": {"n_draws": 2}}}  # fingerprint kept
+    edited_method = {**record, "methods": {"m": {**record["methods"]["m"], "config": {"method": "x"}}}}
+    cases = {
+        "foreign fingerprint": (good + (json.dumps({"kind": "result", **_result(other)}) + "\n").encode(),
+                                r"r.jsonl:3: the result of method 'm' has fingerprint '[0-9a-f]+', which no header"),
+        "label of another method": (head + line.replace(b'"method": "m"', b'"method": "n"'),
+                                    r"r.jsonl:2: the result of method 'n' has fingerprint"),
+        "edited config": ((json.dumps(edited_config) + "\n").encode() + line,
+                          r"r.jsonl:1: corrupt header line: .*config_fingerprint \(it is not the hash"),
+        "edited method config": ((json.dumps(edited_method) + "\n").encode() + line,
+                                 r"r.jsonl:1: corrupt header line: .*methods.m.fingerprint \(it is not the hash"),
+        "result before the header": (line + head, r"r.jsonl:1: a result line without a header line above it"),
+    }  # fmt: skip
+    for name, (content, match) in cases.items():
+        path.write_bytes(content)
+        with pytest.raises(InvalidInputError, match=match):
+            read_results(path)
+        with pytest.raises(InvalidInputError, match=match):
+            ResultsFile(path, header)
+        assert path.read_bytes() == content, name
 
 
 def test_the_version_is_part_of_every_fingerprint():
@@ -176,3 +224,21 @@ def test_the_version_has_one_source():
     assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
     assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "gradellm_lens.__version__"}
     assert tuple(int(x) for x in gradellm_lens.__version__.split(".")) >= (0, 2, 0)
+
+
+def test_the_licence_is_an_spdx_expression_and_the_demo_installs_no_test_extras():
+    if sys.version_info < (3, 11):
+        pytest.skip("tomllib needs Python 3.11")
+    import tomllib
+
+    root = Path(gradellm_lens.__file__).parents[1]
+    project = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    assert project["project"]["license"] == "Apache-2.0"  # a table ({text = ...}) is deprecated by setuptools
+    assert "setuptools>=77" in project["build-system"]["requires"]  # the first to accept SPDX expressions
+    make = (root / "Makefile").read_text(encoding="utf-8")
+    targets = dict(re.findall(r"^([\w-]+):[ \t]*([^\n=]*)$", make, flags=re.MULTILINE))
+    assert targets["demo"].split() == ["setup"] and "EXTRAS" not in make.split("\nsetup:")[1].split("\n\n")[0]
+    assert all(targets[t].split() == ["setup-test"] for t in ("test", "test-fast", "test-slow"))
+    assert re.search(r"^setup-test:\n\t@EXTRAS=test\S* bash scripts/setup.sh$", make, flags=re.MULTILINE)
+    setup = (root / "scripts" / "setup.sh").read_text(encoding="utf-8")
+    assert 'pip install -q -e ".${EXTRAS:+[$EXTRAS]}"' in setup and "[test" not in setup

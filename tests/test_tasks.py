@@ -10,6 +10,7 @@ import pytest
 import torch
 from evaldata import SST2, TELLMEWHY, write_jsonl, write_task_files
 
+from gradellm_lens.encoding import decode_json
 from gradellm_lens.errors import InvalidInputError, MissingPackageError
 from gradellm_lens.tasks import DATA_ENV, fill_template, get_task, list_tasks, make_task
 from gradellm_lens.tasks import data as task_data
@@ -135,6 +136,21 @@ def test_unicode_line_separators_inside_strings_do_not_split_records(tmp_path):
     write_jsonl(tmp_path / "sst2_validation.jsonl", [{**SST2[0], "text": "good\u2028fun\x85 film"}, SST2[1]])
     examples = make_task("sst2", data_dir=tmp_path).load()
     assert len(examples) == 2 and any("\u2028" in e.fields["text"] for e in examples)
+
+
+def test_the_jsonl_reader_takes_a_bom_crlf_and_refuses_deep_nesting_and_bad_bytes_by_line(tmp_path):
+    path = tmp_path / "sst2_validation.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + (json.dumps(SST2[0]) + "\r\n" + json.dumps(SST2[1]) + "\r\n").encode())
+    assert [line for line, _ in task_data.read_jsonl(path)] == [1, 2]
+    assert len(make_task("sst2", data_dir=tmp_path).load()) == 2
+    deep = json.dumps(SST2[1])[:-1] + ', "x": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    path.write_text(json.dumps(SST2[0]) + "\n\n" + deep + "\n", encoding="utf-8")
+    with pytest.raises(InvalidInputError, match=rf"^{path}:3: arrays/objects nested more than 100 levels deep"):
+        make_task("sst2", data_dir=tmp_path).load()
+    assert decode_json("[" * 100 + "]" * 100, "f") is not None  # 100 levels are fine
+    path.write_bytes(json.dumps(SST2[0]).encode() + b'\n{"id": "x", "text": "caf\xe9"}\n')
+    with pytest.raises(InvalidInputError, match=rf"^{path}:2: The line has the byte 0xe9, which is not valid UTF-8"):
+        make_task("sst2", data_dir=tmp_path).load()
 
 
 def test_sampling_is_the_sha256_order_prefix_and_seeded(data_dir):

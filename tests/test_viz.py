@@ -72,7 +72,7 @@ def test_colored_tokens_escapes_html_and_cleans_values(synthetic):
     assert view.props["tokens"] == ["&lt;s&gt;", "a&lt;b&gt;c", " cat", "&lt;/script&gt;"]
     assert _flat(view.props["values"]) == [0.5, 2.0, 0.0, 1.0]
     assert (view.props["minValue"], view.props["maxValue"]) == (0.0, 2.0)
-    assert view.title == "step 1: '\\\\n'"  # the explained token "Ċ", a newline, shown as \\n
+    assert view.title == "step 1: '\\n'"  # the explained token "Ċ", a newline, shown as \\n (once)
 
 
 def test_finite_replaces_nan_and_inf():
@@ -86,7 +86,7 @@ def test_colored_tokens_multi_one_series_per_step(synthetic):
     values = torch.as_tensor(view.props["values"])
     assert values.shape == (6, 2)  # [pos, step]
     assert torch.isfinite(values).all() and values[5, 1] == 0 and values[4, 0] == 0
-    assert view.props["labels"] == ["1: '\\\\n'", "2: '<|im_start|>'"]
+    assert view.props["labels"] == ["1: '\\n'", "2: '<|im_start|>'"]
 
 
 def test_layer_views_decompose_layer_head(synthetic):
@@ -191,7 +191,7 @@ def test_write_views_inlines_the_bundle_once(synthetic, tmp_path):
     assert "Content-Security-Policy" in page
     single = colored_tokens(synthetic).save(tmp_path / "one.html").read_text(encoding="utf-8")
     assert single.count("var CircuitsVis=") == 1 and single.count("CircuitsVis.render(") == 1
-    assert "<title>step 1: &#x27;\\\\n&#x27;</title>" in single
+    assert "<title>step 1: &#x27;\\n&#x27;</title>" in single
 
 
 def test_report_contents(synthetic, tmp_path):
@@ -200,9 +200,9 @@ def test_report_contents(synthetic, tmp_path):
     mounts = _scripts(page)[1]
     n_views = mounts.count("CircuitsVis.render(")
     assert n_views == page.count('class="cv-view')
-    # side by side (2 methods x 2 steps); per result: all steps + 2 steps; decomposition: layer x head x
+    # side by side (2 methods x 2 steps), each method shown there only; decomposition: layer x head x
     # token, 2 layer series, and (2 steps fill >= 1/4 of 6 rows) layer maps + head maps of 2 layers
-    assert n_views == 4 + 2 * 3 + 3 + 3
+    assert n_views == 4 + 3 + 3
     assert "<h1>a &lt;title&gt;</h1>" in page and "Methods side by side" in page
     assert "NaN" not in mounts and "Infinity" not in mounts
     assert "data:image/png;base64," in page  # head importance figure
@@ -210,6 +210,19 @@ def test_report_contents(synthetic, tmp_path):
     assert '<pre class="text">&lt;s&gt;a&lt;b&gt;c cat&lt;/script&gt;<span class="generated">\n' in page
     with pytest.raises(InvalidInputError, match="one or more AttributionResult"):
         write_report([], tmp_path / "empty.html")
+
+
+def test_a_failed_report_leaves_the_existing_file_alone(synthetic, tmp_path, monkeypatch):
+    from gradellm_lens.viz import offline
+
+    path = tmp_path / "r.html"
+    before = write_report(synthetic, path).read_bytes()
+    with pytest.raises(InvalidInputError, match="is a folder"):
+        write_report(synthetic, tmp_path)
+    monkeypatch.setattr(offline.Page, "html", lambda self: "<p>\ud800</p>")  # a page that cannot be encoded
+    with pytest.raises(UnicodeEncodeError):
+        write_report(synthetic, path)
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["r.html"]
 
 
 def test_report_of_tiny_model_runs(tiny_model, tmp_path):
@@ -220,7 +233,7 @@ def test_report_of_tiny_model_runs(tiny_model, tmp_path):
     page = write_report([a, b], tmp_path / "r.html").read_text(encoding="utf-8")
     assert a.n_steps >= 3 and len(a.layers) == 2
     assert page.count("CircuitsVis.AttentionHeads") == 1 + 2  # the steps fill >= 1/4 of the rows
-    assert page.count("CircuitsVis.ColoredTokens,") == 4 * a.n_steps  # side by side + per result
+    assert page.count("CircuitsVis.ColoredTokens,") == 2 * a.n_steps  # side by side, each method once
     assert "sat" in render(a, color=False)
 
 
@@ -239,6 +252,45 @@ def test_explain_cli_writes_report(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.glob("*.npz")) == [
         "r.grad_ellm-pattern.npz", "r.grad_ellm.npz", "r.saliency.npz",
     ]  # fmt: skip
+
+
+def _repeated() -> AttributionResult:
+    """A newline token, a token that occurs twice with the same score, and signed per-head values."""
+    tokens = ("<s>", "Ġa", "Ċ", "Ġa", "Ġcat", "Ċ")
+    scores = torch.tensor([[0.1, 0.9, 0.8, 0.9, 0.2, NAN], [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]])
+    layer_head = torch.tensor([1.0, -1.0])[None, :, None, None].expand(2, 2, 1, 6).clone()
+    return AttributionResult(
+        tokens=tokens, token_ids=torch.arange(6), prompt_length=5, scores=scores, step_positions=(4, 5),
+        target_ids=(5, 2), target_logits=(1.0, 2.0), method="grad_ellm", model="synthetic", layer_head=layer_head,
+        layers=(0, 1), target_tokens=("Ċ", "Ċ"),
+    )  # fmt: skip
+
+
+def test_top_tokens_are_quoted_once_and_carry_their_position(tmp_path):
+    from gradellm_lens.viz.views import top_tokens
+
+    result = _repeated()
+    assert top_tokens(result, 0, 3) == ["' a'@1 0.900", "' a'@3 0.900", "'\\n'@2 0.800"]  # '\n', not '\\n'
+    text = render(result, color=False)
+    assert "top: ' a'@1 0.900, ' a'@3 0.900, '\\n'@2 0.800" in text and "\\\\n" not in text
+    assert result.explained(0) == "'\\n'" and "step 1/2 -> '\\n':" in text
+    page = write_report(result, tmp_path / "r.html").read_text(encoding="utf-8")
+    body = page.split("</head>")[1].split("<script>")[0]
+    assert "&#x27; a&#x27;@1 0.900, &#x27; a&#x27;@3 0.900" in body and "\\\\n" not in body
+
+
+def test_a_single_result_is_shown_once_with_notes_on_bounds_and_signed_heads(tmp_path):
+    result = _repeated()
+    page = write_report(result, tmp_path / "r.html").read_text(encoding="utf-8")
+    body = page.split("</head>")[1]
+    multi = body.index('class="cv-view cv-ColoredTokensMulti"')
+    folded = body.index("<details><summary>Each step on its own (2 views)</summary>")
+    assert multi < body.index("Positive Bound and Negative Bound boxes") < folded  # explained under the view
+    assert body[:folded].count('class="cv-view cv-ColoredTokens"') == 0  # per-step heatmaps only folded
+    assert ".cv-ColoredTokensMulti > div { padding-bottom: 0 !important; }" in page  # no blank gap below it
+    assert "each head&#x27;s contribution before the ReLU" in body and "shows red here" in body
+    positive = replace(result, layer_head=result.layer_head.abs())
+    assert "before the ReLU" not in write_report(positive, tmp_path / "p.html").read_text(encoding="utf-8")
 
 
 # ---- one colour convention --------------------------------------------------------------------------

@@ -123,6 +123,22 @@ def test_screenshot_shows_colored_tokens(browser, report, tmp_path):
     assert blue > 500
 
 
+def test_multi_step_view_has_no_blank_gap_below_it(browser, tiny_model, tmp_path):
+    """CircuitsVis pads a ColoredTokensMulti view by 20px per series; the report's style removes that."""
+    from gradellm_lens import explain
+    from gradellm_lens.viz import write_report
+
+    result = explain(tiny_model, "the cat sat on the mat", max_new_tokens=8, stop_at_eos=False)
+    page = write_report(result, tmp_path / "multi.html")
+    probe = (
+        "<script>setTimeout(() => { const v = document.querySelector('.cv-ColoredTokensMulti > div');"
+        " document.body.dataset.pad = v ? getComputedStyle(v).paddingBottom : 'none'; }, 1000);</script>"
+    )
+    page.write_text(page.read_text(encoding="utf-8").replace("</body>", probe + "</body>"), encoding="utf-8")
+    dom = run_browser(browser, page, tmp_path / "run", "--dump-dom").stdout
+    assert result.n_steps == 8 and 'data-pad="0px"' in dom, re.findall(r"data-pad=\"[^\"]*\"", dom)
+
+
 def test_cdn_form_is_blank_offline(browser, tmp_path):
     """Negative control: CircuitsVis's str() form needs unpkg.com, so the same checks see nothing."""
     from circuitsvis.tokens import colored_tokens

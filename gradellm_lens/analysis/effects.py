@@ -32,9 +32,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..attribute import greedy_continuation
+from ..attribute import greedy_continuation, single_token
 from ..capture import logit_rows_hook
 from ..capture.recording import as_batch
+from ..encoding import encode_prompt
 from ..errors import InvalidInputError, NumericalError
 from ..models.capabilities import model_info
 from ..progress import progress_bar
@@ -119,8 +120,8 @@ def _measure(
 @torch.no_grad()
 def ablation_effects(
     model,
-    tokens: TokenIds,
-    target: Target | Sequence[Step],
+    tokens: TokenIds | str,
+    target: Target | Sequence[Step] | str | int,
     ablations: Sequence[Ablation],
     *,
     choices: Choices | None = None,
@@ -131,8 +132,9 @@ def ablation_effects(
 
     Args:
         model: a ``TransformerBridge``.
-        tokens: ``[pos]`` token ids.
-        target: a :class:`Target` (explained at the last position) or a list of :class:`Step`.
+        tokens: ``[pos]`` token ids, or a prompt text (encoded as :func:`~gradellm_lens.explain` does).
+        target: a :class:`Target` (explained at the last position), a list of :class:`Step`, or
+            a token at the last position as text (its first token, as ``explain``'s ``target=``) or id.
         ablations: the ablations; row ``j`` of a batch carries ``ablations[j]`` only.
         choices: per label, a token id or a list of ids; the winning label index is recorded.
         batch_size: ablations per forward pass.
@@ -144,6 +146,10 @@ def ablation_effects(
         NumericalError: NaN/inf logits at an explained position, clean or under an ablation (named).
     """
     batch_size = as_index(batch_size, "batch_size", minimum=1)
+    if isinstance(tokens, str):
+        tokens = encode_prompt(model, tokens)
+    if isinstance(target, (str, int)) and not isinstance(target, bool):
+        target = Target(single_token(model, target, "target"))
     batch = as_batch(model, tokens)
     if batch.shape[0] != 1:
         raise InvalidInputError("ablation_effects takes one sequence ([pos] token ids); loop over a dataset.")
@@ -186,9 +192,15 @@ def ablation_effects(
 
 
 def ablation_effect(
-    model, tokens: TokenIds, target: Target | Sequence[Step], ablation: Ablation, *, choices: Choices | None = None
+    model,
+    tokens: TokenIds | str,
+    target: Target | Sequence[Step] | str | int,
+    ablation: Ablation,
+    *,
+    choices: Choices | None = None,
 ) -> AblationEffect:
-    """The effect of one ablation on one sequence (see :func:`ablation_effects`)."""
+    """The effect of one ablation on one sequence (see :func:`ablation_effects`), e.g.
+    ``ablation_effect(model, "The capital of France is", " Paris", Ablation(heads=[(0, 1)]))``."""
     return ablation_effects(model, tokens, target, [ablation], choices=choices)[0]
 
 

@@ -27,7 +27,13 @@ def as_batch(model, tokens: TokenIds | BatchTokenIds) -> BatchTokenIds:
 
     Every row is checked like a prompt (ids inside the vocabulary, no longer than the context).
     """
-    tokens = torch.as_tensor(tokens)
+    try:
+        tokens = torch.as_tensor(tokens)
+    except (TypeError, ValueError, RuntimeError):
+        raise InvalidInputError(
+            f"tokens must be token ids ([pos] or [batch, pos] integers), got {type(tokens).__name__} "
+            f"{str(tokens)[:40]!r}; encode text with gradellm_lens.encode_prompt(model, text)."
+        ) from None
     if tokens.ndim == 1:
         tokens = tokens[None]
     if tokens.ndim != 2 or tokens.numel() == 0 or tokens.dtype.is_floating_point:

@@ -6,7 +6,8 @@ Example::
         --methods grad_ellm,grad_ellm:reference,integrated_gradients,random --n 200 --out-dir runs/sst2
 
 Results go to ``<out-dir>/results.jsonl`` (one line per example and method, appended as they
-finish); rerunning the same command resumes. The summary (``summary.csv``, ``summary.md``,
+finish); rerunning the same command resumes. Before the first pair the estimated time of the run is
+printed (:mod:`gradellm_lens.evaluation.estimate`). The summary (``summary.csv``, ``summary.md``,
 ``summary_pi_curves.png``) is written when the run ends; sharded runs (``--num-shards``) write
 ``results.shard-<i>-of-<n>.jsonl`` and are merged with ``gradellm-lens summarize <out-dir>``.
 
@@ -27,7 +28,7 @@ from pathlib import Path
 
 from ..errors import InvalidInputError
 from ..evaluation.distributed import AUTO, shard_arg
-from .common import DefaultsHelpFormatter, add_model_args, load_model_from_args
+from .common import DefaultsHelpFormatter, add_model_args, argument_type, load_model_from_args
 from .summarize import add_summary_args, check_summary_args, write_and_print
 
 
@@ -134,12 +135,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "--overwrite", dest="mode", action="store_const", const="overwrite", help="start the results file over"
     )
     r.add_argument(
-        "--shard-index", type=shard_arg, default=AUTO,
+        "--shard-index", type=argument_type(shard_arg), default=AUTO,
         help="evaluate examples i with i %% num_shards == shard_index (default: auto, the process's RANK under "
         "accelerate launch / torchrun, else 0)",
     )  # fmt: skip
     r.add_argument(
-        "--num-shards", type=shard_arg, default=AUTO,
+        "--num-shards", type=argument_type(shard_arg), default=AUTO,
         help="number of shards (default: auto, WORLD_SIZE under accelerate launch / torchrun, else 1)",
     )  # fmt: skip
     r.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -242,7 +243,8 @@ def _evaluate_shard(args: argparse.Namespace, distributed: bool, local_rank: int
     out_dir = Path(args.out_dir or Path("runs") / (Path(args.data).stem if args.data else task.name))
     path = results_path(out_dir, args.shard_index, args.num_shards)
     model = load_model_from_args(args)
-    report = run_evaluation(model, task, specs, path, config)
+    announce = (lambda estimated: print(estimated.describe(), flush=True)) if local_rank == 0 else None
+    report = run_evaluation(model, task, specs, path, config, on_start=announce)
     note = " (an interrupted last line was dropped first)" if report.dropped_partial else ""
     print(
         f"{report.written} new result(s), {report.failed} failed, {report.skipped} already done{note}; "

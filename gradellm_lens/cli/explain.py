@@ -1,16 +1,15 @@
 """``gradellm-lens explain "prompt"``: attribute a generation, print heatmaps and write one HTML report.
 
 Prompts come from the argument, or from ``--prompts-file PATH`` (``-`` reads stdin): one prompt per
-line, or JSON Lines with a ``"prompt"`` field (a file whose first non-blank line starts with ``{``).
-Every prompt is checked before the model runs; a bad one is named by ``file:line``.
+line, or JSON Lines with a ``"prompt"`` field (a file whose first non-blank line starts with ``{``), read
+with the task data's JSONL reader. Every prompt is checked before the model runs; a bad one is named
+by ``file:line``.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
-import sys
+import contextlib
 from pathlib import Path
 
 from ..encoding import PROMPT_FORMATS
@@ -46,46 +45,42 @@ def add_parser(sub) -> argparse.ArgumentParser:
     return p
 
 
-def read_prompts(source: str) -> list[str]:
-    """Prompts of a file (``"-"``: stdin): one per non-blank line, or JSONL objects with a ``prompt``.
+def read_prompts(source: str) -> list[tuple[str, str]]:
+    """``(file:line, prompt)`` of a file (``"-"``: stdin): one prompt per non-blank line, or JSONL objects
+    with a ``prompt`` (when the first non-blank line starts with ``{``).
+
+    Read with the task data's reader (:func:`~gradellm_lens.tasks.data.read_lines`,
+    :func:`~gradellm_lens.tasks.data.parse_jsonl`): UTF-8 with an optional byte-order mark, lines
+    ending at ``"\\n"`` only (a prompt may hold U+2028, U+0085 or a form feed).
 
     Raises:
         InvalidInputError: no prompts, a JSONL line that is not an object with a string
             ``prompt``, or text that is not valid UTF-8 (named ``file:line``).
     """
-    from ..encoding import check_text
     from ..errors import InvalidInputError
+    from ..tasks.data import parse_jsonl, read_lines
 
-    name = "<stdin>" if source == "-" else source
-    raw = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
-    lines = raw.decode("utf-8", errors="surrogateescape").splitlines()
-    numbered = [(i, line) for i, line in enumerate(lines, start=1) if line.strip()]
-    if not numbered:
+    name, lines = read_lines(source, "Prompts file")
+    if not lines:
         raise InvalidInputError(f"{name} holds no prompts (every line is blank).")
-    jsonl = numbered[0][1].lstrip().startswith("{")
+    if not lines[0][1].lstrip().startswith("{"):
+        return [(f"{name}:{i}", line) for i, line in lines]
     prompts = []
-    for i, line in numbered:
+    for i, record in parse_jsonl(name, lines):
         where = f"{name}:{i}"
-        check_text(line, where)
-        if not jsonl:
-            prompts.append(line)
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InvalidInputError(f"{where}: not a JSON object ({exc.msg}); JSONL needs one per line.") from None
-        if not isinstance(record, dict) or not isinstance(record.get("prompt"), str):
-            raise InvalidInputError(f"{where}: expected an object with a string \"prompt\" field.")
-        prompts.append(check_text(record["prompt"], f"{where} (prompt)"))
+        if not isinstance(record.get("prompt"), str):
+            raise InvalidInputError(f'{where}: expected an object with a string "prompt" field.')
+        prompts.append((where, record["prompt"]))
     return prompts
 
 
-def _prompts(args: argparse.Namespace) -> list[str]:
+def _prompts(args: argparse.Namespace) -> list[tuple[str | None, str]]:
+    """``(file:line or None, prompt)`` of the argument or of ``--prompts-file``."""
     from ..errors import InvalidInputError
 
     if (args.prompt is None) == (args.prompts_file is None):
         raise InvalidInputError("Give one prompt (quoted) or --prompts-file PATH, not both and not neither.")
-    return [args.prompt] if args.prompts_file is None else read_prompts(args.prompts_file)
+    return [(None, args.prompt)] if args.prompts_file is None else read_prompts(args.prompts_file)
 
 
 def _method_specs(args: argparse.Namespace) -> list[tuple[str, dict]]:
@@ -124,10 +119,14 @@ def _method_specs(args: argparse.Namespace) -> list[tuple[str, dict]]:
 
 def run(args: argparse.Namespace) -> int:
     from ..attribute import explain
+    from ..errors import InvalidInputError
     from ..viz import render
     from ..viz.report import write_report
 
-    prompts = _prompts(args)
+    if args.save and Path(args.save).is_dir():
+        raise InvalidInputError(f"--save {args.save} is a folder; give a file name (.npz or .json).")
+    named = _prompts(args)
+    prompts = [text for _where, text in named]
     specs = _method_specs(args)
     model = load_model_from_args(args)
     common = dict(
@@ -142,11 +141,13 @@ def run(args: argparse.Namespace) -> int:
         if per_method and args.target is None:
             continuations = [r.token_ids[r.prompt_length :].tolist() for r in per_method[0]]
         if per_method or args.continuation is not None:
-            results = [
-                explain(model, p, method, continuation=c, **common, **options) for p, c in zip(prompts, continuations)
-            ]
+            results = []
+            for i, (p, c) in enumerate(zip(prompts, continuations)):
+                with _naming_line(named, i):
+                    results.append(explain(model, p, method, continuation=c, **common, **options))
         else:
-            out = explain(model, batch, method, **common, **options)
+            with _naming_line(named, 0):
+                out = explain(model, batch, method, **common, **options)
             results = out if isinstance(out, list) else [out]
         per_method.append(results)
     color = False if args.no_color else None
@@ -162,6 +163,22 @@ def run(args: argparse.Namespace) -> int:
         title = prompts[0] if len(prompts) == 1 else f"{len(prompts)} prompts from {args.prompts_file}"
         print(f"wrote {write_report(ordered, args.out, title=title)}")
     return 0
+
+
+@contextlib.contextmanager
+def _naming_line(named: list[tuple[str | None, str]], index: int):
+    """Prefix an error about prompt ``index`` (or, in a batch, about the prompt it names) with its ``file:line``."""
+    from ..errors import LensError
+
+    try:
+        yield
+    except LensError as exc:
+        batch_index = getattr(exc, "prompt_index", None)  # set by explain on a batch: "Prompt i of n: ..."
+        where = named[index if batch_index is None else batch_index][0]
+        if where is None:
+            raise
+        reason = exc if batch_index is None else exc.__cause__
+        raise type(exc)(f"{where}: {reason}") from exc
 
 
 def _suffixed(path: str, result, prompt_index: int | None) -> str:

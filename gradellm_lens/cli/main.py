@@ -7,8 +7,8 @@ Exit codes and error output (``--debug``, before or after the command, shows tra
 
 * 0: success;
 * 1: an unexpected internal error: one line naming the exception, and a hint to rerun with ``--debug``;
-* 2: a usage error (argparse: usage + message; extra words after a prompt get a hint to quote it)
-  or an error the user can fix (:class:`~gradellm_lens.errors.LensError`, a file-system error):
+* 2: a usage error (argparse: one line and a pointer to ``--help``; extra words after a prompt get
+  a hint to quote it) or an error the user can fix (:class:`~gradellm_lens.errors.LensError`, a file-system error):
   one line on stderr;
 * 130: interrupted (Ctrl-C), also while the libraries are still being imported: one line.
 
@@ -24,6 +24,7 @@ import logging
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
+from typing import NoReturn
 
 from .. import __version__
 
@@ -43,16 +44,20 @@ class HelpFormatter(argparse.HelpFormatter):
 
 
 class CommandParser(argparse.ArgumentParser):
-    """The parser of each sub-command: :class:`HelpFormatter` unless the command picks another."""
+    """The parser of ``gradellm-lens`` and of each sub-command: :class:`HelpFormatter` unless the
+    command picks another, and usage errors as one line with a pointer to ``--help`` (not the usage)."""
 
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
 
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split()).rstrip('.')}; see {self.prog} --help\n")
+
 
 def build_parser() -> argparse.ArgumentParser:
     description = "Grad-ELLM attribution, faithfulness evaluation and head/layer studies for decoder-only LLMs."
-    parser = argparse.ArgumentParser(prog="gradellm-lens", description=description, formatter_class=HelpFormatter)
+    parser = CommandParser(prog="gradellm-lens", description=description)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}", help="print the version")
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=CommandParser)

@@ -43,6 +43,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def expand_results(paths: list[str]) -> list[Path]:
     """Files as given; a folder stands for the ``results*.jsonl`` files inside it."""
     from ..evaluation.store import RESULTS_GLOB, results_files
+    from ..tasks.data import check_readable_file
 
     out: list[Path] = []
     for raw in paths:
@@ -52,10 +53,9 @@ def expand_results(paths: list[str]) -> list[Path]:
             if not found:
                 raise InvalidInputError(f"No {RESULTS_GLOB} files in folder {path}.")
             out.extend(found)
-        elif path.is_file():
-            out.append(path)
         else:
-            raise InvalidInputError(f"Results file {path} does not exist.")
+            check_readable_file(path, "Results file")
+            out.append(path)
     return out
 
 
@@ -72,7 +72,10 @@ def write_and_print(paths: list[Path], out_dir: Path, args: argparse.Namespace, 
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..evaluation.summary import check_stem
+
     check_summary_args(args)
+    check_stem(args.stem)
     paths = expand_results(args.results)
     write_and_print(paths, Path(args.out_dir) if args.out_dir else paths[0].parent, args, args.stem)
     return 0

@@ -65,15 +65,14 @@ from ..seeding import stable_seed
 from ..targets import Step
 from ..tasks import Example, PromptedExample, Task, make_task
 from ..typing import TokenIds, TokenScores
+from .estimate import LENGTH_SAMPLE, RunEstimate, estimate, inputs_per_map, measure
 from .specs import THROUGHPUT_OPTIONS, MethodSpec, build_methods, parse_method_specs
-from .store import OPEN_MODES, OpenMode, ResultsFile, RunHeader, finished_elsewhere
+from .store import CURVE_KEYS, METRIC_KEYS, OPEN_MODES, OpenMode, ResultsFile, RunHeader, finished_elsewhere
 
 PerturbMode = Literal["all", "user_text"]
 PERTURB_MODES: tuple[str, ...] = ("all", "user_text")
 CONTROLS: tuple[str, ...] = ("shuffled", "rank")
 BASELINES: tuple[str, ...] = ("random", "uniform")  # chance-level maps: no controls of their own
-METRIC_KEYS: tuple[str, ...] = ("soft_ns", "soft_nc", "auc_pi_ns", "auc_pi_nc", "mean_score")
-CURVE_KEYS: tuple[str, ...] = ("pi_ns", "pi_nc")
 _STEP_DROP = ("config", "pis")
 
 
@@ -367,6 +366,7 @@ def run_evaluation(
     config: EvaluationConfig = EvaluationConfig(),
     *,
     on_record: Callable[[dict[str, Any]], None] | None = None,
+    on_start: Callable[[RunEstimate], None] | None = None,
 ) -> RunReport:
     """Evaluate ``methods`` on ``task`` and append the results to the JSONL file ``out``.
 
@@ -380,29 +380,42 @@ def run_evaluation(
             ``config.mode == "overwrite"``.
         config: run options.
         on_record: called with each record right after it is written (progress hooks, tests).
+        on_start: called, before the first pending pair, with the estimated time of the pending
+            pairs (:mod:`.estimate`: a cost model and one quick measurement on the first pending
+            example, made only when ``on_start`` is given and something is pending).
 
     Returns:
         A :class:`RunReport`. Interrupting (Ctrl-C) leaves every finished pair in the file; rerun
         the same call to continue.
+
+    Raises:
+        InvalidInputError: bad data, methods or options, a configuration the model's tokenizer
+            cannot serve (:meth:`~gradellm_lens.tasks.Task.check_model`), or a damaged results file
+            in the folder. Every check runs before any file is created, cut or appended to.
     """
     start = time.perf_counter()
     task = make_task(task, family="evaluation")
     specs = parse_method_specs(methods)
     examples = task.load(config.n, config.seed)
+    task.check_model(model)  # template and label words on this tokenizer: one error, not one failure per pair
     mine = [(i, ex) for i, ex in enumerate(examples) if i % config.num_shards == config.shard_index]
     built = build_methods(specs, model)
     header = run_header(model, task, built, config)
     fingerprints = {label: header.method_fingerprint(label) for label in built}
     written = failed = 0
+    # every check before any file is touched: the folder's other results files are read (and a damaged
+    # one refused) before this file is opened, which may cut an interrupted last line or write a header
+    found = finished_elsewhere(out, fingerprints.values()) if config.mode != "overwrite" else {}
     with ResultsFile(out, header, config.mode) as store:
         wanted = {(ex.id, fp) for _i, ex in mine for fp in fingerprints.values()} - store.done
-        found = finished_elsewhere(store.path, fingerprints.values()) if config.mode != "overwrite" else {}
         resumed_from = tuple(p for p, pairs in found.items() if pairs & wanted)
         done = store.done.union(*found.values())
         pending = [(i, ex, [lb for lb in built if (ex.id, fingerprints[lb]) not in done]) for i, ex in mine]
         pending = [p for p in pending if p[2]]
         total = sum(len(p[2]) for p in pending)
         skipped = len(mine) * len(built) - total
+        if on_start is not None and pending and (estimated := run_estimate(model, task, pending, built, config)):
+            on_start(estimated)
         bar = progress_bar(total=total, desc=task.name, unit="pair", enabled=config.progress)
         try:
             for index, example, labels in pending:
@@ -429,6 +442,50 @@ def run_evaluation(
         Path(out), len(mine), written, skipped, failed, store.dropped_partial > 0, time.perf_counter() - start,
         resumed_from,
     )  # fmt: skip
+
+
+def maps_per_step(method, config: EvaluationConfig) -> int:
+    """Maps scored per step for a method: K for ``random``, 1 for ``uniform``, else 1 + its controls."""
+    if isinstance(method, RandomAttribution):
+        return config.random_maps
+    return 1 if method.method_name in BASELINES else 1 + len(config.controls)
+
+
+def run_estimate(
+    model,
+    task: Task,
+    pending: Sequence[tuple[int, Example, list[str]]],
+    methods: dict[str, Any],
+    config: EvaluationConfig,
+) -> RunEstimate | None:
+    """The estimated time of the ``pending`` (index, example, method labels) of a run (:mod:`.estimate`),
+    measured on the first of them whose prompt can be built; None when none can."""
+    prompts = []
+    for _index, example, _labels in pending[:LENGTH_SAMPLE]:
+        try:
+            prompts.append(task.prompt(model, example).token_ids)
+        except LensError:  # the run records it as a failed pair
+            continue
+    if not prompts:
+        return None
+    metrics = config.metrics
+    inputs = inputs_per_map(metrics.n_draws, len(metrics.pis))
+    labels = list(dict.fromkeys(label for _i, _e, pair_labels in pending for label in pair_labels))
+    measured = measure(model, prompts[0], {label: methods[label] for label in labels}, min(metrics.batch_size, inputs))
+    samples = {label: config.random_maps if isinstance(methods[label], RandomAttribution) else 1 for label in labels}
+    measured = dataclasses.replace(
+        measured, attribute_s={label: t * samples[label] for label, t in measured.attribute_s.items()}
+    )
+    return estimate(
+        measured,
+        [pair_labels for _i, _e, pair_labels in pending],
+        {label: maps_per_step(methods[label], config) for label in labels},
+        steps=task.max_new_tokens,
+        generation=task.kind == "generation",
+        inputs=inputs,
+        batch_size=metrics.batch_size,
+        mean_length=sum(p.shape[0] for p in prompts) / len(prompts),
+    )
 
 
 def _evaluate_example(

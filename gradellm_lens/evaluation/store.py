@@ -16,10 +16,16 @@ and which code produced it. The sampling seed and ``n`` are not part of it: an e
 does not depend on which other examples were drawn, so a run can be extended.
 
 Reading validates every complete line (:func:`parse_lines`), naming ``file:line`` on the first
-problem: not JSON, a ``NaN``/``Infinity`` literal or a number too large for a float, a missing or
-wrongly typed field (a string metric or ``index``, a header without ``config.task``), a π curve
-(any list under a key starting with ``pi_``) without one value per π. Such a file is never
-averaged, resumed or modified.
+problem: not JSON (or nested too deeply, or holding text that is not valid Unicode:
+:func:`~gradellm_lens.encoding.decode_json`), a ``NaN``/``Infinity`` literal or a number too large
+for a float, a missing or wrongly typed field (a string metric or ``index``, a header without
+``config.task``), a π curve (any list under a key starting with ``pi_``) without one value per π,
+a metric or π-curve value outside ``[0, 1]`` (where every one of them lies), a ``status`` other
+than :data:`STATUSES`. Fingerprints are recomputed, never trusted: a header whose
+``config_fingerprint`` or method fingerprint is not the hash of its recorded configuration (an
+edited config), and a result line whose ``fingerprint`` is not that of its ``method`` in a header
+above it (a line pasted from a run with other options), are refused. Such a file is never
+averaged, resumed or modified. Only regular files are read (a FIFO would block the reader).
 
 Crash safety: every line goes out in one ``write`` of the whole line, followed by ``fsync``; a
 kill can therefore leave at most one partial *last* line (no ``\\n``), which :class:`ResultsFile`
@@ -48,7 +54,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
+from ..encoding import decode_json
 from ..errors import InvalidInputError, NumericalError
+from ..tasks.data import check_readable_file
 
 try:  # POSIX advisory locks; without them (Windows) the single-writer check is skipped
     import fcntl
@@ -62,6 +70,13 @@ OPEN_MODES: tuple[str, ...] = ("resume", "overwrite", "allow_mixed")
 VERSION_KEY = "gradellm_lens_version"
 RESULTS_GLOB = "results*.jsonl"
 """The names of the results files of a run folder (one per shard)."""
+METRIC_KEYS: tuple[str, ...] = ("soft_ns", "soft_nc", "auc_pi_ns", "auc_pi_nc", "mean_score")
+"""The scalar metrics of a step, a pair's mean, a control and a random map: each lies in ``[0, 1]``."""
+CURVE_KEYS: tuple[str, ...] = ("pi_ns", "pi_nc")
+"""The π curves (one value in ``[0, 1]`` per π)."""
+STATUSES: tuple[str, ...] = ("ok", "failed", "degenerate", "ill_conditioned")
+"""A result line's ``status`` (see :mod:`.runner`)."""
+_RANGE_SLACK = 1e-9  # rounding of a trapezoid area or a mean of values in [0, 1]
 _FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {  # what readers index, per line kind
     "header": {"format": str, "config": dict, "config_fingerprint": str, "methods": dict},
     "result": {"example_id": str, "method": str, "fingerprint": str, "status": str},
@@ -83,6 +98,11 @@ def fingerprint(obj: Any) -> str:
     """Short stable hash of a JSON-able object (key order does not matter)."""
     text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def method_fingerprint(config_fingerprint: str, method_config: Any) -> str:
+    """What a result line carries: ``fingerprint({"config": config_fingerprint, "method": method_config})``."""
+    return fingerprint({"config": config_fingerprint, "method": method_config})
 
 
 def encode_line(record: Mapping[str, Any]) -> bytes:
@@ -123,7 +143,7 @@ class RunHeader:
 
     def method_fingerprint(self, label: str) -> str:
         """Fingerprint of (common config, method options): what a result line carries."""
-        return fingerprint({"config": self.config_fingerprint, "method": self.methods[label]})
+        return method_fingerprint(self.config_fingerprint, self.methods[label])
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -172,9 +192,11 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def _loads(line: bytes) -> Any:
-    """``json.loads`` that refuses non-finite numbers (raises :class:`_BadNumber`)."""
-    return json.loads(line, parse_constant=_reject_constant, parse_float=_finite_float)
+def _loads(line: bytes, path: Path, lineno: int) -> Any:
+    """:func:`~gradellm_lens.encoding.decode_json` of one UTF-8 line that refuses non-finite numbers
+    (raises :class:`_BadNumber`), deep nesting and text that is not valid Unicode (``file:line``)."""
+    text = line.decode("utf-8")
+    return decode_json(text, str(path), line=lineno, parse_constant=_reject_constant, parse_float=_finite_float)
 
 
 def _get(record: Mapping[str, Any], dotted: str) -> Any:
@@ -220,6 +242,27 @@ def _curve_problems(obj: Any, n_pis: int | None, where: str) -> list[str]:
     return out
 
 
+def _range_problems(obj: Any, where: str) -> list[str]:
+    """Metric values (:data:`METRIC_KEYS`, :data:`CURVE_KEYS`, at any depth of ``obj``) outside ``[0, 1]``."""
+
+    def outside(value: Any) -> bool:
+        return _is_number(value) and not -_RANGE_SLACK <= value <= 1 + _RANGE_SLACK
+
+    out: list[str] = []
+    if isinstance(obj, Mapping):
+        for key, value in obj.items():
+            name = f"{where}.{key}"
+            values = value if key in CURVE_KEYS and isinstance(value, list) else [value] if key in METRIC_KEYS else None
+            if values is None:
+                out += _range_problems(value, name)
+            elif any(outside(v) for v in values):
+                out.append(f"{name} (a metric value outside [0, 1])")
+    elif isinstance(obj, list):
+        for i, value in enumerate(obj):
+            out += _range_problems(value, f"{where}[{i}]")
+    return out
+
+
 def _mean_problems(mean: Any, where: str = "mean") -> list[str]:
     """Leaves of ``mean`` that are not numbers or None (in nested dicts and lists, e.g. per-map values)."""
     if isinstance(mean, Mapping):
@@ -227,6 +270,13 @@ def _mean_problems(mean: Any, where: str = "mean") -> list[str]:
     if isinstance(mean, list):
         return [p for i, value in enumerate(mean) for p in _mean_problems(value, f"{where}[{i}]")]
     return [] if mean is None or _is_number(mean) else [f"{where} ({type(mean).__name__}, not a number)"]
+
+
+def _is_method_entry(entry: Any) -> bool:
+    """A header's ``methods`` value: ``{"config": {...}, "fingerprint": "..."}``."""
+    return (
+        isinstance(entry, dict) and isinstance(entry.get("fingerprint"), str) and isinstance(entry.get("config"), dict)
+    )
 
 
 def check_record(record: dict[str, Any]) -> list[str]:
@@ -237,9 +287,7 @@ def check_record(record: dict[str, Any]) -> list[str]:
         return bad
     if kind == "header":
         entries = record["methods"].items()
-        bad = [
-            f"methods.{k}" for k, v in entries if not isinstance(v, dict) or not isinstance(v.get("fingerprint"), str)
-        ]
+        bad = [f"methods.{k}" for k, v in entries if not _is_method_entry(v)]
         return bad + [f"config.{name}" for name in _type_problems(record["config"], _CONFIG_FIELDS, required=True)]
     bad = _type_problems(record, _RESULT_OPTIONAL, required=False)
     bad += [f"{k} (a count)" for k, v in record.items() if k.startswith("n_") and not _is_count(v)]
@@ -247,6 +295,8 @@ def check_record(record: dict[str, Any]) -> list[str]:
         return bad
     if "index" in record and not _is_count(record["index"]):
         return ["index (negative)"]
+    if record["status"] not in STATUSES:
+        return [f"status ({record['status']!r} is not one of {', '.join(STATUSES)})"]
     pis = record.get("pis")
     if pis is not None and not (pis and all(_is_number(p) for p in pis)):
         return ["pis (not a list of numbers)"]
@@ -257,7 +307,19 @@ def check_record(record: dict[str, Any]) -> list[str]:
         _mean_problems(record.get("mean"))
         + _curve_problems(record.get("mean"), n_pis, "mean")
         + _curve_problems(record.get("steps"), n_pis, "steps")
+        + [p for key in ("mean", "controls", "maps", "steps") for p in _range_problems(record.get(key), key)]
     )
+
+
+def _fingerprint_problem(header: Mapping[str, Any]) -> str | None:
+    """Why a (well-typed) header's fingerprints are not those of its recorded configs, or None."""
+    config_fp = fingerprint(header["config"])
+    if config_fp != header["config_fingerprint"]:
+        return "config_fingerprint (it is not the hash of the recorded config: was the config edited?)"
+    for label, entry in header["methods"].items():
+        if method_fingerprint(config_fp, entry["config"]) != entry["fingerprint"]:
+            return f"methods.{label}.fingerprint (it is not the hash of the recorded method config: edited?)"
+    return None
 
 
 def parse_lines(data: bytes, path: Path) -> tuple[list[dict[str, Any]], int]:
@@ -265,16 +327,18 @@ def parse_lines(data: bytes, path: Path) -> tuple[list[dict[str, Any]], int]:
 
     Raises:
         InvalidInputError: a complete line is not a valid header or result line (see
-            :func:`check_record`), naming ``file:line``.
+            :func:`check_record`), a header's fingerprints are not the hashes of its configs, or a
+            result line's fingerprint is not its method's in a header above it; naming ``file:line``.
     """
     end = data.rfind(b"\n") + 1
     records = []
+    owners: dict[str, str] = {}  # method fingerprint -> label, from the headers read so far
     hint = "Move the file away or rerun with --overwrite."
     for lineno, line in enumerate(data[:end].split(b"\n")[:-1], start=1):
         if not line.strip():
             continue
         try:
-            record = _loads(line)
+            record = _loads(line, path, lineno)
         except _BadNumber as exc:
             raise InvalidInputError(
                 f"{path}:{lineno}: corrupt results line: the number {exc} is not finite (results never hold "
@@ -288,9 +352,21 @@ def parse_lines(data: bytes, path: Path) -> tuple[list[dict[str, Any]], int]:
                 f"line). {hint}"
             )
         bad = check_record(record)
+        if not bad and record["kind"] == "header" and (problem := _fingerprint_problem(record)) is not None:
+            bad = [problem]
         if bad:
             raise InvalidInputError(
                 f"{path}:{lineno}: corrupt {record['kind']} line: missing or invalid {', '.join(bad[:4])}. {hint}"
+            )
+        if record["kind"] == "header":
+            owners.update((entry["fingerprint"], label) for label, entry in record["methods"].items())
+        elif not owners:
+            raise InvalidInputError(f"{path}:{lineno}: a result line without a header line above it. {hint}")
+        elif owners.get(record["fingerprint"]) != record["method"]:
+            raise InvalidInputError(
+                f"{path}:{lineno}: the result of method {record['method']!r} has fingerprint "
+                f"{record['fingerprint']!r}, which no header above it gives that method: a line of a run with other "
+                f"options (or an edited one). {hint}"
             )
         records.append(record)
     return records, len(data) - end
@@ -299,11 +375,8 @@ def parse_lines(data: bytes, path: Path) -> tuple[list[dict[str, Any]], int]:
 def read_results(path: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
     """``(headers, results, partial_last_line)`` of a results file, read-only (a run may be appending)."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InvalidInputError(f"Results file {path} does not exist.") from None
-    records, partial = parse_lines(data, path)
+    check_readable_file(path, "Results file")
+    records, partial = parse_lines(path.read_bytes(), path)
     headers = [r for r in records if r["kind"] == "header"]
     if records and (not headers or records[0]["kind"] != "header"):
         raise InvalidInputError(f"{path}: the first line is not a gradellm-lens evaluation header.")
@@ -355,6 +428,8 @@ class ResultsFile:
             raise InvalidInputError(f"mode must be one of {', '.join(OPEN_MODES)}, got {mode!r}.")
         self.path = Path(path)
         self.header = header
+        if os.path.lexists(self.path):
+            check_readable_file(self.path, "Results file")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         created = not self.path.exists()
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)

@@ -23,7 +23,13 @@ unique examples whose answer matched the gold label, with its CI), the majority-
 gold labels, the share of each predicted label, the median relative drop
 ``ρ = (p(ŷ|x) - p(ŷ|x_∅)) / p(ŷ|x)`` over the generated steps and the number of ill-conditioned
 steps, with a one-line warning when the model does not depend on the text (median ρ below the
-threshold, one label for nearly every example, or accuracy not above the majority rate).
+threshold) or its answer does not follow the text (one label for nearly every example, named, or
+accuracy not above the majority rate, with ρ beside it).
+
+The Markdown report (:meth:`Summary.to_report`) opens with that warning and one verdict line per
+attribution method: does it beat ``random`` and its own shuffled control (paired Δ with its CI)?
+In the table the best attribution method per faithfulness metric is in bold, never a control or a
+baseline. Your own data (task ``jsonl``) is titled by its file name.
 
 Failed, degenerate and ill-conditioned pairs are counted, never averaged. *Flat* steps (scores
 that single out no token, scored as the uniform map) stay in the means and are counted per method.
@@ -50,7 +56,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..errors import InvalidInputError, MissingPackageError, unknown_name_error
-from .runner import CURVE_KEYS, METRIC_KEYS
+from .runner import BASELINES, CURVE_KEYS, METRIC_KEYS
 from .store import describe_difference, read_results
 
 METRIC_NAMES: dict[str, str] = {
@@ -67,6 +73,8 @@ MIN_CI_N = 5
 DOMINANT_SHARE = 0.9
 """A predicted label this frequent means the model answers (nearly) the same whatever the text."""
 TOO_SMALL = "n too small"
+NO_LABEL = "(none)"
+"""The predicted label of an answer that names no label word."""
 
 
 @dataclass(frozen=True)
@@ -234,19 +242,37 @@ class Protocol:
     perturb: str | None
 
     def warning(self) -> str | None:
-        """One line when the model does not depend on the text, else None."""
-        reasons = []
-        if self.median_rho is not None and self.min_rho is not None and self.median_rho < self.min_rho:
-            reasons.append(f"median ρ {self.median_rho:.3f} is below {self.min_rho:g}")
-        if self.label_shares:
+        """One line when the model does not depend on the text, or its answer not on the text's label; else None.
+
+        The headline follows ρ: below the threshold, the model does not depend on the text (masking all
+        of it does not lower p(ŷ) by that share); at or above it, masking the text does move the prediction, so a
+        constant answer or chance accuracy means the answer does not follow the text's label (the
+        attributions then explain that answer). The constant answer is named, and ρ shown beside it.
+        """
+        constant = None
+        if self.label_shares and self.n_examples > 1:
             label, share = max(self.label_shares.items(), key=lambda kv: kv[1])
-            if share >= DOMINANT_SHARE and self.n_examples > 1:
-                reasons.append(f"{label!r} is predicted for {share:.0%} of the examples")
+            if share >= DOMINANT_SHARE and label == NO_LABEL:
+                constant = f"its answer is none of the label words for {share:.0%} of the examples"
+            elif share >= DOMINANT_SHARE:
+                constant = f"it answers {label!r} for {share:.0%} of the examples"
+        chance = None
         if self.accuracy is not None and self.majority_rate is not None and self.accuracy.mean <= self.majority_rate:
-            reasons.append(f"accuracy {self.accuracy.mean:.3f} is not above the majority rate {self.majority_rate:.3f}")
-        if not reasons:
+            chance = f"accuracy {self.accuracy.mean:.3f} is not above the majority rate {self.majority_rate:.3f}"
+        answers = [r for r in (constant, chance) if r is not None]
+        known = self.median_rho is not None and self.min_rho is not None
+        if known and self.median_rho < self.min_rho:
+            rho = (
+                f"median ρ {self.median_rho:.3f} is below {self.min_rho:g}: masking all of the text does not lower "
+                f"p(ŷ) by {self.min_rho:.0%}"
+            )
+            return "Warning: the model does not depend on the text (" + "; ".join([rho, *answers]) + ")."
+        if not answers:
             return None
-        return "Warning: the model may not depend on the text (" + "; ".join(reasons) + ")."
+        if known:
+            rho = f"median ρ {self.median_rho:.3f} ≥ {self.min_rho:g}: masking the text does move p(ŷ)"
+            return "Warning: the model's answer does not follow the text (" + "; ".join([*answers, rho]) + ")."
+        return "Warning: the model may not depend on the text (" + "; ".join(answers) + ")."
 
     def describe(self) -> str:
         """One paragraph: accuracy vs majority, predicted labels, median ρ, ill-conditioned steps."""
@@ -389,10 +415,12 @@ class Summary:
         return "; ".join(parts) + "."
 
     def to_markdown(self) -> str:
-        """The table: mean [95% CI] per row and metric, best mean per faithfulness metric in bold."""
+        """The table: mean [95% CI] per row and metric; per faithfulness metric the best attribution
+        method's mean in bold (never a control's or a baseline's: those are references, not candidates)."""
         keys = list(METRIC_KEYS)
+        candidates = [m for m in self.methods if _is_candidate(m)]
         best = {
-            k: max((m.metrics[k].mean for m in self.methods if k in m.metrics), default=None) for k in FAITHFULNESS_KEYS
+            k: max((m.metrics[k].mean for m in candidates if k in m.metrics), default=None) for k in FAITHFULNESS_KEYS
         }
         head = (
             "| method | n | failed | " + " | ".join(METRIC_NAMES[k] for k in keys) + " | ill-conditioned | flat steps |"
@@ -403,7 +431,7 @@ class Summary:
             for k in keys:
                 e = m.metrics.get(k)
                 text = "–" if e is None else e.format()
-                if e is not None and best.get(k) is not None and e.mean == best[k]:
+                if e is not None and _is_candidate(m) and best.get(k) is not None and e.mean == best[k]:
                     text = f"**{e.mean:.3f}**" + text[len(f"{e.mean:.3f}") :]
                 cells.append(text)
             counts = ("", "", "") if m.control is not None else (m.n_failed, m.ill_cell(), m.flat_cell())
@@ -430,13 +458,48 @@ class Summary:
             parts.append("\n".join(lines))
         return "\n\n".join(parts)
 
+    @property
+    def title(self) -> str:
+        """``"sst2 · smollm2-135m-instruct"``; your own data is named by its file (``"reviews.jsonl · ..."``)."""
+        task = next(iter(self.configs.values()))["task"]
+        data = task.get("data")
+        name = data["file"] if self.task == "jsonl" and isinstance(data, dict) and data.get("file") else self.task
+        return f"{name} · {self.model}"
+
+    def verdicts(self) -> list[str]:
+        """A heading line, then one line per attribution method: does it beat ``random``, and its own
+        shuffled control? (:func:`_verdict`; empty when nothing was compared)."""
+        lines = []
+        for m in self.methods:
+            if not _is_candidate(m):
+                continue
+            against = [
+                _verdict(self.comparison(m.label, "random"), "random"),
+                _verdict(self.comparison(m.label, f"{m.label} [shuffled]"), "its shuffled control"),
+            ]
+            if any(against):
+                lines.append(f"- **{m.label}** (n = {m.n_ok}): " + "; ".join(v for v in against if v) + ".")
+        if not lines:
+            return []
+        names = " / ".join(METRIC_NAMES[k] for k in PAIRED_KEYS)
+        head = (
+            f"Verdict: Δ = method − B on {names}, mean [paired 95% CI over the examples both finished; none below "
+            f"n = {MIN_CI_N}]; a method *beats* B where the CI lies above 0."
+        )
+        return [head, "", *lines]
+
     def to_report(self) -> str:
-        """Markdown page: title, setup, protocol (with its warning), table, paired differences, notes."""
-        parts = [f"## {self.task} · {self.model}", "", self.describe_setup(), ""]
+        """Markdown page: title, the protocol's warning, one verdict line per method, setup, protocol,
+        table, paired differences, notes."""
+        parts = [f"## {self.title}", ""]
+        warning = self.protocol.warning() if self.protocol is not None else None
+        if warning is not None:
+            parts += [f"{warning}", ""]
+        if verdicts := self.verdicts():
+            parts += [*verdicts, ""]
+        parts += [self.describe_setup(), ""]
         if self.protocol is not None:
             parts += [f"Protocol: {self.protocol.describe()}", ""]
-            if (warning := self.protocol.warning()) is not None:
-                parts += [f"**{warning}**", ""]
         parts += [self.to_markdown(), ""]
         parts.append(
             "Mean over examples [bootstrap 95% CI; none below n = 5]; higher is better for every metric but "
@@ -456,6 +519,37 @@ class Summary:
             for reason in m.errors:
                 parts.append(f"- {m.label} failed: {reason}")
         return "\n".join(parts) + "\n"
+
+
+def _is_candidate(m: MethodSummary) -> bool:
+    """An attribution method's own row: not a control, not a chance-level baseline (random, uniform)."""
+    return m.control is None and m.label.split("@")[0].split("+")[0].split(":")[0] not in BASELINES
+
+
+def _verdict(c: Comparison | None, what: str) -> str:
+    """``"beats random (Δ +0.210 [+0.102, +0.311] / +0.095 [+0.010, +0.200])"``, or "" when not compared.
+
+    The Δ are those of :data:`PAIRED_KEYS`, in order; A beats B on a metric whose CI lies above 0.
+    """
+    if c is None or not c.deltas:
+        return ""
+    deltas = " / ".join(
+        f"{e.mean:+.3f} [{e.low:+.3f}, {e.high:+.3f}]" if e.has_ci else f"{e.mean:+.3f}" for e in c.deltas.values()
+    )
+    shown = [k for k, e in c.deltas.items() if e.has_ci]
+    above = [METRIC_NAMES[k] for k in shown if c.deltas[k].low > 0]
+    below = [METRIC_NAMES[k] for k in shown if c.deltas[k].high < 0]
+    if not shown:
+        head = f"too few examples to tell against {what}"
+    elif len(above) == len(c.deltas):
+        head = f"beats {what}"
+    elif above or below:
+        bits = [f"beats {what} on {' and '.join(above)}"] if above else []
+        bits += [f"is below {'it' if above else what} on {' and '.join(below)}"] if below else []
+        head = ", ".join(bits)
+    else:
+        head = f"does not beat {what}"
+    return f"{head} (Δ {deltas})"
 
 
 def _count_row(label: str, metric: str, value: int, n: int | str = "") -> dict[str, Any]:
@@ -542,7 +636,7 @@ def _protocol(results: dict[tuple[str, str], dict[str, Any]], config: dict[str, 
             first[example] = r
     judged = [r["output"] for r in first.values() if isinstance(r.get("output"), dict) and "correct" in r["output"]]
     gold = Counter(o["gold"] for o in judged if o.get("gold") is not None)
-    predicted = Counter("(none)" if o.get("predicted") is None else o["predicted"] for o in judged)
+    predicted = Counter(NO_LABEL if o.get("predicted") is None else o["predicted"] for o in judged)
     steps = [s for r in first.values() for s in r.get("steps", []) if "rho" in s]
     return Protocol(
         n_examples=len(first),
@@ -575,7 +669,9 @@ def summarize(paths: Sequence[str | Path], *, n_boot: int = 1000, seed: int = 0,
     if not paths:
         raise InvalidInputError("No results files given.")
     configs: dict[str, dict[str, Any]] = {}
-    owner: dict[str, tuple[str, str]] = {}  # method fingerprint -> (label, config fingerprint)
+    # method fingerprint -> (label, config fingerprint); reading checked that every result line's
+    # fingerprint is its method's in a header of its file (recomputed from the recorded configs)
+    owner: dict[str, tuple[str, str]] = {}
     results: dict[tuple[str, str], dict[str, Any]] = {}
     duplicates = 0
     for path in paths:
@@ -602,18 +698,18 @@ def summarize(paths: Sequence[str | Path], *, n_boot: int = 1000, seed: int = 0,
             "pass --allow-mixed to summarise each configuration separately."
         )
 
-    def group(fp: str, method: str) -> str:
-        label, config_fp = owner.get(fp, (method, "?"))
+    def group(fp: str) -> str:
+        label, config_fp = owner[fp]
         return label if len(configs) == 1 else f"{label}@{config_fp[:6]}"
 
-    groups: dict[str, list[dict[str, Any]]] = {group(fp, label): [] for fp, (label, _c) in owner.items()}
+    groups: dict[str, list[dict[str, Any]]] = {group(fp): [] for fp in owner}
     for (_example, fp), r in results.items():
-        groups.setdefault(group(fp, r["method"]), []).append(r)
+        groups[group(fp)].append(r)
     rows = [row for label, recs in groups.items() if recs for row in _method_rows(label, recs, n_boot, seed)]
     judged = {}
     for (example, fp), r in results.items():
         if isinstance(r.get("output"), dict) and "correct" in r["output"]:
-            judged.setdefault((owner.get(fp, ("", "?"))[1], example), bool(r["output"]["correct"]))
+            judged.setdefault((owner[fp][1], example), bool(r["output"]["correct"]))
     accuracy = bootstrap_ci([float(v) for v in judged.values()], n_boot, seed=seed) if judged else None
     config = next(iter(configs.values()))
     return Summary(
@@ -630,10 +726,20 @@ def summarize(paths: Sequence[str | Path], *, n_boot: int = 1000, seed: int = 0,
     )
 
 
+def check_stem(stem: str) -> str:
+    """``stem`` if it is a plain file-name stem: not empty, no folder, not hidden (a leading ``.``)."""
+    if not isinstance(stem, str) or not stem.strip() or stem.startswith(".") or Path(stem).name != stem:
+        raise InvalidInputError(
+            f"The summary stem must be a plain file name (not empty, no folder, no leading '.'), got {stem!r}."
+        )
+    return stem
+
+
 def write_summary(summary: Summary, out_dir: str | Path, stem: str = "summary") -> list[Path]:
     """Write ``<stem>.csv``, ``<stem>_paired.csv``, ``<stem>.md`` and ``<stem>_pi_curves.png`` into ``out_dir``."""
     from .plots import Band, plot_pi_curves
 
+    check_stem(stem)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path, paired_path, md_path = out_dir / f"{stem}.csv", out_dir / f"{stem}_paired.csv", out_dir / f"{stem}.md"
@@ -645,9 +751,7 @@ def write_summary(summary: Summary, out_dir: str | Path, stem: str = "summary") 
               if m.curves and m.control is None]
         for key in CURVE_KEYS
     }  # fmt: skip
-    png = plot_pi_curves(
-        bands["pi_ns"], bands["pi_nc"], f"{summary.task} · {summary.model}", out_dir / f"{stem}_pi_curves.png"
-    )
+    png = plot_pi_curves(bands["pi_ns"], bands["pi_nc"], summary.title, out_dir / f"{stem}_pi_curves.png")
     return [csv_path, paired_path, md_path] + ([png] if png else [])
 
 

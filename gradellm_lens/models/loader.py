@@ -11,7 +11,8 @@ Resolution order for a string ``model``:
 
 An already-loaded ``transformers`` model is booted directly. Note that TransformerLens converts
 the HF model **in place** (it swaps attention modules for bridge components), so pass a copy if
-you need the original afterwards.
+you need the original afterwards. transformers' "Loading weights" progress bars are off while a
+model loads.
 
 A TransformerLens 3.x ``HookedTransformer`` needs no loading here: pass it to any function as it
 is (:mod:`.adapter`).
@@ -19,6 +20,7 @@ is (:mod:`.adapter`).
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from pathlib import Path
 
@@ -96,6 +98,27 @@ def _transformer_bridge():
     return TransformerBridge
 
 
+@contextlib.contextmanager
+def _no_weight_loading_bars():
+    """transformers' "Loading weights" progress bars off while a model loads, with the switch that
+    ``transformers.utils.logging`` provides; restored afterwards. That switch turns the hub's download
+    bars off too: those are put back as they were at once (a first download should show progress)."""
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    was_enabled, hub_was_disabled = hf_logging.is_progress_bar_enabled(), are_progress_bars_disabled()
+    hf_logging.disable_progress_bar()
+    if not hub_was_disabled:
+        enable_progress_bars()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+        if hub_was_disabled:
+            disable_progress_bars()
+
+
 def _load_hf(source: str):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -109,6 +132,14 @@ def _load_hf(source: str):
             f"({type(exc).__name__}: {str(exc).splitlines()[0]}).{did_you_mean(source, builtin_model_names())}"
         ) from None
     return model, tokenizer
+
+
+def _near_builtin(name: str) -> bool:
+    """``name`` looks like a built-in name mistyped or cut short: close to one (difflib ratio >= 0.8), or
+    the start of one (``"smollm2"``, ``"gemma"``, ``"Qwen2.5-Coder"``), ignoring case."""
+    low = name.strip().lower()
+    names = builtin_model_names()
+    return bool(did_you_mean(low, names, cutoff=0.8)) or any(b.startswith(low) for b in names)
 
 
 def _resolve(model, tokenizer, cache_dir):
@@ -142,8 +173,9 @@ def _resolve(model, tokenizer, cache_dir):
         return hf_model, tokenizer or tok, model, source
     if model.startswith(("/", "./", "../", "~")) and not Path(model).expanduser().is_dir():
         raise InvalidInputError(f"No model directory at {model!r}: a local model must be a directory with config.json.")
-    if "/" not in model and not Path(model).exists() and did_you_mean(model, builtin_model_names(), cutoff=0.8):
+    if "/" not in model and not Path(model).exists() and _near_builtin(model):
         # a near-miss of a built-in name is a typo, not a hub id: answer at once instead of asking the hub
+        # (offline, the hub's retries take about a minute before they fail)
         raise unknown_name_error("model", model, builtin_model_names())
     hf_model, tok = _load_hf(model)
     return hf_model, tokenizer or tok, model, model
@@ -178,6 +210,12 @@ def load_model(
     bridge_class = _transformer_bridge()
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype)
+    with _no_weight_loading_bars():
+        return _load(bridge_class, model, tokenizer, cache_dir, torch_device, torch_dtype, require_gradients)
+
+
+def _load(bridge_class, model, tokenizer, cache_dir, torch_device, torch_dtype, require_gradients: bool):
+    """:func:`load_model` once its arguments are checked."""
     hf_model, tok, name, boot_name = _resolve(model, tokenizer, cache_dir)
     config = hf_model.config
     if not getattr(config, "architectures", None):

@@ -33,10 +33,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from ..encoding import PROMPT_FORMATS, PromptFormat, check_text
+from ..encoding import PROMPT_FORMATS, PromptFormat, check_text, encode_prompt
 from ..errors import InvalidInputError, UnknownTokenWarning, unknown_name_error
+from ..models import model_info
 from . import data
-from .prompts import PromptedExample, encode_with_spans, fill_template, truncate_to_tokens
+from .prompts import PromptedExample, encode_with_spans, fill_template, template_fields, truncate_to_tokens
 
 TaskKind = Literal["classification", "generation"]
 TaskFamily = Literal["evaluation", "contrast"]
@@ -218,6 +219,34 @@ class Task(ABC):
                     UnknownTokenWarning,
                     stacklevel=3,
                 )
+
+    def check_model(self, model) -> None:
+        """Refuse a configuration that would fail (or mis-judge) every example on this model's tokenizer.
+
+        Checked once, before a run evaluates any pair (:func:`~gradellm_lens.evaluation.run_evaluation`),
+        so that it exits with one error instead of recording the same failure for every pair: the
+        template with one-character text in each field (in the prompt format) must encode and leave
+        room in the model's context for one generated token. Classification adds its label-word
+        checks (:meth:`.ClassificationTask.check_model`).
+
+        Raises:
+            InvalidInputError: naming the task and what to change.
+        """
+        text, _spans = fill_template(self.template, dict.fromkeys(template_fields(self.template), "."))
+        fmt, n_ctx = self.options.prompt_format, model_info(model).n_ctx
+        try:
+            with warnings.catch_warnings():  # unknown template words are reported once per load, by prompt()
+                warnings.simplefilter("ignore", UnknownTokenWarning)
+                length = encode_prompt(model, text, prompt_format=fmt, system=self.options.system).shape[0]
+        except InvalidInputError as exc:
+            raise InvalidInputError(
+                f"Task {self.name!r}: the template cannot be a prompt for this model: {exc}"
+            ) from None
+        if length + 1 > n_ctx:
+            raise InvalidInputError(
+                f"Task {self.name!r}: the template alone takes {length} tokens ({fmt} format), which leaves no room "
+                f"for text and one generated token in the model's context of {n_ctx}; shorten the template."
+            )
 
     # ---- judging ------------------------------------------------------------------------------
     def judge(self, model, prompted: PromptedExample, example: Example, generated: Sequence[int]) -> dict[str, Any]:

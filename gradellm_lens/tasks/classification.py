@@ -76,6 +76,32 @@ class ClassificationTask(Task):
             out.append(unique)
         return out
 
+    def check_model(self, model) -> None:
+        """:meth:`.Task.check_model`, and label words this tokenizer can tell apart.
+
+        ``label_match="restricted"``: every label word needs a candidate token of its own
+        (:meth:`label_candidates`). ``"first_token"``: the first token of each label word must name
+        that label (:meth:`match_token`); a first token that is a prefix of two label words (``" pos"``
+        for ``" positive"`` and ``" post"``), or the tokenizer's unknown token, means the model's answer
+        could never be counted as that label.
+        """
+        super().check_model(model)
+        tokenizer = model.tokenizer
+        if self.options.label_match == "restricted":
+            self.label_candidates(tokenizer)
+            return
+        for i, word in enumerate(self.label_words):
+            first = tokenizer.decode(tokenizer(word, add_special_tokens=False)["input_ids"][:1])
+            if self.match_token(first) != i:
+                norm = first.strip().lower()
+                others = [w for w in self.label_words if w != word and norm and w.strip().lower().startswith(norm)]
+                why = f"is also the start of {others[0]!r}" if others else "names no label word"
+                raise InvalidInputError(
+                    f"Task {self.name!r}: label word {word!r} starts with the token {first!r}, which {why}, so with "
+                    "label_match='first_token' no answer would count as that label; choose label words whose first "
+                    "tokens differ, or label_match='restricted' (--label-match restricted)."
+                )
+
     def match_token(self, token_text: str) -> int | None:
         """The label a generated token names (a prefix of exactly one label word), else None."""
         norm = token_text.strip().lower()

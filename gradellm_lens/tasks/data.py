@@ -7,8 +7,12 @@ Local files are looked up in the first of these that is given:
 3. ``<repository>/../shared/data`` (the layout of this project's checkout).
 
 Every record is read with its 1-based line number, so a malformed line is reported as
-``file:line``; so is a string that is not valid Unicode (a lone surrogate such as JSON's
-``"\\ud800"``), at load time, before anything is evaluated. Sampling is deterministic and independent of the file order: examples are sorted by
+``file:line``; so is a byte that is not UTF-8, a string that is not valid Unicode (a lone surrogate
+such as JSON's ``"\\ud800"``) and JSON nested too deeply, at load time, before anything is
+evaluated. A leading byte-order mark is ignored, and lines end at ``"\\n"`` only, so a string may
+hold U+2028 or U+0085 (:func:`read_lines`; prompts files are read by the same functions).
+
+Sampling is deterministic and independent of the file order: examples are sorted by
 ``sha256(id)`` (the order ``shared/data/README.md`` uses; ``seed=0``) or by
 ``sha256(f"{seed}:{id}")`` for any other seed, and the first ``n`` are kept. Growing ``n`` therefore
 only appends examples, which is what lets a finished run be extended without recomputing it.
@@ -19,11 +23,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..encoding import check_text
+from ..encoding import check_text, decode_json
 from ..errors import InvalidInputError, MissingPackageError
 
 DATA_ENV = "GRADELLM_LENS_DATA"
@@ -52,61 +58,78 @@ def resolve_data_file(filename: str, data_dir: str | Path | None = None) -> Path
     )
 
 
-def read_jsonl(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
-    """``(line number, record)`` for every non-blank line; a malformed line raises naming ``file:line``."""
-    path = Path(path)
+def check_readable_file(path: Path, what: str = "Data file") -> None:
+    """Refuse a path that is missing, a folder, or not a regular file (a FIFO would block a reader, a
+    device such as ``/dev/null`` is no data), naming it; ``what`` starts the message."""
     try:
-        text = path.read_text(encoding="utf-8")
+        mode = path.stat().st_mode
     except FileNotFoundError:
-        raise InvalidInputError(f"Data file {path} does not exist.") from None
-    except UnicodeDecodeError as exc:
-        raise InvalidInputError(f"Data file {path} is not UTF-8 text ({exc.reason} at byte {exc.start}).") from None
-    records = []
-    # split on "\n" only: str.splitlines() also breaks at U+2028, U+0085 ... that JSON strings may hold
+        raise InvalidInputError(f"{what} {path} does not exist.") from None
+    except OSError as exc:
+        raise InvalidInputError(f"{what} {path} cannot be read ({exc.strerror}).") from None
+    if stat.S_ISDIR(mode):
+        raise InvalidInputError(f"{what} {path} is a folder; give a file.")
+    if not stat.S_ISREG(mode):
+        raise InvalidInputError(f"{what} {path} is not a regular file (a FIFO, socket or device); give a file.")
+
+
+def read_lines(source: str | Path, what: str = "Data file") -> tuple[str, list[tuple[int, str]]]:
+    """The name of ``source`` and its non-blank lines as ``(line number, text)``; ``"-"`` reads stdin.
+
+    UTF-8 text; a leading byte-order mark is dropped, lines end at ``"\\n"`` only (``"\\r\\n"`` too):
+    ``str.splitlines()`` would also break at U+2028, U+0085, form feeds ... that a line may hold.
+
+    Raises:
+        InvalidInputError: not a readable regular file (:func:`check_readable_file`), or a byte
+            that is not UTF-8 (``file:line`` and the character).
+    """
+    if str(source) == "-":
+        name, raw = "<stdin>", sys.stdin.buffer.read()
+    else:
+        path = Path(source).expanduser()
+        check_readable_file(path, what)
+        name, raw = str(path), path.read_bytes()
+    text = raw.removeprefix(b"\xef\xbb\xbf").decode("utf-8", errors="surrogateescape")
+    lines = []
     for lineno, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
+        line = line.removesuffix("\r")
+        if line.strip():
+            try:
+                check_text(line, "the line")
+            except InvalidInputError as exc:
+                raise InvalidInputError(f"{name}:{lineno}: {exc}") from None
+            lines.append((lineno, line))
+    return name, lines
+
+
+def parse_jsonl(name: str, lines: Sequence[tuple[int, str]]) -> list[tuple[int, dict[str, Any]]]:
+    """``(line number, record)`` for each of :func:`read_lines`' lines: one JSON object per line.
+
+    Raises:
+        InvalidInputError: a line that is not a JSON object, nests too deeply or holds text that is
+            not valid Unicode (:func:`~gradellm_lens.encoding.decode_json`), naming ``file:line``.
+    """
+    records = []
+    for lineno, line in lines:
         try:
-            record = json.loads(line)
+            record = decode_json(line, name, line=lineno)
         except json.JSONDecodeError as exc:
-            raise InvalidInputError(f"{path}:{lineno}: not valid JSON ({exc.msg} at column {exc.colno}).") from None
+            raise InvalidInputError(f"{name}:{lineno}: not valid JSON ({exc.msg} at column {exc.colno}).") from None
         if not isinstance(record, dict):
-            raise InvalidInputError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}.")
-        check_strings(record, f"{path}:{lineno}")
+            raise InvalidInputError(f"{name}:{lineno}: expected a JSON object, got {type(record).__name__}.")
         records.append((lineno, record))
-    if not records:
-        raise InvalidInputError(f"Data file {path} has no records.")
     return records
 
 
-def check_strings(record: dict[str, Any], where: str) -> None:
-    """Refuse a record holding text that is not valid Unicode, naming ``where`` and the field.
+def read_jsonl(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
+    """``(line number, record)`` for every non-blank line (:func:`read_lines`, :func:`parse_jsonl`).
 
-    JSON escapes can spell lone surrogates (``"\\ud800"``), which no tokenizer accepts; one UTF-8
-    encode of the whole record finds them, :func:`~gradellm_lens.encoding.check_text` names them.
+    The one JSONL reader: task data (``--data``, the built-in tasks' files) and prompts files.
     """
-    try:
-        json.dumps(record, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        pass
-    else:
-        return
-    stack: list[tuple[str, Any]] = [("", record)]
-    while stack:
-        name, value = stack.pop()
-        texts: list[tuple[str, str]] = []
-        if isinstance(value, str):
-            texts.append((f"field {name!r}", value))
-        elif isinstance(value, dict):
-            texts.extend((f"a field name in {name!r}" if name else "a field name", key) for key in value)
-            stack.extend((f"{name}.{key}" if name else key, item) for key, item in value.items())
-        elif isinstance(value, list):
-            stack.extend((f"{name}[{i}]", item) for i, item in enumerate(value))
-        for what, text in texts:
-            try:
-                check_text(text, what)
-            except InvalidInputError as exc:
-                raise InvalidInputError(f"{where}: {exc}") from None
+    name, lines = read_lines(path)
+    if not lines:
+        raise InvalidInputError(f"Data file {name} has no records.")
+    return parse_jsonl(name, lines)
 
 
 def field(record: dict[str, Any], name: str, kind: type | tuple[type, ...], where: str) -> Any:

@@ -14,7 +14,9 @@ One JSON object per line. Which fields matter is said by options, not by a schem
   classification tasks do. A label is the index of its label word (``0``, ``1``, ...; ``true`` /
   ``false`` count as 1 / 0) or the word itself (``"positive"``, any case, surrounding spaces ignored).
 * ``task_kind="generation"``: every generated token is explained; ``reference_field`` (optional;
-  a string or a list of strings) is recorded beside the output.
+  a string or a list of strings) is recorded beside the output. An option of the other kind
+  (``label_field`` or ``label_words`` for generation, ``reference_field`` for classification) is
+  refused rather than ignored.
 * ``id_field``: a unique id per record (default: ``line-N``, the record's line number). The
   examples are sampled in the hash order of their ids, as for the built-in tasks.
 
@@ -33,7 +35,7 @@ from ..encoding import check_text
 from ..errors import InvalidInputError, unknown_name_error
 from .base import Example, Task, text_field
 from .classification import ClassificationTask
-from .data import field
+from .data import check_readable_file, field
 from .generation import GenerationTask
 from .prompts import template_fields
 
@@ -102,7 +104,7 @@ class JsonlTask(Task):
         text_field: str | Sequence[str] = "text",
         template: str | None = None,
         task_kind: JsonlKind = "classification",
-        label_field: str | None = "label",
+        label_field: str | None = None,
         label_words: str | Sequence[str] | None = None,
         reference_field: str | None = None,
         id_field: str | None = None,
@@ -117,8 +119,7 @@ class JsonlTask(Task):
         if options.get("split") not in (None, self.default_split):
             raise InvalidInputError("Task 'jsonl' has no splits: the whole file is one split.")
         self.path = Path(data).expanduser()
-        if not self.path.is_file():
-            raise InvalidInputError(f"Data file {self.path} does not exist.")
+        check_readable_file(self.path)
         self.text_fields = split_names(text_field, "text_field")
         self.id_field = None if id_field is None else split_names(id_field, "id_field")[0]
         self.reference_field = None if reference_field is None else split_names(reference_field, "reference_field")[0]
@@ -187,14 +188,16 @@ class JsonlClassification(JsonlTask, ClassificationTask):
     kind = "classification"
 
     def _configure(self, label_field: str | None, label_words: str | Sequence[str] | None) -> None:
-        if label_field is None:
-            raise InvalidInputError("Classification needs label_field (--label-field): the field holding the label.")
+        if self.reference_field is not None:
+            raise InvalidInputError(
+                "reference_field (--reference-field) only applies to task_kind='generation' (--task-kind generation)."
+            )
         if label_words is None:
             raise InvalidInputError(
                 "Classification needs label_words (--label-words), e.g. ' negative, positive': the words the model "
                 "answers with, in label order (label 0 first)."
             )
-        self.label_field = split_names(label_field, "label_field")[0]
+        self.label_field = split_names("label" if label_field is None else label_field, "label_field")[0]
         self.label_words = parse_label_words(label_words)
 
     def label(self, record: dict[str, Any], where: str) -> int:
@@ -228,6 +231,11 @@ class JsonlGeneration(JsonlTask, GenerationTask):
     def _configure(self, label_field: str | None, label_words: str | Sequence[str] | None) -> None:
         if label_words is not None:
             raise InvalidInputError("label_words only applies to task_kind='classification'.")
+        if label_field is not None:
+            raise InvalidInputError(
+                "label_field (--label-field) only applies to task_kind='classification'; generation records need "
+                "no label (reference_field, --reference-field, names optional reference text)."
+            )
 
     def parse_record(self, record: dict[str, Any], where: str) -> Example:
         references: tuple[str, ...] = ()

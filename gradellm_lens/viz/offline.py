@@ -44,6 +44,7 @@ from circuitsvis.utils.convert_props import convert_prop_type, convert_props
 from circuitsvis.utils.render import RenderedHTML, render_cdn
 
 from ..errors import InvalidInputError
+from ..result import atomic_write
 from . import palette
 
 Component = Literal["ColoredTokens", "ColoredTokensMulti", "TextNeuronActivations", "AttentionHeads"]
@@ -224,10 +225,14 @@ class Page:
         return "\n".join([*head, "</head><body>", *self._body, *tail, "</body></html>"]) + "\n"
 
     def write(self, path: str | Path) -> Path:
-        """Write the page (UTF-8) and return its path."""
+        """Write the page (UTF-8) and return its path.
+
+        The page is encoded first and written under a temporary name, then renamed into place
+        (:func:`~gradellm_lens.result.atomic_write`), so a failure never truncates an existing file.
+        """
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.html(), encoding="utf-8")
+        data = self.html().encode("utf-8")
+        atomic_write(path, lambda fh: fh.write(data))
         return path
 
 

@@ -10,13 +10,15 @@ with the same tokens and steps are grouped) the page shows:
 - with several results: the methods side by side, one row per method for every step;
 - per result: the method, variant and options used, a table of the steps (explained token, or
   ``target vs contrast``; position; the explained value, named for what it holds, e.g.
-  ``logit(target) - logit(contrast)``; top tokens), every step at once (``ColoredTokensMulti``) and one
-  heatmap per step (``ColoredTokens``);
+  ``logit(target) - logit(contrast)``; top tokens as ``'token'@position score``); without a
+  side-by-side comparison, every step at once (``ColoredTokensMulti``, with a note on its bound
+  boxes) and, folded, one heatmap per step (``ColoredTokens``), so each result is shown once;
 - for results with a Grad-ELLM decomposition (``layer_head``): the [layer, head] importance
-  figure; the layer x head x token view (pick a layer and a head, one box per step); with
-  several layers, per step the layer x token series (folded); and, when the generated steps fill at least
-  a quarter of the query rows, the per-layer and per-head query x key maps (``AttentionHeads``;
-  with a long prompt and few steps they would be almost empty).
+  figure; a note that these per-head values are taken before the ReLU (so they can be negative
+  for a method whose scores are not); the layer x head x token view (pick a layer and a head, one
+  box per step); with several layers, per step the layer x token series (folded); and, when the
+  generated steps fill at least a quarter of the query rows, the per-layer and per-head query x key
+  maps (``AttentionHeads``; with a long prompt and few steps they would be almost empty).
 
 The layout of each view is documented in :mod:`.views`.
 """
@@ -32,7 +34,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import InvalidInputError
 from ..result import AttributionResult
-from ..tokens import decode_tokens, display_token
+from ..tokens import decode_tokens
 from . import palette, views
 from .offline import Page
 from .plots import figure_data_uri, plot_head_comparison, plot_head_importance
@@ -53,11 +55,18 @@ table.kv td, table.steps td, table.steps th, table.side td { border: 1px solid #
 table.side td.label { white-space: nowrap; font-weight: 600; }
 .note { color: #666; font-size: 0.9em; }
 .cv-view { margin: 4px 0 12px; } .cv-AttentionHeads { max-width: 760px; }
+.cv-ColoredTokensMulti > div { padding-bottom: 0 !important; }  /* CircuitsVis pads 20px per series */
 img.figure { max-width: 100%; }
 """
 
 QUERY_KEY_MIN_FILL = 0.25
 """Query x key maps (``AttentionHeads``) are shown when the steps fill at least this share of rows."""
+
+LAYER_HEAD_NOTE = (
+    "The layer and head views show each head's contribution before the ReLU: Grad-ELLM's score of a token is "
+    "the sum over layers of ReLU(sum over the layer's heads), which is never negative, but a single head or "
+    "layer can count against the explained token, and that shows red here."
+)
 
 LEGEND = (
     f"Colours, the same in every view, the head importance figure and the terminal: {palette.LEGEND}. "
@@ -94,12 +103,10 @@ def value_column(r: AttributionResult) -> str:
 
 
 def _steps_table(r: AttributionResult, top_k: int = 3) -> str:
-    columns = ("step", "explains", "position", value_column(r), "top tokens")
+    columns = ("step", "explains", "position", value_column(r), "top tokens (token@position score)")
     rows = ["<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in columns) + "</tr>"]
     for t in range(r.n_steps):
-        scores = views.finite(r.step_scores(t))
-        top = scores.argsort(descending=True)[:top_k].tolist()
-        tops = ", ".join(f"{display_token(r.tokens[i])!r} {float(scores[i]):.3g}" for i in top)
+        tops = ", ".join(views.top_tokens(r, t, top_k))
         rows.append(
             f"<tr><td>{t + 1}</td><td><code>{html.escape(r.explained(t))}</code></td><td>{r.step_positions[t]}</td>"
             f"<td>{r.target_logits[t]:.3f}</td><td>{html.escape(tops)}</td></tr>"
@@ -126,20 +133,33 @@ def _side_by_side(page: Page, group: list[AttributionResult]) -> None:
         page.add("</table>")
 
 
-def _result_section(page: Page, r: AttributionResult) -> None:
+def _note(text: str) -> str:
+    return f'<p class="note">{html.escape(text)}</p>'
+
+
+def _result_section(page: Page, r: AttributionResult, side_by_side: bool) -> None:
+    """Options, steps table and the token views of one result (each shown once: with ``side_by_side``,
+    the rows above already show every step of it), then its layer/head decomposition."""
     page.add(f"<h3>{html.escape(views.method_label(r))}</h3>")
     options = {"method": r.method, "variant": r.variant or "default", "objective": r.objective, **r.options}
     if r.layers:
         options["attributed layers"] = list(r.layers)
     page.add(_kv_table(options))
     page.add(_steps_table(r))
-    if r.n_steps > 1:
+    if not side_by_side and r.n_steps == 1:
+        page.add_view(views.colored_tokens(r, 0))
+    elif not side_by_side:
         page.add_view(views.colored_tokens_multi(r))
-    for t in range(r.n_steps):
-        page.add_view(views.colored_tokens(r, t))
+        page.add(_note(views.BOUNDS_NOTE))
+        page.add(f"<details><summary>Each step on its own ({r.n_steps} views)</summary>")
+        for t in range(r.n_steps):
+            page.add_view(views.colored_tokens(r, t))
+        page.add("</details>")
     if r.layer_head is None:
         return
     page.add("<h4>Layers and heads</h4>")
+    if bool((views.finite(r.layer_head) < 0).any()):
+        page.add(_note(LAYER_HEAD_NOTE))
     try:
         fig = plot_head_importance(r)
         page.add(f'<img class="figure" alt="layer x head importance" src="{figure_data_uri(fig)}">')
@@ -148,6 +168,7 @@ def _result_section(page: Page, r: AttributionResult) -> None:
     page.add_view(views.layer_head_tokens(r))
     if len(r.layers) > 1:
         page.add(f"<details><summary>Each layer's map per step ({r.n_steps} views)</summary>")
+        page.add(_note(views.BOUNDS_NOTE))
         for t in range(r.n_steps):
             page.add_view(views.layer_tokens(r, t))
         page.add("</details>")
@@ -210,7 +231,7 @@ def write_report(
         if len(group) > 1:
             _side_by_side(page, group)
         for r in group:
-            _result_section(page, r)
+            _result_section(page, r, side_by_side=len(group) > 1)
     versions = results[0].versions if results else None
     if versions:
         page.add(f'<p class="note">versions: {html.escape(", ".join(f"{k} {v}" for k, v in versions.items()))}</p>')

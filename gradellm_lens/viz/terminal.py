@@ -5,6 +5,8 @@ step's largest ``|score|``), with a legend line. Tokens are separated by ``|``, 
 similar colours stay apart, and lines wrap to the terminal width between tokens: never inside a
 token or a score (a token wider than the line gets a line of its own). Colour is used only when
 the output stream is a terminal (and ``NO_COLOR`` is unset), unless ``color=`` says otherwise.
+Each step ends with its top tokens (:func:`~.views.top_tokens`: ``' a'@12 0.550``, the position
+telling repeated tokens apart).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import TextIO
 from ..result import AttributionResult
 from ..tokens import display_token
 from . import palette
+from .views import top_tokens
 
 SEPARATOR = "|"
 """Drawn between two tokens (in grey, with colour)."""
@@ -118,8 +121,6 @@ def render(
     lines = [f"{result.method} ({result.variant or 'default'}) on {result.model}", legend(color)]
     for step in range(result.n_steps if max_steps is None else min(max_steps, result.n_steps)):
         lines.append(render_step(result, step, color=color, width=width))
-        scores = result.step_scores(step)
-        top = scores.nan_to_num(nan=-math.inf).argsort(descending=True)[:5].tolist()
-        cells = [f"{display_token(result.tokens[i])!r} {float(scores[i]):.3f}" for i in top]
+        cells = top_tokens(result, step)
         lines += _wrap("    top: ", [(c, text_width(c)) for c in cells], width, ", ", 2)
     return "\n".join(lines)

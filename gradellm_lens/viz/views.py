@@ -45,7 +45,7 @@ from torch import Tensor
 
 from ..errors import InvalidInputError
 from ..result import AttributionResult
-from ..tokens import display_token
+from ..tokens import display_token, quote_token
 from . import palette
 from .offline import HTML_TEXT_COMPONENTS, Component, View
 
@@ -76,6 +76,21 @@ def token_labels(tokens: Sequence[str], component: Component) -> list[str]:
     """Display form of ``tokens``, HTML-escaped for components that render tokens as HTML."""
     shown = [display_token(t) for t in tokens]
     return [html.escape(t, quote=False) for t in shown] if component in HTML_TEXT_COMPONENTS else shown
+
+
+def top_tokens(result: AttributionResult, step: int, k: int = 5) -> list[str]:
+    """The ``k`` highest-scoring tokens of a step's prefix as ``"' a'@12 0.550"``: the quoted token, its
+    position (repeated tokens are told apart) and its score."""
+    scores = finite(result.step_scores(step))
+    top = scores.argsort(descending=True, stable=True)[:k].tolist()
+    return [f"{quote_token(result.tokens[i])}@{i} {float(scores[i]):.3f}" for i in top]
+
+
+BOUNDS_NOTE = (
+    "The Positive Bound and Negative Bound boxes set the scores drawn in the darkest blue and the darkest "
+    "red (default: the selected series' largest and smallest value); lower them to see small scores."
+)
+"""What the two number boxes of the ``ColoredTokensMulti`` views do (CircuitsVis does not say)."""
 
 
 def step_label(result: AttributionResult, step: int) -> str:
