@@ -48,52 +48,85 @@ def layer_counts(n_layers: int) -> list[int | str]:
     return [*ks, "all"]
 
 
-def study_methods(n_layers: int, per_layer: bool, combine: str = "relu_then_sum") -> list[str]:
+def study_methods(n_layers: int, per_layer: bool, combine: str = "relu_then_sum", baselines: bool = False) -> list[str]:
     """The method specs of the study for a model with ``n_layers`` attention layers.
 
     ``combine="relu_then_sum"`` (the first round): last K layers, the switches from all layers, the released
     code, every single layer (``per_layer``) and random. ``combine="sum_then_relu"`` (the second round, from
     the first round's best configuration): the same last-K and switch sets with the per-layer maps summed before
-    the ReLU (a single layer is the same map either way, so K = 1 and the single layers are not repeated).
+    the ReLU (a single layer is the same map either way, so K = 1 and the single layers are not repeated);
+    ``baselines`` adds the first round's last layer and all layers, and the released code, for a run that has
+    only the second round. Every spec names ``combine``, so no result depends on the package's default.
     """
     first = combine == "relu_then_sum"
-    suffix = "" if first else f"+combine={combine}"
+    suffix = f"+combine={combine}"
     specs = [f"grad_ellm+layers={k}{suffix}" for k in layer_counts(n_layers) if first or k != 1]
     switches = SWITCHES if first else [s for s in SWITCHES if not s.startswith("combine=")]
-    specs += [f"grad_ellm+layers=all{suffix}+{switch}" for switch in switches]
-    specs += [f"grad_ellm:reference+layers=all{suffix}"]
+    specs += [f"grad_ellm+layers=all{suffix}+{switch}" for switch in switches if not (first and switch.startswith("combine="))]
     if first:
+        specs += ["grad_ellm+layers=all+combine=sum_then_relu"]
+    specs += [f"grad_ellm:reference+layers=all{suffix}"]
+    if first or baselines:
         specs += ["grad_ellm:reference+layers=1"]
+    if baselines and not first:
+        specs += [f"grad_ellm+layers={k}+combine=relu_then_sum" for k in (1, "all")]
     if per_layer and first:  # the last layer alone is layers=1 above
-        specs += [f"grad_ellm+layers=[{i}]" for i in range(n_layers - 1)]
+        specs += [f"grad_ellm+layers=[{i}]{suffix}" for i in range(n_layers - 1)]
     return [*specs, "random"]
+
+
+def canonical(label: str) -> str:
+    """The label the tables show: ``combine`` only where it is ``sum_then_relu`` (without it, each layer's map
+    is ReLU'd, then summed: the first round, run under the 0.2 default, whose specs did not name it)."""
+    return label.replace("+combine=relu_then_sum", "")
 
 
 METRICS = {"auc_pi_ns": "π-Soft-NS AUC", "auc_pi_nc": "π-Soft-NC AUC"}
 ALL = "grad_ellm+layers=all"
+DEFAULT = "grad_ellm+layers=all+combine=sum_then_relu"
+"""This package's default configuration (every layer, the maps summed before the ReLU)."""
 SINGLE = re.compile(r"^grad_ellm\+layers=\[(\d+)\]$")
 LAST_K = re.compile(r"^grad_ellm\+layers=(\d+|all)$")
 
 
 def load_runs(out: Path) -> dict[tuple[str, str], Any]:
-    """``{(model, task): Summary}`` for every ``<out>/<model>/<task>`` folder with results."""
+    """``{(model, task): Summary}`` for every ``<out>/<model>/<task>`` folder with results, under the
+    :func:`canonical` labels (the files are read through relabelled copies; fingerprints do not involve labels)."""
+    import atexit
+    import json
+    import shutil
+    import tempfile
+
     from gradellm_lens.evaluation import summarize
     from gradellm_lens.evaluation.store import results_files
 
     runs = {}
+    tmp = tempfile.mkdtemp(prefix="grad-ellm-study-")  # kept until exit: the summaries name these files
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
     for folder in sorted(p for p in out.glob("*/*") if p.is_dir()):
-        files = results_files(folder)
-        if files:
-            runs[(folder.parent.name, folder.name)] = summarize(files)
+        copies = []
+        for i, path in enumerate(results_files(folder)):
+            lines = []
+            for line in Path(path).read_text(encoding="utf-8").splitlines():
+                record = json.loads(line)
+                if record.get("kind") == "header":
+                    record["methods"] = {canonical(k): v for k, v in record["methods"].items()}
+                elif "method" in record:
+                    record["method"] = canonical(record["method"])
+                lines.append(json.dumps(record, ensure_ascii=False))
+            copies.append(Path(tmp) / f"{folder.parent.name}-{folder.name}-{i}.jsonl")
+            copies[-1].write_text("\n".join(lines) + "\n", encoding="utf-8")
+        if copies:
+            runs[(folder.parent.name, folder.name)] = summarize(copies)
     return runs
 
 
 def n_layers_of(summary) -> int:
-    """The model's layer count, from the files' header: the layers the all-layer configuration used."""
+    """The model's layer count, from the files' header: the most layers any configuration used."""
     from gradellm_lens.evaluation.store import read_results
 
     headers, _, _ = read_results(summary.files[0])
-    return len(next(h["methods"][ALL]["config"]["layers"] for h in headers if ALL in h["methods"]))
+    return max(len(m["config"].get("layers") or []) for h in headers for m in h["methods"].values())
 
 
 def single_layer(label: str) -> int | None:
@@ -409,6 +442,8 @@ def main(argv: list[str] | None = None) -> int:
     methods.add_argument("--per-layer", action="store_true", help="add every single layer's map")
     methods.add_argument("--combine", default="relu_then_sum", choices=("relu_then_sum", "sum_then_relu"),
                          help="the round: relu_then_sum (first) or sum_then_relu (second, from the best)")  # fmt: skip
+    methods.add_argument("--baselines", action="store_true",
+                         help="with the second round: the first round's last and all layers, and the released code")  # fmt: skip
     tables = sub.add_parser("tables", help="write study.md, configs.csv, per_layer.csv and auc_by_layer.png")
     tables.add_argument("out", type=Path, help="the study folder (<out>/<model>/<task>/results*.jsonl)")
     diag = sub.add_parser("diagnose", help="per-layer score shares on template/special/sink/user tokens")
@@ -419,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "diagnose":
         print(diagnose(args.model, args.n, args.out))
     elif args.command == "methods":
-        print(",".join(study_methods(_n_layers(args.model), args.per_layer, args.combine)))
+        print(",".join(study_methods(_n_layers(args.model), args.per_layer, args.combine, args.baselines)))
     elif args.command == "tables":
         for path in write_tables(args.out):
             print(path)

@@ -64,12 +64,32 @@ def test_named_variants_match_reference(tiny_model, tiny_hf, tiny_ids, variant):
     assert method.describe()["variant"] == variant
 
 
-def test_heads_sum_to_layer_map_before_relu(tiny_model, tiny_ids):
-    out = GradEllm(tiny_model, layers="all").attribute(tiny_ids, _steps(tiny_ids, [4, 8]))
+@pytest.mark.parametrize("combine", ["sum_then_relu", "relu_then_sum"])
+def test_heads_sum_to_layer_map_before_relu(tiny_model, tiny_ids, combine):
+    out = GradEllm(tiny_model, combine=combine).attribute(tiny_ids, _steps(tiny_ids, [4, 8]))
     layer_maps = out.layer_head.sum(dim=2)  # [step, layer, pos]
-    torch.testing.assert_close(layer_maps.clamp(min=0).sum(dim=1), out.scores, equal_nan=True)
-    assert out.layers == (0, 1)
+    expected = layer_maps.sum(dim=1).clamp(min=0) if combine == "sum_then_relu" else layer_maps.clamp(min=0).sum(dim=1)
+    torch.testing.assert_close(expected, out.scores, equal_nan=True)
+    assert out.layers == (0, 1)  # every layer by default
     assert (out.scores.nan_to_num() >= 0).all()
+
+
+def test_the_default_is_every_layer_summed_before_the_relu_and_the_old_one_is_a_variant(tiny_model, tiny_ids):
+    """The default configuration (chosen by the study in analyses/results/grad-ellm-study) and the named
+    variants that keep the earlier settings reachable: the 0.2 default and the released code, both last-layer."""
+    steps = _steps(tiny_ids, [8])
+    default = GradEllm(tiny_model)
+    assert (default.options.layers, default.options.combine) == ("all", "sum_then_relu")
+    last = GradEllm(tiny_model, variant="last_layer")
+    assert last.layers == (1,) and last.options.combine == "relu_then_sum"
+    assert last.options.gradient_source == "pre_o" and last.options.spatial == "loosened"
+    reference = GradEllm(tiny_model, variant="reference")
+    assert reference.layers == (1,) and reference.options.gradient_source == "post_o"
+    torch.testing.assert_close(
+        last.attribute(tiny_ids, steps).scores,
+        GradEllm(tiny_model, layers=1, combine="relu_then_sum").attribute(tiny_ids, steps).scores,
+        equal_nan=True,
+    )
 
 
 def test_pattern_variant_is_gradient_times_activation(tiny_model, tiny_ids):

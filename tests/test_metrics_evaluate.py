@@ -369,4 +369,5 @@ def test_frozen_head_on_a_chat_prompt_smollm2(smollm2):
     config = FaithfulnessConfig(n_draws=2)
     _, fast = _step_results(smollm2, ids, target, scores, perturbable, config)
     _, full = _step_results(perturb.BridgeMaskedForward(smollm2, share_head=False), ids, target, scores, perturbable, config)
-    _assert_same_scores(fast, full)
+    # float32 through 30 layers: the cached head and the full prefix round differently (1.2e-5 seen on CI)
+    _assert_same_scores(fast, full, tol=1e-4)

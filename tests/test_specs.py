@@ -76,9 +76,10 @@ def test_bad_specs_are_refused_when_parsed(text, match):
     "first,second",
     [
         ("grad_ellm", "grad_ellm:default"),
-        ("grad_ellm", "grad_ellm+layers=1"),
+        ("grad_ellm", "grad_ellm+layers=all+combine=sum_then_relu"),
+        ("grad_ellm:last_layer", "grad_ellm+layers=1+combine=relu_then_sum"),
         ("grad_ellm+layers=1", "grad_ellm+layers=[-1]"),
-        ("grad_ellm:reference", "grad_ellm+gradient_source=post_o+kv_expansion=legacy_repeat"),
+        ("grad_ellm:reference", "grad_ellm+gradient_source=post_o+kv_expansion=legacy_repeat+layers=1+combine=relu_then_sum"),
         ("grad_ellm", "grad_ellm+share_forward=false"),
         ("occlusion", "occlusion+batch_size=3"),
         ("input_x_gradient", "input_x_gradient+sign=positive"),
@@ -93,9 +94,10 @@ def test_one_computation_under_two_labels_is_refused(tiny_model, first, second):
 
 
 def test_different_computations_are_kept(tiny_model):
-    labels = ["grad_ellm", "grad_ellm+layers=all", "grad_ellm:reference", "input_x_gradient", "input_x_gradient+sign=abs", "random"]
+    labels = ["grad_ellm", "grad_ellm:last_layer", "grad_ellm:reference", "input_x_gradient", "input_x_gradient+sign=abs", "random"]
     built = build_methods(parse_method_specs(labels), tiny_model)
-    assert list(built) == labels and built["grad_ellm+layers=all"].layers == tuple(range(tiny_model.cfg.n_layers))
+    assert list(built) == labels and built["grad_ellm"].layers == tuple(range(tiny_model.cfg.n_layers))
+    assert built["grad_ellm:last_layer"].layers == (tiny_model.cfg.n_layers - 1,)
     options = resolved_options(built["grad_ellm:reference"])
     assert "variant" not in options and not THROUGHPUT_OPTIONS & set(options)
     assert options["gradient_source"] == "post_o" and options["layers"] == [tiny_model.cfg.n_layers - 1]

@@ -3,7 +3,7 @@
 The run's cost is counted in forward passes, and the perturbed inputs of the π-Soft metrics dominate
 it (Huang & Chan, arXiv 2601.03089; Zhao & Aletras 2023): every scored map of a step runs
 
-    R = 2 · n_draws · (1 + |π|)
+    R = 2 · n_draws · (1 + len(π))
 
 perturbed inputs (100 with the defaults), in forward batches of ``B = batch_size`` inputs.
 A method scores ``M`` maps per step: itself and each control (``1 + len(controls)``), ``K =
@@ -87,7 +87,7 @@ def duration(seconds: float) -> str:
 
 
 def inputs_per_map(n_draws: int, n_pis: int) -> int:
-    """``R = 2 · n_draws · (1 + |π|)``: perturbed inputs of one scored map at one step."""
+    """``R = 2 · n_draws · (1 + len(π))``: perturbed inputs of one scored map at one step."""
     return 2 * n_draws * (1 + n_pis)
 
 
