@@ -87,6 +87,7 @@ DEFAULT = "grad_ellm+layers=all+combine=sum_then_relu"
 """This package's default configuration (every layer, the maps summed before the ReLU)."""
 SINGLE = re.compile(r"^grad_ellm\+layers=\[(\d+)\]$")
 LAST_K = re.compile(r"^grad_ellm\+layers=(\d+|all)$")
+LAST_K2 = re.compile(r"^grad_ellm\+layers=(\d+|all)\+combine=sum_then_relu$")
 
 
 def load_runs(out: Path) -> dict[tuple[str, str], Any]:
@@ -215,11 +216,19 @@ def write_tables(out: Path) -> list[Path]:
         n = n_layers_of(summary)
         labels = [m.label for m in summary.methods if m.control is None and m.label != "random"]
         ks = [lab for lab in labels if LAST_K.match(lab)]
-        switches = [lab for lab in labels if lab.startswith(ALL + "+") or lab.startswith("grad_ellm:reference")]
-        lines += [f"## {model}, {task}", "", protocol_line(summary), "", "**Last K layers** (ReLU per layer, then sum):", ""]
-        lines += table_head(ALL) + config_rows(summary, ks, base=ALL) + [""]
-        lines += [f"**Switches, one at a time from `{ALL}`**, and the released code:", ""]
-        lines += table_head(ALL) + config_rows(summary, [ALL, *switches], base=ALL) + [""]
+        ks2 = [lab for lab in labels if LAST_K2.match(lab) and lab != DEFAULT]
+        second = [lab for lab in labels if "+combine=sum_then_relu+" in lab or lab.startswith("grad_ellm:reference+layers=all+combine=")]
+        switches = [lab for lab in labels if (lab.startswith(ALL + "+") or lab.startswith("grad_ellm:reference"))
+                    and lab not in second and lab != DEFAULT]  # fmt: skip
+        lines += [f"## {model}, {task}", "", protocol_line(summary), ""]
+        if ALL in labels:
+            lines += ["**Last K layers** (ReLU per layer, then sum):", ""]
+            lines += table_head(ALL) + config_rows(summary, ks, base=ALL) + [""]
+            lines += [f"**Switches, one at a time from `{ALL}`**, and the released code:", ""]
+            lines += table_head(ALL) + config_rows(summary, [ALL, *([DEFAULT] if DEFAULT in labels else []), *switches], base=ALL) + [""]
+        if DEFAULT in labels and (ks2 or second):
+            lines += [f"**From the default, `{DEFAULT}`** (the second round: last K layers and the switches, one at a time):", ""]
+            lines += table_head(DEFAULT) + config_rows(summary, [DEFAULT, *ks2, *second], base=DEFAULT) + [""]
         singles = sorted((lab for lab in labels if layer_of(lab, n) is not None), key=lambda lab: layer_of(lab, n))
         if len(singles) > 1:
             lines += [f"**Each layer alone** ({len(singles)} of {n} layers):", ""]
@@ -275,7 +284,7 @@ def decision_lines(runs: dict[tuple[str, str], Any]) -> list[str]:
 
 def plot_layers(runs: dict[tuple[str, str], Any], path: Path) -> Path:
     """AUC of each single layer's map against relative depth: one panel per metric, one line per model, with
-    95% bootstrap bands, random's level (dashed) and the all-layer map's (dotted)."""
+    95% bootstrap bands, random's level (dashed) and the default all-layer map's (dotted)."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(10, 4), layout="constrained")
@@ -292,13 +301,14 @@ def plot_layers(runs: dict[tuple[str, str], Any], path: Path) -> Path:
             est = [m.metrics[key] for _, m in singles]
             ax.plot(x, [e.mean for e in est], color=colour, marker="o", ms=3, label=f"{model} ({n} layers), {task}")
             ax.fill_between(x, [e.low for e in est], [e.high for e in est], color=colour, alpha=0.2, lw=0)
-            for label, style in (("random", "--"), (ALL, ":")):
+            present = {m.label for m in summary.methods}
+            for label, style in (("random", "--"), (DEFAULT if DEFAULT in present else ALL, ":")):
                 ax.axhline(summary.row(label).metrics[key].mean, color=colour, ls=style, lw=1)
     for ax, key in zip(axes, METRICS):
         ax.set_xlabel("layer / (layers − 1)   (0 = first layer, 1 = last)")
         ax.set_ylabel(f"{METRICS[key]} (higher is better)")
         ax.set_title(f"{METRICS[key]} of each single layer's map")
-    axes[0].legend(fontsize=8, title="dashed: random; dotted: all layers", title_fontsize=8)
+    axes[0].legend(fontsize=8, title="dashed: random; dotted: the default (all layers, summed, then ReLU)", title_fontsize=8)
     fig.savefig(path, dpi=150)
     return path
 

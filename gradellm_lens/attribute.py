@@ -26,6 +26,7 @@ from .encoding import (
     check_text,
     check_token_ids,
     encode_prompt,
+    user_text_span,
     warn_unknown_tokens,
 )
 from .errors import FlatAttributionWarning, InvalidInputError, LensError, NumericalError
@@ -251,7 +252,7 @@ def explain(
     if target_id is not None:
         Target(target_id, contrast_id, objective).validate(info.d_vocab)
     forced = torch.zeros(0, dtype=torch.long) if continuation is None else _continuation_ids(model, continuation)
-    encoded = []
+    encoded, user_spans = [], []
     for i, item in enumerate(prompts):  # validate every prompt before any expensive work
         with _naming_prompt(i, len(prompts), batch is not None):
             ids = encode_prompt(model, item, prompt_format=prompt_format, system=system)
@@ -259,6 +260,7 @@ def explain(
             if generate:
                 _generation_room(ids, info.n_ctx)
             encoded.append(ids)
+            user_spans.append(user_text_span(model, item, ids, prompt_format, system))
     if (hint := spaced_target_hint(model, encoded[0], target, target_id)) is not None:
         warnings.warn(hint, stacklevel=2)
     results = []
@@ -271,7 +273,9 @@ def explain(
             sequence = torch.cat([ids, generated.cpu()])
             steps = build_steps(ids.shape[0], sequence, target=target_id, contrast=contrast_id, objective=objective)
             result = attribute_sequence(model, sequence, steps, attributor, prompt_length=ids.shape[0])
-            result = replace(result, options={**result.options, "prompt_format": prompt_format})
+            result = replace(
+                result, options={**result.options, "prompt_format": prompt_format}, user_span=user_spans[i]
+            )
         if result.flat_steps:
             label = "" if batch is None else f"prompt {i + 1} of {len(encoded)}: "
             warnings.warn(

@@ -10,7 +10,10 @@
 * :func:`check_token_ids` is the one token-id validation (1-D integer ids inside the vocabulary and
   the context);
 * :func:`encode_prompt` turns a prompt (text in a :data:`PROMPT_FORMATS` format, or ids) into
-  checked ids; :func:`chat_messages` builds the chat-template messages.
+  checked ids; :func:`chat_messages` builds the chat-template messages;
+* :func:`token_spans` finds the tokens of character spans of the text inside those ids (the user's
+  text inside a chat template, a dataset field inside a prompt template); :func:`encode_with_spans`
+  does both.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 import json
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, get_args
 
 import torch
@@ -29,6 +32,8 @@ from .models.capabilities import ModelInfo, model_info
 from .typing import TokenIds
 
 Prompt = str | Sequence[int] | torch.Tensor
+Span = tuple[int, int]
+"""A half-open range ``[start, end)`` of character or token positions."""
 
 PromptFormat = Literal["plain", "chat"]
 PROMPT_FORMATS: tuple[str, ...] = get_args(PromptFormat)
@@ -243,3 +248,65 @@ def warn_unknown_tokens(tokenizer, text: str, ids: Sequence[int], what: str) -> 
             UnknownTokenWarning,
             stacklevel=4,
         )
+
+
+def token_offsets(tokenizer, text: str) -> tuple[list[int], list[Span]]:
+    """Token ids of ``text`` (no special tokens added) and each token's character span."""
+    try:
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    except NotImplementedError:
+        raise InvalidInputError(
+            "Locating the user text needs a fast (Rust) tokenizer with offset mappings; this tokenizer has none."
+        ) from None
+    return list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
+
+
+def token_spans(
+    model, text: str, ids: TokenIds, char_spans: Mapping[str, Span], prompt_format: PromptFormat,
+    system: str | None = None,
+) -> tuple[Span, ...]:  # fmt: skip
+    """The token span of each character span of ``text`` in ``ids`` (``encode_prompt``'s ids of ``text``).
+
+    Spans that cover no token are left out. Raises :class:`InvalidInputError` when the chat template
+    changed the text or the ids do not end with the tokenizer's own tokens of the rendered prompt.
+    """
+    tokenizer = model.tokenizer
+    rendered = (
+        tokenizer.apply_chat_template(chat_messages(text, system), add_generation_prompt=True, tokenize=False)
+        if prompt_format == "chat"
+        else text
+    )
+    base = rendered.rfind(text)
+    if base < 0:
+        raise InvalidInputError("The chat template changed the user text, so its tokens cannot be located.")
+    enc_ids, offsets = token_offsets(tokenizer, rendered)
+    shift = ids.shape[0] - len(enc_ids)
+    if shift < 0 or ids[shift:].tolist() != enc_ids:
+        raise InvalidInputError("Could not align the prompt's tokens with the tokenizer's offsets.")
+    out = []
+    for a, b in char_spans.values():
+        inside = [j for j, (s, e) in enumerate(offsets) if e > s and s < base + b and e > base + a]
+        if inside:
+            out.append((inside[0] + shift, inside[-1] + 1 + shift))
+    return tuple(out)
+
+
+def encode_with_spans(
+    model, text: str, char_spans: Mapping[str, Span], prompt_format: PromptFormat, system: str | None = None
+) -> tuple[TokenIds, tuple[Span, ...]]:
+    """Token ids of ``text`` (as :func:`encode_prompt` makes them) and the token span of each char span."""
+    ids = encode_prompt(model, text, prompt_format=prompt_format, system=system)
+    return ids, token_spans(model, text, ids, char_spans, prompt_format, system)
+
+
+def user_text_span(model, prompt: Prompt, ids: TokenIds, prompt_format: PromptFormat, system: str | None = None) -> Span | None:
+    """The tokens of the user's own text in ``ids``: without the chat template, the system prompt and the
+    special tokens the tokenizer adds (a BOS). None for prompts given as ids, or where the tokens cannot be
+    located (the views then show every token)."""
+    if not isinstance(prompt, str):
+        return None
+    try:
+        spans = token_spans(model, prompt, ids, {"user": (0, len(prompt))}, prompt_format, system)
+    except InvalidInputError:
+        return None
+    return spans[0] if spans else None

@@ -39,6 +39,10 @@ class UnknownTokenWarning(UserWarning):
     """Parts of a text are not in the model's vocabulary and became the tokenizer's unknown token."""
 
 
+class HiddenTokensWarning(UserWarning):
+    """A table or view leaves out prompt tokens outside the user's text (``full_prompt=True`` keeps them)."""
+
+
 def did_you_mean(name: str, choices: Iterable[str], cutoff: float = 0.5) -> str:
     """Return ``" Did you mean 'x'?"`` for the closest choice, or ``""`` when nothing is close.
 

@@ -24,10 +24,12 @@ file and the field.
 from __future__ import annotations
 
 import glob
+import html
 import json
 import math
 import os
 import sys
+import warnings
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -39,7 +41,7 @@ import numpy as np
 import torch
 
 from .encoding import check_text, decode_json
-from .errors import InvalidInputError, MissingPackageError, NumericalError
+from .errors import HiddenTokensWarning, InvalidInputError, MissingPackageError, NumericalError
 from .numerics import first_nonfinite_row, flat_rows, prefix_mask
 from .tokens import display_token, quote_token
 from .typing import StepLayerHeadScores, StepScores, TokenIds
@@ -115,6 +117,12 @@ class AttributionResult:
         target_tokens: string form of each step's explained token (a label word too, even when
             it is not in the sequence); derived from the sequence when not given.
         contrast_tokens: string form of each step's contrast token (None without a contrast).
+        user_span: ``(start, end)``, the prompt tokens of the user's own text (without a chat
+            template, its system prompt or a BOS the tokenizer adds), or None where unknown. The
+            views (:meth:`show`, the notebook display, the HTML report) and :meth:`to_dataframe`
+            show those tokens and the generated ones by default, with a note that the rest is
+            hidden; ``full_prompt=True`` shows every token. The scores themselves always cover the
+            whole prompt.
 
     Validation (``__post_init__``, so also on :meth:`load` and :meth:`with_scores`): shapes must
     agree, step positions lie inside the sequence, ids are non-negative, token strings are valid
@@ -147,6 +155,7 @@ class AttributionResult:
     diagnostics: dict[str, Any] = field(default_factory=dict)
     target_tokens: tuple[str, ...] = ()
     contrast_tokens: tuple[str | None, ...] = ()
+    user_span: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if self.scores.ndim != 2:
@@ -161,6 +170,11 @@ class AttributionResult:
                 raise InvalidInputError(f"{name} has {len(getattr(self, name))} entries for {n_steps} steps.")
         if not 0 <= self.prompt_length <= n_pos:
             raise InvalidInputError(f"prompt_length {self.prompt_length} is outside 0..{n_pos}.")
+        if self.user_span is not None:
+            span = tuple(self.user_span)
+            if len(span) != 2 or not all(isinstance(x, int) for x in span) or not 0 <= span[0] < span[1] <= self.prompt_length:
+                raise InvalidInputError(f"user_span {self.user_span} is not a (start, end) range inside the prompt's {self.prompt_length} tokens.")
+            object.__setattr__(self, "user_span", span)
         if bad := [p for p in self.step_positions if not 0 <= p < n_pos]:
             raise InvalidInputError(f"Step position {bad[0]} is outside the sequence of {n_pos} tokens.")
         ids = [*self.target_ids, *(c for c in self.contrast_ids if c is not None)]
@@ -244,6 +258,44 @@ class AttributionResult:
         return replace(self, scores=scores, **changes)
 
     # ---- looking at it ----------------------------------------------------------------------------
+    def visible_positions(self, full_prompt: bool = False) -> list[int]:
+        """The positions the views show: the user's text and the generated tokens (every position with
+        ``full_prompt=True`` or where :attr:`user_span` is unknown)."""
+        if full_prompt or self.user_span is None:
+            return list(range(len(self.tokens)))
+        start, end = self.user_span
+        return [*range(start, end), *range(self.prompt_length, len(self.tokens))]
+
+    @property
+    def hidden_note(self) -> str | None:
+        """The note the views show when they hide prompt tokens (None when nothing is hidden)."""
+        n = len(self.tokens) - len(self.visible_positions())
+        if not n:
+            return None
+        return (f"Showing the user's text: {n} other prompt token(s) (chat template, system prompt, special "
+                "tokens) are hidden, not removed; full_prompt=True shows every token.")  # fmt: skip
+
+    def user_view(self) -> AttributionResult:
+        """A copy restricted to :meth:`visible_positions` (for display: each step's row ends at its last
+        visible position; the explained tokens are unchanged); ``self`` when nothing is hidden."""
+        keep = self.visible_positions()
+        if len(keep) == len(self.tokens):
+            return self
+        index = torch.tensor(keep)
+        positions = tuple(max(j for j, p in enumerate(keep) if p <= q) for q in self.step_positions)
+        start, end = self.user_span  # type: ignore[misc]
+        return replace(
+            self,
+            tokens=tuple(self.tokens[p] for p in keep),
+            token_ids=self.token_ids[index],
+            prompt_length=end - start,
+            scores=self.scores[:, index],
+            step_positions=positions,
+            layer_head=None if self.layer_head is None else self.layer_head[..., index],
+            user_span=None,
+            diagnostics={**self.diagnostics, "hidden_note": self.hidden_note},
+        )
+
     def __repr__(self) -> str:
         variant = "" if self.variant in (None, "default") else f" ({self.variant})"
         steps = ", ".join(self.explained(t) for t in range(min(self.n_steps, 3)))
@@ -254,33 +306,46 @@ class AttributionResult:
             f"({self.prompt_length} prompt), {self.n_steps} step(s) [{steps}{more}]{layer_head}>"
         )
 
-    def show(self, **options: Any) -> None:
+    def show(self, *, full_prompt: bool = False, **options: Any) -> None:
         """Show the result: rich HTML in a notebook, else a heatmap on stdout (colour when a terminal).
 
-        ``options`` go to :func:`gradellm_lens.viz.render` (e.g. ``max_steps=2``, ``color=False``).
+        The user's text and the generated tokens by default (see :attr:`user_span`; a note says what
+        is hidden); ``full_prompt=True`` shows every token. ``options`` go to
+        :func:`gradellm_lens.viz.render` (e.g. ``max_steps=2``, ``color=False``).
         """
         if _in_notebook() and not options:
-            from IPython.display import display
+            from IPython.display import HTML, display
 
-            display(self)
+            display(HTML(self._render_html(full_prompt)))
             return
-        print(self._render("text", **options))
+        shown = self if full_prompt else self.user_view()
+        note = None if full_prompt else self.hidden_note
+        print(shown._render("text", **options) + (f"\n{note}" if note else ""))
 
     def _repr_html_(self) -> str | None:
-        return self._render("html") if "html" in _RENDERERS else None
+        return self._render_html(full_prompt=False) if "html" in _RENDERERS else None
+
+    def _render_html(self, full_prompt: bool) -> str:
+        shown = self if full_prompt else self.user_view()
+        note = None if full_prompt else self.hidden_note
+        return shown._render("html") + (f'<p style="font-size:0.85em;color:#555">{html.escape(note)}</p>' if note else "")
 
     def _render(self, kind: str, **options: Any) -> str:
         if kind not in _RENDERERS:
             raise InvalidInputError(f"No {kind} renderer is registered: import gradellm_lens.viz first.")
         return _RENDERERS[kind](self, **options)
 
-    def to_dataframe(self, *, layer_head: bool = False):
+    def to_dataframe(self, *, layer_head: bool = False, full_prompt: bool = False):
         """The scores as a long-format ``pandas.DataFrame`` (pandas is imported here, on first use).
 
         One row per step and prefix position: ``step`` (0-based), ``target`` (the explained token as
         text, ``"' positive' vs ' negative'"`` with a contrast), ``position``, ``token`` (text),
         ``score``. With ``layer_head=True``, one row per step, layer, head and position, with
         ``layer`` (model index), ``head`` and ``score`` the per-head contribution.
+
+        Only the user's text and the generated tokens by default (see :attr:`user_span`), with their
+        positions in the full sequence; a :class:`~gradellm_lens.errors.HiddenTokensWarning` says how
+        many prompt tokens are left out, and ``full_prompt=True`` gives every position.
         """
         try:
             import pandas as pd
@@ -289,19 +354,22 @@ class AttributionResult:
         if layer_head and self.layer_head is None:
             raise InvalidInputError(f"The {self.method!r} result has no layer_head decomposition.")
         text = [display_token(t) for t in self.tokens]
+        shown = set(self.visible_positions(full_prompt))
+        if not full_prompt and self.hidden_note:
+            warnings.warn(self.hidden_note, HiddenTokensWarning, stacklevel=2)
         rows = []
         for t in range(self.n_steps):
             n = self.step_positions[t] + 1
             base = {"step": t, "target": self.explained(t)}
             if not layer_head:
                 rows += [{**base, "position": i, "token": text[i], "score": float(s)}
-                         for i, s in enumerate(self.scores[t, :n].tolist())]  # fmt: skip
+                         for i, s in enumerate(self.scores[t, :n].tolist()) if i in shown]  # fmt: skip
                 continue
             values = self.layer_head[t, :, :, :n].tolist()
             for li, layer in enumerate(self.layers):
                 for h, per_pos in enumerate(values[li]):
                     rows += [{**base, "layer": layer, "head": h, "position": i, "token": text[i], "score": s}
-                             for i, s in enumerate(per_pos)]  # fmt: skip
+                             for i, s in enumerate(per_pos) if i in shown]  # fmt: skip
         columns = ["step", "target", *(["layer", "head"] if layer_head else []), "position", "token", "score"]
         return pd.DataFrame(rows, columns=columns)
 
@@ -321,6 +389,7 @@ class AttributionResult:
             "diagnostics": self.diagnostics,
             "target_tokens": list(self.target_tokens),
             "contrast_tokens": list(self.contrast_tokens),
+            "user_span": None if self.user_span is None else list(self.user_span),
         }
 
     def _arrays(self) -> dict[str, np.ndarray]:
@@ -585,8 +654,10 @@ _META_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "target_tokens": (lambda v: isinstance(v, list) and all(isinstance(t, str) for t in v), "a list of strings"),
     "contrast_tokens": (lambda v: isinstance(v, list) and all(t is None or isinstance(t, str) for t in v),
                         "a list of strings or nulls"),  # fmt: skip
+    "user_span": (lambda v: v is None or (isinstance(v, list) and len(v) == 2 and all(_is_int(x) for x in v)),
+                  "null or two integers [start, end]"),
 }
-_META_DEFAULTS: dict[str, Any] = {"diagnostics": {}, "target_tokens": [], "contrast_tokens": []}
+_META_DEFAULTS: dict[str, Any] = {"diagnostics": {}, "target_tokens": [], "contrast_tokens": [], "user_span": None}
 
 
 def _meta_field(meta: dict[str, Any], name: str) -> Any:
@@ -606,6 +677,8 @@ def _fields(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str, An
     values = {name: _meta_field(meta, name) for name in _META_FIELDS}
     for name in ("tokens", "layers", "target_tokens", "contrast_tokens"):
         values[name] = tuple(values[name])
+    if values["user_span"] is not None:
+        values["user_span"] = tuple(int(x) for x in values["user_span"])
     ints = {k: [int(x) for x in arrays[k]] for k in ("step_positions", "target_ids", "contrast_ids")}
     if any(c < -1 for c in ints["contrast_ids"]):
         raise _FileProblem("contrast_ids must be -1 (none) or a token id")

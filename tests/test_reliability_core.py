@@ -372,7 +372,8 @@ def test_all_negative_layer_maps_give_flagged_zeros_not_nan(tiny_model):
 
 def test_flat_maps_warn_and_keep_zeros(tiny_model):
     """With all value vectors zeroed, gradient x value is 0 everywhere: an all-zero, flagged result."""
-    with tiny_model.hooks(fwd_hooks=[("blocks.1.attn.hook_v", lambda v, hook: v * 0)]):
+    zero_v = [(f"blocks.{i}.attn.hook_v", lambda v, hook: v * 0) for i in range(tiny_model.cfg.n_layers)]
+    with tiny_model.hooks(fwd_hooks=zero_v):  # every layer: the default attributes all of them
         with pytest.warns(FlatAttributionWarning, match=r"step\(s\) \[0, 1\] have flat scores"):
             result = gl.explain(tiny_model, "the cat sat", max_new_tokens=2)
     assert result.flat_steps == (0, 1)
@@ -737,7 +738,7 @@ def test_methods_help_is_plain_text(capsys):
         for markup in ("``", ":math:", ":class:", ".. math::", "\\", "{", "}"):
             assert markup not in out, (name, markup)
     _, out, _ = _cli(capsys, "methods", "grad_ellm")
-    assert "H_i = Σ_ℓ ReLU(Σ_h c^(ℓ,h)_i)" in out and "λ^ℓ_i = minmax_(i ≤ p) cos(q^ℓ_p, k^ℓ_i)" in out
+    assert "H_i = ReLU(Σ_ℓ Σ_h c^(ℓ,h)_i)" in out and "λ^ℓ_i = minmax_(i ≤ p) cos(q^ℓ_p, k^ℓ_i)" in out
 
 
 def test_latex_text():

@@ -315,7 +315,7 @@ def test_repr_is_short_and_show_prints_without_ansi_when_not_a_terminal(label_re
 
 
 def test_repr_html_is_a_static_heatmap(contrast_result):
-    page = contrast_result._repr_html_()
+    page = contrast_result._render_html(full_prompt=True)
     assert "<script" not in page and "step 2/2 -&gt; &#x27;good&#x27; vs &#x27;bad&#x27;" in page
     n_spans = sum(p + 1 for p in contrast_result.step_positions)
     assert len(re.findall(r'<span title="[^"]+" style="background:rgb', page)) == n_spans
@@ -324,13 +324,13 @@ def test_repr_html_is_a_static_heatmap(contrast_result):
 def test_to_dataframe_long_format(contrast_result):
     pd = pytest.importorskip("pandas")
     r = contrast_result
-    df = r.to_dataframe()
+    df = r.to_dataframe(full_prompt=True)
     assert list(df.columns) == ["step", "target", "position", "token", "score"]
     assert len(df) == sum(p + 1 for p in r.step_positions)
     for (step, position), score in df.set_index(["step", "position"])["score"].items():
         assert score == pytest.approx(float(r.scores[step, position]))
     assert set(df["target"]) == {"'very' vs 'bad'", "'good' vs 'bad'"}
-    heads = r.to_dataframe(layer_head=True)
+    heads = r.to_dataframe(layer_head=True, full_prompt=True)
     assert list(heads.columns) == ["step", "target", "layer", "head", "position", "token", "score"]
     n_layers, n_heads = r.layer_head.shape[1:3]
     assert len(heads) == n_layers * n_heads * len(df)
@@ -343,3 +343,64 @@ def test_to_dataframe_without_decomposition(tiny_model):
     result = explain(tiny_model, "the cat sat", "saliency", max_new_tokens=1)
     with pytest.raises(InvalidInputError, match="no layer_head"):
         result.to_dataframe(layer_head=True)
+
+
+# ---- the user's text view --------------------------------------------------------------------------
+def test_a_chat_prompt_records_the_user_text_and_the_views_hide_the_rest(tiny_model):
+    """The chat template's tokens are scored but hidden by default, with a note; full_prompt shows them."""
+    prompt = "the cat sat on the mat"
+    r = explain(tiny_model, prompt, prompt_format="chat", max_new_tokens=2)
+    start, end = r.user_span
+    assert tiny_model.tokenizer.decode(r.token_ids[start:end]).strip() == prompt
+    assert 0 < start and end < r.prompt_length  # template tokens on both sides
+    hidden = r.prompt_length - (end - start)
+    assert r.hidden_note is not None and f"{hidden} other prompt token" in r.hidden_note
+    assert r.visible_positions() == [*range(start, end), *range(r.prompt_length, len(r.tokens))]
+    assert r.visible_positions(full_prompt=True) == list(range(len(r.tokens)))
+
+    view = r.user_view()
+    assert view.tokens == tuple(r.tokens[p] for p in r.visible_positions())
+    assert view.prompt_length == end - start and view.target_tokens == r.target_tokens
+    for t in range(r.n_steps):  # each step's scores are the full result's, at the visible positions
+        kept = [p for p in r.visible_positions() if p <= r.step_positions[t]]
+        torch.testing.assert_close(view.step_scores(t), r.scores[t, kept])
+        assert view.layer_head[t, :, :, : len(kept)].shape[-1] == len(kept)
+    assert view.diagnostics["hidden_note"] == r.hidden_note
+
+    with pytest.warns(UserWarning, match="other prompt token"):
+        df = r.to_dataframe()
+    assert set(df.position) == {p for p in r.visible_positions() if p <= max(r.step_positions)}
+    full = r.to_dataframe(full_prompt=True)
+    assert set(full.position) == set(range(max(r.step_positions) + 1))
+    assert "full_prompt=True" in r._repr_html_() and "full_prompt" not in r._render_html(full_prompt=True)
+
+
+def test_a_plain_prompt_hides_only_the_tokenizers_own_special_tokens(tiny_model):
+    r = explain(tiny_model, "the cat sat", max_new_tokens=1)
+    prepended = r.prompt_length - len(tiny_model.tokenizer("the cat sat", add_special_tokens=False)["input_ids"])
+    assert r.user_span == (prepended, r.prompt_length)
+    assert (r.hidden_note is None) == (prepended == 0)
+
+
+def test_ids_have_no_user_span_and_show_everything(tiny_model, tiny_ids):
+    r = explain(tiny_model, tiny_ids, max_new_tokens=1)
+    assert r.user_span is None and r.hidden_note is None and r.user_view() is r
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".json"])
+def test_the_user_span_survives_a_round_trip_and_a_bad_one_is_refused(tiny_model, tmp_path, suffix):
+    r = explain(tiny_model, "the cat sat on the mat", prompt_format="chat", max_new_tokens=1)
+    assert AttributionResult.load(r.save(tmp_path / f"r{suffix}")).user_span == r.user_span
+    with pytest.raises(InvalidInputError, match="user_span"):
+        dataclasses.replace(r, user_span=(0, r.prompt_length + 1))
+
+
+def test_the_explain_command_hides_the_template_unless_asked(tiny_model, capsys, monkeypatch):
+    from gradellm_lens.cli import main as cli_main
+
+    monkeypatch.setattr("gradellm_lens.cli.explain.load_model_from_args", lambda args: tiny_model)
+    args = ["explain", "the cat sat", "--prompt-format", "chat", "--max-new-tokens", "1", "--no-color", "--no-progress"]
+    assert cli_main.main(args) == 0
+    assert "--full-prompt shows every token" in capsys.readouterr().out
+    assert cli_main.main([*args, "--full-prompt"]) == 0
+    assert "hidden" not in capsys.readouterr().out

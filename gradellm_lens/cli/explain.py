@@ -41,6 +41,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="write one self-contained HTML report for all prompts here")
     p.add_argument("--save", default=None, help="save each result here (.npz, or .json)")
     p.add_argument("--no-color", action="store_true", help="plain-text heatmap (colour is used only on a terminal)")
+    p.add_argument("--full-prompt", action="store_true",
+                   help="show every prompt token (default: the user's text and the generated tokens; chat template, "
+                   "system prompt and special tokens hidden, with a note)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (shown only on a terminal)")
     return p
 
@@ -153,7 +156,9 @@ def run(args: argparse.Namespace) -> int:
     color = False if args.no_color else None
     ordered = [per_method[m][i] for i in range(len(prompts)) for m in range(len(specs))]
     for result in ordered:
-        print(render(result, color=color))
+        note = None if args.full_prompt else result.hidden_note
+        shown = result if args.full_prompt else result.user_view()
+        print(render(shown, color=color) + ("" if note is None else "\n" + note.replace("full_prompt=True", "--full-prompt")))
     if args.save:
         for i, result in enumerate(ordered):
             prompt_index = i // len(specs) if len(prompts) > 1 else None
@@ -161,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"saved {result.save(path)}")
     if args.out:
         title = prompts[0] if len(prompts) == 1 else f"{len(prompts)} prompts from {args.prompts_file}"
-        print(f"wrote {write_report(ordered, args.out, title=title)}")
+        print(f"wrote {write_report(ordered, args.out, title=title, full_prompt=args.full_prompt)}")
     return 0
 
 

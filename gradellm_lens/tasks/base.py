@@ -33,11 +33,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from ..encoding import PROMPT_FORMATS, PromptFormat, check_text, encode_prompt
+from ..encoding import PROMPT_FORMATS, PromptFormat, check_text, encode_prompt, encode_with_spans
 from ..errors import InvalidInputError, UnknownTokenWarning, unknown_name_error
 from ..models import model_info
 from . import data
-from .prompts import PromptedExample, encode_with_spans, fill_template, template_fields, truncate_to_tokens
+from .prompts import PromptedExample, fill_template, template_fields, truncate_to_tokens
 
 TaskKind = Literal["classification", "generation"]
 TaskFamily = Literal["evaluation", "contrast"]

@@ -25,11 +25,9 @@ from typing import Any
 
 import torch
 
-from ..encoding import PromptFormat, chat_messages, encode_prompt
+from ..encoding import Span, token_offsets
 from ..errors import InvalidInputError
 from ..typing import PositionMask, TokenIds
-
-Span = tuple[int, int]
 
 
 @dataclass(frozen=True)
@@ -118,48 +116,11 @@ def fill_template(template: str, fields: Mapping[str, Any]) -> tuple[str, dict[s
     return "".join(parts), spans
 
 
-def _offsets(tokenizer, text: str) -> tuple[list[int], list[Span]]:
-    try:
-        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    except NotImplementedError:
-        raise InvalidInputError(
-            "Locating the user text needs a fast (Rust) tokenizer with offset mappings; this tokenizer has none."
-        ) from None
-    return list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
-
-
 def truncate_to_tokens(tokenizer, text: str, max_tokens: int | None) -> tuple[str, bool]:
     """The longest prefix of ``text`` covering its first ``max_tokens`` tokens, and whether it was cut."""
     if max_tokens is None:
         return text, False
-    ids, offsets = _offsets(tokenizer, text)
+    ids, offsets = token_offsets(tokenizer, text)
     if len(ids) <= max_tokens:
         return text, False
     return text[: offsets[max_tokens - 1][1]], True
-
-
-def encode_with_spans(
-    model, text: str, char_spans: Mapping[str, Span], prompt_format: PromptFormat, system: str | None = None
-) -> tuple[TokenIds, tuple[Span, ...]]:
-    """Token ids of ``text`` (as ``encode_prompt`` makes them) and the token span of each char span."""
-    tokenizer = model.tokenizer
-    chat = prompt_format == "chat"
-    ids = encode_prompt(model, text, prompt_format=prompt_format, system=system)
-    rendered = (
-        tokenizer.apply_chat_template(chat_messages(text, system), add_generation_prompt=True, tokenize=False)
-        if chat
-        else text
-    )
-    base = rendered.rfind(text)
-    if base < 0:
-        raise InvalidInputError("The chat template changed the user text, so its tokens cannot be located.")
-    enc_ids, offsets = _offsets(tokenizer, rendered)
-    shift = ids.shape[0] - len(enc_ids)
-    if shift < 0 or ids[shift:].tolist() != enc_ids:
-        raise InvalidInputError("Could not align the prompt's tokens with the tokenizer's offsets.")
-    token_spans = []
-    for a, b in char_spans.values():
-        inside = [j for j, (s, e) in enumerate(offsets) if e > s and s < base + b and e > base + a]
-        if inside:
-            token_spans.append((inside[0] + shift, inside[-1] + 1 + shift))
-    return ids, tuple(token_spans)

@@ -195,6 +195,7 @@ def write_report(
     *,
     head_truth: HeadImportance | None = None,
     head_scorers: Mapping[str, HeadImportance] | None = None,
+    full_prompt: bool = False,
 ) -> Path:
     """Write one self-contained HTML page (no network requests) for one or several results.
 
@@ -206,6 +207,8 @@ def write_report(
         head_truth, head_scorers: a ground-truth head importance (e.g. activation patching's) and
             ``{name: HeadImportance}`` scorers, shown first as the side-by-side layer x head view
             (:func:`~.plots.plot_head_comparison`).
+        full_prompt: show every prompt token; by default only the user's text and the generated
+            tokens (:meth:`AttributionResult.user_view`), with a note saying how many are hidden.
 
     Returns:
         The path written.
@@ -227,7 +230,12 @@ def write_report(
     for i, group in enumerate(groups):
         if len(groups) > 1:
             page.add(f"<h2>Example {i + 1}</h2>")
+        note = None if full_prompt else group[0].hidden_note
+        if not full_prompt:
+            group = [r.user_view() for r in group]
         page.add(_text_block(group[0]))
+        if note:
+            page.add(_note(note.replace("full_prompt=True", "full_prompt=True (--full-prompt)")))
         if len(group) > 1:
             _side_by_side(page, group)
         for r in group:
