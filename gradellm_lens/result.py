@@ -293,7 +293,7 @@ class AttributionResult:
             step_positions=positions,
             layer_head=None if self.layer_head is None else self.layer_head[..., index],
             user_span=None,
-            diagnostics={**self.diagnostics, "hidden_note": self.hidden_note},
+            diagnostics={**self.diagnostics, "hidden_note": self.hidden_note, "shown_positions": keep},
         )
 
     def __repr__(self) -> str:

@@ -286,6 +286,23 @@ def test_partial_last_line_is_dropped_and_corruption_elsewhere_is_reported(tmp_p
         read_results(path)
 
 
+def test_results_of_grad_ellms_earlier_default_never_mix_with_the_new_one(tmp_path):
+    """A file whose ``grad_ellm`` was the last layer, ReLU per layer (the 0.2 default), refuses the new default."""
+    from gradellm_lens.methods import make_method
+    from gradellm_lens.models import load_model
+
+    model = load_model("tiny-llama")
+    old = make_method("grad_ellm", model, variant="last_layer").describe()
+    new = make_method("grad_ellm", model).describe()
+    assert (old["layers"], old["combine"]) == ([model.cfg.n_layers - 1], "relu_then_sum")
+    assert (new["layers"], new["combine"]) == (list(range(model.cfg.n_layers)), "sum_then_relu")
+    config = {"task": {"task": "t", "kind": "generation"}, "model": {"name": "m"}}
+    with ResultsFile(tmp_path / "r.jsonl", RunHeader(config, {"grad_ellm": {**old, "variant": "default"}})):
+        pass
+    with pytest.raises(InvalidInputError, match=r"method 'grad_ellm' was run with different options \((layers|combine)"):
+        ResultsFile(tmp_path / "r.jsonl", RunHeader(config, {"grad_ellm": new}))
+
+
 def test_a_second_writer_is_refused(tmp_path):
     header = RunHeader({"task": {"task": "t", "kind": "generation"}, "model": {"name": "m"}}, {"m": {}})
     with ResultsFile(tmp_path / "r.jsonl", header):

@@ -366,6 +366,10 @@ def test_a_chat_prompt_records_the_user_text_and_the_views_hide_the_rest(tiny_mo
         torch.testing.assert_close(view.step_scores(t), r.scores[t, kept])
         assert view.layer_head[t, :, :, : len(kept)].shape[-1] == len(kept)
     assert view.diagnostics["hidden_note"] == r.hidden_note
+    from gradellm_lens.viz.views import top_tokens
+
+    best = int(r.scores[0, start:end].argmax()) + start  # positions in the view are the full sequence's
+    assert top_tokens(view, 0)[0].rsplit(" ", 1)[0].endswith(f"@{best}")
 
     with pytest.warns(UserWarning, match="other prompt token"):
         df = r.to_dataframe()

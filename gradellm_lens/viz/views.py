@@ -80,10 +80,12 @@ def token_labels(tokens: Sequence[str], component: Component) -> list[str]:
 
 def top_tokens(result: AttributionResult, step: int, k: int = 5) -> list[str]:
     """The ``k`` highest-scoring tokens of a step's prefix as ``"' a'@12 0.550"``: the quoted token, its
-    position (repeated tokens are told apart) and its score."""
+    position in the full sequence (repeated tokens are told apart; a :meth:`~AttributionResult.user_view`
+    keeps the positions it shows) and its score."""
     scores = finite(result.step_scores(step))
     top = scores.argsort(descending=True, stable=True)[:k].tolist()
-    return [f"{quote_token(result.tokens[i])}@{i} {float(scores[i]):.3f}" for i in top]
+    positions = result.diagnostics.get("shown_positions") or range(len(result.tokens))
+    return [f"{quote_token(result.tokens[i])}@{positions[i]} {float(scores[i]):.3f}" for i in top]
 
 
 BOUNDS_NOTE = (
