@@ -246,6 +246,7 @@ def write_tables(out: Path) -> list[Path]:
             record |= passes(summary, label)
             (layer_csv if record["layer"] is not None else config_csv).append(record)
     lines += decision_lines(runs)
+    lines += predictor_lines(out, layer_csv)
     paths = [out / "study.md", out / "configs.csv", out / "per_layer.csv"]
     paths[0].write_text("\n".join(lines) + "\n", encoding="utf-8")
     for path, rows in zip(paths[1:], (config_csv, layer_csv)):
@@ -279,6 +280,34 @@ def decision_lines(runs: dict[tuple[str, str], Any]) -> list[str]:
         passed = sum(m == "4/4" for m in marks)
         lines.append(f"| `{label}` | " + " | ".join(marks) + f" | {passed}/{len(marks)} | "
                      f"{sum(dns) / len(dns):+.3f}, {sum(dnc) / len(dnc):+.3f} |")  # fmt: skip
+    return [*lines, ""]
+
+
+PREDICTORS = {"user": "share of the map on the text", "template": "share on the instruction",
+              "user_zeroed": "text tokens the ReLU zeroes", "occlusion_rho": "ρ with occlusion"}  # fmt: skip
+
+
+def predictor_lines(out: Path, layer_rows: list[dict[str, Any]]) -> list[str]:
+    """Across layers, Spearman's ρ between each diagnosis statistic of a layer's map (``diagnose``'s CSV, spatial
+    ``loosened``) and that layer's AUC on the same model's SST-2 run: what tells a faithful layer from another."""
+    from gradellm_lens.analysis.correlation import spearman
+
+    lines = ["## What tells a faithful layer from another", "",
+             "Spearman's ρ across a model's layers between a statistic of the layer's map (from `diagnose`, the same "
+             "SST-2 examples) and the layer's AUC (the *each layer alone* tables).", "",
+             "| model | layers | " + " | ".join(f"{name}: {m}" for name in PREDICTORS.values() for m in ("NS", "NC")) + " |",
+             "|---|---|" + "---|" * (2 * len(PREDICTORS))]  # fmt: skip
+    for path in sorted(out.glob("diagnosis-*.csv")):
+        model = path.stem.removeprefix("diagnosis-")
+        with path.open(encoding="utf-8") as f:
+            diag = {int(r["layer"]): r for r in csv.DictReader(f) if r["spatial"] == "loosened" and r["layer"].isdigit()}
+        aucs = {r["layer"]: r for r in layer_rows if r["model"] == model and r["task"] == "sst2"}
+        layers = sorted(set(diag) & set(aucs))
+        if len(layers) < 3:
+            continue
+        cells = [f"{spearman([float(diag[i][stat]) for i in layers], [aucs[i][key] for i in layers]):+.2f}"
+                 for stat in PREDICTORS for key in METRICS]  # fmt: skip
+        lines.append(f"| {model} | {len(layers)} | " + " | ".join(cells) + " |")
     return [*lines, ""]
 
 
