@@ -27,8 +27,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
+
+from ..optional import require
+
+require("matplotlib", "evaluation", "Figures (gradellm_lens.viz.plots)")
+from matplotlib.figure import Figure  # noqa: E402  (after the check that names the extra)
+from matplotlib.patches import Rectangle  # noqa: E402
 
 from ..errors import InvalidInputError
 from ..result import AttributionResult
