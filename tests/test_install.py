@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -164,19 +165,23 @@ print("WHEEL-OK", "installed:", missing)
 @pytest.mark.slow
 def test_the_wheel_alone_explains_in_a_fresh_virtualenv(tmp_path):
     """``pip install gradellm-lens`` (with torch pinned, as the setup scripts do) is enough for ``explain``."""
-    wheels = tmp_path / "wheels"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(ROOT)],
-        check=True, timeout=600,
-    )  # fmt: skip
-    (wheel,) = wheels.glob("gradellm_lens-*.whl")
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
-    python = venv / "bin" / "python"
-    torch_pin = f"torch=={os.environ.get('TORCH_VERSION', '2.13.0')}"
-    subprocess.run([python, "-m", "pip", "install", "-q", torch_pin, str(wheel)], check=True, timeout=3000)
+    # a copy of what the wheel is built from: pip builds in the source tree (build/, *.egg-info), and an
+    # egg-info on the path would make pip take the checkout for an installed gradellm-lens
+    source, wheels = tmp_path / "source", tmp_path / "wheels"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, source / name)
+    shutil.copytree(ROOT / "gradellm_lens", source / "gradellm_lens", ignore=shutil.ignore_patterns("__pycache__"))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env.update(OMP_NUM_THREADS="1", GRADELLM_LENS_CACHE=str(tmp_path / "cache"))
+    pip = dict(check=True, env=env, cwd=tmp_path)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", wheels, source], timeout=600, **pip)
+    (wheel,) = wheels.glob("gradellm_lens-*.whl")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", venv], timeout=300, **pip)
+    python = venv / "bin" / "python"
+    torch_pin = f"torch=={os.environ.get('TORCH_VERSION', '2.13.0')}"
+    subprocess.run([python, "-m", "pip", "install", "-q", torch_pin, wheel], timeout=3000, **pip)
     proc = subprocess.run(
         [python, "-c", WHEEL_RUN, str(tmp_path / "report.html")],
         capture_output=True, text=True, env=env, timeout=900, cwd=tmp_path,
