@@ -17,7 +17,6 @@ import re
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -59,7 +58,8 @@ def test_the_core_has_the_five_dependencies_and_each_extra_installs_what_the_cod
 
 def test_require_names_the_extra():
     assert require("json", "models", "x").dumps([]) == "[]"
-    with pytest.raises(MissingPackageError, match=r"Figures needs no_such_module_xyz.*pip install 'gradellm-lens\[evaluation\]'"):
+    expected = r"Figures needs no_such_module_xyz.*pip install 'gradellm-lens\[evaluation\]'"
+    with pytest.raises(MissingPackageError, match=expected):
         require("no_such_module_xyz", "evaluation", "Figures")
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import importlib
 
-from .studies import STUDIES
 from ..errors import unknown_name_error
+from .studies import STUDIES
 
 
 def add_parser(sub) -> argparse.ArgumentParser:

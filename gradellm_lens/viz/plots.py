@@ -31,8 +31,8 @@ import numpy as np
 from ..optional import require
 
 require("matplotlib", "evaluation", "Figures (gradellm_lens.viz.plots)")
-from matplotlib.figure import Figure  # noqa: E402  (after the check that names the extra)
-from matplotlib.patches import Rectangle  # noqa: E402
+from matplotlib.figure import Figure  # after the check above, whose error names the extra
+from matplotlib.patches import Rectangle
 
 from ..errors import InvalidInputError
 from ..result import AttributionResult

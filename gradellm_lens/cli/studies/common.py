@@ -29,8 +29,8 @@ from ...attribute import build_steps, greedy_continuation
 from ...encoding import PROMPT_FORMATS, PromptFormat
 from ...metrics import all_prefix_mask
 from ...models import load_model
-from ...targets import Step
 from ...optional import require
+from ...targets import Step
 from ...tasks import get_task, make_task
 
 RESULTS_DIR = Path("runs") / "studies"
