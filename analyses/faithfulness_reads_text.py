@@ -93,7 +93,9 @@ def main() -> int:
     parser.add_argument("--max-new-tokens", type=int, default=10, help="generated tokens per example (default 10)")
     parser.add_argument("--min-rho", type=float, default=0.1, help="ill-conditioning threshold (default 0.1)")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
-    parser.add_argument("--data-dir", default=None, help="task data folder (default ../shared/data)")
+    parser.add_argument(
+        "--data-dir", default=None, help="task data folder (default: $GRADELLM_LENS_DATA, ./data, ../shared/data)"
+    )
     args = parser.parse_args()
     try:
         sizes = parse_task_counts(args.n, "--n")

@@ -75,7 +75,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--shard-index", type=int, default=0)
     p.add_argument("--num-shards", type=int, default=1)
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
-    p.add_argument("--data-dir", default=None, help="task data folder (default ../shared/data or $GRADELLM_LENS_DATA)")
+    p.add_argument(
+        "--data-dir", default=None, help="task data folder (default: $GRADELLM_LENS_DATA, ./data, ../shared/data)"
+    )
     p.add_argument("--progress", action="store_true", help="show a progress bar")
     return p.parse_args(argv)
 

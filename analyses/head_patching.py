@@ -72,7 +72,7 @@ from gradellm_lens.analysis import (
 )
 from gradellm_lens.analysis.importance import IMPORTANCE_MEASURES
 from gradellm_lens.analysis.patching import DIRECTIONS
-from gradellm_lens.analysis.studies import common as study
+from gradellm_lens.cli.studies import common as study
 from gradellm_lens.errors import InvalidInputError
 from gradellm_lens.evaluation import bootstrap_ci
 from gradellm_lens.methods import GradEllm

@@ -1,14 +1,17 @@
 """``python -m analyses.layer_sweep [ARGS]``: the layer_sweep study.
 
-The code is :mod:`gradellm_lens.analysis.studies.layer_sweep`.
+The code is :mod:`gradellm_lens.cli.studies.layer_sweep`.
 
-Same as ``gradellm-lens study layer_sweep [ARGS]``; run from the repository root, it writes next to the
-committed results in ``analyses/results/heads/``.
+Same as ``gradellm-lens study layer_sweep [ARGS]``, except that its output folder defaults to the committed
+results, ``analyses/results/heads/`` (run it from the repository root; ``--out`` still wins).
 """
 
 import sys
 
-from gradellm_lens.analysis.studies.layer_sweep import main
+from gradellm_lens.cli.studies.layer_sweep import main
+
+RESULTS = "analyses/results/heads"
+
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["--out", RESULTS, *sys.argv[1:]]))

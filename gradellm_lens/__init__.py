@@ -12,8 +12,8 @@ hook points), :mod:`.methods` (Grad-ELLM and baselines, registry), :mod:`.attrib
 generation attribution), :mod:`.result` (the shared result type), :mod:`.aggregate`
 (normalisation, word merging, span selection), :mod:`.metrics`
 (Soft-NC/NS, pi-Soft), :mod:`.tasks` (datasets and prompts), :mod:`.evaluation` (runner),
-:mod:`.analysis` (head/layer importance, ablations and the studies), :mod:`.viz` (terminal,
-CircuitsVis, HTML), :mod:`.cli`.
+:mod:`.analysis` (head/layer importance, ablations), :mod:`.viz` (terminal,
+CircuitsVis, HTML), :mod:`.cli` (the commands and the head/layer studies), :mod:`.optional` (the extras' packages).
 
 ``import gradellm_lens`` is cheap (no torch): the public names below are imported together on
 first use of any of them, so the command line starts, answers ``--help`` / ``--version`` and

@@ -11,7 +11,7 @@ stamp="$VENV/.gradellm-installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ scripts/setup-tl3.sh -nt "$stamp" ]; then
     "$VENV/bin/python" -m pip install -q --upgrade pip
     "$VENV/bin/python" -m pip install -q "torch==${TORCH_VERSION:-2.13.0}" "transformer-lens==3.9.0" \
-        "transformers>=5.9,<6" -e ".[test-tl3]"
+        "transformers>=5.9,<6" -e ".[models,evaluation,test-tl3]"
     PYTHON="$VENV/bin/python" bash scripts/install-models.sh smollm2
     touch "$stamp"
 fi

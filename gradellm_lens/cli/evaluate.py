@@ -84,8 +84,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     )  # fmt: skip
     t = p.add_argument_group("task options")
     t.add_argument(
-        "--data-dir", default=None, help="folder of the built-in tasks' JSONL files (default: ../shared/data or "
-        "$GRADELLM_LENS_DATA)",
+        "--data-dir", default=None, help="folder of the built-in tasks' JSONL files (default: $GRADELLM_LENS_DATA, "
+        "else ./data or ../shared/data under the working directory)",
     )  # fmt: skip
     t.add_argument("--source", default="local", metavar="{local,hub}", help="local files or the hub (needs datasets)")
     t.add_argument("--split", default=None, help="dataset split (default: the task's)")

@@ -1,8 +1,8 @@
-"""``gradellm-lens study NAME [ARGS...]``: run a head/layer study (:mod:`gradellm_lens.analysis.studies`).
+"""``gradellm-lens study NAME [ARGS...]``: run a head/layer study (:mod:`gradellm_lens.cli.studies`).
 
 ``ARGS`` go to the study: ``gradellm-lens study head_curves --task tellmewhy`` (``NAME --help``
 lists them). The studies ship in the package, so this works from an installed wheel; by default
-they write to ``analyses/results/heads/`` under the working directory.
+they write to ``runs/studies/NAME/`` under the working directory (``--out`` names another folder).
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import importlib
 
-from ..analysis.studies import STUDIES
 from ..errors import unknown_name_error
+from .studies import STUDIES
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -23,10 +23,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def load_study(name: str):
-    """The study module ``gradellm_lens.analysis.studies.<name>``; unknown names get a "Did you mean"."""
+    """The study module ``gradellm_lens.cli.studies.<name>``; unknown names get a "Did you mean"."""
     if name not in STUDIES:
         raise unknown_name_error("study", name, STUDIES)
-    return importlib.import_module(f"{__package__.rsplit('.', 1)[0]}.analysis.studies.{name}")
+    return importlib.import_module(f"{__package__}.studies.{name}")
 
 
 def run(args: argparse.Namespace) -> int:

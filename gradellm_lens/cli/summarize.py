@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import InvalidInputError
+from ..optional import require
 from .common import DefaultsHelpFormatter
 
 
@@ -18,9 +19,11 @@ def add_summary_args(parser: argparse.ArgumentParser) -> None:
 
 
 def check_summary_args(args: argparse.Namespace) -> None:
-    """Refuse bad summary options up front (``evaluate`` would otherwise fail only after its run)."""
+    """Refuse bad summary options, and a missing matplotlib, up front (``evaluate`` would otherwise fail only
+    after its run)."""
     if args.bootstrap < 1:
         raise InvalidInputError(f"--bootstrap must be at least 1, got {args.bootstrap}.")
+    require("matplotlib", "evaluation", "The summary's figure (summary_pi_curves.png)")
 
 
 def add_parser(sub) -> argparse.ArgumentParser:

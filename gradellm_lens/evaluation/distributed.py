@@ -49,7 +49,8 @@ from typing import TypeVar
 
 import torch
 
-from ..errors import InvalidInputError, LensError, MissingPackageError
+from ..errors import InvalidInputError, LensError
+from ..optional import require
 from .runner import results_path
 from .store import finished_elsewhere, read_results, results_files
 
@@ -246,12 +247,7 @@ def init_process_context(
         or str(device).split(":")[0] == "cpu"
         or environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
     )
-    try:
-        from accelerate import PartialState
-    except ImportError:
-        raise MissingPackageError(
-            f"WORLD_SIZE={world_size}: a distributed run needs accelerate; pip install 'gradellm-lens[distributed]'."
-        ) from None
+    PartialState = require("accelerate", "distributed", f"WORLD_SIZE={world_size}: a distributed run").PartialState
     import_before_joining()
     state = PartialState(cpu=use_cpu, timeout=timeout)  # joins the process group (gloo on CPU, nccl on CUDA)
     rank, world_size, local_rank = state.process_index, state.num_processes, state.local_process_index

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from ..errors import MissingPackageError
+from ..optional import require
 from .catalog import GGUFModelSpec, locate_gguf, locate_parts
 
 _CHUNK = 1 << 20
@@ -100,8 +101,11 @@ def cached_checkpoint(spec: GGUFModelSpec, cache_dir: str | Path | None = None) 
 
 
 def _dequantise(spec: GGUFModelSpec, gguf_path: Path, root: Path, target: Path) -> Path:
-    from safetensors.torch import save_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    what = f"Loading the built-in model {spec.name} (a GGUF checkpoint)"
+    require("gguf", "models", what)  # transformers reads GGUF files with it
+    save_model = require("safetensors.torch", "models", what).save_model
 
     tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
     model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)

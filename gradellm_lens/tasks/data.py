@@ -4,7 +4,9 @@ Local files are looked up in the first of these that is given:
 
 1. the ``data_dir`` argument (``--data-dir``);
 2. the environment variable ``GRADELLM_LENS_DATA``;
-3. ``<repository>/../shared/data`` (the layout of this project's checkout).
+3. ``./data`` or, failing that, ``../shared/data``, both relative to the current directory (the second
+   is the layout of this project's checkout, whose commands run from the repository root); nothing
+   is read from inside the installed package.
 
 Every record is read with its 1-based line number, so a malformed line is reported as
 ``file:line``; so is a byte that is not UTF-8, a string that is not valid Unicode (a lone surrogate
@@ -36,24 +38,40 @@ DATA_ENV = "GRADELLM_LENS_DATA"
 T = TypeVar("T")
 
 
+DEFAULT_DATA_DIRS = (Path("data"), Path("..") / "shared" / "data")
+"""The folders searched, relative to the working directory, when neither ``data_dir`` nor the environment names one."""
+
+
 def default_data_dir() -> Path:
-    """``$GRADELLM_LENS_DATA`` when set, else the checkout's ``../shared/data``."""
+    """``$GRADELLM_LENS_DATA`` when set, else the first folder of :data:`DEFAULT_DATA_DIRS` that exists
+    (``./data`` when none does, so that an error names where the files were expected)."""
     if os.environ.get(DATA_ENV):
         return Path(os.environ[DATA_ENV]).expanduser()
-    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
+    for folder in DEFAULT_DATA_DIRS:
+        if folder.is_dir():
+            return folder.resolve()
+    return DEFAULT_DATA_DIRS[0]
 
 
 def resolve_data_file(filename: str, data_dir: str | Path | None = None) -> Path:
-    """The path of ``filename`` in ``data_dir`` (default: :func:`default_data_dir`).
+    """The path of ``filename`` in ``data_dir``; by default in ``$GRADELLM_LENS_DATA``, else in the first
+    folder of :data:`DEFAULT_DATA_DIRS` that holds it.
 
     Raises:
-        InvalidInputError: the file is not there (the folder is named).
+        InvalidInputError: the file is not there (the folders are named).
     """
-    folder = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
-    if (folder / filename).is_file():
-        return folder / filename
+    if data_dir is not None or os.environ.get(DATA_ENV):
+        folder = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+        if (folder / filename).is_file():
+            return folder / filename
+        where = str(folder)
+    else:
+        for folder in DEFAULT_DATA_DIRS:
+            if (folder / filename).is_file():
+                return (folder / filename).resolve()
+        where = f"{' or '.join(map(str, DEFAULT_DATA_DIRS))} (relative to the working directory)"
     raise InvalidInputError(
-        f"Data file {filename!r} not found in {folder}. Pass --data-dir / data_dir=, set "
+        f"Data file {filename!r} not found in {where}. Pass --data-dir / data_dir=, set "
         f"{DATA_ENV}, or use source='hub' to download the dataset with the `datasets` package."
     )
 

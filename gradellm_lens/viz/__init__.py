@@ -8,13 +8,13 @@ One colour convention everywhere (:mod:`.palette`): blue = positive, red = negat
   ``layer_head_tokens``, ``layer_maps``, ``head_maps``, ``compare_methods``), each a :class:`~.offline.View`
   that renders offline in notebooks and pages.
 - :mod:`.report`: ``write_report`` (one self-contained HTML page).
-- :mod:`.plots`: matplotlib figures (``plot_pi_curves``, ``plot_head_importance``, ``plot_head_comparison``).
+- :mod:`.plots`: matplotlib figures (``plot_pi_curves``, ``plot_head_importance``, ``plot_head_comparison``);
+  matplotlib is an optional package (the ``evaluation`` extra), imported on first use of a figure.
 """
 
 from ..result import set_renderer
 from .inline import result_html
 from .offline import View, write_views
-from .plots import plot_head_comparison, plot_head_importance, plot_pi_curves
 from .report import write_report
 from .terminal import render, render_step
 from .views import (
@@ -26,6 +26,18 @@ from .views import (
     layer_maps,
     layer_tokens,
 )
+
+_FIGURES = ("plot_head_comparison", "plot_head_importance", "plot_pi_curves")
+
+
+def __getattr__(name: str):
+    """The figure functions of :mod:`.plots`, imported on first use (matplotlib is optional)."""
+    if name in _FIGURES:
+        from . import plots
+
+        return getattr(plots, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 set_renderer("text", render)
 set_renderer("html", result_html)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import html
 import math
 
+from ..optional import require
+
 POSITIVE = "#2166ac"
 """Colour of the largest positive score (supports the explained token)."""
 NEGATIVE = "#b2182b"
@@ -70,8 +72,7 @@ def xterm256(value: float, scale: float) -> tuple[int, bool]:
 
 def colormap(signed: bool):
     """A matplotlib colormap of the convention: red-white-blue (signed) or white-blue."""
-    from matplotlib.colors import LinearSegmentedColormap
-
+    LinearSegmentedColormap = require("matplotlib.colors", "evaluation", "colormap").LinearSegmentedColormap
     stops = [NEGATIVE, ZERO, POSITIVE] if signed else [ZERO, POSITIVE]
     return LinearSegmentedColormap.from_list("gradellm_lens_signed" if signed else "gradellm_lens", stops, N=255)
 

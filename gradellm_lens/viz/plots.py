@@ -27,7 +27,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.figure import Figure
+
+from ..optional import require
+
+require("matplotlib", "evaluation", "Figures (gradellm_lens.viz.plots)")
+from matplotlib.figure import Figure  # after the check above, whose error names the extra
 from matplotlib.patches import Rectangle
 
 from ..errors import InvalidInputError

@@ -32,12 +32,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, MissingPackageError
 from ..result import AttributionResult
 from ..tokens import decode_tokens
 from . import palette, views
 from .offline import Page
-from .plots import figure_data_uri, plot_head_comparison, plot_head_importance
 
 if TYPE_CHECKING:
     from ..analysis import HeadImportance
@@ -161,9 +160,11 @@ def _result_section(page: Page, r: AttributionResult, side_by_side: bool) -> Non
     if bool((views.finite(r.layer_head) < 0).any()):
         page.add(_note(LAYER_HEAD_NOTE))
     try:
+        from .plots import figure_data_uri, plot_head_importance  # matplotlib: an optional package
+
         fig = plot_head_importance(r)
         page.add(f'<img class="figure" alt="layer x head importance" src="{figure_data_uri(fig)}">')
-    except InvalidInputError as exc:  # e.g. post_o maps, whose "heads" are not attention heads
+    except (InvalidInputError, MissingPackageError) as exc:  # e.g. post_o maps, whose "heads" are not attention heads
         page.add(f'<p class="note">No head importance figure: {html.escape(str(exc))}</p>')
     page.add_view(views.layer_head_tokens(r))
     if len(r.layers) > 1:
@@ -184,6 +185,8 @@ def _head_comparison_section(page: Page, truth: HeadImportance, scorers: Mapping
         f'<p class="note">Ground truth: {html.escape(truth.measure)}; each panel has its own colour scale; '
         "the truth's top heads are outlined in every panel.</p>"
     )
+    from .plots import figure_data_uri, plot_head_comparison  # matplotlib: an optional package
+
     fig = plot_head_comparison(truth, scorers)
     page.add(f'<img class="figure" alt="layer x head: ground truth and scorers" src="{figure_data_uri(fig)}">')
 

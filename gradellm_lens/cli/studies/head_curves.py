@@ -28,9 +28,7 @@ import math
 
 import numpy as np
 
-from ...models import model_info
-from ...progress import progress_bar
-from .. import (
+from ...analysis import (
     Ablation,
     ablated_continuation,
     ablation_effects,
@@ -43,6 +41,8 @@ from .. import (
     output_norm_importance,
     random_head_order,
 )
+from ...models import model_info
+from ...progress import progress_bar
 from . import common as study
 
 DESCRIPTION = "cumulative head ablation in Grad-ELLM / output-norm / random order (logit-drop curves, AUC)"
@@ -82,6 +82,7 @@ def main(argv=None) -> int:
             max_new_tokens=1,
             skip=args.n,
             prompt_format=args.prompt_format,
+            data_dir=args.data_dir,
         )
         reference = collect_reference(model, [e.tokens[: e.prompt_length] for e in ref_examples], hooks=("z",))
     info = model_info(model)

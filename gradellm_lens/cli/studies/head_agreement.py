@@ -26,10 +26,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from ...methods import GradEllm
-from ...models import model_info
-from ...progress import progress_bar
-from .. import (
+from ...analysis import (
     Ablation,
     HeadImportance,
     ablation_effects,
@@ -39,7 +36,10 @@ from .. import (
     rank_agreement,
     single_head_effects,
 )
-from ..importance import IMPORTANCE_MEASURES
+from ...analysis.importance import IMPORTANCE_MEASURES
+from ...methods import GradEllm
+from ...models import model_info
+from ...progress import progress_bar
 from . import common as study
 
 DESCRIPTION = "rank agreement between Grad-ELLM head importance and single-head zero-ablation effects"

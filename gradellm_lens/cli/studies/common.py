@@ -29,11 +29,13 @@ from ...attribute import build_steps, greedy_continuation
 from ...encoding import PROMPT_FORMATS, PromptFormat
 from ...metrics import all_prefix_mask
 from ...models import load_model
+from ...optional import require
 from ...targets import Step
 from ...tasks import get_task, make_task
 
-RESULTS_DIR = Path("analyses") / "results" / "heads"
-"""Default output folder, relative to the working directory (in a checkout: the committed results)."""
+RESULTS_DIR = Path("runs") / "studies"
+"""Default output folder, relative to the working directory: each study writes to ``runs/studies/<name>``
+unless ``--out`` names a folder (the source checkout's ``analyses/`` wrappers pass its results folder)."""
 
 
 @dataclass(frozen=True)
@@ -70,11 +72,13 @@ def make_parser(name: str, description: str, *, n: int, task: str = "sst2") -> a
     parser = argparse.ArgumentParser(
         prog=f"gradellm-lens study {name}", description=description, formatter_class=formatter
     )
-    add_common_args(parser, n=n, task=task)
+    add_common_args(parser, n=n, task=task, out=RESULTS_DIR / name)
     return parser
 
 
-def add_common_args(parser: argparse.ArgumentParser, *, n: int, task: str = "sst2") -> None:
+def add_common_args(
+    parser: argparse.ArgumentParser, *, n: int, task: str = "sst2", out: str | Path = RESULTS_DIR
+) -> None:
     parser.add_argument("--model", default="smollm2-135m-instruct", help="model name")
     parser.add_argument("--task", default=task, help="task name (sst2, imdb, boolq, tellmewhy, wikibio)")
     parser.add_argument("--n", type=int, default=n, help="number of examples (hash-ordered, deterministic)")
@@ -90,7 +94,10 @@ def add_common_args(parser: argparse.ArgumentParser, *, n: int, task: str = "sst
     parser.add_argument(
         "--threads", type=int, default=int(os.environ.get("GRADELLM_THREADS", "1")), help="torch threads"
     )
-    parser.add_argument("--out", default=str(RESULTS_DIR), help="output folder")
+    parser.add_argument("--out", default=str(out), help="output folder (relative to the working directory)")
+    parser.add_argument(
+        "--data-dir", default=None, help="task data folder (default: $GRADELLM_LENS_DATA, ./data, ../shared/data)"
+    )
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (None: cuda if available)")
 
 
@@ -118,9 +125,13 @@ def load_examples(
     objective: str = "logit",
     skip: int = 0,
     prompt_format: PromptFormat = "chat",
+    data_dir: str | Path | None = None,
 ) -> tuple[Any, list[StudyExample]]:
-    """``(task, examples)``: examples ``skip .. skip + n`` of the task's hash order, prompted in ``prompt_format``."""
-    task = make_task(task_name, family="evaluation", max_new_tokens=max_new_tokens, prompt_format=prompt_format)
+    """``(task, examples)``: examples ``skip .. skip + n`` of the task's hash order, prompted in ``prompt_format``;
+    the task's files are read from ``data_dir`` (default: :func:`gradellm_lens.tasks.data.default_data_dir`)."""
+    task = make_task(
+        task_name, family="evaluation", max_new_tokens=max_new_tokens, prompt_format=prompt_format, data_dir=data_dir
+    )
     records = task.load(skip + n, seed)[skip:]
     classification = task.kind == "classification"
     choices = tuple(tuple(c) for c in task.label_candidates(model.tokenizer)) if classification else None
@@ -150,6 +161,7 @@ def load_study_examples(model, args: argparse.Namespace) -> tuple[Any, list[Stud
         max_new_tokens=args.max_new_tokens,
         objective=args.objective,
         prompt_format=args.prompt_format,
+        data_dir=getattr(args, "data_dir", None),
     )
 
 
@@ -203,13 +215,9 @@ def save_figure(fig, out: str | Path, stem: str) -> Path:
 
 
 def pyplot():
-    """matplotlib's pyplot on the non-interactive Agg backend."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    """matplotlib's pyplot on the non-interactive Agg backend (the ``evaluation`` extra)."""
+    require("matplotlib", "evaluation", "The studies' figures").use("Agg")
+    return require("matplotlib.pyplot", "evaluation", "The studies' figures")
 
 
 class Timer:
