@@ -1,18 +1,23 @@
 """Named run presets: how many examples, Bernoulli draws, π points and random maps a run spends.
 
-A run's confidence intervals are paired bootstrap intervals over examples (:mod:`.summary`), and the
-variance of a method's paired difference to the random baseline sits mostly between examples, a
-little between Bernoulli draws and random maps (:mod:`.variance`; the measured budget is in
-``analyses/results/variance-budget/README.md``). So compute narrows an interval fastest when it goes to
-more examples: the presets keep the draws few, score the random baseline with a pair of antithetic
-maps (:mod:`.antithetic`: unbiased, and cheaper than any method with its controls) and differ
-mainly in how many examples they evaluate and how fine their π grid is.
+A run's confidence intervals are paired bootstrap intervals over examples (:mod:`.summary`). The
+variance of a method's paired difference to the random baseline sits between examples, between
+Bernoulli draws and between random maps (:mod:`.variance`; the measured budget is in
+``analyses/results/variance-budget/README.md``), and every draw multiplies the cost of every map
+while the per-example fixed cost (generation, the step's two reference forwards, attribution) is
+small. So a CPU-second narrows an interval most when it buys examples: with the cost ``a + b·D`` per
+example and a variance ``σ²_ex + σ²_draw / D``, the best draw count ``D* = √(a σ²_draw / (b σ²_ex))``
+(Cochran 1977, *Sampling Techniques*, §10.6) is below one for every method measured. The random
+baseline is scored with antithetic pairs of maps (:mod:`.antithetic`: unbiased, and the two maps of
+a pair are strongly anticorrelated), so it costs less than one method with its controls. Every
+preset keeps the default 9-point π grid: a coarser grid is cheaper but estimates a different area
+(shifted by about a confidence half-width), so runs of different presets stay comparable.
 
-* ``quick``: a first look (20 examples, 1 draw, a 5-point π grid, shuffled control only);
-* ``standard``: the budget's best allocation per CPU-second on the default 9-point π grid
-  (100 examples, 2 draws, 2 antithetic random maps, shuffled and rank controls);
-* ``paper``: every example, the default 9-point grid, 3 draws and 4 antithetic random maps, so that
-  draws and maps add at most a few percent to the paired difference's variance.
+* ``quick``: a first look: 20 examples, 1 draw, 2 antithetic random maps, shuffled control only;
+* ``standard``: the budget's allocation per CPU-second: 200 examples, 1 draw, 2 antithetic random
+  maps, shuffled and rank controls;
+* ``paper``: every example (the examples are exhausted, so the remaining compute goes to draws and
+  maps): 3 draws, 4 antithetic random maps, shuffled and rank controls.
 
 Explicit options override a preset's values; a run that uses a preset records its name in the
 results header (``config.preset``), a run without one records nothing new.
@@ -71,12 +76,12 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
-        Preset("quick", 20, 1, (0.1, 0.3, 0.5, 0.7, 0.9), 2, True, ("shuffled",),
-               "a first look: 20 examples, 1 draw, 5 π points, 2 antithetic random maps, shuffled control"),
-        Preset("standard", 100, 2, DEFAULT_PIS, 2, True, ("shuffled", "rank"),
-               "the budget's allocation: 100 examples, 2 draws, 9 π points, 2 antithetic random maps"),
+        Preset("quick", 20, 1, DEFAULT_PIS, 2, True, ("shuffled",),
+               "a first look: 20 examples, 1 draw, 2 antithetic random maps, shuffled control only"),
+        Preset("standard", 200, 1, DEFAULT_PIS, 2, True, ("shuffled", "rank"),
+               "the budget's allocation per CPU-second: 200 examples, 1 draw, 2 antithetic random maps"),
         Preset("paper", None, 3, DEFAULT_PIS, 4, True, ("shuffled", "rank"),
-               "every example, 3 draws, 9 π points, 4 antithetic random maps"),
+               "every example, 3 draws, 4 antithetic random maps"),
     )
 }  # fmt: skip
 
