@@ -28,6 +28,7 @@ from pathlib import Path
 
 from ..errors import InvalidInputError
 from ..evaluation.distributed import AUTO, shard_arg
+from ..evaluation.presets import list_presets
 from .common import DefaultsHelpFormatter, add_model_args, argument_type, load_model_from_args
 from .summarize import add_summary_args, check_summary_args, write_and_print
 
@@ -54,9 +55,16 @@ def add_parser(sub) -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--out-dir", default=None, help="run folder (default: runs/<task>, or runs/<file stem> with --data)")
     p.add_argument("--seed", type=int, default=0, help="sampling and Bernoulli-mask seed")
+    p.add_argument(
+        "--preset", default=None, metavar="{" + ",".join(list_presets()) + "}",
+        help="a named allocation of examples, draws, pi points, random maps and controls (recorded in the results "
+        "header); options given explicitly override its values (default: none, the options' own defaults)",
+    )  # fmt: skip
     m = p.add_argument_group("metric options")
     m.add_argument("--pis", default=None, help="comma-separated pi grid (default: 0.1,0.2,...,0.9)")
-    m.add_argument("--draws", type=int, default=5, help="Bernoulli draws per keep vector")
+    m.add_argument(
+        "--draws", type=int, default=None, help="Bernoulli draws per keep vector (default: 5, or the preset's)"
+    )
     m.add_argument("--batch-size", type=int, default=64, help="perturbed inputs per forward pass")
     m.add_argument("--rescale", default="scale_clip", metavar="{scale_clip,power}", help="pi rescaling rule")
     m.add_argument(
@@ -76,11 +84,19 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "the means",
     )  # fmt: skip
     m.add_argument("--include-ill-conditioned", action="store_true", help="keep ill-conditioned steps in the means")
-    m.add_argument("--random-maps", type=int, default=10, help="independent maps the random baseline is averaged over")
     m.add_argument(
-        "--controls", default="shuffled,rank",
+        "--random-maps", type=int, default=None,
+        help="maps the random baseline is averaged over (default: 10, or the preset's)",
+    )  # fmt: skip
+    m.add_argument(
+        "--antithetic", action=argparse.BooleanOptionalAction, default=None,
+        help="score the random maps as pairs s, 1 - s (antithetic; --random-maps even) (default: off, or the "
+        "preset's)",
+    )  # fmt: skip
+    m.add_argument(
+        "--controls", default=None,
         help="per-method controls: comma-separated shuffled (scores reordered at random) and rank (rank-normalised), "
-        "or none",
+        "or none (default: shuffled,rank, or the preset's)",
     )  # fmt: skip
     t = p.add_argument_group("task options")
     t.add_argument(
@@ -199,6 +215,35 @@ def parse_pis(text: str | None) -> tuple[float, ...] | None:
         raise InvalidInputError(f"--pis must be comma-separated numbers in (0, 1), got {text!r}.") from None
 
 
+def evaluation_config(args: argparse.Namespace, local_rank: int = 0):
+    """The run's :class:`~gradellm_lens.evaluation.EvaluationConfig`: ``--preset``'s values (when given)
+    under the options given explicitly, the options' own defaults without a preset."""
+    from ..evaluation import EvaluationConfig
+    from ..evaluation.runner import preset_config
+    from ..metrics import FaithfulnessConfig
+
+    pis = parse_pis(args.pis)
+    metrics = {"pis": pis, "n_draws": args.draws}
+    metrics = {k: v for k, v in metrics.items() if v is not None}
+    metrics.update(
+        rescale=args.rescale, normalise=args.normalise, probability=args.probability, seed=args.seed,
+        batch_size=args.batch_size,
+    )  # fmt: skip
+    explicit = {"n": args.n, "random_maps": args.random_maps, "antithetic": args.antithetic}
+    explicit = {k: v for k, v in explicit.items() if v is not None}
+    if args.controls is not None:
+        explicit["controls"] = parse_controls(args.controls)
+    mode = "allow_mixed" if args.allow_mixed and args.mode == "resume" else args.mode
+    options = dict(
+        seed=args.seed, perturb=args.perturb, shard_index=args.shard_index, num_shards=args.num_shards, mode=mode,
+        progress=not args.no_progress and local_rank == 0, min_rho=args.min_rho,
+        include_ill_conditioned=args.include_ill_conditioned, **explicit,
+    )  # fmt: skip
+    if args.preset is not None:
+        return preset_config(args.preset, metrics=metrics, **options)
+    return EvaluationConfig(metrics=FaithfulnessConfig(**metrics), **options)
+
+
 def run(args: argparse.Namespace) -> int:
     """Evaluate this process's shard; under a distributed launch the main process then merges all shards."""
     from ..evaluation.distributed import find_shard_files, init_process_context, run_on_every_process
@@ -221,24 +266,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _evaluate_shard(args: argparse.Namespace, distributed: bool, local_rank: int) -> Path:
     """Evaluate shard ``args.shard_index`` of ``args.num_shards``; returns the run folder."""
-    from ..evaluation import EvaluationConfig, parse_method_specs, results_path, run_evaluation
-    from ..metrics import FaithfulnessConfig
+    from ..evaluation import parse_method_specs, results_path, run_evaluation
 
     check_summary_args(args)
-    pis = parse_pis(args.pis)
-    metrics = FaithfulnessConfig(
-        **({"pis": pis} if pis is not None else {}), n_draws=args.draws, rescale=args.rescale, normalise=args.normalise,
-        probability=args.probability, seed=args.seed, batch_size=args.batch_size,
-    )  # fmt: skip
-    mode = "allow_mixed" if args.allow_mixed and args.mode == "resume" else args.mode
-    config = EvaluationConfig(
-        n=args.n, seed=args.seed, perturb=args.perturb, metrics=metrics, shard_index=args.shard_index,
-        num_shards=args.num_shards, mode=mode, progress=not args.no_progress and local_rank == 0,
-        min_rho=args.min_rho, include_ill_conditioned=args.include_ill_conditioned, random_maps=args.random_maps,
-        controls=parse_controls(args.controls),
-    )  # fmt: skip
+    config = evaluation_config(args, local_rank)
     task = make_task_from_args(args)
-    task.load(args.n, args.seed)  # every data error (file:line) before the model loads or a header is written
+    task.load(config.n, args.seed)  # every data error (file:line) before the model loads or a header is written
     specs = parse_method_specs(args.methods)  # name errors before the model loads
     out_dir = Path(args.out_dir or Path("runs") / (Path(args.data).stem if args.data else task.name))
     path = results_path(out_dir, args.shard_index, args.num_shards)

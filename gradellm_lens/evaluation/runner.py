@@ -16,7 +16,8 @@ shard_index``):
    every generated step in one call, then score each step with
    :func:`~gradellm_lens.metrics.evaluate_step`:
 
-   * ``random`` is scored with ``random_maps`` (K) independent maps (``sample = 0 … K-1``); its
+   * ``random`` is scored with ``random_maps`` (K) independent maps (``sample = 0 … K-1``), or with
+     ``antithetic`` K / 2 of them each followed by its reflection ``1 - s`` (:mod:`.antithetic`); its
      values are the mean over the maps, and each map's values are kept (``maps``);
    * every other method but ``uniform`` also gets its *controls*: ``shuffled`` (its own scores
      randomly permuted over the perturbable positions, seeded by the step; the Bernoulli masks are
@@ -65,7 +66,9 @@ from ..seeding import stable_seed
 from ..targets import Step
 from ..tasks import Example, PromptedExample, Task, make_task
 from ..typing import TokenIds, TokenScores
+from .antithetic import independent_maps, with_reflections
 from .estimate import LENGTH_SAMPLE, RunEstimate, estimate, inputs_per_map, measure
+from .presets import PresetName, get_preset
 from .specs import THROUGHPUT_OPTIONS, MethodSpec, build_methods, parse_method_specs
 from .store import CURVE_KEYS, METRIC_KEYS, OPEN_MODES, OpenMode, ResultsFile, RunHeader, finished_elsewhere
 
@@ -97,6 +100,10 @@ class EvaluationConfig:
         random_maps: number K of independent maps the ``random`` baseline is averaged over.
         controls: per-method controls evaluated beside each method: ``"shuffled"`` (its scores
             randomly reordered over the perturbable positions) and/or ``"rank"`` (rank-normalised).
+        antithetic: score the ``random_maps`` (then even) random maps as ``random_maps / 2``
+            independent maps and their reflections ``1 - s`` (:mod:`.antithetic`).
+        preset: the name of the :mod:`.presets` preset the options came from (recorded in the
+            results header; None: no preset, nothing recorded). :func:`preset_config` sets it.
     """
 
     n: int | None = None
@@ -111,6 +118,8 @@ class EvaluationConfig:
     include_ill_conditioned: bool = False
     random_maps: int = 10
     controls: tuple[str, ...] = ("shuffled", "rank")
+    antithetic: bool = False
+    preset: PresetName | None = None
 
     def __post_init__(self) -> None:
         if self.n is not None and (isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1):
@@ -133,6 +142,11 @@ class EvaluationConfig:
             )
         if isinstance(self.random_maps, bool) or not isinstance(self.random_maps, int) or self.random_maps < 1:
             raise InvalidInputError(f"random_maps must be a positive integer, got {self.random_maps!r}.")
+        if not isinstance(self.antithetic, bool):
+            raise InvalidInputError(f"antithetic must be True or False, got {self.antithetic!r}.")
+        independent_maps(self.random_maps, self.antithetic)  # an odd count of antithetic maps is refused
+        if self.preset is not None:
+            get_preset(self.preset)
         controls = tuple(self.controls)
         for control in controls:
             if control not in CONTROLS:
@@ -140,6 +154,14 @@ class EvaluationConfig:
         if len(set(controls)) != len(controls):
             raise InvalidInputError(f"controls lists a control twice: {controls}.")
         object.__setattr__(self, "controls", controls)
+
+
+def preset_config(name: PresetName, *, metrics: dict[str, Any] | None = None, **options: Any) -> EvaluationConfig:
+    """The :class:`EvaluationConfig` of preset ``name`` (:mod:`.presets`); ``options`` (its fields) and
+    ``metrics`` (:class:`~gradellm_lens.metrics.FaithfulnessConfig` fields) override the preset's values."""
+    preset = get_preset(name)
+    metric_options = {**preset.metric_options(), **(metrics or {})}
+    return EvaluationConfig(**{**preset.run_options(), **options, "metrics": FaithfulnessConfig(**metric_options)})
 
 
 @dataclass(frozen=True)
@@ -174,7 +196,7 @@ def _without_throughput(options: dict[str, Any]) -> dict[str, Any]:
 def _extras(method, config: EvaluationConfig) -> dict[str, Any]:
     """What the runner adds to a method's recorded options: random's map count, the others' controls."""
     if isinstance(method, RandomAttribution):
-        return {"random_maps": config.random_maps}
+        return {"random_maps": config.random_maps, **({"antithetic": True} if config.antithetic else {})}
     return {} if method.method_name in BASELINES else {"controls": list(config.controls)}
 
 
@@ -187,6 +209,7 @@ def run_header(model, task: Task, methods: dict[str, Any], config: EvaluationCon
         "metrics": _without_throughput(config.metrics.to_dict()),
         "perturb": config.perturb,
         "conditioning": {"min_rho": config.min_rho, "include_ill_conditioned": config.include_ill_conditioned},
+        **({"preset": config.preset} if config.preset is not None else {}),
     }
     described = {label: {**_without_throughput(m.describe()), **_extras(m, config)} for label, m in methods.items()}
     return RunHeader(common, described, config.shard_index, config.num_shards, library_versions())
@@ -308,8 +331,10 @@ def evaluate_pair(
         NumericalError: the method's scores are NaN/inf on a step's prefix.
     """
     t0 = time.perf_counter()
-    samplers = method.samples(config.random_maps) if isinstance(method, RandomAttribution) else [method]
+    is_random = isinstance(method, RandomAttribution)
+    samplers = method.samples(independent_maps(config.random_maps, config.antithetic)) if is_random else [method]
     outputs = [m.attribute(sequence, steps) for m in samplers]
+    n_maps = config.random_maps if is_random else 1
     controls = () if method.method_name in BASELINES else config.controls
     t1 = time.perf_counter()
     if references is None:
@@ -317,6 +342,8 @@ def evaluate_pair(
     rows = []
     for t, (step, reference) in enumerate(zip(steps, references)):
         maps = [out.scores[t, : step.position + 1] for out in outputs]
+        if is_random and config.antithetic:
+            maps = with_reflections(maps)
         if not all(torch.isfinite(row).all() for row in maps):
             raise NumericalError(f"the attribution scores of step {t} contain NaN/inf (non-finite gradients?)")
         values = _score_step(model, maps, controls, reference, config)
@@ -343,10 +370,10 @@ def evaluate_pair(
     }
     if controls:
         record["controls"] = {c: _average([r["controls"][c] for r in counted]) if counted else None for c in controls}
-    if len(outputs) > 1:
-        record["random_maps"] = len(outputs)
+    if n_maps > 1:
+        record["random_maps"] = n_maps
         record["maps"] = [
-            _average([r["maps"][k] for r in counted], curves=False) if counted else None for k in range(len(outputs))
+            _average([r["maps"][k] for r in counted], curves=False) if counted else None for k in range(n_maps)
         ]
     record["diagnostics"] = outputs[0].diagnostics
     record["steps"] = rows
@@ -363,7 +390,7 @@ def run_evaluation(
     task: str | Task,
     methods: str | Sequence[str | MethodSpec],
     out: str | Path,
-    config: EvaluationConfig = EvaluationConfig(),
+    config: EvaluationConfig | PresetName = EvaluationConfig(),
     *,
     on_record: Callable[[dict[str, Any]], None] | None = None,
     on_start: Callable[[RunEstimate], None] | None = None,
@@ -378,7 +405,8 @@ def run_evaluation(
         out: results file; resumed when it exists (see ``config.mode``). Pairs finished in the other
             results files of its folder (another number of shards) are skipped too, unless
             ``config.mode == "overwrite"``.
-        config: run options.
+        config: run options, or a preset's name (:mod:`.presets`; :func:`preset_config` for a preset
+            with some options overridden).
         on_record: called with each record right after it is written (progress hooks, tests).
         on_start: called, before the first pending pair, with the estimated time of the pending
             pairs (:mod:`.estimate`: a cost model and one quick measurement on the first pending
@@ -394,6 +422,8 @@ def run_evaluation(
             in the folder. Every check runs before any file is created, cut or appended to.
     """
     start = time.perf_counter()
+    if isinstance(config, str):
+        config = preset_config(config)
     task = make_task(task, family="evaluation")
     specs = parse_method_specs(methods)
     examples = task.load(config.n, config.seed)
@@ -472,7 +502,8 @@ def run_estimate(
     inputs = inputs_per_map(metrics.n_draws, len(metrics.pis))
     labels = list(dict.fromkeys(label for _i, _e, pair_labels in pending for label in pair_labels))
     measured = measure(model, prompts[0], {label: methods[label] for label in labels}, min(metrics.batch_size, inputs))
-    samples = {label: config.random_maps if isinstance(methods[label], RandomAttribution) else 1 for label in labels}
+    random_samples = independent_maps(config.random_maps, config.antithetic)
+    samples = {label: random_samples if isinstance(methods[label], RandomAttribution) else 1 for label in labels}
     measured = dataclasses.replace(
         measured, attribute_s={label: t * samples[label] for label, t in measured.attribute_s.items()}
     )
