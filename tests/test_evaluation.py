@@ -566,7 +566,7 @@ def test_evaluate_prints_its_estimate_before_the_first_pair(capsys, tmp_path):
     estimate = [i for i, line in enumerate(out) if line.startswith("estimate: about ")]
     done = next(i for i, line in enumerate(out) if "new result(s)" in line)
     assert len(estimate) == 1 and estimate[0] < done
-    # 2 examples x (random: 10 maps + saliency: itself and 2 controls) x 2 * 1 draw * (1 + 2 π) inputs
-    assert "for 4 pair(s) (2 example(s), 1 step each; 156 perturbed inputs in batches of 64)" in out[estimate[0]]
+    # 2 examples x (random: the standard preset's 2 maps + saliency: itself and 2 controls) x 2 * 1 draw * (1 + 2 π)
+    assert "for 4 pair(s) (2 example(s), 1 step each; 60 perturbed inputs in batches of 64)" in out[estimate[0]]
     assert main(argv) == 0  # resumed with nothing left to do: no estimate
     assert not any(line.startswith("estimate:") for line in capsys.readouterr().out.splitlines())

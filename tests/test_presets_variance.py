@@ -86,8 +86,12 @@ def test_cli_preset_with_an_explicit_override(data_dir, tmp_path, capsys):
     assert '"preset": "quick"' in header and '"random_maps": 4' in header and '"antithetic": true' in header
     assert '"n_draws": 1' in header and '"pis": [0.5]' in header
     capsys.readouterr()
-    assert main([*argv[:-6], "--n", "2", "--random-maps", "3", "--out-dir", str(tmp_path / "odd")]) == 2
+    odd = [*argv[:-6], "--n", "2", "--random-maps", "3"]
+    assert main([*odd, "--antithetic", "--out-dir", str(tmp_path / "odd")]) == 2  # pairs asked for explicitly
     assert "random_maps must be even" in capsys.readouterr().err
+    assert main([*odd, "--out-dir", str(tmp_path / "odd")]) == 0  # the preset's pairs give way to an odd count
+    header = tmp_path.joinpath("odd", "results.jsonl").read_text().splitlines()[0]
+    assert '"random_maps": 3' in header and '"antithetic": true' not in header
 
 
 # ---- variance decomposition --------------------------------------------------------------------------

@@ -424,7 +424,14 @@ def test_evaluate_options_reach_the_run_configuration(capsys, data_dir, tmp_path
     assert _cli(capsys, *argv)[0] == 130
     config, task = seen["config"], seen["task"]
     assert (config.perturb, config.min_rho, config.include_ill_conditioned) == ("user_text", 0.1, False)
-    assert (config.random_maps, config.controls, task.options.prompt_format) == (10, ("shuffled", "rank"), "plain")
+    # the default preset, standard: two antithetic random maps (BASE gives --draws 1 explicitly)
+    assert (config.preset, config.random_maps, config.antithetic) == ("standard", 2, True)
+    assert (config.controls, task.options.prompt_format) == (("shuffled", "rank"), "plain")
+    no_draws = [a for i, a in enumerate(argv) if a != "--draws" and (i == 0 or argv[i - 1] != "--draws")]
+    assert _cli(capsys, *no_draws)[0] == 130 and seen["config"].metrics.n_draws == 1  # the preset's
+    assert _cli(capsys, *no_draws, "--preset", "none")[0] == 130
+    config = seen["config"]
+    assert (config.preset, config.metrics.n_draws, config.random_maps, config.antithetic) == (None, 5, 10, False)
     extra = ["--perturb", "all", "--min-rho", "0.25", "--include-ill-conditioned", "--random-maps", "12",
              "--controls", "none", "--prompt-format", "chat"]  # fmt: skip
     assert _cli(capsys, *argv, *extra)[0] == 130

@@ -56,14 +56,16 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--out-dir", default=None, help="run folder (default: runs/<task>, or runs/<file stem> with --data)")
     p.add_argument("--seed", type=int, default=0, help="sampling and Bernoulli-mask seed")
     p.add_argument(
-        "--preset", default=None, metavar="{" + ",".join(list_presets()) + "}",
-        help="a named allocation of examples, draws, pi points, random maps and controls (recorded in the results "
-        "header); options given explicitly override its values (default: none, the options' own defaults)",
+        "--preset", default="standard", metavar="{" + ",".join([*list_presets(), "none"]) + "}",
+        help="a named allocation of examples, draws, pi points, random maps and controls, from the measured "
+        "variance budget (recorded in the results header); options given explicitly override its values; none: "
+        "no preset, the options' own defaults (default: standard: up to 200 examples, 1 draw, 2 antithetic "
+        "random maps)",
     )  # fmt: skip
     m = p.add_argument_group("metric options")
     m.add_argument("--pis", default=None, help="comma-separated pi grid (default: 0.1,0.2,...,0.9)")
     m.add_argument(
-        "--draws", type=int, default=None, help="Bernoulli draws per keep vector (default: 5, or the preset's)"
+        "--draws", type=int, default=None, help="Bernoulli draws per keep vector (default: the preset's; 5 with --preset none)"
     )
     m.add_argument("--batch-size", type=int, default=64, help="perturbed inputs per forward pass")
     m.add_argument("--rescale", default="scale_clip", metavar="{scale_clip,power}", help="pi rescaling rule")
@@ -86,7 +88,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     m.add_argument("--include-ill-conditioned", action="store_true", help="keep ill-conditioned steps in the means")
     m.add_argument(
         "--random-maps", type=int, default=None,
-        help="maps the random baseline is averaged over (default: 10, or the preset's)",
+        help="maps the random baseline is averaged over (default: the preset's; 10 with --preset none)",
     )  # fmt: skip
     m.add_argument(
         "--antithetic", action=argparse.BooleanOptionalAction, default=None,
@@ -231,6 +233,8 @@ def evaluation_config(args: argparse.Namespace, local_rank: int = 0):
     )  # fmt: skip
     explicit = {"n": args.n, "random_maps": args.random_maps, "antithetic": args.antithetic}
     explicit = {k: v for k, v in explicit.items() if v is not None}
+    if args.random_maps is not None and args.random_maps % 2 and args.antithetic is None:
+        explicit["antithetic"] = False  # an odd count given explicitly cannot be pairs: the preset's pairs give way
     if args.controls is not None:
         explicit["controls"] = parse_controls(args.controls)
     mode = "allow_mixed" if args.allow_mixed and args.mode == "resume" else args.mode
@@ -239,7 +243,7 @@ def evaluation_config(args: argparse.Namespace, local_rank: int = 0):
         progress=not args.no_progress and local_rank == 0, min_rho=args.min_rho,
         include_ill_conditioned=args.include_ill_conditioned, **explicit,
     )  # fmt: skip
-    if args.preset is not None:
+    if args.preset not in (None, "none"):
         return preset_config(args.preset, metrics=metrics, **options)
     return EvaluationConfig(metrics=FaithfulnessConfig(**metrics), **options)
 
