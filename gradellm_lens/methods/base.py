@@ -28,13 +28,15 @@ from ..encoding import check_token_ids
 from ..errors import InvalidInputError, NumericalError, did_you_mean, unknown_name_error
 from ..models.capabilities import ModelInfo, model_info
 from ..numerics import first_nonfinite_row, prefix_mask
+from ..registry import Registry
 from ..targets import Step, Target
 from ..typing import StepLayerHeadScores, StepScores, TokenIds, TokenScores
 
 SignHandling = Literal["positive", "abs", "raw"]
 SIGN_HANDLING: tuple[str, ...] = ("positive", "abs", "raw")
 
-_REGISTRY: dict[str, type[AttributionMethod]] = {}
+METHODS: Registry[type[AttributionMethod]] = Registry("attribution method", "method_name")
+"""Every attribution method by ``method_name``; :mod:`gradellm_lens.methods` imports the built-in ones."""
 
 
 @dataclass(frozen=True)
@@ -90,11 +92,7 @@ class AttributionMethod(ABC):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        name = cls.__dict__.get("method_name")
-        if name is not None:
-            if name in _REGISTRY and _REGISTRY[name] is not cls:
-                raise TypeError(f"attribution method name {name!r} registered twice")
-            _REGISTRY[name] = cls
+        METHODS.register(cls)
 
     def __init__(self, model, *, sign: SignHandling | None = None, **options: Any) -> None:
         self.sign = self._check_sign(sign)
@@ -214,16 +212,12 @@ def _pad_positions(x: Tensor, n: int) -> Tensor:
 
 def list_methods() -> list[str]:
     """Names of all registered attribution methods."""
-    from . import _load_all  # noqa: F401  (imports every method module, which registers it)
-
-    return sorted(_REGISTRY)
+    return METHODS.names()
 
 
 def get_method(name: str) -> type[AttributionMethod]:
     """The method class registered as ``name``; unknown names raise with a suggestion."""
-    if name not in list_methods():
-        raise unknown_name_error("attribution method", name, _REGISTRY)
-    return _REGISTRY[name]
+    return METHODS.get(name)
 
 
 def make_method(method: str | AttributionMethod, model, **options: Any) -> AttributionMethod:
