@@ -737,7 +737,7 @@ def check_stem(stem: str) -> str:
 
 def write_summary(summary: Summary, out_dir: str | Path, stem: str = "summary") -> list[Path]:
     """Write ``<stem>.csv``, ``<stem>_paired.csv``, ``<stem>.md`` and ``<stem>_pi_curves.png`` into ``out_dir``."""
-    from .plots import Band, plot_pi_curves
+    from ..viz.plots import plot_pi_curves
 
     check_stem(stem)
     out_dir = Path(out_dir)
@@ -746,14 +746,15 @@ def write_summary(summary: Summary, out_dir: str | Path, stem: str = "summary") 
     csv_path.write_text(summary.to_csv(), encoding="utf-8")
     paired_path.write_text(summary.to_csv("paired"), encoding="utf-8")
     md_path.write_text(summary.to_report(), encoding="utf-8")
-    bands = {
-        key: [Band(f"{m.label} (n={m.n_ok})", m.pis, *_band(m.curves[key])) for m in summary.methods
-              if m.curves and m.control is None]
-        for key in CURVE_KEYS
-    }  # fmt: skip
-    png = plot_pi_curves(bands["pi_ns"], bands["pi_nc"], summary.title, out_dir / f"{stem}_pi_curves.png")
-    return [csv_path, paired_path, md_path] + ([png] if png else [])
-
-
-def _band(e: Estimate) -> tuple[Any, Any, Any]:
-    return e.mean, e.low, e.high
+    plotted = [m for m in summary.methods if m.curves and m.control is None]
+    if not plotted:
+        return [csv_path, paired_path, md_path]
+    labels = [f"{m.label} (n={m.n_ok})" for m in plotted]
+    curves = {label: (m.pis, m.curves["pi_ns"].mean, m.curves["pi_nc"].mean) for label, m in zip(labels, plotted)}
+    intervals = {
+        label: ((m.curves["pi_ns"].low, m.curves["pi_ns"].high), (m.curves["pi_nc"].low, m.curves["pi_nc"].high))
+        for label, m in zip(labels, plotted)
+    }
+    png = out_dir / f"{stem}_pi_curves.png"
+    plot_pi_curves(curves, png, intervals=intervals, title=summary.title)
+    return [csv_path, paired_path, md_path, png]
