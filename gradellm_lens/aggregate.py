@@ -42,7 +42,7 @@ from typing import Literal, TypeVar, get_args
 import torch
 from torch import Tensor
 
-from .errors import InvalidInputError
+from .errors import InvalidInputError, check_choice
 from .numerics import masked_minmax
 from .result import AttributionResult
 from .typing import TokenIds
@@ -80,11 +80,6 @@ def _normalise_tensor(x: Tensor, how: Normalisation) -> Tensor:
     return torch.where(valid, out, torch.full_like(x, float("nan")))
 
 
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise InvalidInputError(f"{name}={value!r} is invalid; use one of {', '.join(choices)}.")
-
-
 def _with_aggregation(result: AttributionResult, note: str, **changes) -> AttributionResult:
     options = {**result.options, "aggregation": [*result.options.get("aggregation", []), note]}
     return dataclasses.replace(result, options=options, **changes)
@@ -100,7 +95,7 @@ def normalise(scores: Scores, how: Normalisation = "l1") -> Scores:
     Returns:
         The same kind of object with normalised scores; NaN stays NaN.
     """
-    _check_choice("how", how, NORMALISATIONS)
+    check_choice("how", how, NORMALISATIONS)
     if isinstance(scores, AttributionResult):
         return _with_aggregation(scores, f"normalise:{how}", scores=_normalise_tensor(scores.scores, how))
     return _normalise_tensor(scores, how)
@@ -184,7 +179,7 @@ def merge_words(
         how: ``"sum"`` (default), ``"max"`` or ``"mean"`` over the pieces of a word.
         special_tokens: the tokenizer's special tokens (default: any ``<...>`` token).
     """
-    _check_choice("how", how, PIECE_REDUCTIONS)
+    check_choice("how", how, PIECE_REDUCTIONS)
     starts = word_starts(result.tokens, special_tokens=special_tokens, breaks={result.prompt_length})
     groups = _groups(starts)
     word_of = [w for w, g in enumerate(groups) for _ in g]
@@ -286,7 +281,7 @@ def restrict_to_span(
         outside: the value outside the span (default NaN for tensors, 0 for results).
     """
     if renormalise is not None:
-        _check_choice("renormalise", renormalise, NORMALISATIONS)
+        check_choice("renormalise", renormalise, NORMALISATIONS)
     if not isinstance(scores, AttributionResult):
         fill = float("nan") if outside is None else outside
         kept = scores.masked_fill(~_span_mask(scores.shape[-1], span).to(scores.device), float("nan"))

@@ -56,7 +56,7 @@ def test_normalise_errors():
     with pytest.raises(InvalidInputError, match="non-negative"):
         normalise_scores(torch.tensor([0.0, -1.0, 2.0]), m, "max")
     assert normalise_scores(torch.tensor([0.0, -1.0, 2.0]), m, "minmax").tolist() == [0.0, 0.0, 1.0]
-    with pytest.raises(InvalidInputError, match="Unknown score normalisation 'l2'"):
+    with pytest.raises(InvalidInputError, match="how='l2' is invalid"):
         normalise_scores(torch.ones(3), m, "l2")
     with pytest.raises(InvalidInputError, match="NaN"):
         normalise_scores(torch.tensor([0.0, float("nan"), 1.0]), m)
@@ -147,7 +147,7 @@ def test_retention_errors():
         retention_probs(torch.tensor([0.0, 1.0, 0.5]), m, [0.0, 0.5])
     with pytest.raises(InvalidInputError, match=r"\[0, 1\]"):
         retention_probs(torch.tensor([0.0, 2.0, 0.5]), m, [0.5])
-    with pytest.raises(InvalidInputError, match="Unknown rescaling rule 'linear'"):
+    with pytest.raises(InvalidInputError, match="rescale='linear' is invalid"):
         retention_probs(torch.tensor([0.0, 1.0, 0.5]), m, [0.5], rescale="linear")
 
 

@@ -139,7 +139,7 @@ def test_compare_methods_scales_each_method(synthetic):
 def test_view_errors(synthetic):
     with pytest.raises(InvalidInputError, match="NaN or infinity"):
         View("ColoredTokens", {"tokens": ["a"], "values": [NAN]})
-    with pytest.raises(InvalidInputError, match="Unknown CircuitsVis component"):
+    with pytest.raises(InvalidInputError, match="CircuitsVis component="):
         View("Bogus", {})
     with pytest.raises(InvalidInputError, match="out of range"):
         colored_tokens(synthetic, 5)

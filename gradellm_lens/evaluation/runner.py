@@ -54,7 +54,7 @@ from typing import Any, Literal
 import torch
 
 from ..attribute import build_steps, greedy_continuation
-from ..errors import InvalidInputError, LensError, NumericalError, unknown_name_error
+from ..errors import InvalidInputError, LensError, NumericalError, check_choice
 from ..methods.random import RandomAttribution
 from ..metrics import FaithfulnessConfig, FaithfulnessScores, StepReference, evaluate_step, step_reference
 from ..metrics.positions import all_prefix_mask
@@ -115,10 +115,8 @@ class EvaluationConfig:
     def __post_init__(self) -> None:
         if self.n is not None and (isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1):
             raise InvalidInputError(f"n must be a positive number of examples (or None for all), got {self.n!r}.")
-        if self.perturb not in PERTURB_MODES:
-            raise unknown_name_error("perturb option", self.perturb, PERTURB_MODES)
-        if self.mode not in OPEN_MODES:
-            raise InvalidInputError(f"mode must be one of {', '.join(OPEN_MODES)}, got {self.mode!r}.")
+        check_choice("perturb", self.perturb, PERTURB_MODES)
+        check_choice("mode", self.mode, OPEN_MODES)
         if not isinstance(self.metrics, FaithfulnessConfig):
             raise InvalidInputError(f"metrics must be a FaithfulnessConfig, got {type(self.metrics).__name__}.")
         if isinstance(self.num_shards, bool) or not isinstance(self.num_shards, int) or self.num_shards < 1:
@@ -135,8 +133,7 @@ class EvaluationConfig:
             raise InvalidInputError(f"random_maps must be a positive integer, got {self.random_maps!r}.")
         controls = tuple(self.controls)
         for control in controls:
-            if control not in CONTROLS:
-                raise unknown_name_error("control", control, CONTROLS)
+            check_choice("control", control, CONTROLS)
         if len(set(controls)) != len(controls):
             raise InvalidInputError(f"controls lists a control twice: {controls}.")
         object.__setattr__(self, "controls", controls)

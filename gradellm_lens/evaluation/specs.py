@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import InvalidInputError, unknown_name_error
+from ..errors import InvalidInputError, check_choice
 from ..methods.base import SIGN_HANDLING, AttributionMethod, get_method, list_methods, make_method
 
 THROUGHPUT_OPTIONS: frozenset[str] = frozenset({"batch_size", "share_forward", "share_head", "gradient_path"})
@@ -47,10 +47,10 @@ class MethodSpec:
         cls = get_method(self.name)  # unknown names raise with a suggestion
         if "variant" in self.options and not getattr(cls, "variants", None):
             raise InvalidInputError(f"Method {self.name!r} has no variants (':{self.options['variant']}' given).")
-        if "variant" in self.options and self.options["variant"] not in cls.variants:
-            raise unknown_name_error(f"variant of method {self.name!r}:", self.options["variant"], cls.variants)
-        if "sign" in self.options and self.options["sign"] not in SIGN_HANDLING:
-            raise unknown_name_error("sign", self.options["sign"], SIGN_HANDLING)
+        if "variant" in self.options:
+            check_choice(f"{self.name} variant", self.options["variant"], cls.variants)
+        if "sign" in self.options:
+            check_choice("sign", self.options["sign"], SIGN_HANDLING)
         if not self.label:
             object.__setattr__(self, "label", self.name)
 

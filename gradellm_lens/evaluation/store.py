@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..encoding import decode_json
-from ..errors import InvalidInputError, NumericalError
+from ..errors import InvalidInputError, NumericalError, check_choice
 from ..tasks.data import check_readable_file
 
 try:  # POSIX advisory locks; without them (Windows) the single-writer check is skipped
@@ -424,8 +424,7 @@ class ResultsFile:
     """
 
     def __init__(self, path: str | Path, header: RunHeader, mode: OpenMode = "resume") -> None:
-        if mode not in OPEN_MODES:
-            raise InvalidInputError(f"mode must be one of {', '.join(OPEN_MODES)}, got {mode!r}.")
+        check_choice("mode", mode, OPEN_MODES)
         self.path = Path(path)
         self.header = header
         if os.path.lexists(self.path):

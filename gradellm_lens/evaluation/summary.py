@@ -55,7 +55,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..errors import InvalidInputError, MissingPackageError, unknown_name_error
+from ..errors import InvalidInputError, MissingPackageError, check_choice, unknown_name_error
 from .runner import BASELINES, CURVE_KEYS, METRIC_KEYS
 from .store import describe_difference, read_results
 
@@ -378,11 +378,9 @@ class Summary:
         return frame
 
     def _table(self, table: str) -> tuple[list[dict[str, Any]], list[str]]:
-        if table == "methods":
+        if check_choice("table", table, ("methods", "paired")) == "methods":
             return self.rows(), ["method", "metric", "mean", "ci_low", "ci_high", "n"]
-        if table == "paired":
-            return self.paired_rows(), ["a", "b", "metric", "mean", "ci_low", "ci_high", "n"]
-        raise unknown_name_error("summary table", table, ("methods", "paired"))
+        return self.paired_rows(), ["a", "b", "metric", "mean", "ci_low", "ci_high", "n"]
 
     def describe_setup(self) -> str:
         """One paragraph: examples, accuracy and the metric options."""

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from ..encoding import check_token_ids
-from ..errors import InvalidInputError, NumericalError, did_you_mean, unknown_name_error
+from ..errors import InvalidInputError, NumericalError, check_choice, unknown_name_error
 from ..models.capabilities import ModelInfo, model_info
 from ..numerics import first_nonfinite_row, prefix_mask
 from ..registry import Registry
@@ -66,12 +66,7 @@ class NoOptions:
 def check_choices(options: Any, choices: dict[str, Sequence[str]], method: str) -> None:
     """Raise :class:`InvalidInputError` (with "Did you mean") for an option of ``options`` outside its ``choices``."""
     for name, allowed in choices.items():
-        value = getattr(options, name)
-        if not isinstance(value, str) or value not in allowed:
-            hint = did_you_mean(value, allowed) if isinstance(value, str) else ""
-            raise InvalidInputError(
-                f"{method} option {name}={value!r} is invalid.{hint} Use one of {', '.join(allowed)}."
-            )
+        check_choice(f"{method} option {name}", getattr(options, name), allowed)
 
 
 def check_flag(options: Any, name: str, method: str) -> None:
@@ -103,9 +98,8 @@ class AttributionMethod(ABC):
     @classmethod
     def _check_sign(cls, sign: object) -> SignHandling | None:
         """The sign handling of a signed method (default ``"positive"``); None for an unsigned one."""
-        if sign is not None and (not isinstance(sign, str) or sign not in SIGN_HANDLING):
-            hint = did_you_mean(sign, SIGN_HANDLING) if isinstance(sign, str) else ""
-            raise InvalidInputError(f"sign must be one of {', '.join(SIGN_HANDLING)}, got {sign!r}.{hint}")
+        if sign is not None:
+            check_choice("sign", sign, SIGN_HANDLING)
         if not cls.signed:
             if sign is not None:
                 signed = ", ".join(name for name in list_methods() if get_method(name).signed)

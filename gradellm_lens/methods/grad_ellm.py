@@ -85,7 +85,7 @@ import torch
 from torch import Tensor
 
 from ..capture import GRADIENT_PATHS, hook_name, step_gradients
-from ..errors import InvalidInputError, unknown_name_error
+from ..errors import InvalidInputError, check_choice
 from ..numerics import masked_minmax, prefix_mask
 from ..targets import Step
 from ..typing import TokenIds
@@ -160,8 +160,7 @@ class GradEllm(AttributionMethod):
     variants: ClassVar[dict[str, dict[str, Any]]] = VARIANTS
 
     def __init__(self, model, *, variant: str = "default", **options: Any) -> None:
-        if variant not in VARIANTS:
-            raise unknown_name_error("Grad-ELLM variant", variant, VARIANTS)
+        check_choice("grad_ellm variant", variant, VARIANTS)
         self.variant = variant
         super().__init__(model, **{**VARIANTS[variant], **options})
         self.layers = self.options.resolve_layers(self.info.n_layers)
@@ -256,6 +255,5 @@ class GradEllm(AttributionMethod):
 
 def grad_ellm_options(variant: str = "default", **overrides: Any) -> GradEllmOptions:
     """The resolved options of a named variant (with overrides)."""
-    if variant not in VARIANTS:
-        raise unknown_name_error("Grad-ELLM variant", variant, VARIANTS)
+    check_choice("grad_ellm variant", variant, VARIANTS)
     return dataclasses.replace(GradEllmOptions(**VARIANTS[variant]), **overrides)

@@ -33,7 +33,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from ..encoding import check_token_ids
-from ..errors import InvalidInputError, NumericalError, unknown_name_error
+from ..errors import InvalidInputError, NumericalError, check_choice
 from ..numerics import flat_rows
 from ..result import AttributionResult
 from ..targets import Target
@@ -93,8 +93,7 @@ class FaithfulnessConfig:
             ("normalise", NORMALISE_KINDS),
             ("probability", PROBABILITY_KINDS),
         ):
-            if getattr(self, name) not in choices:
-                raise unknown_name_error(f"{name} option", getattr(self, name), choices)
+            check_choice(name, getattr(self, name), choices)
         if not 0.0 < float(self.eps) < 1.0:
             raise InvalidInputError(f"eps must lie strictly between 0 and 1, got {self.eps!r}.")
 

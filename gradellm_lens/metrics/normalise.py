@@ -21,7 +21,7 @@ from typing import Literal
 
 import torch
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, check_choice
 from ..numerics import masked_minmax
 from ..typing import PositionMask, TokenScores
 
@@ -40,8 +40,7 @@ def normalise_scores(scores: TokenScores, perturbable: PositionMask, how: Normal
     Raises:
         InvalidInputError: unknown ``how``, non-finite scores, or negative scores under ``"max"``.
     """
-    if how not in NORMALISE_KINDS:
-        raise InvalidInputError(f"Unknown score normalisation {how!r}; use one of {', '.join(NORMALISE_KINDS)}.")
+    check_choice("how", how, NORMALISE_KINDS)
     x = scores.detach().to(device="cpu", dtype=torch.float64)
     valid = perturbable.to(device="cpu", dtype=torch.bool)
     if not torch.isfinite(x[valid]).all():

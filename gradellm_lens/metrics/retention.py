@@ -40,7 +40,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, check_choice
 from ..typing import PositionMask, TokenScores
 
 RescaleKind = Literal["scale_clip", "power"]
@@ -91,10 +91,8 @@ def retention_probs(
     Raises:
         InvalidInputError: unknown side/rescale, π outside (0, 1), scores outside [0, 1].
     """
-    if side not in ("ns", "nc"):
-        raise InvalidInputError(f"Unknown retention side {side!r}; use 'ns' (keep) or 'nc' (remove).")
-    if rescale not in RESCALE_KINDS:
-        raise InvalidInputError(f"Unknown rescaling rule {rescale!r}; use one of {', '.join(RESCALE_KINDS)}.")
+    check_choice("side", side, ("ns", "nc"))  # keep (NS) or remove (NC) the important tokens
+    check_choice("rescale", rescale, RESCALE_KINDS)
     pi = torch.as_tensor([pis] if isinstance(pis, (int, float)) else list(pis), dtype=torch.float64)
     if pi.numel() == 0 or not ((pi > 0) & (pi < 1)).all():
         raise InvalidInputError(f"Every retaining probability π must lie strictly between 0 and 1, got {pi.tolist()}.")

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from ..encoding import PROMPT_FORMATS, PromptFormat, check_text, encode_prompt, encode_with_spans
-from ..errors import InvalidInputError, UnknownTokenWarning, unknown_name_error
+from ..errors import InvalidInputError, UnknownTokenWarning, check_choice, unknown_name_error
 from ..models import model_info
 from ..registry import Registry
 from . import data
@@ -108,8 +108,7 @@ class TaskOptions:
 
     def __post_init__(self) -> None:
         for name, choices in (("source", SOURCES), ("prompt_format", PROMPT_FORMATS), ("label_match", LABEL_MATCHES)):
-            if getattr(self, name) not in choices:
-                raise unknown_name_error(f"{name} option", getattr(self, name), choices)
+            check_choice(name, getattr(self, name), choices)
         if self.system is not None:
             if not isinstance(self.system, str):
                 raise InvalidInputError(f"system must be a string (or None), got {type(self.system).__name__}.")
@@ -290,8 +289,8 @@ def register_task(cls: type) -> None:
 
 def list_tasks(family: TaskFamily | None = None) -> list[str]:
     """Names of the registered tasks (of one ``family``, ``"evaluation"`` or ``"contrast"``, when given)."""
-    if family is not None and family not in TASK_FAMILIES:
-        raise unknown_name_error("task family", family, TASK_FAMILIES)
+    if family is not None:
+        check_choice("task family", family, TASK_FAMILIES)
     return TASKS.names(None if family is None else lambda cls: cls.family == family)
 
 

@@ -43,7 +43,7 @@ from uuid import uuid4
 from circuitsvis.utils.convert_props import convert_prop_type, convert_props
 from circuitsvis.utils.render import RenderedHTML, render_cdn
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, check_choice
 from ..result import atomic_write
 from . import palette
 
@@ -143,8 +143,7 @@ class View(RenderedHTML):
     title: str = ""
 
     def __post_init__(self) -> None:
-        if self.component not in COMPONENTS:
-            raise InvalidInputError(f"Unknown CircuitsVis component {self.component!r}; expected one of {COMPONENTS}.")
+        check_choice("CircuitsVis component", self.component, COMPONENTS)
         props_json(self.props)  # validates (finite, serialisable) at construction
 
     def mount(self, element_id: str) -> str:
