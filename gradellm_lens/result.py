@@ -72,21 +72,6 @@ def set_renderer(kind: str, render: Callable[[AttributionResult], str]) -> None:
     _RENDERERS[kind] = render
 
 
-def library_versions() -> dict[str, str]:
-    """Versions of the libraries whose behaviour a result depends on (this package's from its source)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    from . import __version__
-
-    out = {"gradellm-lens": __version__}
-    for pkg in ("torch", "transformer-lens", "transformers"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = "unknown"
-    return out
-
-
 @dataclass(frozen=True, eq=False)
 class AttributionResult:
     """Step-wise attribution of one sequence.

@@ -295,7 +295,7 @@ def test_results_of_another_version_are_refused_unless_allowed(capsys, good_run,
     (run / "results.jsonl").write_bytes(good_run.read_bytes())
     current = gradellm_lens.__version__
     assert json.loads(_lines(good_run)[0])["config"]["gradellm_lens_version"] == current
-    monkeypatch.setattr(gradellm_lens, "__version__", "9.9.9")  # a later release resumes the run
+    monkeypatch.setattr(gradellm_lens.versions, "__version__", "9.9.9")  # a later release resumes the run
     argv = ["evaluate", "--task", "sst2", *FAST, "--methods", "random", "--n", "2", "--data-dir", data_dir]
     code, _, err = _cli(capsys, *argv, "--out-dir", run)
     assert_one_line_error(

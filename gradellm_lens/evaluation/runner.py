@@ -60,11 +60,11 @@ from ..metrics import FaithfulnessConfig, FaithfulnessScores, StepReference, eva
 from ..metrics.positions import all_prefix_mask
 from ..models import model_info
 from ..progress import progress_bar
-from ..result import library_versions
 from ..seeding import stable_seed
 from ..targets import Step
 from ..tasks import Example, PromptedExample, Task, make_task
 from ..typing import TokenIds, TokenScores
+from ..versions import library_versions
 from .estimate import LENGTH_SAMPLE, RunEstimate, estimate, inputs_per_map, measure
 from .specs import THROUGHPUT_OPTIONS, MethodSpec, build_methods, parse_method_specs
 from .store import CURVE_KEYS, METRIC_KEYS, OPEN_MODES, OpenMode, ResultsFile, RunHeader, finished_elsewhere
