@@ -66,7 +66,7 @@ from ..tasks import Example, PromptedExample, Task, make_task
 from ..typing import TokenIds, TokenScores
 from ..versions import library_versions
 from .estimate import LENGTH_SAMPLE, RunEstimate, estimate, inputs_per_map, measure
-from .specs import THROUGHPUT_OPTIONS, MethodSpec, build_methods, parse_method_specs
+from .specs import MethodSpec, build_methods, parse_method_specs, without_throughput
 from .store import CURVE_KEYS, METRIC_KEYS, OPEN_MODES, OpenMode, ResultsFile, RunHeader, finished_elsewhere
 
 PerturbMode = Literal["all", "user_text"]
@@ -163,11 +163,6 @@ def results_path(out_dir: str | Path, shard_index: int = 0, num_shards: int = 1)
     return Path(out_dir) / name
 
 
-def _without_throughput(options: dict[str, Any]) -> dict[str, Any]:
-    """Drop the knobs that change speed, not results, so a rerun may use another batch size or path."""
-    return {k: v for k, v in options.items() if k not in THROUGHPUT_OPTIONS}
-
-
 def _extras(method, config: EvaluationConfig) -> dict[str, Any]:
     """What the runner adds to a method's recorded options: random's map count, the others' controls."""
     if isinstance(method, RandomAttribution):
@@ -181,11 +176,11 @@ def run_header(model, task: Task, methods: dict[str, Any], config: EvaluationCon
     common = {
         "task": task.describe(model),
         "model": {"name": model_info(model).name, "dtype": dtype},
-        "metrics": _without_throughput(config.metrics.to_dict()),
+        "metrics": without_throughput(config.metrics.to_dict(), config.metrics),
         "perturb": config.perturb,
         "conditioning": {"min_rho": config.min_rho, "include_ill_conditioned": config.include_ill_conditioned},
     }
-    described = {label: {**_without_throughput(m.describe()), **_extras(m, config)} for label, m in methods.items()}
+    described = {label: {**without_throughput(m.describe(), m), **_extras(m, config)} for label, m in methods.items()}
     return RunHeader(common, described, config.shard_index, config.num_shards, library_versions())
 
 

@@ -162,6 +162,7 @@ class AttentionXGradient(AttributionMethod):
 
     method_name: ClassVar[str] = "attention_x_gradient"
     Options: ClassVar[type] = AttentionXGradientOptions
+    throughput_options: ClassVar[frozenset[str]] = frozenset({"gradient_path"})
 
     def __init__(self, model, **options: Any) -> None:
         super().__init__(model, **options)

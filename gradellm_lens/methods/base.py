@@ -5,8 +5,8 @@ Every method maps a token sequence and a list of :class:`~gradellm_lens.targets.
 ``steps[t].target`` and is NaN beyond it. Methods that decompose over model components also
 return ``[step, layer, head, pos]`` contributions.
 
-Subclasses declare ``method_name``, an ``Options`` frozen dataclass (their hyper-parameters) and
-implement either ``_attribute_step`` (one prefix, one target) or ``_attribute`` (all steps, for
+Subclasses declare ``method_name``, an ``Options`` frozen dataclass (their hyper-parameters), the
+names of those options that only change speed (``throughput_options``), and implement either ``_attribute_step`` (one prefix, one target) or ``_attribute`` (all steps, for
 methods that share work across steps). Signed methods set ``signed = True``; only they take the
 ``sign`` option, which turns their scores non-negative: ``"positive"`` (default, the positive part,
 matching Grad-ELLM's ReLU), ``"abs"``, or ``"raw"`` (keep the sign). Unsigned methods refuse it (it
@@ -84,6 +84,9 @@ class AttributionMethod(ABC):
     method_name: ClassVar[str]
     signed: ClassVar[bool] = False
     Options: ClassVar[type] = NoOptions
+    throughput_options: ClassVar[frozenset[str]] = frozenset()
+    """Options that change how fast the scores are computed, never the scores (batch sizes, shared
+    work, the gradient path): runs that differ only in them are one computation."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

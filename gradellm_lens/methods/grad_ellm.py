@@ -157,6 +157,7 @@ class GradEllm(AttributionMethod):
 
     method_name: ClassVar[str] = "grad_ellm"
     Options: ClassVar[type] = GradEllmOptions
+    throughput_options: ClassVar[frozenset[str]] = frozenset({"share_forward", "gradient_path"})
     variants: ClassVar[dict[str, dict[str, Any]]] = VARIANTS
 
     def __init__(self, model, *, variant: str = "default", **options: Any) -> None:

@@ -200,6 +200,7 @@ class IntegratedGradients(InputXGradient):
 
     method_name: ClassVar[str] = "integrated_gradients"
     Options: ClassVar[type] = IntegratedGradientsOptions
+    throughput_options: ClassVar[frozenset[str]] = frozenset({"batch_size"})
 
     def _path(self) -> tuple[Tensor | None, Tensor | None, int]:
         alphas, weights = quadrature(self.options.n_steps, self.options.integration)

@@ -90,6 +90,7 @@ class Occlusion(AttributionMethod):
     method_name: ClassVar[str] = "occlusion"
     signed: ClassVar[bool] = True
     Options: ClassVar[type] = OcclusionOptions
+    throughput_options: ClassVar[frozenset[str]] = frozenset({"batch_size", "share_head"})
 
     def __init__(self, model, **options) -> None:
         super().__init__(model, **options)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from jaxtyping import Float
@@ -79,6 +79,8 @@ class FaithfulnessConfig:
     seed: int = 0
     batch_size: int = 64
     eps: float = DEFAULT_EPSILON
+    throughput_options: ClassVar[frozenset[str]] = frozenset({"batch_size"})
+    """Fields that change how fast the metrics are computed, never their values."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "pis", check_pis(self.pis))
