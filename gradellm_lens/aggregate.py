@@ -13,8 +13,10 @@ Normalisation (:func:`normalise`), per step over the non-NaN positions:
 ``minmax`` :math:`(s_i - \min_j s_j) / (\max_j s_j - \min_j s_j)`
 ========== ===============================================================
 
-A zero denominator (all-zero row, constant row for ``minmax``) gives zeros. ``layer_head`` is left
-unnormalised.
+A zero denominator (all-zero row, constant row for ``minmax``) gives zeros: this is a rescaling for
+display and comparison, and a map that singles out no token shows none. (The perturbation metrics
+use :func:`gradellm_lens.metrics.importance_weights` instead, which sends such a map to the uniform
+weight 1: every token equally important.) ``layer_head`` is left unnormalised.
 
 Word merging (:func:`merge_words`): a word is a run of sub-tokens; a new word starts at a token that
 begins with a space marker (byte-level BPE ``Ġ``, SentencePiece ``▁``, or a literal space), at a
@@ -86,7 +88,10 @@ def _with_aggregation(result: AttributionResult, note: str, **changes) -> Attrib
 
 
 def normalise(scores: Scores, how: Normalisation = "l1") -> Scores:
-    """Normalise each step's scores (the last dimension) over its non-NaN positions.
+    """Rescale each step's scores (the last dimension) over its non-NaN positions, for display and comparison.
+
+    A step whose denominator is zero (all scores 0, or all equal under ``"minmax"``) becomes all 0;
+    the metrics' :func:`gradellm_lens.metrics.importance_weights` makes such a map uniform (1) instead.
 
     Args:
         scores: an :class:`AttributionResult` or a ``[..., pos]`` tensor.

@@ -38,7 +38,7 @@ from ..numerics import flat_rows
 from ..result import AttributionResult
 from ..targets import Target
 from ..typing import PositionMask, TokenIds, TokenScores
-from .normalise import NORMALISE_KINDS, NormaliseKind, normalise_scores
+from .normalise import NORMALISE_KINDS, NormaliseKind, importance_weights
 from .perturb import as_masked_forward, draw_uniforms, iter_masked_logits, step_seed, unperturbed_head
 from .pi_soft import DEFAULT_PIS, check_pis, normalised_auc, pi_keep_probabilities
 from .positions import check_perturbable, span_mask
@@ -363,8 +363,8 @@ def evaluate_step(
             "build it with step_reference(model, prefix, target, perturbable=...)."
         )
 
-    minmax = normalise_scores(values, valid, "minmax")
-    ns, nc = pi_keep_probabilities(normalise_scores(values, valid, config.normalise), valid, config.pis, config.rescale)
+    minmax = importance_weights(values, valid, "minmax")
+    ns, nc = pi_keep_probabilities(importance_weights(values, valid, config.normalise), valid, config.pis, config.rescale)
     keep, draws = _perturbations(plain_soft_keep(minmax, valid), ns.keep, nc.keep, config.n_draws)
 
     uniforms = draw_uniforms(step_seed(config.seed, tokens, token_id), config.n_draws, n, forward.d_model)

@@ -1,4 +1,9 @@
-"""Base normalisation of raw attribution scores to ``ŝ ∈ [0, 1]`` over the perturbable positions.
+"""Importance weights: raw attribution scores mapped to ``ŝ ∈ [0, 1]`` over the perturbable positions.
+
+The perturbation metrics (Soft-NC/NS, π-Soft) turn ``ŝ`` into keep probabilities, so here a map
+that singles out no token means "every token equally important" (``ŝ ≡ 1``). This differs from
+:func:`gradellm_lens.aggregate.normalise`, which rescales scores for display and comparison and
+sends such a map to 0.
 
 With ``P`` the perturbable positions (see :mod:`.positions`) and ``s_i`` the raw scores:
 
@@ -29,8 +34,12 @@ NormaliseKind = Literal["max", "minmax", "rank"]
 NORMALISE_KINDS: tuple[str, ...] = ("max", "minmax", "rank")
 
 
-def normalise_scores(scores: TokenScores, perturbable: PositionMask, how: NormaliseKind = "max") -> TokenScores:
-    """Map ``scores`` to ``[0, 1]`` over the ``perturbable`` positions (0 elsewhere), float64.
+def importance_weights(scores: TokenScores, perturbable: PositionMask, how: NormaliseKind = "max") -> TokenScores:
+    """The importance weights ``ŝ ∈ [0, 1]`` of ``scores`` over the ``perturbable`` positions (0 elsewhere), float64.
+
+    A flat map (all 0 under ``"max"``, all equal under ``"minmax"``) gives ``ŝ ≡ 1`` on the
+    perturbable positions: no token is singled out, so all are equally important. (For display,
+    :func:`gradellm_lens.aggregate.normalise` instead sends a flat map to 0.)
 
     Args:
         scores: ``[pos]`` finite raw scores.

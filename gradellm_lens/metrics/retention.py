@@ -82,7 +82,7 @@ def retention_probs(
     """Keep probabilities with mean ``π`` over ``perturbable`` for each ``π`` in ``pis``.
 
     Args:
-        norm_scores: ``[pos]`` normalised scores in ``[0, 1]`` (see :func:`.normalise_scores`).
+        norm_scores: ``[pos]`` normalised scores in ``[0, 1]`` (see :func:`.importance_weights`).
         perturbable: ``[pos]`` boolean mask of the positions that may be perturbed (at least one).
         pis: one π or a sequence, each strictly inside ``(0, 1)``.
         side: ``"ns"`` keeps in proportion to ``ŝ``; ``"nc"`` removes in proportion to ``ŝ``.
@@ -101,7 +101,7 @@ def retention_probs(
         raise InvalidInputError("retention_probs needs at least one perturbable position.")
     x = norm_scores.detach().to(device="cpu", dtype=torch.float64)[valid]
     if not (torch.isfinite(x).all() and (x >= 0).all() and (x <= 1).all()):
-        raise InvalidInputError("Normalised scores must lie in [0, 1]; normalise them first (normalise_scores).")
+        raise InvalidInputError("Normalised scores must lie in [0, 1]; normalise them first (importance_weights).")
     target = pi if side == "ns" else 1.0 - pi
     fill = _scale_clip if rescale == "scale_clip" else _power
     mass, rules = fill(x, target)
