@@ -47,7 +47,7 @@ from torch import Tensor
 from .errors import InvalidInputError, check_choice
 from .numerics import masked_minmax
 from .result import AttributionResult
-from .typing import TokenIds
+from .tensor_types import TokenIds
 
 Normalisation = Literal["sum", "l1", "max", "minmax"]
 NORMALISATIONS: tuple[str, ...] = get_args(Normalisation)

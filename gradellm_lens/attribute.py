@@ -36,7 +36,7 @@ from .progress import progress_bar
 from .result import AttributionResult
 from .targets import ObjectiveKind, Step, Target, as_index, check_objective
 from .tokens import quote_token
-from .typing import TokenIds
+from .tensor_types import TokenIds
 from .versions import library_versions
 
 __all__ = [

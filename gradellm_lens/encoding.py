@@ -29,7 +29,7 @@ from torch import Tensor
 
 from .errors import InvalidInputError, UnknownTokenWarning, check_choice
 from .models.capabilities import ModelInfo, model_info
-from .typing import TokenIds
+from .tensor_types import TokenIds
 
 Prompt = str | Sequence[int] | torch.Tensor
 Span = tuple[int, int]

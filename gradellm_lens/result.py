@@ -44,7 +44,7 @@ from .encoding import check_text, decode_json
 from .errors import HiddenTokensWarning, InvalidInputError, MissingPackageError, NumericalError
 from .numerics import first_nonfinite_row, flat_rows, prefix_mask
 from .tokens import display_token, quote_token
-from .typing import StepLayerHeadScores, StepScores, TokenIds
+from .tensor_types import StepLayerHeadScores, StepScores, TokenIds
 
 FORMAT_VERSION = 1
 

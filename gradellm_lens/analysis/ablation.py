@@ -56,7 +56,7 @@ from ..capture import FwdHook, hook_name, record_activations
 from ..errors import InvalidInputError, check_choice
 from ..models.capabilities import ModelInfo, model_info
 from ..targets import as_index
-from ..typing import TokenIds
+from ..tensor_types import TokenIds
 
 AblationKind = Literal["query_heads", "kv_heads", "layers"]
 AblationMode = Literal["zero", "mean", "resample"]

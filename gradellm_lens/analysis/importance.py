@@ -55,7 +55,7 @@ from ..methods.grad_ellm import GradEllm
 from ..models.capabilities import model_info
 from ..result import AttributionResult
 from ..targets import Step, Target, as_steps
-from ..typing import HeadScores, StepLayerHeadScores, TokenIds
+from ..tensor_types import HeadScores, StepLayerHeadScores, TokenIds
 from .gqa import GroupReduce, aggregate_kv_groups
 
 ImportanceMeasure = Literal["positive", "net_abs", "net", "abs"]

@@ -61,7 +61,7 @@ from ..capture.recording import as_batch
 from ..errors import InvalidInputError, check_choice
 from ..models.capabilities import model_info
 from ..targets import Step, Target, as_index, as_steps, stacked_values
-from ..typing import HeadScores, TokenIds
+from ..tensor_types import HeadScores, TokenIds
 from .ablation import Ablation, collect_reference
 from .effects import ablation_effects
 from .importance import HeadImportance

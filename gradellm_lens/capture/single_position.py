@@ -49,7 +49,7 @@ from torch import Tensor
 from ..errors import InvalidInputError, NumericalError, check_choice
 from ..models.capabilities import model_info
 from ..targets import Step, Target, stacked_values
-from ..typing import TokenIds
+from ..tensor_types import TokenIds
 from .frozen_prefix import (
     cached_attention_mask,
     checked_once,

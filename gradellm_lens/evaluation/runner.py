@@ -63,7 +63,7 @@ from ..progress import progress_bar
 from ..seeding import stable_seed
 from ..targets import Step
 from ..tasks import Example, PromptedExample, Task, make_task
-from ..typing import TokenIds, TokenScores
+from ..tensor_types import TokenIds, TokenScores
 from ..versions import library_versions
 from .estimate import LENGTH_SAMPLE, RunEstimate, estimate, inputs_per_map, measure
 from .specs import MethodSpec, build_methods, parse_method_specs, without_throughput

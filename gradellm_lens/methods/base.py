@@ -30,7 +30,7 @@ from ..models.capabilities import ModelInfo, model_info
 from ..numerics import first_nonfinite_row, prefix_mask
 from ..registry import Registry
 from ..targets import Step, Target
-from ..typing import StepLayerHeadScores, StepScores, TokenIds, TokenScores
+from ..tensor_types import StepLayerHeadScores, StepScores, TokenIds, TokenScores
 
 SignHandling = Literal["positive", "abs", "raw"]
 SIGN_HANDLING: tuple[str, ...] = ("positive", "abs", "raw")

@@ -88,7 +88,7 @@ from ..capture import GRADIENT_PATHS, hook_name, step_gradients
 from ..errors import InvalidInputError, check_choice
 from ..numerics import masked_minmax, prefix_mask
 from ..targets import Step
-from ..typing import TokenIds
+from ..tensor_types import TokenIds
 from .base import AttributionMethod, MethodOutput, _pad_positions, check_choices, check_flag
 from .layers import LayerSpec, check_layer_spec, resolve_layers
 

@@ -53,7 +53,7 @@ from torch import Tensor
 from ..capture import hook_name
 from ..errors import InvalidInputError, check_choice
 from ..targets import Step, as_index
-from ..typing import Embeddings, StepEmbeddingGrads, StepScores, TokenIds
+from ..tensor_types import Embeddings, StepEmbeddingGrads, StepScores, TokenIds
 from .base import AttributionMethod, MethodOutput
 from .batching import chunks
 from .objectives import capture_steps, shared_prefix, step_values

@@ -37,7 +37,7 @@ from ..errors import InvalidInputError, NumericalError, check_choice
 from ..numerics import flat_rows
 from ..result import AttributionResult
 from ..targets import Target
-from ..typing import PositionMask, TokenIds, TokenScores
+from ..tensor_types import PositionMask, TokenIds, TokenScores
 from .normalise import NORMALISE_KINDS, NormaliseKind, importance_weights
 from .perturb import as_masked_forward, draw_uniforms, iter_masked_logits, step_seed, unperturbed_head
 from .pi_soft import DEFAULT_PIS, check_pis, normalised_auc, pi_keep_probabilities

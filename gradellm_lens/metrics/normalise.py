@@ -28,7 +28,7 @@ import torch
 
 from ..errors import InvalidInputError, check_choice
 from ..numerics import masked_minmax
-from ..typing import PositionMask, TokenScores
+from ..tensor_types import PositionMask, TokenScores
 
 NormaliseKind = Literal["max", "minmax", "rank"]
 NORMALISE_KINDS: tuple[str, ...] = ("max", "minmax", "rank")

@@ -41,7 +41,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from ..errors import InvalidInputError, check_choice
-from ..typing import PositionMask, TokenScores
+from ..tensor_types import PositionMask, TokenScores
 
 RescaleKind = Literal["scale_clip", "power"]
 RESCALE_KINDS: tuple[str, ...] = ("scale_clip", "power")

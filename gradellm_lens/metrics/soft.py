@@ -32,7 +32,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from ..errors import check_choice
-from ..typing import PositionMask, TokenScores
+from ..tensor_types import PositionMask, TokenScores
 
 ProbabilityKind = Literal["target", "distribution"]
 PROBABILITY_KINDS: tuple[str, ...] = ("target", "distribution")
