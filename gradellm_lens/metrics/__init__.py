@@ -6,7 +6,7 @@ Entry point: :func:`evaluate_step` with a :class:`FaithfulnessConfig`, returning
 formulas, batched masking) are public for analyses and tests.
 """
 
-from .evaluate import (
+from .faithfulness import (
     FaithfulnessConfig,
     FaithfulnessScores,
     StepReference,

@@ -1,4 +1,4 @@
-"""``evaluate_step``: Soft-NS/NC and π-Soft-NS/NC curves of one attribution for one generation step.
+"""Faithfulness of one attribution at one step (``evaluate_step``): Soft-NS/NC and π-Soft-NS/NC curves.
 
 For a prefix ``x = tokens[: position + 1]``, the explained token ``ŷ`` and scores over ``x``:
 
