@@ -44,7 +44,7 @@ from circuitsvis.utils.convert_props import convert_prop_type, convert_props
 from circuitsvis.utils.render import RenderedHTML, render_cdn
 
 from ..errors import InvalidInputError, check_choice
-from ..result import atomic_write
+from ..result_io import atomic_write
 from . import palette
 
 Component = Literal["ColoredTokens", "ColoredTokensMulti", "TextNeuronActivations", "AttentionHeads"]
@@ -227,7 +227,7 @@ class Page:
         """Write the page (UTF-8) and return its path.
 
         The page is encoded first and written under a temporary name, then renamed into place
-        (:func:`~gradellm_lens.result.atomic_write`), so a failure never truncates an existing file.
+        (:func:`~gradellm_lens.result_io.atomic_write`), so a failure never truncates an existing file.
         """
         path = Path(path)
         data = self.html().encode("utf-8")
