@@ -144,7 +144,7 @@ def layer_of(label: str, n_layers: int) -> int | None:
 
 def delta(summary, a: str, b: str, key: str):
     """The paired difference ``a - b`` (the summary holds each pair once, in row order: else ``-(b - a)``)."""
-    from gradellm_lens.evaluation.summary import Estimate
+    from gradellm_lens.evaluation.statistics import Estimate
 
     comparison = summary.comparison(a, b)
     if comparison is not None:

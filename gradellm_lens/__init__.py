@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import progress as _progress  # noqa: F401  (first: a quiet tqdm.auto for the libraries below)
 
-__version__ = "0.2.0"  # the one source of the version: pyproject.toml reads it, results record it
+from .versions import __version__  # its one source: pyproject.toml reads it there, results record it
 
 _PUBLIC = {
     "AttributionResult": ".result",
@@ -50,6 +50,7 @@ _PUBLIC = {
 _SUBPACKAGES = ("aggregate", "analysis", "metrics", "viz")
 
 __all__ = [
+    "__version__",
     "AttributionResult",
     "FlatAttributionWarning",
     "GradEllm",

@@ -13,8 +13,10 @@ Normalisation (:func:`normalise`), per step over the non-NaN positions:
 ``minmax`` :math:`(s_i - \min_j s_j) / (\max_j s_j - \min_j s_j)`
 ========== ===============================================================
 
-A zero denominator (all-zero row, constant row for ``minmax``) gives zeros. ``layer_head`` is left
-unnormalised.
+A zero denominator (all-zero row, constant row for ``minmax``) gives zeros: this is a rescaling for
+display and comparison, and a map that singles out no token shows none. (The perturbation metrics
+use :func:`gradellm_lens.metrics.importance_weights` instead, which sends such a map to the uniform
+weight 1: every token equally important.) ``layer_head`` is left unnormalised.
 
 Word merging (:func:`merge_words`): a word is a run of sub-tokens; a new word starts at a token that
 begins with a space marker (byte-level BPE ``Ġ``, SentencePiece ``▁``, or a literal space), at a
@@ -42,10 +44,10 @@ from typing import Literal, TypeVar, get_args
 import torch
 from torch import Tensor
 
-from .errors import InvalidInputError
+from .errors import InvalidInputError, check_choice
 from .numerics import masked_minmax
 from .result import AttributionResult
-from .typing import TokenIds
+from .tensor_types import TokenIds
 
 Normalisation = Literal["sum", "l1", "max", "minmax"]
 NORMALISATIONS: tuple[str, ...] = get_args(Normalisation)
@@ -80,18 +82,16 @@ def _normalise_tensor(x: Tensor, how: Normalisation) -> Tensor:
     return torch.where(valid, out, torch.full_like(x, float("nan")))
 
 
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise InvalidInputError(f"{name}={value!r} is invalid; use one of {', '.join(choices)}.")
-
-
 def _with_aggregation(result: AttributionResult, note: str, **changes) -> AttributionResult:
     options = {**result.options, "aggregation": [*result.options.get("aggregation", []), note]}
     return dataclasses.replace(result, options=options, **changes)
 
 
 def normalise(scores: Scores, how: Normalisation = "l1") -> Scores:
-    """Normalise each step's scores (the last dimension) over its non-NaN positions.
+    """Rescale each step's scores (the last dimension) over its non-NaN positions, for display and comparison.
+
+    A step whose denominator is zero (all scores 0, or all equal under ``"minmax"``) becomes all 0;
+    the metrics' :func:`gradellm_lens.metrics.importance_weights` makes such a map uniform (1) instead.
 
     Args:
         scores: an :class:`AttributionResult` or a ``[..., pos]`` tensor.
@@ -100,7 +100,7 @@ def normalise(scores: Scores, how: Normalisation = "l1") -> Scores:
     Returns:
         The same kind of object with normalised scores; NaN stays NaN.
     """
-    _check_choice("how", how, NORMALISATIONS)
+    check_choice("how", how, NORMALISATIONS)
     if isinstance(scores, AttributionResult):
         return _with_aggregation(scores, f"normalise:{how}", scores=_normalise_tensor(scores.scores, how))
     return _normalise_tensor(scores, how)
@@ -184,7 +184,7 @@ def merge_words(
         how: ``"sum"`` (default), ``"max"`` or ``"mean"`` over the pieces of a word.
         special_tokens: the tokenizer's special tokens (default: any ``<...>`` token).
     """
-    _check_choice("how", how, PIECE_REDUCTIONS)
+    check_choice("how", how, PIECE_REDUCTIONS)
     starts = word_starts(result.tokens, special_tokens=special_tokens, breaks={result.prompt_length})
     groups = _groups(starts)
     word_of = [w for w, g in enumerate(groups) for _ in g]
@@ -286,7 +286,7 @@ def restrict_to_span(
         outside: the value outside the span (default NaN for tensors, 0 for results).
     """
     if renormalise is not None:
-        _check_choice("renormalise", renormalise, NORMALISATIONS)
+        check_choice("renormalise", renormalise, NORMALISATIONS)
     if not isinstance(scores, AttributionResult):
         fill = float("nan") if outside is None else outside
         kept = scores.masked_fill(~_span_mask(scores.shape[-1], span).to(scores.device), float("nan"))

@@ -33,10 +33,11 @@ from .errors import FlatAttributionWarning, InvalidInputError, LensError, Numeri
 from .methods.base import AttributionMethod, make_method
 from .models.capabilities import model_info
 from .progress import progress_bar
-from .result import AttributionResult, library_versions
+from .result import AttributionResult
 from .targets import ObjectiveKind, Step, Target, as_index, check_objective
 from .tokens import quote_token
-from .typing import TokenIds
+from .tensor_types import TokenIds
+from .versions import library_versions
 
 __all__ = [
     "PROMPT_FORMATS",

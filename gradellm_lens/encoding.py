@@ -27,9 +27,9 @@ from typing import Any, Literal, get_args
 import torch
 from torch import Tensor
 
-from .errors import InvalidInputError, UnknownTokenWarning, unknown_name_error
+from .errors import InvalidInputError, UnknownTokenWarning, check_choice
 from .models.capabilities import ModelInfo, model_info
-from .typing import TokenIds
+from .tensor_types import TokenIds
 
 Prompt = str | Sequence[int] | torch.Tensor
 Span = tuple[int, int]
@@ -46,9 +46,7 @@ _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 def check_prompt_format(prompt_format: str) -> PromptFormat:
     """Return ``prompt_format`` if it is one of :data:`PROMPT_FORMATS`; else a "Did you mean" error."""
-    if prompt_format not in PROMPT_FORMATS:
-        raise unknown_name_error("prompt_format", str(prompt_format), PROMPT_FORMATS)
-    return prompt_format
+    return check_choice("prompt_format", prompt_format, PROMPT_FORMATS)
 
 
 def check_text(text: str, what: str = "the text") -> str:

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from typing import TypeVar
+
+_S = TypeVar("_S", bound=str)
 
 
 class LensError(Exception):
@@ -58,3 +61,19 @@ def unknown_name_error(kind: str, name: str, choices: Iterable[str]) -> InvalidI
     return InvalidInputError(
         f"Unknown {kind} {name!r}.{did_you_mean(name, choices)} Available: {', '.join(choices)}."
     )
+
+
+
+def check_choice(name: str, value: object, choices: Iterable[_S]) -> _S:
+    """Return ``value`` if it is one of ``choices``; else raise :class:`InvalidInputError`.
+
+    The one check of every option that takes one of a fixed set of strings. The message names the
+    option and the bad value, suggests the closest choice and lists them all, in their order:
+    ``"combine='sume' is invalid. Did you mean 'sum'? Use one of sum, mean."``; ``name`` may say
+    whose option it is (``"grad_ellm option combine"``).
+    """
+    choices = list(choices)
+    if isinstance(value, str) and value in choices:
+        return value  # type: ignore[return-value]
+    hint = did_you_mean(value, choices) if isinstance(value, str) else ""
+    raise InvalidInputError(f"{name}={value!r} is invalid.{hint} Use one of {', '.join(choices)}.")

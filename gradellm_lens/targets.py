@@ -15,7 +15,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from .errors import InvalidInputError, did_you_mean
+from .errors import InvalidInputError, check_choice
 
 ObjectiveKind = Literal["logit", "log_prob", "prob"]
 OBJECTIVES: tuple[str, ...] = ("logit", "log_prob", "prob")
@@ -23,10 +23,7 @@ OBJECTIVES: tuple[str, ...] = ("logit", "log_prob", "prob")
 
 def check_objective(objective: str) -> None:
     """Raise :class:`InvalidInputError` (with a suggestion) unless ``objective`` is one of :data:`OBJECTIVES`."""
-    if objective not in OBJECTIVES:
-        raise InvalidInputError(
-            f"Unknown objective {objective!r}.{did_you_mean(objective, OBJECTIVES)} Use one of {', '.join(OBJECTIVES)}."
-        )
+    check_choice("objective", objective, OBJECTIVES)
 
 
 def as_index(value: object, what: str, *, minimum: int = 0) -> int:

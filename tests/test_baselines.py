@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_metrics_evaluate import TARGET, LinearReadout
+from test_metrics_faithfulness import TARGET, LinearReadout
 
 from gradellm_lens import InvalidInputError, Step, Target
 from gradellm_lens.evaluation import bootstrap_ci, paired_bootstrap_ci

@@ -24,7 +24,7 @@ from gradellm_lens.evaluation import (
     run_evaluation,
     summarize,
 )
-from gradellm_lens.evaluation import plots as plots_module
+from gradellm_lens.viz import plots as plots_module
 from gradellm_lens.evaluation import runner as runner_module
 from gradellm_lens.evaluation.runner import shuffled_scores
 from gradellm_lens.methods import make_method
@@ -326,7 +326,7 @@ def test_protocol_states_accuracy_majority_labels_and_rho_and_warns_when_the_tex
     assert frame["mean"].dtype == np.float64
 
 
-def test_plots_take_plain_curves_and_do_not_import_the_summary():
+def test_plots_take_plain_curves_and_do_not_import_the_evaluation():
     tree = ast.parse(inspect.getsource(plots_module))
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert not any(module and "summary" in module for module in imported)
+    assert not any(module and ("summary" in module or "evaluation" in module) for module in imported)

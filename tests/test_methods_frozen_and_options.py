@@ -63,7 +63,7 @@ def test_signed_methods_record_their_sign(tiny_model, name):
     "name,options,match",
     [
         ("input_x_gradient", {"sign": "postive"}, "Did you mean 'positive'"),
-        ("occlusion", {"sign": 1}, "sign must be one of"),
+        ("occlusion", {"sign": 1}, "sign=1 is invalid"),
         ("grad_ellm", {"layers": [1.5]}, "layers must be an int K"),
         ("grad_ellm", {"layers": [True]}, "layers must be an int K"),
         ("attention_x_gradient", {"layers": ["1"]}, "layers must be an int K"),

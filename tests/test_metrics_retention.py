@@ -11,7 +11,7 @@ from gradellm_lens.errors import InvalidInputError
 from gradellm_lens.metrics import (
     all_prefix_mask,
     check_perturbable,
-    normalise_scores,
+    importance_weights,
     normalised_auc,
     pi_keep_probabilities,
     retention_probs,
@@ -35,12 +35,12 @@ def _mask(n: int) -> torch.Tensor:
 def test_normalise_known_values():
     s = torch.tensor([100.0, 0.0, 2.0, 4.0, 1.0])  # position 0 (BOS) excluded from every statistic
     m = _mask(5)
-    assert normalise_scores(s, m, "max").tolist() == [0.0, 0.0, 0.5, 1.0, 0.25]
-    assert normalise_scores(s, m, "minmax").tolist() == [0.0, 0.0, 0.5, 1.0, 0.25]
-    assert normalise_scores(s + 1, m, "minmax").tolist() == [0.0, 0.0, 0.5, 1.0, 0.25]
-    assert normalise_scores(s, m, "rank").tolist() == [0.0, 0.25, 0.75, 1.0, 0.5]
+    assert importance_weights(s, m, "max").tolist() == [0.0, 0.0, 0.5, 1.0, 0.25]
+    assert importance_weights(s, m, "minmax").tolist() == [0.0, 0.0, 0.5, 1.0, 0.25]
+    assert importance_weights(s + 1, m, "minmax").tolist() == [0.0, 0.0, 0.5, 1.0, 0.25]
+    assert importance_weights(s, m, "rank").tolist() == [0.0, 0.25, 0.75, 1.0, 0.5]
     ties = torch.tensor([0.0, 3.0, 1.0, 3.0, 1.0])
-    assert normalise_scores(ties, m, "rank").tolist() == [0.0, 1.0, 0.5, 1.0, 0.5]
+    assert importance_weights(ties, m, "rank").tolist() == [0.0, 1.0, 0.5, 1.0, 0.5]
 
 
 @pytest.mark.parametrize("how", ["max", "minmax", "rank"])
@@ -48,18 +48,18 @@ def test_uninformative_scores_give_uniform(how):
     m = _mask(4)
     for s in (torch.zeros(4), torch.tensor([9.0, 2.0, 2.0, 2.0])):
         if how == "max" or s.sum() > 0:
-            assert normalise_scores(s, m, how).tolist() == [0.0, 1.0, 1.0, 1.0]
+            assert importance_weights(s, m, how).tolist() == [0.0, 1.0, 1.0, 1.0]
 
 
 def test_normalise_errors():
     m = _mask(3)
     with pytest.raises(InvalidInputError, match="non-negative"):
-        normalise_scores(torch.tensor([0.0, -1.0, 2.0]), m, "max")
-    assert normalise_scores(torch.tensor([0.0, -1.0, 2.0]), m, "minmax").tolist() == [0.0, 0.0, 1.0]
-    with pytest.raises(InvalidInputError, match="Unknown score normalisation 'l2'"):
-        normalise_scores(torch.ones(3), m, "l2")
+        importance_weights(torch.tensor([0.0, -1.0, 2.0]), m, "max")
+    assert importance_weights(torch.tensor([0.0, -1.0, 2.0]), m, "minmax").tolist() == [0.0, 0.0, 1.0]
+    with pytest.raises(InvalidInputError, match="how='l2' is invalid"):
+        importance_weights(torch.ones(3), m, "l2")
     with pytest.raises(InvalidInputError, match="NaN"):
-        normalise_scores(torch.tensor([0.0, float("nan"), 1.0]), m)
+        importance_weights(torch.tensor([0.0, float("nan"), 1.0]), m)
 
 
 # ---- π-rescaling -----------------------------------------------------------------------------------
@@ -113,7 +113,7 @@ def test_power_rule_and_top_fill():
 def test_keep_probabilities_property(raw, how, rescale, side):
     s = torch.tensor(raw, dtype=torch.float64)
     m = _mask(len(raw))
-    norm = normalise_scores(s, m, how)
+    norm = importance_weights(s, m, how)
     r = retention_probs(norm, m, PIS, side=side, rescale=rescale)
     keep = r.keep
     assert ((keep >= 0) & (keep <= 1)).all()
@@ -136,7 +136,7 @@ def test_keep_probabilities_property(raw, how, rescale, side):
 def test_rescaling_scores_does_not_change_keep(raw, factor, how):
     s = torch.tensor(raw, dtype=torch.float64)
     m = _mask(len(raw))
-    a, b = (pi_keep_probabilities(normalise_scores(x, m, how), m, PIS) for x in (s, s * factor))
+    a, b = (pi_keep_probabilities(importance_weights(x, m, how), m, PIS) for x in (s, s * factor))
     torch.testing.assert_close(a[0].keep, b[0].keep, atol=1e-9, rtol=0)
     torch.testing.assert_close(a[1].keep, b[1].keep, atol=1e-9, rtol=0)
 
@@ -147,7 +147,7 @@ def test_retention_errors():
         retention_probs(torch.tensor([0.0, 1.0, 0.5]), m, [0.0, 0.5])
     with pytest.raises(InvalidInputError, match=r"\[0, 1\]"):
         retention_probs(torch.tensor([0.0, 2.0, 0.5]), m, [0.5])
-    with pytest.raises(InvalidInputError, match="Unknown rescaling rule 'linear'"):
+    with pytest.raises(InvalidInputError, match="rescale='linear' is invalid"):
         retention_probs(torch.tensor([0.0, 1.0, 0.5]), m, [0.5], rescale="linear")
 
 

@@ -22,7 +22,7 @@ def test_target_probability_drop():
     full = torch.tensor([0.7, 0.2, 0.1])
     perturbed = torch.tensor([[0.4, 0.5, 0.1], [0.9, 0.05, 0.05]])
     torch.testing.assert_close(probability_drop(full, perturbed, 0), torch.tensor([0.3, 0.0]))
-    with pytest.raises(InvalidInputError, match="Unknown probability kind 'logit'"):
+    with pytest.raises(InvalidInputError, match="probability='logit' is invalid"):
         probability_drop(full, perturbed, 0, "logit")
 
 

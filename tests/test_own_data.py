@@ -103,7 +103,7 @@ def test_templates_name_the_text_fields(tmp_path, reviews):
         ({"task_kind": "generation", "label_words": DROP}, r"label_field \(--label-field\) only applies to task_kind="),
         ({"data": "."}, r"Data file \. is a folder; give a file"),
         ({"data": "/dev/null"}, r"Data file /dev/null is not a regular file \(a FIFO, socket or device\)"),
-        ({"task_kind": "generaton"}, "Unknown task_kind 'generaton'. Did you mean 'generation'"),
+        ({"task_kind": "generaton"}, "task_kind='generaton' is invalid. Did you mean 'generation'"),
         ({"task_kind": "generation"}, "label_words only applies to task_kind='classification'"),
         ({"source": "hub"}, "source='hub' and data_dir do not apply"),
         ({"split": "test"}, "has no splits"),

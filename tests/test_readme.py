@@ -11,7 +11,6 @@ import io
 import re
 from pathlib import Path
 
-import pytest
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
 

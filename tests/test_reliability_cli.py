@@ -69,13 +69,13 @@ def good_run(data_dir, tmp_path_factory) -> Path:
         (["--methods", "grad_ellm:"], "Method spec 'grad_ellm:' has an empty variant"),
         (["--methods", "grad_ellm+layers=1+layers=2"], r"Option 'layers' is given twice \(layers=1 and 'layers=2'\)"),
         (["--methods", "grad_ellm:pattern+variant=rope"], "gives the variant twice"),
-        (["--methods", "saliency+sign=ab"], "Unknown sign 'ab'. Did you mean 'abs'"),
+        (["--methods", "saliency+sign=ab"], "sign='ab' is invalid. Did you mean 'abs'"),
         (["--methods", "grad_ellm,grad_ellm:default"], "'grad_ellm' and 'grad_ellm:default' are the same computation"),
         (["--methods", "grad_ellm+layers=[-1],grad_ellm+layers=1"], "are the same computation"),
         (["--methods", "occlusion,occlusion+batch_size=4"], "are the same computation"),
         (["--min-rho", "1.5"], r"min_rho must be a number in \[0, 1\)"),
         (["--random-maps", "0"], "random_maps must be a positive integer"),
-        (["--controls", "shufled"], "Unknown control 'shufled'. Did you mean 'shuffled'"),
+        (["--controls", "shufled"], "control='shufled' is invalid. Did you mean 'shuffled'"),
         (["--model", "tiny-lama"], "Unknown model 'tiny-lama'. Did you mean 'tiny-llama'"),
         (["--pis", "0,0.5"], r"Every π must lie strictly between 0 and 1; got \[0.0\]"),
         (["--pis", "0.5,1"], r"strictly between 0 and 1; got \[1.0\]"),
@@ -91,16 +91,16 @@ def good_run(data_dir, tmp_path_factory) -> Path:
         (["--n", "-3"], "n must be a positive number of examples .*got -3"),
         (["--batch-size", "0"], "batch_size must be a positive integer"),
         (["--bootstrap", "0"], "--bootstrap must be at least 1"),
-        (["--rescale", "scale-clip"], "Unknown rescale option 'scale-clip'. Did you mean 'scale_clip'"),
-        (["--normalise", "maxx"], "Unknown normalise option 'maxx'. Did you mean 'max'"),
+        (["--rescale", "scale-clip"], "rescale='scale-clip' is invalid. Did you mean 'scale_clip'"),
+        (["--normalise", "maxx"], "normalise='maxx' is invalid. Did you mean 'max'"),
         (["--probability", "dist"], "Did you mean 'distribution'"),
-        (["--perturb", "usertext"], "Unknown perturb option 'usertext'. Did you mean 'user_text'"),
+        (["--perturb", "usertext"], "perturb='usertext' is invalid. Did you mean 'user_text'"),
         (["--split", "tset"], "Unknown local split of task 'sst2': 'tset'"),
-        (["--label-match", "restrict"], "Unknown label_match option 'restrict'. Did you mean 'restricted'"),
-        (["--prompt-format", "chatml"], "Unknown prompt_format option 'chatml'. Did you mean 'chat'"),
+        (["--label-match", "restrict"], "label_match='restrict' is invalid. Did you mean 'restricted'"),
+        (["--prompt-format", "chatml"], "prompt_format='chatml' is invalid. Did you mean 'chat'"),
         (["--max-new-tokens", "0"], "max_new_tokens must be at least 1"),
         (["--max-text-tokens", "-1"], "max_text_tokens must be a non-negative integer"),
-        (["--source", "web"], "Unknown source option 'web'. Available: hub, local"),
+        (["--source", "web"], "source='web' is invalid. Use one of local, hub"),
         (["--shard-index", "3", "--num-shards", "2"], "shard_index must be in 0..1"),
     ],
 )
@@ -295,7 +295,7 @@ def test_results_of_another_version_are_refused_unless_allowed(capsys, good_run,
     (run / "results.jsonl").write_bytes(good_run.read_bytes())
     current = gradellm_lens.__version__
     assert json.loads(_lines(good_run)[0])["config"]["gradellm_lens_version"] == current
-    monkeypatch.setattr(gradellm_lens, "__version__", "9.9.9")  # a later release resumes the run
+    monkeypatch.setattr(gradellm_lens.versions, "__version__", "9.9.9")  # a later release resumes the run
     argv = ["evaluate", "--task", "sst2", *FAST, "--methods", "random", "--n", "2", "--data-dir", data_dir]
     code, _, err = _cli(capsys, *argv, "--out-dir", run)
     assert_one_line_error(

@@ -27,7 +27,7 @@ from gradellm_lens.metrics import (
     FaithfulnessConfig,
     all_prefix_mask,
     evaluate_step,
-    normalise_scores,
+    importance_weights,
     normalised_auc,
     pi_keep_probabilities,
     plain_soft_keep,
@@ -61,7 +61,7 @@ def _mask(n: int) -> torch.Tensor:
 def test_keep_probabilities_have_mean_pi_on_hostile_scores(raw, pis, how, rescale, side):
     s = torch.tensor(raw, dtype=torch.float64)
     m = _mask(len(raw))
-    r = retention_probs(normalise_scores(s, m, how), m, pis, side=side, rescale=rescale)
+    r = retention_probs(importance_weights(s, m, how), m, pis, side=side, rescale=rescale)
     keep = r.keep
     assert torch.isfinite(keep).all() and ((keep >= 0) & (keep <= 1)).all()
     assert (keep[:, 0] == 1).all()  # BOS is never perturbed
@@ -84,7 +84,7 @@ def test_one_perturbable_token_and_flat_maps_give_uniform_keep():
         s = torch.tensor(raw, dtype=torch.float64)
         m = _mask(len(raw))
         for how in ("max", "minmax", "rank"):
-            for keep in (k.keep[:, 1:] for k in pi_keep_probabilities(normalise_scores(s, m, how), m, pis)):
+            for keep in (k.keep[:, 1:] for k in pi_keep_probabilities(importance_weights(s, m, how), m, pis)):
                 expected = torch.tensor(pis, dtype=torch.float64)[:, None].expand_as(keep)
                 torch.testing.assert_close(keep, expected, atol=1e-9, rtol=0)
 
@@ -113,7 +113,7 @@ def test_plain_soft_keep_is_invariant_to_positive_affine_maps(raw, factor, shift
     spread = float(s[1:].max() - s[1:].min())
     assume(spread == 0 or spread * factor > 1e-6 * (abs(shift) + float(s.abs().max()) * factor))  # no cancellation
     m = _mask(len(raw))
-    a, b = (plain_soft_keep(normalise_scores(x, m, "minmax"), m) for x in (s, s * factor + shift))
+    a, b = (plain_soft_keep(importance_weights(x, m, "minmax"), m) for x in (s, s * factor + shift))
     torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
 
 
@@ -125,7 +125,7 @@ def test_pi_keep_is_invariant_to_positive_rescaling(raw, factor, how):
     assume(bool(torch.isfinite(scaled).all()) and bool(((scaled > 0) == (s > 0)).all()))  # no over/underflow
     m = _mask(len(raw))
     for rescale in RESCALE_KINDS:
-        a, b = (pi_keep_probabilities(normalise_scores(x, m, how), m, (0.1, 0.5, 0.9), rescale) for x in (s, scaled))
+        a, b = (pi_keep_probabilities(importance_weights(x, m, how), m, (0.1, 0.5, 0.9), rescale) for x in (s, scaled))
         for x, y in zip(a, b):
             torch.testing.assert_close(x.keep, y.keep, atol=1e-7, rtol=0)
             assert x.rules == y.rules

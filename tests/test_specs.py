@@ -12,7 +12,6 @@ import gradellm_lens.evaluation.specs as specs_module
 from gradellm_lens.cli import common
 from gradellm_lens.errors import InvalidInputError
 from gradellm_lens.evaluation.specs import (
-    THROUGHPUT_OPTIONS,
     MethodSpec,
     build_methods,
     parse_method_spec,
@@ -60,9 +59,9 @@ def test_parse_method_spec():
         ("grad_ellm:+layers=2", "has an empty variant"),
         ("grad_ellm+layers=1+layers=2", "Option 'layers' is given twice"),
         ("grad_ellm:pattern+variant=rope", "gives the variant twice"),
-        ("grad_ellm:patern", "Unknown variant of method 'grad_ellm': 'patern'. Did you mean 'pattern'"),
+        ("grad_ellm:patern", "grad_ellm variant='patern' is invalid. Did you mean 'pattern'"),
         ("saliency:abs", "Method 'saliency' has no variants"),
-        ("input_x_gradient+sign=ab", "Unknown sign 'ab'. Did you mean 'abs'"),
+        ("input_x_gradient+sign=ab", "sign='ab' is invalid. Did you mean 'abs'"),
         ("grad_ellm+sign=positve", "Did you mean 'positive'"),
         (":reference", "has no method name"),
     ],
@@ -99,5 +98,13 @@ def test_different_computations_are_kept(tiny_model):
     assert list(built) == labels and built["grad_ellm"].layers == tuple(range(tiny_model.cfg.n_layers))
     assert built["grad_ellm:last_layer"].layers == (tiny_model.cfg.n_layers - 1,)
     options = resolved_options(built["grad_ellm:reference"])
-    assert "variant" not in options and not THROUGHPUT_OPTIONS & set(options)
+    assert "variant" not in options and not built["grad_ellm:reference"].throughput_options & set(options)
     assert options["gradient_source"] == "post_o" and options["layers"] == [tiny_model.cfg.n_layers - 1]
+
+
+def test_speed_only_options_are_options_of_their_method():
+    from gradellm_lens.methods import get_method, list_methods
+
+    for name in list_methods():
+        cls = get_method(name)
+        assert cls.throughput_options <= cls.option_names(), name

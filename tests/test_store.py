@@ -222,7 +222,7 @@ def test_the_version_has_one_source():
 
     project = tomllib.loads((Path(gradellm_lens.__file__).parents[1] / "pyproject.toml").read_text(encoding="utf-8"))
     assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
-    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "gradellm_lens.__version__"}
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "gradellm_lens.versions.__version__"}
     assert tuple(int(x) for x in gradellm_lens.__version__.split(".")) >= (0, 2, 0)
 
 

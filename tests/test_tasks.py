@@ -38,11 +38,11 @@ def test_registry_lists_five_tasks_and_your_own_data_and_suggests_names():
         make_task("sst2", split="train")
     with pytest.raises(InvalidInputError, match="max_new_tokens"):
         make_task("tellmewhy", max_new_tokens=0)
-    with pytest.raises(InvalidInputError, match="Unknown label_match option 'restrict'. Did you mean 'restricted'"):
+    with pytest.raises(InvalidInputError, match="label_match='restrict' is invalid. Did you mean 'restricted'"):
         make_task("sst2", label_match="restrict")
-    with pytest.raises(InvalidInputError, match="Unknown prompt_format option 'auto'.* Available: chat, plain"):
+    with pytest.raises(InvalidInputError, match="prompt_format='auto' is invalid.* Use one of plain, chat"):
         make_task("sst2", prompt_format="auto")  # no implicit choice any more
-    with pytest.raises(InvalidInputError, match="Unknown source option 'hbu'. Did you mean 'hub'"):
+    with pytest.raises(InvalidInputError, match="source='hbu' is invalid. Did you mean 'hub'"):
         make_task("sst2", source="hbu")
     with pytest.raises(InvalidInputError, match="system message has an unpaired surrogate"):
         make_task("sst2", system="be \ud800 nice")

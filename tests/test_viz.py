@@ -139,7 +139,7 @@ def test_compare_methods_scales_each_method(synthetic):
 def test_view_errors(synthetic):
     with pytest.raises(InvalidInputError, match="NaN or infinity"):
         View("ColoredTokens", {"tokens": ["a"], "values": [NAN]})
-    with pytest.raises(InvalidInputError, match="Unknown CircuitsVis component"):
+    with pytest.raises(InvalidInputError, match="CircuitsVis component="):
         View("Bogus", {})
     with pytest.raises(InvalidInputError, match="out of range"):
         colored_tokens(synthetic, 5)
@@ -391,6 +391,9 @@ def test_plot_pi_curves(tmp_path):
     assert list(nc.get_lines()[0].get_xdata()) == [0.1, 0.9]  # NaN point skipped
     with pytest.raises(InvalidInputError, match="equal length"):
         plot_pi_curves({"x": ([0.1, 0.2], [0.1], [0.2, 0.3])})
+    band = ([0.0, 0.4, 0.7], [0.4, 0.6, 0.9])
+    fig = plot_pi_curves(curves, intervals={"random": (band, band)}, title="SST-2")
+    assert fig._suptitle.get_text() == "SST-2" and len(fig.axes[0].collections) == 1  # one shaded band
 
 
 def test_plot_head_importance(synthetic):

@@ -53,10 +53,10 @@ import torch
 from torch import Tensor
 
 from ..capture import FwdHook, hook_name, record_activations
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, check_choice
 from ..models.capabilities import ModelInfo, model_info
 from ..targets import as_index
-from ..typing import TokenIds
+from ..tensor_types import TokenIds
 
 AblationKind = Literal["query_heads", "kv_heads", "layers"]
 AblationMode = Literal["zero", "mean", "resample"]
@@ -177,10 +177,7 @@ class Ablation:
 
     def __post_init__(self) -> None:
         for name, allowed in _CHOICES.items():
-            if getattr(self, name) not in allowed:
-                raise InvalidInputError(
-                    f"Ablation {name}={getattr(self, name)!r} is invalid; use one of {', '.join(allowed)}."
-                )
+            check_choice(f"Ablation {name}", getattr(self, name), allowed)
         try:
             pairs, layers = [(layer, head) for layer, head in self.heads], list(self.layers)
         except (TypeError, ValueError):

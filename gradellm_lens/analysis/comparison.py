@@ -16,7 +16,7 @@ Per prompt
     :math:`\frac1N \sum_n \rho(S_n, T_n)` (prompts where either side is constant are left out).
 
 Confidence intervals are percentile bootstraps over **prompts** (Efron & Tibshirani 1993;
-:func:`~gradellm_lens.evaluation.summary.bootstrap_statistic`): the ``N`` prompts are resampled
+:func:`~gradellm_lens.evaluation.statistics.bootstrap_statistic`): the ``N`` prompts are resampled
 with replacement ``n_boot`` times and the pooled statistic is recomputed from the resampled
 prompts, so the interval covers the variation between prompts, not only the ranking noise.
 """
@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidInputError
-from ..evaluation.summary import Estimate, bootstrap_ci, bootstrap_statistic
+from ..evaluation.statistics import Estimate, bootstrap_ci, bootstrap_statistic
 from .correlation import spearman, top_k_overlap
 from .importance import HeadImportance
 

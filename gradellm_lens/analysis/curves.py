@@ -29,7 +29,7 @@ import torch
 
 from ..errors import InvalidInputError
 from ..targets import Step, Target
-from ..typing import TokenIds
+from ..tensor_types import TokenIds
 from .ablation import Ablation, HeadIndex
 from .effects import AblationEffect, Choices, ablation_effects
 

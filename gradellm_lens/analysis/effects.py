@@ -40,7 +40,7 @@ from ..errors import InvalidInputError, NumericalError
 from ..models.capabilities import model_info
 from ..progress import progress_bar
 from ..targets import Step, Target, as_index, as_steps
-from ..typing import TokenIds
+from ..tensor_types import TokenIds
 from .ablation import Ablation, AblationMode, AblationReference, ablated, row_ablation_hooks
 from .importance import HeadImportance
 

@@ -23,7 +23,7 @@ from typing import Literal
 
 from torch import Tensor
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, check_choice
 
 GroupReduce = Literal["sum", "mean", "max"]
 GROUP_REDUCES: tuple[str, ...] = ("sum", "mean", "max")
@@ -55,8 +55,7 @@ def query_heads_of(kv_head: int, n_heads: int, n_kv_heads: int) -> tuple[int, ..
 
 def aggregate_kv_groups(scores: Tensor, n_kv_heads: int, reduce: GroupReduce = "sum") -> Tensor:
     """Reduce the last (query-head) axis of ``scores`` ``[..., n_heads]`` to ``[..., n_kv_heads]``."""
-    if reduce not in GROUP_REDUCES:
-        raise InvalidInputError(f"Unknown group reduction {reduce!r}; use one of {', '.join(GROUP_REDUCES)}.")
+    check_choice("reduce", reduce, GROUP_REDUCES)
     n_heads = scores.shape[-1]
     grouped = scores.reshape(*scores.shape[:-1], n_kv_heads, group_size(n_heads, n_kv_heads))
     if reduce == "max":

@@ -49,13 +49,13 @@ import torch
 from torch import Tensor
 
 from ..capture import hook_name, record_activations
-from ..errors import InvalidInputError, NumericalError
+from ..errors import InvalidInputError, NumericalError, check_choice
 from ..methods.base import MethodOutput
 from ..methods.grad_ellm import GradEllm
 from ..models.capabilities import model_info
 from ..result import AttributionResult
 from ..targets import Step, Target, as_steps
-from ..typing import HeadScores, StepLayerHeadScores, TokenIds
+from ..tensor_types import HeadScores, StepLayerHeadScores, TokenIds
 from .gqa import GroupReduce, aggregate_kv_groups
 
 ImportanceMeasure = Literal["positive", "net_abs", "net", "abs"]
@@ -163,8 +163,7 @@ def head_importance(
         layers: model layer of each ``layer`` row (only for a raw tensor).
         steps: indices of the steps to average (default: all).
     """
-    if measure not in IMPORTANCE_MEASURES:
-        raise InvalidInputError(f"Unknown importance measure {measure!r}; use one of {', '.join(IMPORTANCE_MEASURES)}.")
+    check_choice("measure", measure, IMPORTANCE_MEASURES)
     if isinstance(source, (AttributionResult, MethodOutput)):
         options = getattr(source, "options", {}) or {}
         if options.get("gradient_source") == "post_o":

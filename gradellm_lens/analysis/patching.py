@@ -58,10 +58,10 @@ from torch import Tensor
 
 from ..capture import capture_gradients, hook_name
 from ..capture.recording import as_batch
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, check_choice
 from ..models.capabilities import model_info
 from ..targets import Step, Target, as_index, as_steps, stacked_values
-from ..typing import HeadScores, TokenIds
+from ..tensor_types import HeadScores, TokenIds
 from .ablation import Ablation, collect_reference
 from .effects import ablation_effects
 from .importance import HeadImportance
@@ -112,8 +112,7 @@ class PatchingResult:
 
     def effects(self, direction: Direction) -> HeadScores:
         """The raw ``[layer, head]`` effects of one direction."""
-        if direction not in DIRECTIONS:
-            raise InvalidInputError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}.")
+        check_choice("direction", direction, DIRECTIONS)
         value = getattr(self, direction)
         if value is None:
             raise InvalidInputError(f"This result has no {direction} effects; compute it with direction='both'.")

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from ..errors import InvalidInputError, did_you_mean, unknown_name_error
+from ..errors import InvalidInputError, check_choice, did_you_mean
 
 FwdHook = tuple[str, Callable]
 
@@ -46,8 +46,7 @@ def hook_name(kind: str, layer: int | None = None) -> str:
     Raises:
         InvalidInputError: an unknown kind, or a layer given / missing where it is not / is needed.
     """
-    if kind not in HOOK_TEMPLATES:
-        raise unknown_name_error("hook kind", kind, HOOK_TEMPLATES)
+    check_choice("hook kind", kind, HOOK_TEMPLATES)
     template = HOOK_TEMPLATES[kind]
     per_layer = "{layer}" in template
     if per_layer != (layer is not None):

@@ -18,7 +18,7 @@ from torch import Tensor
 from ..encoding import check_token_ids
 from ..errors import InvalidInputError
 from ..models.capabilities import model_info
-from ..typing import BatchTokenIds, TokenIds
+from ..tensor_types import BatchTokenIds, TokenIds
 from .hooks import ActivationStore, FwdHook, check_hook_names
 
 

@@ -46,10 +46,10 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from ..errors import InvalidInputError, NumericalError, unknown_name_error
+from ..errors import InvalidInputError, NumericalError, check_choice
 from ..models.capabilities import model_info
 from ..targets import Step, Target, stacked_values
-from ..typing import TokenIds
+from ..tensor_types import TokenIds
 from .frozen_prefix import (
     cached_attention_mask,
     checked_once,
@@ -229,8 +229,7 @@ def step_gradients(
         InvalidInputError: ``path="single_position"`` where it is not supported, unknown hook names.
         NumericalError: NaN/inf objective or gradients.
     """
-    if path not in GRADIENT_PATHS:
-        raise unknown_name_error("gradient_path", path, GRADIENT_PATHS)
+    check_choice("gradient_path", path, GRADIENT_PATHS)
     if torch.is_inference_mode_enabled():
         raise InvalidInputError(
             "Gradient attribution cannot run inside torch.inference_mode(); call it outside that "

@@ -26,7 +26,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from typing import NoReturn
 
-from .. import __version__
+from ..versions import __version__
 
 COMMANDS = ("explain", "demo", "evaluate", "summarize", "methods", "study")
 DEBUG_HELP = "show full tracebacks on errors"

@@ -21,19 +21,9 @@ from .runner import (
     step_references,
 )
 from .specs import MethodSpec, parse_method_spec, parse_method_specs
+from .statistics import Comparison, Estimate, bootstrap_ci, bootstrap_statistic, paired_bootstrap_ci
 from .store import ResultsFile, RunHeader, read_results
-from .summary import (
-    Comparison,
-    Estimate,
-    MethodSummary,
-    Protocol,
-    Summary,
-    bootstrap_ci,
-    bootstrap_statistic,
-    paired_bootstrap_ci,
-    summarize,
-    write_summary,
-)
+from .summary import MethodSummary, Protocol, Summary, summarize, write_summary
 
 __all__ = [
     "Comparison",

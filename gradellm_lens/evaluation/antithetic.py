@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..errors import InvalidInputError
-from ..typing import TokenScores
+from ..tensor_types import TokenScores
 
 
 def independent_maps(random_maps: int, antithetic: bool) -> int:

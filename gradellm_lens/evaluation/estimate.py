@@ -34,7 +34,7 @@ import torch
 
 from ..attribute import build_steps
 from ..errors import LensError
-from ..typing import TokenIds
+from ..tensor_types import TokenIds
 
 LENGTH_SAMPLE = 16
 """Pending examples whose prompts are tokenized for the mean prompt length."""

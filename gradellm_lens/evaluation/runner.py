@@ -55,21 +55,21 @@ from typing import Any, Literal
 import torch
 
 from ..attribute import build_steps, greedy_continuation
-from ..errors import InvalidInputError, LensError, NumericalError, unknown_name_error
+from ..errors import InvalidInputError, LensError, NumericalError, check_choice
 from ..methods.random import RandomAttribution
 from ..metrics import FaithfulnessConfig, FaithfulnessScores, StepReference, evaluate_step, step_reference
 from ..metrics.positions import all_prefix_mask
 from ..models import model_info
 from ..progress import progress_bar
-from ..result import library_versions
 from ..seeding import stable_seed
 from ..targets import Step
 from ..tasks import Example, PromptedExample, Task, make_task
-from ..typing import TokenIds, TokenScores
+from ..tensor_types import TokenIds, TokenScores
+from ..versions import library_versions
 from .antithetic import independent_maps, with_reflections
 from .estimate import LENGTH_SAMPLE, RunEstimate, estimate, inputs_per_map, measure
 from .presets import PresetName, get_preset
-from .specs import THROUGHPUT_OPTIONS, MethodSpec, build_methods, parse_method_specs
+from .specs import MethodSpec, build_methods, parse_method_specs, without_throughput
 from .store import CURVE_KEYS, METRIC_KEYS, OPEN_MODES, OpenMode, ResultsFile, RunHeader, finished_elsewhere
 
 PerturbMode = Literal["all", "user_text"]
@@ -124,10 +124,8 @@ class EvaluationConfig:
     def __post_init__(self) -> None:
         if self.n is not None and (isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1):
             raise InvalidInputError(f"n must be a positive number of examples (or None for all), got {self.n!r}.")
-        if self.perturb not in PERTURB_MODES:
-            raise unknown_name_error("perturb option", self.perturb, PERTURB_MODES)
-        if self.mode not in OPEN_MODES:
-            raise InvalidInputError(f"mode must be one of {', '.join(OPEN_MODES)}, got {self.mode!r}.")
+        check_choice("perturb", self.perturb, PERTURB_MODES)
+        check_choice("mode", self.mode, OPEN_MODES)
         if not isinstance(self.metrics, FaithfulnessConfig):
             raise InvalidInputError(f"metrics must be a FaithfulnessConfig, got {type(self.metrics).__name__}.")
         if isinstance(self.num_shards, bool) or not isinstance(self.num_shards, int) or self.num_shards < 1:
@@ -149,8 +147,7 @@ class EvaluationConfig:
             get_preset(self.preset)
         controls = tuple(self.controls)
         for control in controls:
-            if control not in CONTROLS:
-                raise unknown_name_error("control", control, CONTROLS)
+            check_choice("control", control, CONTROLS)
         if len(set(controls)) != len(controls):
             raise InvalidInputError(f"controls lists a control twice: {controls}.")
         object.__setattr__(self, "controls", controls)
@@ -188,11 +185,6 @@ def results_path(out_dir: str | Path, shard_index: int = 0, num_shards: int = 1)
     return Path(out_dir) / name
 
 
-def _without_throughput(options: dict[str, Any]) -> dict[str, Any]:
-    """Drop the knobs that change speed, not results, so a rerun may use another batch size or path."""
-    return {k: v for k, v in options.items() if k not in THROUGHPUT_OPTIONS}
-
-
 def _extras(method, config: EvaluationConfig) -> dict[str, Any]:
     """What the runner adds to a method's recorded options: random's map count, the others' controls."""
     if isinstance(method, RandomAttribution):
@@ -206,12 +198,12 @@ def run_header(model, task: Task, methods: dict[str, Any], config: EvaluationCon
     common = {
         "task": task.describe(model),
         "model": {"name": model_info(model).name, "dtype": dtype},
-        "metrics": _without_throughput(config.metrics.to_dict()),
+        "metrics": without_throughput(config.metrics.to_dict(), config.metrics),
         "perturb": config.perturb,
         "conditioning": {"min_rho": config.min_rho, "include_ill_conditioned": config.include_ill_conditioned},
         **({"preset": config.preset} if config.preset is not None else {}),
     }
-    described = {label: {**_without_throughput(m.describe()), **_extras(m, config)} for label, m in methods.items()}
+    described = {label: {**without_throughput(m.describe(), m), **_extras(m, config)} for label, m in methods.items()}
     return RunHeader(common, described, config.shard_index, config.num_shards, library_versions())
 
 

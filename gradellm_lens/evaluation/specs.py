@@ -11,8 +11,9 @@ suggestion), an empty variant (``grad_ellm:``), an option given twice (``+layers
 a label given twice. Refused when built for a model (:func:`build_methods`): two labels for the
 same computation, i.e. equal *resolved* options (``grad_ellm``, ``grad_ellm:default`` and
 ``grad_ellm+layers=1`` all resolve to Grad-ELLM on the last layer), so that no computation runs
-twice under two names. Options that only change speed (:data:`THROUGHPUT_OPTIONS`) and the
-variant's name (its options are compared instead) do not count.
+twice under two names. Options that only change speed (each method class names them in its
+``throughput_options``, read by :func:`without_throughput`) and the variant's name (its options
+are compared instead) do not count.
 """
 
 from __future__ import annotations
@@ -22,11 +23,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import InvalidInputError, unknown_name_error
+from ..errors import InvalidInputError, check_choice
 from ..methods.base import SIGN_HANDLING, AttributionMethod, get_method, list_methods, make_method
 
-THROUGHPUT_OPTIONS: frozenset[str] = frozenset({"batch_size", "share_forward", "share_head", "gradient_path"})
-"""Method options that change how fast scores are computed, not the scores."""
+def without_throughput(options: dict[str, Any], owner: Any) -> dict[str, Any]:
+    """``options`` without those that ``owner`` (a method or a metrics configuration, or their class)
+    marks as changing speed only (its ``throughput_options``), so that a rerun may use another batch
+    size or gradient path and still count as the same computation."""
+    speed_only = getattr(owner, "throughput_options", frozenset())
+    return {k: v for k, v in options.items() if k not in speed_only}
 
 
 @dataclass(frozen=True)
@@ -47,10 +52,10 @@ class MethodSpec:
         cls = get_method(self.name)  # unknown names raise with a suggestion
         if "variant" in self.options and not getattr(cls, "variants", None):
             raise InvalidInputError(f"Method {self.name!r} has no variants (':{self.options['variant']}' given).")
-        if "variant" in self.options and self.options["variant"] not in cls.variants:
-            raise unknown_name_error(f"variant of method {self.name!r}:", self.options["variant"], cls.variants)
-        if "sign" in self.options and self.options["sign"] not in SIGN_HANDLING:
-            raise unknown_name_error("sign", self.options["sign"], SIGN_HANDLING)
+        if "variant" in self.options:
+            check_choice(f"{self.name} variant", self.options["variant"], cls.variants)
+        if "sign" in self.options:
+            check_choice("sign", self.options["sign"], SIGN_HANDLING)
         if not self.label:
             object.__setattr__(self, "label", self.name)
 
@@ -134,7 +139,7 @@ def parse_method_specs(methods: str | Sequence[str | MethodSpec]) -> list[Method
 
 def resolved_options(method: AttributionMethod) -> dict[str, Any]:
     """What a method computes: its described options without the variant's name and throughput knobs."""
-    return {k: v for k, v in method.describe().items() if k != "variant" and k not in THROUGHPUT_OPTIONS}
+    return {k: v for k, v in without_throughput(method.describe(), method).items() if k != "variant"}
 
 
 def build_methods(specs: Sequence[MethodSpec], model) -> dict[str, AttributionMethod]:

@@ -55,8 +55,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..encoding import decode_json
-from ..errors import InvalidInputError, NumericalError
+from ..errors import InvalidInputError, NumericalError, check_choice
 from ..tasks.data import check_readable_file
+from ..versions import library_versions
 
 try:  # POSIX advisory locks; without them (Windows) the single-writer check is skipped
     import fcntl
@@ -85,13 +86,6 @@ _CONFIG_FIELDS: dict[str, type] = {"task": dict, "task.task": str, "task.kind": 
 _RESULT_OPTIONAL: dict[str, type | tuple[type, ...]] = {
     "index": int, "pis": list, "mean": (dict, type(None)), "steps": list, "output": dict, "error": (str, type(None)),
 }  # fmt: skip
-
-
-def package_version() -> str:
-    """The running gradellm-lens version (``gradellm_lens.__version__``, its one source)."""
-    from .. import __version__
-
-    return __version__
 
 
 def fingerprint(obj: Any) -> str:
@@ -123,7 +117,8 @@ class RunHeader:
         shard_index: which examples this file holds (``i % num_shards == shard_index``).
         num_shards: the number of shards the examples are dealt to.
         versions: library versions (recorded, not compared).
-        package_version: the gradellm-lens version computing the results; added to ``config`` as
+        package_version: the gradellm-lens version computing the results (default: the running one,
+            :data:`gradellm_lens.versions.__version__`); added to ``config`` as
             ``"gradellm_lens_version"``, so it is part of every fingerprint and compared on resume.
     """
 
@@ -132,7 +127,7 @@ class RunHeader:
     shard_index: int = 0
     num_shards: int = 1
     versions: dict[str, str] = field(default_factory=dict)
-    package_version: str = field(default_factory=package_version)
+    package_version: str = field(default_factory=lambda: library_versions()["gradellm-lens"])
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "config", {**self.config, VERSION_KEY: self.package_version})
@@ -424,8 +419,7 @@ class ResultsFile:
     """
 
     def __init__(self, path: str | Path, header: RunHeader, mode: OpenMode = "resume") -> None:
-        if mode not in OPEN_MODES:
-            raise InvalidInputError(f"mode must be one of {', '.join(OPEN_MODES)}, got {mode!r}.")
+        check_choice("mode", mode, OPEN_MODES)
         self.path = Path(path)
         self.header = header
         if os.path.lexists(self.path):

@@ -1,12 +1,14 @@
 """Summaries of results files: the protocol facts, mean and bootstrap 95% CI per method and metric,
-paired differences between methods, π curves.
+paired differences between methods, π curves; their tables (Markdown, CSV, pandas) and files.
+The statistics (the bootstrap, :class:`~.statistics.Estimate`, :class:`~.statistics.Comparison`)
+are in :mod:`.statistics`.
 
 Per (example, method) a metric's value is its mean over the example's steps that count (the line's
 ``mean``: not degenerate and, unless the run included them, not ill-conditioned). A method's score
 is the mean of those values over its ``ok`` examples; the 95% confidence interval is the percentile
 bootstrap over examples (Efron & Tibshirani 1993): ``B`` resamples of the examples with replacement
 (seeded), the 2.5th and 97.5th percentiles of the resampled means. The π curves are averaged the
-same way, point by point. No interval is shown for fewer than :data:`MIN_CI_N` examples ("n too
+same way, point by point. No interval is shown for fewer than :data:`~.statistics.MIN_CI_N` examples ("n too
 small"): a percentile bootstrap of 1–4 values is not an interval estimate.
 
 Rows: every method, and beside each method its controls (``grad_ellm [shuffled]``,
@@ -47,7 +49,7 @@ import csv
 import io
 import statistics
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
@@ -55,8 +57,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..errors import InvalidInputError, MissingPackageError, unknown_name_error
+from ..errors import InvalidInputError, MissingPackageError, check_choice, unknown_name_error
 from .runner import BASELINES, CURVE_KEYS, METRIC_KEYS
+from .statistics import MIN_CI_N, Comparison, ComparisonKind, Estimate, bootstrap_ci, paired_bootstrap_ci
 from .store import describe_difference, read_results
 
 METRIC_NAMES: dict[str, str] = {
@@ -68,87 +71,10 @@ METRIC_NAMES: dict[str, str] = {
 }
 FAITHFULNESS_KEYS: tuple[str, ...] = ("soft_ns", "soft_nc", "auc_pi_ns", "auc_pi_nc")
 PAIRED_KEYS: tuple[str, ...] = ("auc_pi_ns", "auc_pi_nc")
-MIN_CI_N = 5
-"""Fewest examples for which a confidence interval is shown."""
 DOMINANT_SHARE = 0.9
 """A predicted label this frequent means the model answers (nearly) the same whatever the text."""
-TOO_SMALL = "n too small"
 NO_LABEL = "(none)"
 """The predicted label of an answer that names no label word."""
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """A mean with its bootstrap confidence interval over ``n`` examples (entry-wise for curves)."""
-
-    mean: Any
-    low: Any
-    high: Any
-    n: int
-
-    @property
-    def has_ci(self) -> bool:
-        """Whether ``n`` is large enough for the interval to be shown (:data:`MIN_CI_N`)."""
-        return self.n >= MIN_CI_N
-
-    def format(self, digits: int = 3) -> str:
-        """``"0.512 [0.401, 0.630]"``, or ``"0.512 (n too small)"`` below :data:`MIN_CI_N` examples."""
-        if not self.has_ci:
-            return f"{self.mean:.{digits}f} ({TOO_SMALL})"
-        return f"{self.mean:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
-
-    def excludes_zero(self) -> bool:
-        """The interval is shown and lies entirely above or below 0 (for differences)."""
-        return self.has_ci and (self.low > 0 or self.high < 0)
-
-    def row(self) -> dict[str, Any]:
-        """``mean, ci_low, ci_high, n`` for the CSV (empty CI below :data:`MIN_CI_N`)."""
-        low, high = (self.low, self.high) if self.has_ci else ("", "")
-        return {"mean": self.mean, "ci_low": low, "ci_high": high, "n": self.n}
-
-
-def bootstrap_statistic(
-    statistic: Callable[[np.ndarray], Any], n: int, n_boot: int = 1000, level: float = 0.95, seed: int = 0
-) -> Estimate:
-    """Percentile-bootstrap CI of any statistic of ``n`` examples (Efron & Tibshirani 1993).
-
-    ``statistic`` maps a ``[r, n]`` array of example indices (``r`` index sets) to ``r`` values
-    (scalars or vectors); the estimate is its value on the examples as they are, the interval the
-    percentiles of its values on ``n_boot`` resamples with replacement (seeded).
-    """
-    if n < 1:
-        raise InvalidInputError("Cannot summarise zero values.")
-    if n_boot < 1 or not 0.0 < level < 1.0:
-        raise InvalidInputError(f"Need n_boot >= 1 and 0 < level < 1, got {n_boot} and {level}.")
-    idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
-    values = np.asarray(statistic(idx), dtype=np.float64)
-    estimate = np.asarray(statistic(np.arange(n)[None]), dtype=np.float64)[0]
-    tail = (1.0 - level) / 2.0 * 100.0
-    low, high = np.percentile(values, [tail, 100.0 - tail], axis=0)
-    as_out = (lambda a: float(a)) if estimate.ndim == 0 else (lambda a: tuple(float(v) for v in a))
-    return Estimate(as_out(estimate), as_out(low), as_out(high), int(n))
-
-
-def bootstrap_ci(
-    values: Sequence[float] | np.ndarray, n_boot: int = 1000, level: float = 0.95, seed: int = 0
-) -> Estimate:
-    """Percentile-bootstrap CI of the mean over the first axis of ``values`` (scalars or curves)."""
-    x = np.asarray(values, dtype=np.float64)
-    return bootstrap_statistic(lambda idx: x[idx].mean(axis=1), x.shape[0], n_boot, level, seed)
-
-
-def paired_bootstrap_ci(
-    a: dict[str, float], b: dict[str, float], n_boot: int = 1000, level: float = 0.95, seed: int = 0
-) -> Estimate | None:
-    """Mean of ``a[e] - b[e]`` over the examples ``e`` in both, with its bootstrap CI over examples.
-
-    Pairing by example: each resample draws examples, and both methods' values of a drawn example
-    move together. None when no example is shared.
-    """
-    shared = [e for e in a if e in b]
-    if not shared:
-        return None
-    return bootstrap_ci([a[e] - b[e] for e in shared], n_boot, level, seed)
 
 
 @dataclass(frozen=True)
@@ -186,31 +112,6 @@ class MethodSummary:
     def ill_cell(self) -> str:
         """``"ill-conditioned/steps"``, or "–" when the results predate the conditioning fields."""
         return "–" if self.n_ill_conditioned_steps is None else f"{self.n_ill_conditioned_steps}/{self.n_steps}"
-
-
-ComparisonKind = Literal["vs_random", "vs_shuffled", "pair"]
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """Paired difference ``a - b`` per metric over the ``n`` examples both finished.
-
-    ``kind``: ``"vs_random"`` (a row against ``random``), ``"vs_shuffled"`` (a method against its
-    shuffled control) or ``"pair"`` (two methods). ``deltas`` lacks a metric no shared example has.
-    """
-
-    a: str
-    b: str
-    n: int
-    deltas: dict[str, Estimate]
-    kind: ComparisonKind = "pair"
-
-    def cell(self, key: str) -> str:
-        """``Δ [low, high]`` with ``*`` when the CI excludes 0; ``Δ (n too small)``; "–" without data."""
-        e = self.deltas.get(key)
-        if e is None:
-            return "–"
-        return e.format() + (" *" if e.excludes_zero() else "")
 
 
 @dataclass(frozen=True)
@@ -378,11 +279,9 @@ class Summary:
         return frame
 
     def _table(self, table: str) -> tuple[list[dict[str, Any]], list[str]]:
-        if table == "methods":
+        if check_choice("table", table, ("methods", "paired")) == "methods":
             return self.rows(), ["method", "metric", "mean", "ci_low", "ci_high", "n"]
-        if table == "paired":
-            return self.paired_rows(), ["a", "b", "metric", "mean", "ci_low", "ci_high", "n"]
-        raise unknown_name_error("summary table", table, ("methods", "paired"))
+        return self.paired_rows(), ["a", "b", "metric", "mean", "ci_low", "ci_high", "n"]
 
     def describe_setup(self) -> str:
         """One paragraph: examples, accuracy and the metric options."""
@@ -737,7 +636,7 @@ def check_stem(stem: str) -> str:
 
 def write_summary(summary: Summary, out_dir: str | Path, stem: str = "summary") -> list[Path]:
     """Write ``<stem>.csv``, ``<stem>_paired.csv``, ``<stem>.md`` and ``<stem>_pi_curves.png`` into ``out_dir``."""
-    from .plots import Band, plot_pi_curves
+    from ..viz.plots import plot_pi_curves
 
     check_stem(stem)
     out_dir = Path(out_dir)
@@ -746,14 +645,15 @@ def write_summary(summary: Summary, out_dir: str | Path, stem: str = "summary") 
     csv_path.write_text(summary.to_csv(), encoding="utf-8")
     paired_path.write_text(summary.to_csv("paired"), encoding="utf-8")
     md_path.write_text(summary.to_report(), encoding="utf-8")
-    bands = {
-        key: [Band(f"{m.label} (n={m.n_ok})", m.pis, *_band(m.curves[key])) for m in summary.methods
-              if m.curves and m.control is None]
-        for key in CURVE_KEYS
-    }  # fmt: skip
-    png = plot_pi_curves(bands["pi_ns"], bands["pi_nc"], summary.title, out_dir / f"{stem}_pi_curves.png")
-    return [csv_path, paired_path, md_path] + ([png] if png else [])
-
-
-def _band(e: Estimate) -> tuple[Any, Any, Any]:
-    return e.mean, e.low, e.high
+    plotted = [m for m in summary.methods if m.curves and m.control is None]
+    if not plotted:
+        return [csv_path, paired_path, md_path]
+    labels = [f"{m.label} (n={m.n_ok})" for m in plotted]
+    curves = {label: (m.pis, m.curves["pi_ns"].mean, m.curves["pi_nc"].mean) for label, m in zip(labels, plotted)}
+    intervals = {
+        label: ((m.curves["pi_ns"].low, m.curves["pi_ns"].high), (m.curves["pi_nc"].low, m.curves["pi_nc"].high))
+        for label, m in zip(labels, plotted)
+    }
+    png = out_dir / f"{stem}_pi_curves.png"
+    plot_pi_curves(curves, png, intervals=intervals, title=summary.title)
+    return [csv_path, paired_path, md_path, png]

@@ -1,9 +1,10 @@
 """Attribution methods. ``list_methods()`` names them; ``get_method(name)`` returns the class.
 
-One module per method family; importing this package registers every method.
+One module per method family; each class registers itself where it is defined (``method_name``),
+and this package imports every built-in module below, so the registry is complete once it is
+imported (see :mod:`gradellm_lens.registry`). A new built-in method module is added here.
 """
 
-from . import _load_all  # noqa: F401
 from .attention import Attention, AttentionRollout, AttentionXGradient
 from .base import AttributionMethod, MethodOutput, get_method, list_methods, make_method
 from .grad_ellm import GradEllm, GradEllmOptions

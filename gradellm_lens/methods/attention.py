@@ -48,7 +48,7 @@ from torch import Tensor
 from ..capture import GRADIENT_PATHS, hook_name, record_activations, step_gradients
 from ..errors import InvalidInputError
 from ..targets import Step
-from ..typing import AttentionPatterns, TokenIds
+from ..tensor_types import AttentionPatterns, TokenIds
 from .base import AttributionMethod, MethodOutput, check_choices
 from .layers import LayerSpec, check_layer_spec, resolve_layers
 from .objectives import shared_prefix, step_rows
@@ -162,6 +162,7 @@ class AttentionXGradient(AttributionMethod):
 
     method_name: ClassVar[str] = "attention_x_gradient"
     Options: ClassVar[type] = AttentionXGradientOptions
+    throughput_options: ClassVar[frozenset[str]] = frozenset({"gradient_path"})
 
     def __init__(self, model, **options: Any) -> None:
         super().__init__(model, **options)

@@ -5,8 +5,8 @@ Every method maps a token sequence and a list of :class:`~gradellm_lens.targets.
 ``steps[t].target`` and is NaN beyond it. Methods that decompose over model components also
 return ``[step, layer, head, pos]`` contributions.
 
-Subclasses declare ``method_name``, an ``Options`` frozen dataclass (their hyper-parameters) and
-implement either ``_attribute_step`` (one prefix, one target) or ``_attribute`` (all steps, for
+Subclasses declare ``method_name``, an ``Options`` frozen dataclass (their hyper-parameters), the
+names of those options that only change speed (``throughput_options``), and implement either ``_attribute_step`` (one prefix, one target) or ``_attribute`` (all steps, for
 methods that share work across steps). Signed methods set ``signed = True``; only they take the
 ``sign`` option, which turns their scores non-negative: ``"positive"`` (default, the positive part,
 matching Grad-ELLM's ReLU), ``"abs"``, or ``"raw"`` (keep the sign). Unsigned methods refuse it (it
@@ -25,16 +25,18 @@ import torch
 from torch import Tensor
 
 from ..encoding import check_token_ids
-from ..errors import InvalidInputError, NumericalError, did_you_mean, unknown_name_error
+from ..errors import InvalidInputError, NumericalError, check_choice, unknown_name_error
 from ..models.capabilities import ModelInfo, model_info
 from ..numerics import first_nonfinite_row, prefix_mask
+from ..registry import Registry
 from ..targets import Step, Target
-from ..typing import StepLayerHeadScores, StepScores, TokenIds, TokenScores
+from ..tensor_types import StepLayerHeadScores, StepScores, TokenIds, TokenScores
 
 SignHandling = Literal["positive", "abs", "raw"]
 SIGN_HANDLING: tuple[str, ...] = ("positive", "abs", "raw")
 
-_REGISTRY: dict[str, type[AttributionMethod]] = {}
+METHODS: Registry[type[AttributionMethod]] = Registry("attribution method", "method_name")
+"""Every attribution method by ``method_name``; :mod:`gradellm_lens.methods` imports the built-in ones."""
 
 
 @dataclass(frozen=True)
@@ -64,12 +66,7 @@ class NoOptions:
 def check_choices(options: Any, choices: dict[str, Sequence[str]], method: str) -> None:
     """Raise :class:`InvalidInputError` (with "Did you mean") for an option of ``options`` outside its ``choices``."""
     for name, allowed in choices.items():
-        value = getattr(options, name)
-        if not isinstance(value, str) or value not in allowed:
-            hint = did_you_mean(value, allowed) if isinstance(value, str) else ""
-            raise InvalidInputError(
-                f"{method} option {name}={value!r} is invalid.{hint} Use one of {', '.join(allowed)}."
-            )
+        check_choice(f"{method} option {name}", getattr(options, name), allowed)
 
 
 def check_flag(options: Any, name: str, method: str) -> None:
@@ -87,14 +84,13 @@ class AttributionMethod(ABC):
     method_name: ClassVar[str]
     signed: ClassVar[bool] = False
     Options: ClassVar[type] = NoOptions
+    throughput_options: ClassVar[frozenset[str]] = frozenset()
+    """Options that change how fast the scores are computed, never the scores (batch sizes, shared
+    work, the gradient path): runs that differ only in them are one computation."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        name = cls.__dict__.get("method_name")
-        if name is not None:
-            if name in _REGISTRY and _REGISTRY[name] is not cls:
-                raise TypeError(f"attribution method name {name!r} registered twice")
-            _REGISTRY[name] = cls
+        METHODS.register(cls)
 
     def __init__(self, model, *, sign: SignHandling | None = None, **options: Any) -> None:
         self.sign = self._check_sign(sign)
@@ -105,9 +101,8 @@ class AttributionMethod(ABC):
     @classmethod
     def _check_sign(cls, sign: object) -> SignHandling | None:
         """The sign handling of a signed method (default ``"positive"``); None for an unsigned one."""
-        if sign is not None and (not isinstance(sign, str) or sign not in SIGN_HANDLING):
-            hint = did_you_mean(sign, SIGN_HANDLING) if isinstance(sign, str) else ""
-            raise InvalidInputError(f"sign must be one of {', '.join(SIGN_HANDLING)}, got {sign!r}.{hint}")
+        if sign is not None:
+            check_choice("sign", sign, SIGN_HANDLING)
         if not cls.signed:
             if sign is not None:
                 signed = ", ".join(name for name in list_methods() if get_method(name).signed)
@@ -214,16 +209,12 @@ def _pad_positions(x: Tensor, n: int) -> Tensor:
 
 def list_methods() -> list[str]:
     """Names of all registered attribution methods."""
-    from . import _load_all  # noqa: F401  (imports every method module, which registers it)
-
-    return sorted(_REGISTRY)
+    return METHODS.names()
 
 
 def get_method(name: str) -> type[AttributionMethod]:
     """The method class registered as ``name``; unknown names raise with a suggestion."""
-    if name not in list_methods():
-        raise unknown_name_error("attribution method", name, _REGISTRY)
-    return _REGISTRY[name]
+    return METHODS.get(name)
 
 
 def make_method(method: str | AttributionMethod, model, **options: Any) -> AttributionMethod:

@@ -85,10 +85,10 @@ import torch
 from torch import Tensor
 
 from ..capture import GRADIENT_PATHS, hook_name, step_gradients
-from ..errors import InvalidInputError, unknown_name_error
+from ..errors import InvalidInputError, check_choice
 from ..numerics import masked_minmax, prefix_mask
 from ..targets import Step
-from ..typing import TokenIds
+from ..tensor_types import TokenIds
 from .base import AttributionMethod, MethodOutput, _pad_positions, check_choices, check_flag
 from .layers import LayerSpec, check_layer_spec, resolve_layers
 
@@ -157,11 +157,11 @@ class GradEllm(AttributionMethod):
 
     method_name: ClassVar[str] = "grad_ellm"
     Options: ClassVar[type] = GradEllmOptions
+    throughput_options: ClassVar[frozenset[str]] = frozenset({"share_forward", "gradient_path"})
     variants: ClassVar[dict[str, dict[str, Any]]] = VARIANTS
 
     def __init__(self, model, *, variant: str = "default", **options: Any) -> None:
-        if variant not in VARIANTS:
-            raise unknown_name_error("Grad-ELLM variant", variant, VARIANTS)
+        check_choice("grad_ellm variant", variant, VARIANTS)
         self.variant = variant
         super().__init__(model, **{**VARIANTS[variant], **options})
         self.layers = self.options.resolve_layers(self.info.n_layers)
@@ -256,6 +256,5 @@ class GradEllm(AttributionMethod):
 
 def grad_ellm_options(variant: str = "default", **overrides: Any) -> GradEllmOptions:
     """The resolved options of a named variant (with overrides)."""
-    if variant not in VARIANTS:
-        raise unknown_name_error("Grad-ELLM variant", variant, VARIANTS)
+    check_choice("grad_ellm variant", variant, VARIANTS)
     return dataclasses.replace(GradEllmOptions(**VARIANTS[variant]), **overrides)

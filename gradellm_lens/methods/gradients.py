@@ -51,9 +51,9 @@ import torch
 from torch import Tensor
 
 from ..capture import hook_name
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, check_choice
 from ..targets import Step, as_index
-from ..typing import Embeddings, StepEmbeddingGrads, StepScores, TokenIds
+from ..tensor_types import Embeddings, StepEmbeddingGrads, StepScores, TokenIds
 from .base import AttributionMethod, MethodOutput
 from .batching import chunks
 from .objectives import capture_steps, shared_prefix, step_values
@@ -186,10 +186,7 @@ class IntegratedGradientsOptions:
     completeness_tolerance: float = 0.1
 
     def __post_init__(self) -> None:
-        if self.integration not in INTEGRATIONS:
-            raise InvalidInputError(
-                f"integration={self.integration!r} is invalid; use one of {', '.join(INTEGRATIONS)}."
-            )
+        check_choice("integration", self.integration, INTEGRATIONS)
         minimum = 1 if self.integration == "gausslegendre" else 2
         object.__setattr__(self, "n_steps", as_index(self.n_steps, f"n_steps ({self.integration})", minimum=minimum))
         object.__setattr__(self, "batch_size", as_index(self.batch_size, "batch_size", minimum=1))
@@ -203,6 +200,7 @@ class IntegratedGradients(InputXGradient):
 
     method_name: ClassVar[str] = "integrated_gradients"
     Options: ClassVar[type] = IntegratedGradientsOptions
+    throughput_options: ClassVar[frozenset[str]] = frozenset({"batch_size"})
 
     def _path(self) -> tuple[Tensor | None, Tensor | None, int]:
         alphas, weights = quadrature(self.options.n_steps, self.options.integration)

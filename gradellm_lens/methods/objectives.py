@@ -19,7 +19,7 @@ from torch import Tensor
 from ..capture import Captured, FwdHook, capture_gradients, logit_rows_hook
 from ..capture.frozen_prefix import FrozenKeysValues, tail_logits
 from ..targets import Step, stacked_values
-from ..typing import BatchTokenIds, TokenIds
+from ..tensor_types import BatchTokenIds, TokenIds
 
 
 @torch.no_grad()

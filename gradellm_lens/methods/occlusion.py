@@ -42,7 +42,7 @@ from torch import Tensor
 from ..capture.frozen_prefix import FrozenKeysValues, prefix_cache_supported, record_keys_values
 from ..errors import InvalidInputError
 from ..targets import Step, as_index
-from ..typing import StepScores, TokenIds
+from ..tensor_types import StepScores, TokenIds
 from .base import AttributionMethod, MethodOutput
 from .batching import chunks
 from .gradients import EMBED_HOOK
@@ -90,6 +90,7 @@ class Occlusion(AttributionMethod):
     method_name: ClassVar[str] = "occlusion"
     signed: ClassVar[bool] = True
     Options: ClassVar[type] = OcclusionOptions
+    throughput_options: ClassVar[frozenset[str]] = frozenset({"batch_size", "share_head"})
 
     def __init__(self, model, **options) -> None:
         super().__init__(model, **options)

@@ -27,7 +27,7 @@ import torch
 
 from ..seeding import stable_seed
 from ..targets import Target, as_index
-from ..typing import TokenIds, TokenScores
+from ..tensor_types import TokenIds, TokenScores
 from .base import AttributionMethod
 
 

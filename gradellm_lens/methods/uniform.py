@@ -16,7 +16,7 @@ from typing import ClassVar
 import torch
 
 from ..targets import Target
-from ..typing import TokenIds, TokenScores
+from ..tensor_types import TokenIds, TokenScores
 from .base import AttributionMethod
 
 

@@ -6,7 +6,7 @@ Entry point: :func:`evaluate_step` with a :class:`FaithfulnessConfig`, returning
 formulas, batched masking) are public for analyses and tests.
 """
 
-from .evaluate import (
+from .faithfulness import (
     FaithfulnessConfig,
     FaithfulnessScores,
     StepReference,
@@ -14,7 +14,7 @@ from .evaluate import (
     evaluate_step,
     step_reference,
 )
-from .normalise import NORMALISE_KINDS, normalise_scores
+from .normalise import NORMALISE_KINDS, importance_weights
 from .perturb import MaskedForward, as_masked_forward, draw_uniforms, step_seed
 from .pi_soft import DEFAULT_PIS, check_pis, normalised_auc, pi_keep_probabilities
 from .positions import all_prefix_mask, check_perturbable, span_mask
@@ -49,7 +49,7 @@ __all__ = [
     "evaluate_result",
     "evaluate_step",
     "log_ratio",
-    "normalise_scores",
+    "importance_weights",
     "normalised_auc",
     "pi_keep_probabilities",
     "plain_soft_keep",

@@ -1,4 +1,9 @@
-"""Base normalisation of raw attribution scores to ``ŝ ∈ [0, 1]`` over the perturbable positions.
+"""Importance weights: raw attribution scores mapped to ``ŝ ∈ [0, 1]`` over the perturbable positions.
+
+The perturbation metrics (Soft-NC/NS, π-Soft) turn ``ŝ`` into keep probabilities, so here a map
+that singles out no token means "every token equally important" (``ŝ ≡ 1``). This differs from
+:func:`gradellm_lens.aggregate.normalise`, which rescales scores for display and comparison and
+sends such a map to 0.
 
 With ``P`` the perturbable positions (see :mod:`.positions`) and ``s_i`` the raw scores:
 
@@ -21,16 +26,20 @@ from typing import Literal
 
 import torch
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, check_choice
 from ..numerics import masked_minmax
-from ..typing import PositionMask, TokenScores
+from ..tensor_types import PositionMask, TokenScores
 
 NormaliseKind = Literal["max", "minmax", "rank"]
 NORMALISE_KINDS: tuple[str, ...] = ("max", "minmax", "rank")
 
 
-def normalise_scores(scores: TokenScores, perturbable: PositionMask, how: NormaliseKind = "max") -> TokenScores:
-    """Map ``scores`` to ``[0, 1]`` over the ``perturbable`` positions (0 elsewhere), float64.
+def importance_weights(scores: TokenScores, perturbable: PositionMask, how: NormaliseKind = "max") -> TokenScores:
+    """The importance weights ``ŝ ∈ [0, 1]`` of ``scores`` over the ``perturbable`` positions (0 elsewhere), float64.
+
+    A flat map (all 0 under ``"max"``, all equal under ``"minmax"``) gives ``ŝ ≡ 1`` on the
+    perturbable positions: no token is singled out, so all are equally important. (For display,
+    :func:`gradellm_lens.aggregate.normalise` instead sends a flat map to 0.)
 
     Args:
         scores: ``[pos]`` finite raw scores.
@@ -40,8 +49,7 @@ def normalise_scores(scores: TokenScores, perturbable: PositionMask, how: Normal
     Raises:
         InvalidInputError: unknown ``how``, non-finite scores, or negative scores under ``"max"``.
     """
-    if how not in NORMALISE_KINDS:
-        raise InvalidInputError(f"Unknown score normalisation {how!r}; use one of {', '.join(NORMALISE_KINDS)}.")
+    check_choice("how", how, NORMALISE_KINDS)
     x = scores.detach().to(device="cpu", dtype=torch.float64)
     valid = perturbable.to(device="cpu", dtype=torch.bool)
     if not torch.isfinite(x[valid]).all():

@@ -45,7 +45,7 @@ from ..capture.hooks import hook_name, logit_rows_hook
 from ..errors import InvalidInputError
 from ..models.capabilities import model_info
 from ..seeding import stable_seed
-from ..typing import TokenIds
+from ..tensor_types import TokenIds
 
 Uniforms = Float[Tensor, "draw pos d_model"]
 KeepMatrix = Float[Tensor, "item pos"]

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..errors import InvalidInputError
-from ..typing import PositionMask, TokenScores
+from ..tensor_types import PositionMask, TokenScores
 from .retention import RescaleKind, Retention, retention_probs
 
 DEFAULT_PIS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from ..errors import InvalidInputError
-from ..typing import PositionMask
+from ..tensor_types import PositionMask
 
 
 def all_prefix_mask(length: int) -> PositionMask:

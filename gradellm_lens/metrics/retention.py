@@ -40,8 +40,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from ..errors import InvalidInputError
-from ..typing import PositionMask, TokenScores
+from ..errors import InvalidInputError, check_choice
+from ..tensor_types import PositionMask, TokenScores
 
 RescaleKind = Literal["scale_clip", "power"]
 RESCALE_KINDS: tuple[str, ...] = ("scale_clip", "power")
@@ -82,7 +82,7 @@ def retention_probs(
     """Keep probabilities with mean ``π`` over ``perturbable`` for each ``π`` in ``pis``.
 
     Args:
-        norm_scores: ``[pos]`` normalised scores in ``[0, 1]`` (see :func:`.normalise_scores`).
+        norm_scores: ``[pos]`` normalised scores in ``[0, 1]`` (see :func:`.importance_weights`).
         perturbable: ``[pos]`` boolean mask of the positions that may be perturbed (at least one).
         pis: one π or a sequence, each strictly inside ``(0, 1)``.
         side: ``"ns"`` keeps in proportion to ``ŝ``; ``"nc"`` removes in proportion to ``ŝ``.
@@ -91,10 +91,8 @@ def retention_probs(
     Raises:
         InvalidInputError: unknown side/rescale, π outside (0, 1), scores outside [0, 1].
     """
-    if side not in ("ns", "nc"):
-        raise InvalidInputError(f"Unknown retention side {side!r}; use 'ns' (keep) or 'nc' (remove).")
-    if rescale not in RESCALE_KINDS:
-        raise InvalidInputError(f"Unknown rescaling rule {rescale!r}; use one of {', '.join(RESCALE_KINDS)}.")
+    check_choice("side", side, ("ns", "nc"))  # keep (NS) or remove (NC) the important tokens
+    check_choice("rescale", rescale, RESCALE_KINDS)
     pi = torch.as_tensor([pis] if isinstance(pis, (int, float)) else list(pis), dtype=torch.float64)
     if pi.numel() == 0 or not ((pi > 0) & (pi < 1)).all():
         raise InvalidInputError(f"Every retaining probability π must lie strictly between 0 and 1, got {pi.tolist()}.")
@@ -103,7 +101,7 @@ def retention_probs(
         raise InvalidInputError("retention_probs needs at least one perturbable position.")
     x = norm_scores.detach().to(device="cpu", dtype=torch.float64)[valid]
     if not (torch.isfinite(x).all() and (x >= 0).all() and (x <= 1).all()):
-        raise InvalidInputError("Normalised scores must lie in [0, 1]; normalise them first (normalise_scores).")
+        raise InvalidInputError("Normalised scores must lie in [0, 1]; normalise them first (importance_weights).")
     target = pi if side == "ns" else 1.0 - pi
     fill = _scale_clip if rescale == "scale_clip" else _power
     mass, rules = fill(x, target)

@@ -31,8 +31,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from ..errors import InvalidInputError
-from ..typing import PositionMask, TokenScores
+from ..errors import check_choice
+from ..tensor_types import PositionMask, TokenScores
 
 ProbabilityKind = Literal["target", "distribution"]
 PROBABILITY_KINDS: tuple[str, ...] = ("target", "distribution")
@@ -60,10 +60,9 @@ def probability_drop(
         token_id: the explained token ``ŷ``.
         probability: ``"target"`` or ``"distribution"``.
     """
+    check_choice("probability", probability, PROBABILITY_KINDS)
     if probability == "distribution":
         return distribution_distance(full, perturbed)
-    if probability != "target":
-        raise InvalidInputError(f"Unknown probability kind {probability!r}; use one of {', '.join(PROBABILITY_KINDS)}.")
     return (full[token_id] - perturbed[..., token_id]).clamp(min=0)
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import InvalidInputError, MissingPackageError, did_you_mean, unknown_name_error
+from ..errors import InvalidInputError, MissingPackageError, check_choice, did_you_mean, unknown_name_error
 from .capabilities import model_info
 from .catalog import GGUF_MODELS, TINY_MODEL, builtin_model_names
 from .gguf import cached_checkpoint, default_cache_dir
@@ -46,12 +46,10 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
     """Accept a ``torch.dtype`` or one of ``float32 / float16 / bfloat16`` (and short forms)."""
     if dtype is None or isinstance(dtype, torch.dtype):
         return dtype
-    try:
-        return _DTYPES[str(dtype).lower()]
-    except KeyError:
-        raise InvalidInputError(
-            f"Unknown dtype {dtype!r}.{did_you_mean(dtype, _DTYPES)} Use one of float32, float16, bfloat16."
-        ) from None
+    key = str(dtype).lower()
+    if key not in _DTYPES:
+        check_choice("dtype", dtype, ("float32", "float16", "bfloat16"))  # raises: not even a short form
+    return _DTYPES[key]
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:

@@ -8,6 +8,9 @@ prompt pairs generated from templates for activation patching.
 ``task.prompt(model, example)`` the model input with its user-text token spans; a contrast task's
 ``pairs(model, n, seed)`` gives deterministic pairs and ``check(model, pairs)`` says whether the
 model solves it.
+
+Each task class registers itself where it is defined (``name``); this package imports every built-in
+task module below, so the registry is complete once it is imported (see :mod:`gradellm_lens.registry`).
 """
 
 from ..encoding import PROMPT_FORMATS

@@ -34,8 +34,9 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from ..encoding import PROMPT_FORMATS, PromptFormat, check_text, encode_prompt, encode_with_spans
-from ..errors import InvalidInputError, UnknownTokenWarning, unknown_name_error
+from ..errors import InvalidInputError, UnknownTokenWarning, check_choice, unknown_name_error
 from ..models import model_info
+from ..registry import Registry
 from . import data
 from .prompts import PromptedExample, fill_template, template_fields, truncate_to_tokens
 
@@ -47,7 +48,8 @@ SOURCES: tuple[str, ...] = ("local", "hub")
 LabelMatch = Literal["first_token", "restricted"]
 LABEL_MATCHES: tuple[str, ...] = ("first_token", "restricted")
 
-_REGISTRY: dict[str, type] = {}
+TASKS: Registry[type] = Registry("task", "name")
+"""Every task (both families) by ``name``; :mod:`gradellm_lens.tasks` imports the built-in ones."""
 
 
 @dataclass(frozen=True)
@@ -106,8 +108,7 @@ class TaskOptions:
 
     def __post_init__(self) -> None:
         for name, choices in (("source", SOURCES), ("prompt_format", PROMPT_FORMATS), ("label_match", LABEL_MATCHES)):
-            if getattr(self, name) not in choices:
-                raise unknown_name_error(f"{name} option", getattr(self, name), choices)
+            check_choice(name, getattr(self, name), choices)
         if self.system is not None:
             if not isinstance(self.system, str):
                 raise InvalidInputError(f"system must be a string (or None), got {type(self.system).__name__}.")
@@ -283,28 +284,22 @@ class Task(ABC):
 
 def register_task(cls: type) -> None:
     """Register ``cls`` under its own ``name`` class attribute (classes without one are bases)."""
-    name = cls.__dict__.get("name")
-    if name is not None:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise TypeError(f"task name {name!r} registered twice")
-        _REGISTRY[name] = cls
+    TASKS.register(cls)
 
 
 def list_tasks(family: TaskFamily | None = None) -> list[str]:
     """Names of the registered tasks (of one ``family``, ``"evaluation"`` or ``"contrast"``, when given)."""
-    from . import classification, contrast, generation, jsonl  # noqa: F401  (registers the built-in tasks)
-
-    if family is not None and family not in TASK_FAMILIES:
-        raise unknown_name_error("task family", family, TASK_FAMILIES)
-    return sorted(name for name, cls in _REGISTRY.items() if family is None or cls.family == family)
+    if family is not None:
+        check_choice("task family", family, TASK_FAMILIES)
+    return TASKS.names(None if family is None else lambda cls: cls.family == family)
 
 
 def get_task(name: str, family: TaskFamily | None = None) -> type:
     """The task class registered as ``name``; an unknown name, or with ``family`` a task of the other
     family, raises with a suggestion."""
-    if name not in list_tasks():
+    if name not in TASKS:
         raise unknown_name_error("task", name, list_tasks(family))
-    cls = _REGISTRY[name]
+    cls = TASKS.get(name)
     if family is not None and cls.family != family:
         raise InvalidInputError(
             f"Task {name!r} is a {cls.family} task; this needs an {family} task: {', '.join(list_tasks(family))}."
@@ -322,7 +317,7 @@ def make_task(task: Any, *, family: TaskFamily | None = None, **options: Any) ->
     if isinstance(task, str):
         return get_task(task, family)(**options)
     name = getattr(type(task), "name", None)
-    if _REGISTRY.get(name) is None or not isinstance(task, _REGISTRY[name]):
+    if name not in TASKS or not isinstance(task, TASKS.get(name)):
         raise InvalidInputError(f"Expected a task name or a task instance, got {type(task).__name__}.")
     get_task(name, family)
     if options:

@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 import torch
 
 from ..errors import InvalidInputError, NumericalError
-from ..typing import Logits
+from ..tensor_types import Logits
 from .base import Example, HubSpec, Task, text_field
 from .data import field
 from .prompts import PromptedExample

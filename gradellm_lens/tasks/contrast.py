@@ -59,7 +59,7 @@ from ..capture.recording import as_batch
 from ..encoding import encode_prompt
 from ..errors import InvalidInputError, unknown_name_error
 from ..targets import Step, Target, as_index, check_objective, stacked_values
-from ..typing import TokenIds
+from ..tensor_types import TokenIds
 from .base import TaskFamily, register_task
 
 MIN_ACCURACY = 0.75

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from ..encoding import check_text
-from ..errors import InvalidInputError, unknown_name_error
+from ..errors import InvalidInputError, check_choice, unknown_name_error
 from .base import Example, Task, text_field
 from .classification import ClassificationTask
 from .data import check_readable_file, field
@@ -92,8 +92,7 @@ class JsonlTask(Task):
     def __new__(cls, *args: Any, task_kind: str = "classification", **kwargs: Any) -> JsonlTask:
         target = cls
         if cls is JsonlTask:
-            if task_kind not in JSONL_KINDS:
-                raise unknown_name_error("task_kind", task_kind, JSONL_KINDS)
+            check_choice("task_kind", task_kind, JSONL_KINDS)
             target = JsonlClassification if task_kind == "classification" else JsonlGeneration
         return super().__new__(target)
 

@@ -27,7 +27,7 @@ import torch
 
 from ..encoding import Span, token_offsets
 from ..errors import InvalidInputError
-from ..typing import PositionMask, TokenIds
+from ..tensor_types import PositionMask, TokenIds
 
 
 @dataclass(frozen=True)

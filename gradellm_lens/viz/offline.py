@@ -43,8 +43,8 @@ from uuid import uuid4
 from circuitsvis.utils.convert_props import convert_prop_type, convert_props
 from circuitsvis.utils.render import RenderedHTML, render_cdn
 
-from ..errors import InvalidInputError
-from ..result import atomic_write
+from ..errors import InvalidInputError, check_choice
+from ..result_io import atomic_write
 from . import palette
 
 Component = Literal["ColoredTokens", "ColoredTokensMulti", "TextNeuronActivations", "AttentionHeads"]
@@ -143,8 +143,7 @@ class View(RenderedHTML):
     title: str = ""
 
     def __post_init__(self) -> None:
-        if self.component not in COMPONENTS:
-            raise InvalidInputError(f"Unknown CircuitsVis component {self.component!r}; expected one of {COMPONENTS}.")
+        check_choice("CircuitsVis component", self.component, COMPONENTS)
         props_json(self.props)  # validates (finite, serialisable) at construction
 
     def mount(self, element_id: str) -> str:
@@ -228,7 +227,7 @@ class Page:
         """Write the page (UTF-8) and return its path.
 
         The page is encoded first and written under a temporary name, then renamed into place
-        (:func:`~gradellm_lens.result.atomic_write`), so a failure never truncates an existing file.
+        (:func:`~gradellm_lens.result_io.atomic_write`), so a failure never truncates an existing file.
         """
         path = Path(path)
         data = self.html().encode("utf-8")

@@ -2,8 +2,9 @@
 
 :func:`plot_pi_curves`
     π-Soft-NS and π-Soft-NC against the retaining probability π, one line per method (the
-    AUCs come from :mod:`gradellm_lens.metrics`; put them in the method names if wanted).
-    NS rises with π and NC falls; higher is better for both.
+    AUCs come from :mod:`gradellm_lens.metrics`; put them in the method names if wanted), with
+    optional confidence bands. NS rises with π and NC falls; higher is better for both. The
+    evaluation summary (:func:`gradellm_lens.evaluation.write_summary`) draws its figure with it.
 :func:`plot_head_comparison`
     A ground truth (e.g. activation patching) and several head scorers side by side, the truth's
     top heads outlined in every panel, each scorer's ρ and top-k recall in its title.
@@ -44,6 +45,9 @@ if TYPE_CHECKING:
 PiCurve = tuple[Sequence[float], Sequence[float], Sequence[float]]
 """``(pis, ns_values, nc_values)`` of one method."""
 
+PiIntervals = tuple[tuple[Sequence[float], Sequence[float]], tuple[Sequence[float], Sequence[float]]]
+"""``((ns_low, ns_high), (nc_low, nc_high))`` of one method: a band around each of its curves."""
+
 
 def _save(fig: Figure, path: str | Path | None) -> Figure:
     if path is not None:
@@ -53,33 +57,56 @@ def _save(fig: Figure, path: str | Path | None) -> Figure:
     return fig
 
 
-def plot_pi_curves(curves: Mapping[str, PiCurve], path: str | Path | None = None) -> Figure:
+def plot_pi_curves(
+    curves: Mapping[str, PiCurve],
+    path: str | Path | None = None,
+    *,
+    intervals: Mapping[str, PiIntervals] | None = None,
+    title: str | None = None,
+) -> Figure:
     """π-Soft-NS (left) and π-Soft-NC (right) curves of several methods.
+
+    π-Soft-NS rises with π (more of the important tokens kept) and π-Soft-NC falls with π (less
+    removed); a curve above another at the same π is better on both panels.
 
     Args:
         curves: ``{method: (pis, ns_values, nc_values)}``; ``pis`` increasing, NaN points skipped.
         path: also save the figure here (format from the suffix).
+        intervals: optional ``{method: ((ns_low, ns_high), (nc_low, nc_high))}`` drawn as a shaded
+            band around the method's curves (e.g. the bootstrap 95% CI over examples).
+        title: optional figure title.
 
     Returns:
-        The figure.
+        The figure. Past ten methods the colours repeat with another line style.
     """
     if not curves:
         raise InvalidInputError("plot_pi_curves needs at least one method's curves.")
+    intervals = intervals or {}
     fig = Figure(figsize=(9.5, 3.8), layout="constrained")
     axes = fig.subplots(1, 2, sharex=True)
-    for name, (pis, ns, nc) in curves.items():
+    for i, (name, (pis, ns, nc)) in enumerate(curves.items()):
         pis, ns, nc = (np.asarray(a, dtype=float) for a in (pis, ns, nc))
         if not (pis.shape == ns.shape == nc.shape) or pis.ndim != 1:
             raise InvalidInputError(f"Curves of {name!r} must be three 1-D sequences of equal length.")
-        for ax, values in zip(axes, (ns, nc)):
+        bands = intervals.get(name)
+        style = ("-", "--", ":", "-.")[i // 10 % 4]  # the colour cycle repeats after ten methods
+        for panel, (ax, values) in enumerate(zip(axes, (ns, nc))):
             ok = np.isfinite(values)
-            ax.plot(pis[ok], values[ok], marker="o", markersize=3, label=name)
+            (line,) = ax.plot(pis[ok], values[ok], linestyle=style, marker="o", markersize=3, label=name)
+            if bands is not None:
+                low, high = (np.asarray(a, dtype=float) for a in bands[panel])
+                if not low.shape == high.shape == pis.shape:
+                    raise InvalidInputError(f"Intervals of {name!r} must match its π grid in length.")
+                ok &= np.isfinite(low) & np.isfinite(high)
+                ax.fill_between(pis[ok], low[ok], high[ok], color=line.get_color(), alpha=0.12, linewidth=0)
     for ax, which in zip(axes, ("NS", "NC")):
         ax.set_xlabel("retaining probability π")
         ax.set_ylabel(f"π-Soft-{which}")
         ax.set_title(f"π-Soft-{which} (higher is better)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
+    if title:
+        fig.suptitle(title, fontsize=11)
     return _save(fig, path)
 
 

@@ -1,4 +1,4 @@
-"""``evaluate_step``: Soft-NS/NC and π-Soft-NS/NC curves of one attribution for one generation step.
+"""Faithfulness of one attribution at one step (``evaluate_step``): Soft-NS/NC and π-Soft-NS/NC curves.
 
 For a prefix ``x = tokens[: position + 1]``, the explained token ``ŷ`` and scores over ``x``:
 
@@ -26,19 +26,19 @@ from __future__ import annotations
 import dataclasses
 import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
 from ..encoding import check_token_ids
-from ..errors import InvalidInputError, NumericalError, unknown_name_error
+from ..errors import InvalidInputError, NumericalError, check_choice
 from ..numerics import flat_rows
 from ..result import AttributionResult
 from ..targets import Target
-from ..typing import PositionMask, TokenIds, TokenScores
-from .normalise import NORMALISE_KINDS, NormaliseKind, normalise_scores
+from ..tensor_types import PositionMask, TokenIds, TokenScores
+from .normalise import NORMALISE_KINDS, NormaliseKind, importance_weights
 from .perturb import as_masked_forward, draw_uniforms, iter_masked_logits, step_seed, unperturbed_head
 from .pi_soft import DEFAULT_PIS, check_pis, normalised_auc, pi_keep_probabilities
 from .positions import check_perturbable, span_mask
@@ -79,6 +79,8 @@ class FaithfulnessConfig:
     seed: int = 0
     batch_size: int = 64
     eps: float = DEFAULT_EPSILON
+    throughput_options: ClassVar[frozenset[str]] = frozenset({"batch_size"})
+    """Fields that change how fast the metrics are computed, never their values."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "pis", check_pis(self.pis))
@@ -93,8 +95,7 @@ class FaithfulnessConfig:
             ("normalise", NORMALISE_KINDS),
             ("probability", PROBABILITY_KINDS),
         ):
-            if getattr(self, name) not in choices:
-                raise unknown_name_error(f"{name} option", getattr(self, name), choices)
+            check_choice(name, getattr(self, name), choices)
         if not 0.0 < float(self.eps) < 1.0:
             raise InvalidInputError(f"eps must lie strictly between 0 and 1, got {self.eps!r}.")
 
@@ -362,8 +363,8 @@ def evaluate_step(
             "build it with step_reference(model, prefix, target, perturbable=...)."
         )
 
-    minmax = normalise_scores(values, valid, "minmax")
-    ns, nc = pi_keep_probabilities(normalise_scores(values, valid, config.normalise), valid, config.pis, config.rescale)
+    minmax = importance_weights(values, valid, "minmax")
+    ns, nc = pi_keep_probabilities(importance_weights(values, valid, config.normalise), valid, config.pis, config.rescale)
     keep, draws = _perturbations(plain_soft_keep(minmax, valid), ns.keep, nc.keep, config.n_draws)
 
     uniforms = draw_uniforms(step_seed(config.seed, tokens, token_id), config.n_draws, n, forward.d_model)

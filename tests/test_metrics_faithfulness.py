@@ -245,7 +245,7 @@ def test_evaluate_result_runs_every_step(tiny_model):
         (dict(n_draws=0), "n_draws must be a positive integer"),
         (dict(batch_size=0), "batch_size must be a positive integer"),
         (dict(rescale="scale-clip"), "Did you mean 'scale_clip'"),
-        (dict(probability="dist"), "Unknown probability option"),
+        (dict(probability="dist"), "probability='dist' is invalid"),
         (dict(eps=0.0), "eps"),
     ],
 )
