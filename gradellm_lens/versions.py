@@ -8,7 +8,7 @@ evaluation runs record it (:func:`library_versions`). The module imports nothing
 
 from __future__ import annotations
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 
 def library_versions() -> dict[str, str]:

@@ -77,7 +77,8 @@ def report(tiny_model, tmp_path_factory) -> Path:
     a = explain(tiny_model, "the cat sat on the mat", max_new_tokens=4, layers="all")
     b = explain(tiny_model, "the cat sat on the mat", "saliency", continuation=a.token_ids[a.prompt_length :])
     assert a.tokens[0] == "<s>"
-    return write_report([a, b], tmp_path_factory.mktemp("report") / "report.html", title="browser <test>")
+    # every token, the BOS "<s>" included (the default view hides it): the page must show it as text
+    return write_report([a, b], tmp_path_factory.mktemp("report") / "report.html", title="browser <test>", full_prompt=True)
 
 
 def test_views_render_offline(browser, report, tmp_path):
