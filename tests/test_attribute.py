@@ -1,4 +1,5 @@
-"""Step-wise generation attribution (``explain``) on the tiny random Llama, for every method."""
+"""Step-wise generation attribution (``explain``) on the tiny random Llama, for every method; its input
+checks, batches, NaN/inf, flat maps and progress bars."""
 
 from __future__ import annotations
 
@@ -6,9 +7,13 @@ import warnings
 
 import pytest
 import torch
+from faults import nan_at, nan_gradient
+from helpers import CTX, finite_in_prefix
 
-from gradellm_lens import InvalidInputError, Step, Target, explain, get_method, list_methods
+import gradellm_lens as gl
+from gradellm_lens import InvalidInputError, NumericalError, Step, Target, explain, get_method, list_methods
 from gradellm_lens.attribute import encode_prompt, greedy_continuation
+from gradellm_lens.errors import FlatAttributionWarning
 
 PROMPT = "the cat sat on the mat because"
 
@@ -176,3 +181,160 @@ def test_no_spacing_warning_where_both_forms_are_one_token(tiny_model):
 def test_smollm2_target_without_its_space_warns(smollm2):
     with pytest.warns(UserWarning, match=r"target='positive' .* ranks ' positive' \(with a leading space\) higher"):
         explain(smollm2, "Review: a great and fun movie.\nSentiment:", target="positive")
+
+
+def test_prompt_filling_the_context_has_no_room_to_generate(tiny_model):
+    ids = [1] + [5] * (CTX - 1)
+    with pytest.raises(InvalidInputError, match="fills the model's context of 128: there is no room"):
+        gl.explain(tiny_model, ids, max_new_tokens=1)
+    assert gl.explain(tiny_model, ids, target="cat").step_positions == (CTX - 1,)  # no generation: fine
+    with pytest.raises(InvalidInputError, match="prompt plus forced continuation has 129 tokens"):
+        gl.explain(tiny_model, ids, continuation="cat")
+
+
+def test_generation_stops_at_the_context_with_a_warning(tiny_model):
+    with pytest.warns(UserWarning, match="max_new_tokens=5 but only 1 token"):
+        result = gl.explain(tiny_model, [1] + [5] * (CTX - 2), max_new_tokens=5, stop_at_eos=False)
+    assert result.n_steps == 1 and len(result.tokens) == CTX
+
+
+@pytest.mark.parametrize(
+    "prompt,match",
+    [
+        ([1, -2, 3], "token id -2, outside the vocabulary"),
+        ([1, 10**6], "token id 1000000, outside the vocabulary"),
+        (torch.tensor([1.0, 2.0]), "must hold integer token ids"),
+        (torch.tensor([True, False]), "must hold integer token ids"),
+        (torch.ones(2, 3, dtype=torch.long), r"shape \(2, 3\) \(pass a list of prompts for a batch\)"),
+        (None, "The prompt must be text or token ids, got NoneType"),
+        ([[1, 2], [3, 10**6]], "Prompt 2 of 2: The prompt has token id 1000000"),
+        (5, "The prompt must be text or token ids, got int"),
+        (torch.tensor(5), r"1-D sequence of token ids, got shape \(\)"),
+        ([], "The list of prompts is empty"),
+        (["the cat", 5], "mixes token ids with texts"),
+    ],
+)
+def test_bad_token_id_prompts(tiny_model, prompt, match):
+    with pytest.raises(InvalidInputError, match=match):
+        gl.explain(tiny_model, prompt, max_new_tokens=1)
+
+
+def test_token_id_prompts_are_taken_as_given(tiny_model, tiny_ids):
+    as_list = gl.explain(tiny_model, tiny_ids.tolist(), max_new_tokens=2)
+    as_batch_row = gl.explain(tiny_model, tiny_ids[None], max_new_tokens=2)
+    assert torch.equal(as_list.token_ids[: len(tiny_ids)], tiny_ids)
+    assert torch.equal(as_list.scores.nan_to_num(-1), as_batch_row.scores.nan_to_num(-1))
+
+
+def test_batch_of_mixed_lengths_equals_one_by_one(tiny_model, tiny_ids):
+    prompts = ["the cat", "the dog sat on the mat because it was a good day", tiny_ids[:4].tolist()]
+    results = gl.explain(tiny_model, prompts, max_new_tokens=2, layers="all")
+    assert isinstance(results, list) and len(results) == 3
+    for prompt, result in zip(prompts, results):
+        single = gl.explain(tiny_model, prompt, max_new_tokens=2, layers="all")
+        assert result.tokens == single.tokens
+        torch.testing.assert_close(result.scores, single.scores, equal_nan=True)
+    assert len({r.scores.shape[1] for r in results}) == 3  # different lengths, each its own result
+
+
+@pytest.mark.parametrize(
+    "bad_index,bad,match",
+    [(1, "", "Prompt 2 of 3: The prompt is empty"), (2, "the " * 200, "Prompt 3 of 3: The prompt has 201 tokens")],
+)
+def test_batch_validates_every_prompt_before_any_work(tiny_model, monkeypatch, bad_index, bad, match):
+    """Documented: all prompts are checked first; the error names the bad one; nothing was generated."""
+    import gradellm_lens.attribute as attribute
+
+    calls = []
+    real = attribute.greedy_continuation
+    monkeypatch.setattr(attribute, "greedy_continuation", lambda *a, **k: calls.append(1) or real(*a, **k))
+    prompts = ["the cat", "the dog sat", "a big red dog"]
+    prompts[bad_index] = bad
+    with pytest.raises(InvalidInputError, match=match):
+        gl.explain(tiny_model, prompts, max_new_tokens=2)
+    assert calls == []
+
+
+def test_batch_error_during_computation_names_the_prompt(tiny_model):
+    with tiny_model.hooks(fwd_hooks=[("blocks.0.hook_resid_post", nan_at(slice(None)))]):
+        with pytest.raises(NumericalError, match="Prompt 1 of 2: .*NaN/inf logits"):
+            gl.explain(tiny_model, ["the cat", "the dog"], max_new_tokens=1)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(layers=[7]), "Layer index 7 is out of range: the model has 2 layers"),
+        (dict(layers=[-3]), "Layer index -3 is out of range"),
+        (dict(layers=5), "only 2 layers"),
+        (dict(layers="last"), "layers must be an int K"),
+        (dict(target="cat", continuation="sat"), "either target= .* or continuation="),
+        (dict(max_new_tokens=0), "max_new_tokens must be an integer >= 1, got 0"),
+        (dict(max_new_tokens=-3), "max_new_tokens must be an integer >= 1, got -3"),
+        (dict(max_new_tokens=2.5), r"max_new_tokens must be an integer >= 1, got 2.5 \(float\)"),
+        (dict(max_new_tokens=True), "max_new_tokens must be an integer"),
+        (dict(target="cat", contrast="cat"), "contrast token id equals the target token id"),
+        (dict(target=5, contrast=5), "identically 0"),
+        (dict(continuation="cat", contrast="cat"), "contrast token id equals the target token id"),
+        (dict(target=""), "The target '' encodes to no tokens"),
+        (dict(target=10**6), "outside the model's vocabulary"),
+        (dict(target=-1), "target token id must be a non-negative integer"),
+        (dict(target=1.5), "target token id must be a non-negative integer, got 1.5"),
+        (dict(continuation=""), "forced continuation '' encodes to no tokens"),
+        (dict(continuation=[1, 10**6]), "forced continuation has token id 1000000"),
+        (dict(prompt_format="chat", system=None, max_new_tokens="3"), "max_new_tokens must be an integer"),
+        (dict(prompt_format="chta"), "Did you mean 'chat'"),
+        (dict(chat_template=True), "chat_template= is now prompt_format="),
+    ],
+)
+def test_inconsistent_options(tiny_model, kwargs, match):
+    with pytest.raises(InvalidInputError, match=match):
+        gl.explain(tiny_model, "the cat", **kwargs)
+
+
+def test_max_new_tokens_is_ignored_without_generation(tiny_model):
+    """Documented: max_new_tokens only matters when generating, so 0 is fine with target=."""
+    assert gl.explain(tiny_model, "the cat", target="sat", max_new_tokens=0).n_steps == 1
+
+
+def test_multi_token_and_unknown_targets_warn(tiny_model):
+    with pytest.warns(UserWarning, match=r"is 2 tokens \['cat', 'sat'\]; explaining its first token only"):
+        result = gl.explain(tiny_model, "the", target="cat sat")
+    assert result.target_ids == (tiny_model.tokenizer.convert_tokens_to_ids("cat"),)
+    with pytest.warns(UserWarning, match="target are not in the model's vocabulary"):
+        gl.explain(tiny_model, "the", target="zebra")
+
+
+def test_flat_maps_warn_and_keep_zeros(tiny_model):
+    """With all value vectors zeroed, gradient x value is 0 everywhere: an all-zero, flagged result."""
+    zero_v = [(f"blocks.{i}.attn.hook_v", lambda v, hook: v * 0) for i in range(tiny_model.cfg.n_layers)]
+    with tiny_model.hooks(fwd_hooks=zero_v):  # every layer: the default attributes all of them
+        with pytest.warns(FlatAttributionWarning, match=r"step\(s\) \[0, 1\] have flat scores"):
+            result = gl.explain(tiny_model, "the cat sat", max_new_tokens=2)
+    assert result.flat_steps == (0, 1)
+    assert finite_in_prefix(result) and all((result.step_scores(t) == 0).all() for t in range(2))
+
+
+def test_nan_through_explain(tiny_model):
+    with tiny_model.hooks(fwd_hooks=[("blocks.0.hook_resid_post", nan_at(slice(None)))]):
+        with pytest.raises(NumericalError, match="NaN/inf logits at generation step 0"):
+            gl.explain(tiny_model, "the cat", max_new_tokens=2)
+        with pytest.raises(NumericalError, match="objective is not finite"):
+            gl.explain(tiny_model, "the cat", continuation="sat on")
+    with tiny_model.hooks(fwd_hooks=[("blocks.1.hook_resid_post", nan_gradient)]):
+        with pytest.raises(NumericalError, match="gradient at hook point"):
+            gl.explain(tiny_model, "the cat", target="sat")
+    # a poisoned backward *upstream* of the attributed layer never reaches its gradient: valid result
+    with tiny_model.hooks(fwd_hooks=[("blocks.0.hook_resid_post", nan_gradient)]):
+        assert finite_in_prefix(gl.explain(tiny_model, "the cat", target="sat", layers=[1]))
+
+
+def test_progress_bars_only_when_asked_or_on_a_terminal(tiny_model, capsys):
+    gl.explain(tiny_model, ["the cat", "the dog"], max_new_tokens=1)  # stderr is not a terminal: no bar
+    assert capsys.readouterr().err == ""
+    gl.explain(tiny_model, ["the cat", "the dog"], max_new_tokens=1, progress=True)
+    assert "explain: 100%" in capsys.readouterr().err
+    gl.explain(tiny_model, "the cat", max_new_tokens=40, stop_at_eos=False, progress=True)  # a long generation
+    assert "generate: 100%" in capsys.readouterr().err
+    gl.explain(tiny_model, "the cat", max_new_tokens=3, progress=True)  # a short one: no bar
+    assert "generate" not in capsys.readouterr().err

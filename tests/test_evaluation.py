@@ -570,3 +570,42 @@ def test_evaluate_prints_its_estimate_before_the_first_pair(capsys, tmp_path):
     assert "for 4 pair(s) (2 example(s), 1 step each; 60 perturbed inputs in batches of 64)" in out[estimate[0]]
     assert main(argv) == 0  # resumed with nothing left to do: no estimate
     assert not any(line.startswith("estimate:") for line in capsys.readouterr().out.splitlines())
+
+
+@pytest.mark.filterwarnings("ignore::gradellm_lens.UnknownTokenWarning")
+def test_runner_records_flat_steps_and_the_summary_counts_them(tiny_model, tmp_path):
+    from evaldata import write_task_files
+
+    from gradellm_lens.tasks import make_task
+
+    task = make_task("sst2", data_dir=write_task_files(tmp_path / "data"))
+    config = EvaluationConfig(n=3, metrics=FaithfulnessConfig(pis=(0.3, 0.7), n_draws=1), progress=False)
+    out = tmp_path / "r.jsonl"
+    with tiny_model.hooks(fwd_hooks=[("blocks.1.attn.hook_v", lambda v, hook: v * 0)]):  # Grad-ELLM maps all 0
+        run_evaluation(tiny_model, task, "grad_ellm,random", out, config)
+    records = [json.loads(line) for line in out.read_text().splitlines()[1:]]
+    assert all(r["n_flat"] == sum(s["flat"] for s in r["steps"]) for r in records)
+    summary = {m.label: m for m in summarize([out]).methods}
+    assert (summary["grad_ellm"].n_flat_steps, summary["grad_ellm"].n_steps) == (3, 3)
+    assert (summary["random"].n_flat_steps, summary["random"].n_steps) == (0, 3)
+    table = summarize([out]).to_markdown()
+    assert table.splitlines()[0].endswith("| flat steps |") and "| 3/3 |" in table and "| 0/3 |" in table
+    assert "*Flat steps*" in summarize([out]).to_report()
+    rows = [r for r in csv.DictReader(summarize([out]).to_csv().splitlines()) if r["metric"] == "n_flat_steps"]
+    assert {(r["method"], r["mean"], r["n"]) for r in rows} == {("grad_ellm", "3", "3"), ("random", "0", "3")}
+
+
+def test_summary_of_results_without_the_flat_flag(tmp_path):
+    """Files written before the flag existed still summarise; the flat column says it is unknown."""
+    config = {"task": {"task": "sst2", "kind": "classification", "prompt_format": "chat"}, "model": {"name": "m"},
+              "metrics": {"pis": [0.3, 0.7], "n_draws": 1, "rescale": "scale_clip", "probability": "target"},
+              "perturb": "all"}  # fmt: skip
+    header = RunHeader(config, {"m": {"method": "m"}})
+    mean = {k: 0.5 for k in ("soft_ns", "soft_nc", "auc_pi_ns", "auc_pi_nc", "mean_score")}
+    with ResultsFile(tmp_path / "old.jsonl", header) as store:
+        store.append({"example_id": "e0", "method": "m", "fingerprint": header.method_fingerprint("m"),
+                      "status": "ok", "n_steps": 1, "pis": [0.3, 0.7],
+                      "mean": {**mean, "pi_ns": [0.5, 0.5], "pi_nc": [0.5, 0.5]}})  # fmt: skip
+    summary = summarize([tmp_path / "old.jsonl"])
+    assert summary.methods[0].n_flat_steps is None and summary.methods[0].flat_cell() == "–"
+    assert "| m | 1 | 0 |" in summary.to_markdown() and "n_flat_steps" not in summary.to_csv()

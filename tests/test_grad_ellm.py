@@ -1,4 +1,5 @@
-"""Grad-ELLM on TransformerLens hooks vs an independent plain-PyTorch reference on the HF model."""
+"""Grad-ELLM on TransformerLens hooks vs an independent plain-PyTorch reference on the HF model; all-negative
+layer maps and NaN/inf in the forward or backward pass."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import itertools
 import pytest
 import torch
 
-from gradellm_lens import GradEllm, InvalidInputError, Step, Target
+from gradellm_lens import GradEllm, InvalidInputError, NumericalError, Step, Target
 from gradellm_lens.capture import hook_count
 from gradellm_lens.methods.grad_ellm import VARIANTS, GradEllmOptions
+from gradellm_lens.numerics import flat_rows
+from faults import nan_at, nan_gradient
 from reference import reference_grad_ellm
 
 SWITCHES = list(
@@ -201,3 +204,41 @@ def test_matches_reference_smollm2(smollm2, smollm2_hf, gradient_source, spatial
         smollm2, smollm2_hf, ids, [len(ids) - 2], [27, 29],
         gradient_source=gradient_source, spatial=spatial, kv_expansion=kv_expansion,
     )  # fmt: skip
+
+
+def test_all_negative_layer_maps_give_flagged_zeros_not_nan(tiny_model):
+    """Grad-ELLM's ReLU zeroes a map whose every layer is negative; it is reported, not rescaled.
+
+    On a one-token prefix (gradient x value, no spatial weight) swapping target and contrast negates
+    the layer map, so exactly one order is negative: its score is 0 and flagged; the other is kept.
+    """
+    method = GradEllm(tiny_model, variant="no_spatial", layers=[1])
+    outs = [method.attribute([1], [Step(0, Target(x, y))]) for x, y in ((33, 40), (40, 33))]
+    layer_maps = [float(o.layer_head.sum(dim=2)[0, 0, 0]) for o in outs]
+    assert layer_maps[0] == pytest.approx(-layer_maps[1]) and layer_maps[0] != 0
+    negative, positive = sorted(outs, key=lambda o: float(o.layer_head.sum()))
+    assert negative.scores.tolist() == [[0.0]] and flat_rows(negative.scores).tolist() == [True]
+    assert positive.scores[0, 0] > 0 and flat_rows(positive.scores).tolist() == [False]
+    # loosened attention over a single key is constant, so lambda = 0 by convention: also flat zeros
+    loosened = GradEllm(tiny_model).attribute([1], [Step(0, Target(33))])
+    assert loosened.scores.tolist() == [[0.0]] and flat_rows(loosened.scores).tolist() == [True]
+
+
+VARIANT_NAMES = sorted(VARIANTS)
+
+
+@pytest.mark.parametrize("variant", VARIANT_NAMES)
+@pytest.mark.parametrize(
+    "hook_name,hook,match",
+    [
+        ("blocks.0.hook_resid_post", nan_at(slice(None)), "objective is not finite"),
+        ("blocks.1.attn.hook_z", nan_at(slice(None)), "objective is not finite"),
+        ("blocks.0.hook_resid_post", lambda t, hook: t * float("inf"), "objective is not finite"),
+        ("blocks.0.hook_resid_post", nan_gradient, "gradient at hook point .* contains NaN/inf"),
+        ("blocks.1.hook_resid_mid", nan_gradient, "gradient at hook point .* contains NaN/inf"),
+    ],
+)
+def test_nan_in_forward_or_backward_raises_numerical_error(tiny_model, tiny_ids, variant, hook_name, hook, match):
+    steps = [Step(p, Target(int(tiny_ids[p + 1]))) for p in (3, 6)]
+    with tiny_model.hooks(fwd_hooks=[(hook_name, hook)]), pytest.raises(NumericalError, match=match):
+        GradEllm(tiny_model, variant=variant, layers="all").attribute(tiny_ids, steps)

@@ -1,4 +1,5 @@
-"""``evaluate_step``: known answers on synthetic models, π-control vs inflation, batching, seeding, BOS, errors.
+"""``evaluate_step``: known answers on synthetic models, π-control vs inflation, batching, seeding, BOS, errors,
+invariance to positive rescaling of the scores, flat maps.
 
 The synthetic models implement :class:`~gradellm_lens.metrics.MaskedForward` directly: the target
 logit is ``α · Σ_i w_i · mean_d(m_{i,d} · e_{i,d})`` (every other logit is 0), so the true importance
@@ -13,6 +14,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import positive_factors
 
 from gradellm_lens import Target
 from gradellm_lens.errors import InvalidInputError
@@ -371,3 +373,26 @@ def test_frozen_head_on_a_chat_prompt_smollm2(smollm2):
     _, full = _step_results(perturb.BridgeMaskedForward(smollm2, share_head=False), ids, target, scores, perturbable, config)
     # float32 through 30 layers: the cached head and the full prefix round differently (1.2e-5 seen on CI)
     _assert_same_scores(fast, full, tol=1e-4)
+
+
+@settings(max_examples=6, deadline=None)
+@given(factor=positive_factors, seed=st.integers(0, 50), normalise=st.sampled_from(["max", "minmax", "rank"]))
+def test_evaluate_step_is_invariant_to_positive_rescaling(tiny_model, factor, seed, normalise):
+    """End to end on the tiny model: every reported number is unchanged by scaling the scores."""
+    prefix = torch.tensor([1, 4, 32, 34, 14, 4, 35, 41, 23, 7])
+    scores = torch.rand(10, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    config = FaithfulnessConfig(pis=(0.2, 0.5, 0.8), n_draws=2, normalise=normalise)
+    a, b = (evaluate_step(tiny_model, prefix, Target(5), x, config=config) for x in (scores, scores * factor))
+    for field in ("soft_ns", "soft_nc", "pi_ns", "pi_nc", "auc_pi_ns", "auc_pi_nc", "mean_score", "flat"):
+        assert getattr(a, field) == pytest.approx(getattr(b, field), abs=1e-9), field
+
+
+def test_flat_steps_are_flagged_and_scored_as_uniform(tiny_model):
+    prefix = torch.tensor([1, 4, 32, 34, 14, 4])
+    config = FaithfulnessConfig(pis=(0.3, 0.7), n_draws=2)
+    flat_maps = [torch.zeros(6), torch.full((6,), 2.5), torch.tensor([7.0, 0, 0, 0, 0, 0])]  # last: only BOS
+    results = [evaluate_step(tiny_model, prefix, Target(5), s, config=config) for s in flat_maps]
+    assert all(r.flat for r in results) and all(r.mean_score == 1.0 for r in results)  # uniform ŝ ≡ 1
+    assert len({(r.pi_ns, r.pi_nc, r.soft_ns, r.soft_nc) for r in results}) == 1  # all the same uniform map
+    ranked = evaluate_step(tiny_model, prefix, Target(5), torch.tensor([0.0, 1, 0, 0, 3, 0]), config=config)
+    assert not ranked.flat and ranked.mean_score < 1.0

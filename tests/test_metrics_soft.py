@@ -1,4 +1,5 @@
-"""Soft-NS/NC formulas, ReAGent's distribution distance and the log-ratio summary."""
+"""Soft-NS/NC formulas (invariant to positive affine maps of min-max scores), ReAGent's distribution
+distance and the log-ratio summary."""
 
 from __future__ import annotations
 
@@ -6,10 +7,15 @@ import math
 
 import pytest
 import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from strategies import hostile_scores, positive_factors
 
 from gradellm_lens.errors import InvalidInputError
 from gradellm_lens.metrics import (
+    all_prefix_mask,
     distribution_distance,
+    importance_weights,
     log_ratio,
     plain_soft_keep,
     probability_drop,
@@ -57,3 +63,16 @@ def test_plain_soft_keep():
 def test_log_ratio():
     assert log_ratio(0.4, 0.2) == pytest.approx(math.log(2))
     assert math.isnan(log_ratio(0.0, 0.2))
+
+
+@settings(max_examples=150, deadline=None)
+@given(raw=hostile_scores, factor=positive_factors, shift=st.floats(min_value=-1e3, max_value=1e3))
+def test_plain_soft_keep_is_invariant_to_positive_affine_maps(raw, factor, shift):
+    """Plain Soft-NS/NC keep ``ŝ`` / ``1 - ŝ`` of the min-max scores: invariant to ``a·s + b``, ``a > 0``."""
+    s = torch.tensor(raw, dtype=torch.float64)
+    assume(bool(torch.isfinite(s * factor + shift).all()))
+    spread = float(s[1:].max() - s[1:].min())
+    assume(spread == 0 or spread * factor > 1e-6 * (abs(shift) + float(s.abs().max()) * factor))  # no cancellation
+    m = all_prefix_mask(len(raw))
+    a, b = (plain_soft_keep(importance_weights(x, m, "minmax"), m) for x in (s, s * factor + shift))
+    torch.testing.assert_close(a, b, atol=1e-6, rtol=0)

@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 import torch
 
-from gradellm_lens import AttributionResult, InvalidInputError, explain
+import gradellm_lens as gl
+from gradellm_lens import AttributionResult, InvalidInputError, NumericalError, explain
 from gradellm_lens.aggregate import merge_words, normalise
 from gradellm_lens.methods.base import MethodOutput
 from gradellm_lens.methods.gradients import Saliency
@@ -408,3 +409,72 @@ def test_the_explain_command_hides_the_template_unless_asked(tiny_model, capsys,
     assert "--full-prompt shows every token" in capsys.readouterr().out
     assert cli_main.main([*args, "--full-prompt"]) == 0
     assert "hidden" not in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def saved(tiny_model, tmp_path_factory):
+    result = gl.explain(tiny_model, "the cat sat", max_new_tokens=2, layers="all")
+    path = result.save(tmp_path_factory.mktemp("saved") / "ok.npz")
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    return result, path, arrays
+
+
+def _write_npz(path, arrays, **changes):
+    arrays = {**arrays, **changes}
+    np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
+    return path
+
+
+def _meta(arrays, **changes):
+    return np.asarray(json.dumps({**json.loads(str(arrays["meta"])), **changes}))
+
+
+def test_result_round_trip(saved):
+    result, path, _ = saved
+    loaded = AttributionResult.load(path)
+    assert loaded.tokens == result.tokens and loaded.flat_steps == result.flat_steps
+    torch.testing.assert_close(loaded.scores, result.scores, equal_nan=True)
+
+
+def test_load_rejects_bad_files(saved, tmp_path):
+    _, _, arrays = saved
+    (tmp_path / "garbage.npz").write_bytes(b"\x00garbage\x1b")
+    with zipfile.ZipFile(tmp_path / "text.npz", "w") as zf:
+        zf.writestr("readme.txt", "not numpy")
+    scores = arrays["scores"].copy()
+    scores[0, 0] = np.nan
+    cases = {
+        tmp_path / "missing.npz": "No attribution file at",
+        tmp_path: "No attribution file at",
+        tmp_path / "garbage.npz": r"not an \.npz archive",
+        tmp_path / "text.npz": "meta is not a file in the archive",
+        _write_npz(tmp_path / "nometa.npz", arrays, meta=None): "meta is not a file",
+        _write_npz(tmp_path / "badjson.npz", arrays, meta=np.asarray("{not json")): "meta is not JSON",
+        _write_npz(tmp_path / "list.npz", arrays, meta=np.asarray("[1, 2]")): "format version None",
+        _write_npz(tmp_path / "v9.npz", arrays, meta=_meta(arrays, format_version=9)): "format version 9, expected 1",
+        _write_npz(tmp_path / "notokens.npz", arrays, meta=np.asarray('{"format_version": 1}')): "missing field 'tok",
+        _write_npz(tmp_path / "noscores.npz", arrays, scores=None): "scores",
+        _write_npz(tmp_path / "shape.npz", arrays, scores=arrays["scores"][:, :-1]): r"scores: shape \(\d+, \d+\)",
+        _write_npz(tmp_path / "1d.npz", arrays, scores=arrays["scores"][0]): "scores: expected a 2-D float array",
+        _write_npz(tmp_path / "steps.npz", arrays, step_positions=arrays["step_positions"][:1]): "step_positions: sh",
+        _write_npz(tmp_path / "pos.npz", arrays, step_positions=arrays["step_positions"] + 50): "outside the sequence",
+    }
+    for path, match in cases.items():
+        with pytest.raises(InvalidInputError, match=match):
+            AttributionResult.load(path)
+    with pytest.raises(InvalidInputError, match="scores of step 0 contain NaN/inf inside the attributed prefix"):
+        AttributionResult.load(_write_npz(tmp_path / "nan.npz", arrays, scores=scores))
+
+
+def test_results_never_hold_nan_inside_a_prefix(saved):
+    result, _, _ = saved
+    scores = result.scores.clone()
+    scores[1, 2] = float("inf")
+    with pytest.raises(NumericalError, match="step 1"):
+        result.with_scores(scores)
+    with pytest.raises(NumericalError, match=r"explained logit \(target_logits\) of step 0 is not finite"):
+        result.with_scores(result.scores, target_logits=(float("nan"),) * result.n_steps)
+    padded = result.scores.clone()
+    padded[0, -1] = float("nan")  # after step 0's prefix: the padding convention, fine
+    assert result.with_scores(padded).n_steps == result.n_steps

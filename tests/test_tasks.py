@@ -1,9 +1,11 @@
-"""Tasks: data loading and its errors, deterministic sampling, prompts and user-text spans, label matching."""
+"""Tasks: data loading and its errors, deterministic sampling, prompts and user-text spans, label matching,
+one unknown-token warning per load."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sys
 
 import pytest
@@ -310,3 +312,21 @@ def test_smollm2_prompts_locate_user_text(smollm2, prompt_format):
     imdb = make_task("imdb")
     long_review = max(imdb.load(40), key=lambda e: len(e.fields["text"]))
     assert imdb.prompt(smollm2, long_review).user_mask().sum() <= 257
+
+
+def test_unknown_token_warnings_are_one_per_task_load_not_per_example(tiny_model, data_dir):
+    import warnings
+
+    from gradellm_lens import UnknownTokenWarning
+    from gradellm_lens.tasks import make_task
+
+    task = make_task("sst2", data_dir=data_dir)
+    for _ in range(2):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            prompts = [task.prompt(tiny_model, example) for example in task.load(4)]
+        unknown = [w for w in caught if issubclass(w.category, UnknownTokenWarning)]
+        assert len(prompts) == 4 and len(unknown) == 1  # the template words are not in tiny-llama's vocabulary
+        assert re.match(
+            r"Task 'sst2', example '[^']+': \d+ piece\(s\) of the prompt .*'<unk>'. Later", str(unknown[0].message)
+        )

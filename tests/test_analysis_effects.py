@@ -1,7 +1,5 @@
-"""Reliability of the head/layer analysis API: hostile input gives an actionable
-:class:`InvalidInputError`, NaN/inf gives :class:`NumericalError`, and no call -- successful, failing,
-or interrupted inside an ``ablated(...)`` block, a batch of ablations or a generation -- leaves
-hooks, gradients or different logits behind."""
+"""The ablation API (ablations, their effects, head importance): no state left behind, NaN/inf,
+and hostile input."""
 
 from __future__ import annotations
 
@@ -57,9 +55,6 @@ def _ablations(reference) -> list[Ablation]:
         Ablation(kind="kv_heads", heads=[(0, 1)], kv_parts="v", mode="resample", reference=reference),
         Ablation(kind="layers", layers=[0], mode="resample", reference=reference, positions="random"),
     ]
-
-
-# ---- state leaks ---------------------------------------------------------------------------------
 
 
 def test_the_ablation_api_leaves_no_state(model, ids, reference):
@@ -127,9 +122,6 @@ def test_interrupt_inside_batched_ablation_effects(model, ids, reference):
     assert ablation_effects(model, ids, target, ablations, batch_size=2) == expected
 
 
-# ---- numerical safety ----------------------------------------------------------------------------
-
-
 def test_nan_logits_raise_numerical_error(model, ids, reference):
     target = Target(int(ids[-1]))
     with model.hooks(fwd_hooks=[("blocks.0.hook_resid_post", nan_at())]):
@@ -147,9 +139,6 @@ def test_nan_logits_raise_numerical_error(model, ids, reference):
     ablations = [Ablation(heads=[(1, 0)]), Ablation(heads=[(1, 2)], mode="mean", reference=poisoned)]
     with pytest.raises(NumericalError, match=r"Ablation 1 \(Ablation\(kind='query_heads', heads=\(\(1, 2\),\)"):
         ablation_effects(model, ids, target, ablations, batch_size=1)
-
-
-# ---- hostile input -------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(

@@ -1,41 +1,20 @@
-"""Hostile input to the ``evaluate``, ``summarize``, ``methods``, ``study`` and ``explain --methods``
-commands: every fixable problem exits 2 with ONE readable line on stderr and no
-traceback (``--debug`` shows it), before any work is done where it can be checked up front; a
-corrupted results store is named by file and line, and an interrupted last line is repaired."""
+"""The evaluate command: option and data errors, corrupted or mismatched results stores, and options
+reaching the run configuration."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from evaldata import SST2, write_jsonl, write_task_files
+from evaldata import SST2, write_task_files
+from helpers import BASE, FAST, assert_one_line_error, finished_run, run_cli_lines
 
 from gradellm_lens.cli.main import main
 from gradellm_lens.errors import InvalidInputError
-
-BASE = ["--model", "tiny-llama", "--device", "cpu", "--pis", "0.3,0.7", "--draws", "1", "--no-progress"]
-# the tiny random model barely reads the text (ρ ≈ 0.03), so its steps count only with no ρ threshold
-FAST = [*BASE, "--min-rho", "0"]
-
-
-def _cli(capsys, *argv) -> tuple[int, str, list[str]]:
-    """Run a command in-process: exit code, stdout, and stderr lines other than one-line warnings."""
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, [line for line in err.strip().splitlines() if ": warning: " not in line]
-
-
-def assert_one_line_error(code: int, lines: list[str], command: str, match: str) -> None:
-    assert code == 2, lines
-    assert len(lines) == 1 and lines[0].startswith(f"gradellm-lens {command}: error: "), lines
-    assert "Traceback" not in lines[0] and re.search(match, lines[0]), lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -46,14 +25,7 @@ def data_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def good_run(data_dir, tmp_path_factory) -> Path:
     """A finished two-example run (``random`` on SST-2); tests copy its results file and break the copy."""
-    out = tmp_path_factory.mktemp("good")
-    with contextlib.redirect_stdout(io.StringIO()):
-        argv = ["evaluate", "--task", "sst2", *FAST, "--methods", "random", "--n", "2"]
-        assert main([*argv, "--data-dir", str(data_dir), "--out-dir", str(out)]) == 0
-    return out / "results.jsonl"
-
-
-# ---- evaluate: options ---------------------------------------------------------------------------
+    return finished_run(data_dir, tmp_path_factory.mktemp("good"))
 
 
 @pytest.mark.parametrize(
@@ -106,7 +78,7 @@ def good_run(data_dir, tmp_path_factory) -> Path:
 )
 def test_evaluate_option_errors_are_one_line_and_nothing_runs(capsys, data_dir, tmp_path, extra, match):
     argv = ["evaluate", "--task", "sst2", *FAST, "--methods", "random", "--n", "2"]
-    code, _, lines = _cli(capsys, *argv, "--data-dir", data_dir, "--out-dir", tmp_path / "run", *extra)
+    code, _, lines = run_cli_lines(capsys, *argv, "--data-dir", data_dir, "--out-dir", tmp_path / "run", *extra)
     assert_one_line_error(code, lines, "evaluate", match)
     assert not (tmp_path / "run").exists()  # refused before any example was evaluated
 
@@ -127,16 +99,13 @@ def test_evaluate_data_errors_name_file_and_line(capsys, tmp_path):
     argv = ["evaluate", "--task", "sst2", *FAST, "--methods", "random", "--data-dir", folder]
     for text, match in cases.items():
         path.write_text(text, encoding="utf-8")
-        code, _, err = _cli(capsys, *argv, "--out-dir", tmp_path / "run")
+        code, _, err = run_cli_lines(capsys, *argv, "--out-dir", tmp_path / "run")
         assert_one_line_error(code, err, "evaluate", match)
     path.write_bytes(json.dumps(SST2[0]).encode() + b'\n{"id": "\xff"}\n')
     match = rf"{path}:2: The line has the byte 0xff, which is not valid UTF-8"
-    assert_one_line_error(*_cli(capsys, *argv, "--out-dir", tmp_path / "run")[::2], "evaluate", match)
-    code, _, err = _cli(capsys, *argv, "--data-dir", tmp_path / "nowhere", "--out-dir", tmp_path / "run")
+    assert_one_line_error(*run_cli_lines(capsys, *argv, "--out-dir", tmp_path / "run")[::2], "evaluate", match)
+    code, _, err = run_cli_lines(capsys, *argv, "--data-dir", tmp_path / "nowhere", "--out-dir", tmp_path / "run")
     assert_one_line_error(code, err, "evaluate", r"Data file 'sst2_validation.jsonl' not found in .*nowhere")
-
-
-# ---- corrupted results stores --------------------------------------------------------------------
 
 
 def _lines(path: Path) -> list[bytes]:
@@ -196,8 +165,8 @@ def test_corrupted_results_are_named_by_file_and_line(capsys, good_run, data_dir
         run = tmp_path / name.replace(" ", "_")
         run.mkdir()
         (run / "results.jsonl").write_bytes(content)
-        assert_one_line_error(*_cli(capsys, "summarize", run)[::2], "summarize", match)
-        assert_one_line_error(*_cli(capsys, *argv, "--out-dir", run)[::2], "evaluate", match)
+        assert_one_line_error(*run_cli_lines(capsys, "summarize", run)[::2], "summarize", match)
+        assert_one_line_error(*run_cli_lines(capsys, *argv, "--out-dir", run)[::2], "evaluate", match)
         assert (run / "results.jsonl").read_bytes() == content, f"{name}: a corrupted store was modified"
 
 
@@ -205,7 +174,7 @@ def test_ok_result_without_its_means_is_refused_by_summarize(capsys, good_run, t
     header, first, _ = _lines(good_run)
     path = tmp_path / "results.jsonl"
     path.write_bytes(header + _record(first, mean=None))
-    code, _, err = _cli(capsys, "summarize", path)
+    code, _, err = run_cli_lines(capsys, "summarize", path)
     assert_one_line_error(code, err, "summarize", r":2: corrupt result line: .*a result with status 'ok' needs both")
 
 
@@ -214,10 +183,10 @@ def test_interrupted_last_line_is_repaired(capsys, good_run, data_dir, tmp_path)
     run = tmp_path / "run"
     run.mkdir()
     (run / "results.jsonl").write_bytes(good[: good.rfind(b"\n", 0, len(good) - 1) + 30])  # cut in the 2nd result
-    code, out, err = _cli(capsys, "summarize", run, "--out-dir", tmp_path / "s")
+    code, out, err = run_cli_lines(capsys, "summarize", run, "--out-dir", tmp_path / "s")
     assert code == 0 and err == [] and "| random | 1 |" in out  # the complete lines are summarised
     argv = ["evaluate", "--task", "sst2", *FAST, "--methods", "random", "--n", "2", "--data-dir", data_dir]
-    code, out, err = _cli(capsys, *argv, "--out-dir", run)
+    code, out, err = run_cli_lines(capsys, *argv, "--out-dir", run)
     assert code == 0 and err == [] and "1 new result(s), 0 failed, 1 already done" in out
     assert "an interrupted last line was dropped first" in out
     repaired = [json.loads(line) for line in _lines(run / "results.jsonl")]
@@ -234,14 +203,14 @@ def test_a_refused_sharded_rerun_touches_no_file(capsys, good_run, data_dir, tmp
     argv = ["evaluate", "--task", "sst2", *FAST, "--methods", "random", "--n", "4", "--data-dir", data_dir]
     shard = ["--shard-index", "0", "--num-shards", "2"]
     run = tmp_path / "run"
-    assert _cli(capsys, *argv, *shard, "--out-dir", run)[0] == 0
+    assert run_cli_lines(capsys, *argv, *shard, "--out-dir", run)[0] == 0
     own = run / "results.shard-0-of-2.jsonl"
     good = own.read_bytes()
     own.write_bytes(good[: good.rfind(b"\n", 0, len(good) - 1) + 30])  # an interrupted last line
     header, first, second = _lines(good_run)
     (run / "results.shard-1-of-2.jsonl").write_bytes(header + first + b"garbage\n" + second)
     before = _snapshot(run)
-    code, _, err = _cli(capsys, *argv, *shard, "--out-dir", run)
+    code, _, err = run_cli_lines(capsys, *argv, *shard, "--out-dir", run)
     assert_one_line_error(code, err, "evaluate", r"results.shard-1-of-2.jsonl:3: corrupt results line")
     assert _snapshot(run) == before  # the own file's torn line is still there, byte for byte
 
@@ -249,7 +218,7 @@ def test_a_refused_sharded_rerun_touches_no_file(capsys, good_run, data_dir, tmp
     damaged.mkdir()
     (damaged / "results.jsonl").write_bytes(header + b"garbage\n" + first)
     before = _snapshot(damaged)
-    code, _, err = _cli(capsys, *argv, *shard, "--out-dir", damaged)
+    code, _, err = run_cli_lines(capsys, *argv, *shard, "--out-dir", damaged)
     assert_one_line_error(code, err, "evaluate", r"results.jsonl:2: corrupt results line")
     assert _snapshot(damaged) == before
 
@@ -261,29 +230,30 @@ def test_results_with_other_options_are_refused(capsys, good_run, data_dir, tmp_
     (run / "results.jsonl").write_bytes(good_run.read_bytes())
     torn = good_run.read_bytes() + b'{"kind": "result", "example_id": "sst2-'  # a run killed mid-line
     (run / "results.jsonl").write_bytes(torn)
-    code, _, err = _cli(capsys, *argv, "--out-dir", run, "--draws", "2")
+    code, _, err = run_cli_lines(capsys, *argv, "--out-dir", run, "--draws", "2")
     assert_one_line_error(code, err, "evaluate", r"different options \(metrics.n_draws: 1 -> 2\).*--overwrite")
     assert (run / "results.jsonl").read_bytes() == torn  # refused: the file is left exactly as it was
     (run / "results.jsonl").write_bytes(good_run.read_bytes())
     other = tmp_path / "other"
-    code, _, err = _cli(capsys, *argv, "--out-dir", other, "--pis", "0.2,0.8")
+    code, _, err = run_cli_lines(capsys, *argv, "--out-dir", other, "--pis", "0.2,0.8")
     assert code == 0
-    code, _, err = _cli(capsys, "summarize", run / "results.jsonl", other / "results.jsonl")
+    code, _, err = run_cli_lines(capsys, "summarize", run / "results.jsonl", other / "results.jsonl")
     assert_one_line_error(code, err, "summarize", r"different options \(metrics.pis: .*--allow-mixed")
 
 
 def test_a_line_of_another_configuration_is_refused_not_merged(capsys, good_run, data_dir, tmp_path):
     argv = ["evaluate", "--task", "sst2", *FAST, "--methods", "random", "--n", "2", "--data-dir", data_dir]
     other = tmp_path / "other"
-    assert _cli(capsys, *argv[:-4], "--n", "1", "--data-dir", data_dir, "--out-dir", other, "--draws", "2")[0] == 0
+    rerun = [*argv[:-4], "--n", "1", "--data-dir", data_dir, "--out-dir", other, "--draws", "2"]
+    assert run_cli_lines(capsys, *rerun)[0] == 0
     pasted = _lines(other / "results.jsonl")[1]  # a --draws 2 line in a --draws 1 file
     run = tmp_path / "run"
     run.mkdir()
     content = good_run.read_bytes() + pasted
     (run / "results.jsonl").write_bytes(content)
     match = r"results.jsonl:4: the result of method 'random' has fingerprint .* no header"
-    assert_one_line_error(*_cli(capsys, "summarize", run)[::2], "summarize", match)
-    assert_one_line_error(*_cli(capsys, *argv, "--out-dir", run)[::2], "evaluate", match)
+    assert_one_line_error(*run_cli_lines(capsys, "summarize", run)[::2], "summarize", match)
+    assert_one_line_error(*run_cli_lines(capsys, *argv, "--out-dir", run)[::2], "evaluate", match)
     assert (run / "results.jsonl").read_bytes() == content
 
 
@@ -297,50 +267,17 @@ def test_results_of_another_version_are_refused_unless_allowed(capsys, good_run,
     assert json.loads(_lines(good_run)[0])["config"]["gradellm_lens_version"] == current
     monkeypatch.setattr(gradellm_lens.versions, "__version__", "9.9.9")  # a later release resumes the run
     argv = ["evaluate", "--task", "sst2", *FAST, "--methods", "random", "--n", "2", "--data-dir", data_dir]
-    code, _, err = _cli(capsys, *argv, "--out-dir", run)
+    code, _, err = run_cli_lines(capsys, *argv, "--out-dir", run)
     assert_one_line_error(
         code, err, "evaluate", rf"written by gradellm-lens {current}, and this is 9.9.9.*--allow-mixed"
     )
     assert (run / "results.jsonl").read_bytes() == good_run.read_bytes()
-    code, out, err = _cli(capsys, *argv, "--out-dir", run, "--allow-mixed")
+    code, out, err = run_cli_lines(capsys, *argv, "--out-dir", run, "--allow-mixed")
     assert code == 0 and "2 new result(s)" in out and "@" in out  # each version's rows apart, labels suffixed
-    code, _, err = _cli(capsys, "summarize", run)
+    code, _, err = run_cli_lines(capsys, "summarize", run)
     assert_one_line_error(
         code, err, "summarize", rf"different options \(gradellm_lens_version: '{current}' -> '9.9.9'\)"
     )
-
-
-@pytest.mark.parametrize(
-    "argv,match",
-    [
-        (["summarize", "missing.jsonl"], "Results file missing.jsonl does not exist"),
-        (["summarize", "empty_folder"], "No results.*jsonl files in folder"),
-        (["summarize", "empty.jsonl"], "No results in .*empty.jsonl yet"),
-        (["summarize", "data.jsonl"], r"data.jsonl:1: corrupt results line"),
-        (["summarize", "empty.jsonl", "--bootstrap", "0"], "--bootstrap must be at least 1"),
-        (["methods", "saliencee"], "Unknown attribution method 'saliencee'. Did you mean 'saliency'"),
-        (["study", "head_curvs"], "Unknown study 'head_curvs'. Did you mean 'head_curves'"),
-    ],
-)
-def test_summarize_methods_and_study_errors(capsys, tmp_path, monkeypatch, argv, match):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "empty_folder").mkdir()
-    (tmp_path / "empty.jsonl").write_bytes(b"")
-    write_jsonl(tmp_path / "data.jsonl", SST2[:2])  # a data file is not a results file
-    assert_one_line_error(*_cli(capsys, *argv)[::2], argv[0], match)
-
-
-def test_summarize_refuses_a_stem_that_is_not_a_plain_name(capsys, good_run, tmp_path):
-    for stem in ("", ".hidden", "sub/summary", ".."):
-        code, out, err = _cli(capsys, "summarize", good_run, "--out-dir", tmp_path / "s", "--stem", stem)
-        assert_one_line_error(code, err, "summarize", r"The summary stem must be a plain file name .*got")
-        assert out == "" and not (tmp_path / "s").exists()
-
-
-def test_explain_save_into_a_folder_is_refused_before_any_work(capsys, tmp_path):
-    code, out, err = _cli(capsys, "explain", "the cat", "--model", "tiny-llama", "--save", tmp_path)
-    assert_one_line_error(code, err, "explain", rf"--save {tmp_path} is a folder; give a file name")
-    assert out == "" and list(tmp_path.iterdir()) == []
 
 
 def test_a_fifo_as_the_results_file_is_refused_not_waited_on(tmp_path):
@@ -359,57 +296,6 @@ def test_a_fifo_as_the_results_file_is_refused_not_waited_on(tmp_path):
         assert "results.jsonl is not a regular file (a FIFO, socket or device)" in lines[0]
 
 
-# ---- help and options ----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("command", ["evaluate", "summarize"])
-def test_every_option_has_help_and_shows_its_default(command):
-    from gradellm_lens.cli.main import build_parser
-
-    parser = build_parser()
-    sub = next(a for a in parser._actions if a.dest == "command").choices[command]
-    formatter = sub._get_formatter()
-    for action in sub._actions:
-        if not action.option_strings or action.dest == "help":
-            continue
-        text = formatter._get_help_string(action) % vars(action) if action.help else ""
-        assert text, f"{action.option_strings} has no help"
-        assert action.nargs == 0 or re.search(r"default|required", text), f"{action.option_strings}: {text}"
-        assert not re.search(r"``|:math:|:func:|\\[a-z]+\{", text), f"{action.option_strings}: markup in {text!r}"
-    usage = sub.format_help()
-    assert "--prompt-format {plain,chat}" in usage if command == "evaluate" else "--bootstrap B" in usage
-
-
-@pytest.mark.parametrize(
-    "argv,match",
-    [
-        (["evaluate", "--n", "1.5"], r"argument --n/--num-examples: invalid int value: '1.5'"),
-        (["evaluate", "--seed", "nan"], r"argument --seed: invalid int value: 'nan'"),
-        (["evaluate", "--shard-index", "-1"], r"argument --shard-index: expected a non-negative integer or 'auto'"),
-        (["bogus"], r"argument COMMAND: invalid choice: 'bogus'"),
-    ],
-)
-def test_argparse_mistakes_are_one_line_with_a_pointer_to_help(capsys, argv, match):
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    lines = capsys.readouterr().err.strip().splitlines()
-    prog = "gradellm-lens" if argv[0] == "bogus" else f"gradellm-lens {argv[0]}"
-    assert exc.value.code == 2 and len(lines) == 1, lines  # not the 28-line usage
-    assert lines[0].startswith(f"{prog}: error: ") and lines[0].endswith(f"; see {prog} --help")
-    assert re.search(match, lines[0]), lines[0]
-
-
-def test_model_help_lists_every_builtin_model():
-    from gradellm_lens.cli.main import build_parser
-    from gradellm_lens.models.catalog import builtin_model_names
-
-    parser = build_parser()
-    commands = next(a for a in parser._actions if a.dest == "command").choices
-    for name in ("explain", "demo", "evaluate"):
-        text = " ".join(commands[name].format_help().split())
-        assert all(model in text for model in builtin_model_names()), name
-
-
 def test_evaluate_options_reach_the_run_configuration(capsys, data_dir, tmp_path, monkeypatch):
     from gradellm_lens import evaluation
 
@@ -421,76 +307,24 @@ def test_evaluate_options_reach_the_run_configuration(capsys, data_dir, tmp_path
 
     monkeypatch.setattr(evaluation, "run_evaluation", fake_run)
     argv = ["evaluate", "--task", "sst2", *BASE, "--methods", "random", "--data-dir", data_dir, "--out-dir", tmp_path]
-    assert _cli(capsys, *argv)[0] == 130
+    assert run_cli_lines(capsys, *argv)[0] == 130
     config, task = seen["config"], seen["task"]
     assert (config.perturb, config.min_rho, config.include_ill_conditioned) == ("user_text", 0.1, False)
     # the default preset, standard: two antithetic random maps (BASE gives --draws 1 explicitly)
     assert (config.preset, config.random_maps, config.antithetic) == ("standard", 2, True)
     assert (config.controls, task.options.prompt_format) == (("shuffled", "rank"), "plain")
     no_draws = [a for i, a in enumerate(argv) if a != "--draws" and (i == 0 or argv[i - 1] != "--draws")]
-    assert _cli(capsys, *no_draws)[0] == 130 and seen["config"].metrics.n_draws == 1  # the preset's
-    assert _cli(capsys, *no_draws, "--preset", "none")[0] == 130
+    assert run_cli_lines(capsys, *no_draws)[0] == 130 and seen["config"].metrics.n_draws == 1  # the preset's
+    assert run_cli_lines(capsys, *no_draws, "--preset", "none")[0] == 130
     config = seen["config"]
     assert (config.preset, config.metrics.n_draws, config.random_maps, config.antithetic) == (None, 5, 10, False)
     extra = ["--perturb", "all", "--min-rho", "0.25", "--include-ill-conditioned", "--random-maps", "12",
              "--controls", "none", "--prompt-format", "chat"]  # fmt: skip
-    assert _cli(capsys, *argv, *extra)[0] == 130
+    assert run_cli_lines(capsys, *argv, *extra)[0] == 130
     config, task = seen["config"], seen["task"]
     assert (config.perturb, config.min_rho, config.include_ill_conditioned) == ("all", 0.25, True)
     assert (config.random_maps, config.controls, task.options.prompt_format) == (12, (), "chat")
-    assert _cli(capsys, *argv, "--controls", "rank")[0] == 130 and seen["config"].controls == ("rank",)
-
-
-# ---- explain --methods ---------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "extra,match",
-    [
-        (["--methods", ","], "No methods given"),
-        (["--methods", "grad_ellm,saliencee"], "Did you mean 'saliency'"),
-        (["--methods", "grad_ellm,grad_ellm"], "given twice: grad_ellm"),
-        (["--methods", "saliency:abs"], "Method 'saliency' has no variants"),
-        (["--methods", "grad_ellm:refernce,saliency"], "Did you mean 'reference'"),
-        (["--methods", "grad_ellm,saliency", "-O", "lyers=2"], "None of the methods .* has an option 'lyers'. Did you"),
-        (["--methods", "grad_ellm+layers=[5]"], "Layer index 5 is out of range"),
-        (["--methods", "occlusion+batch_size=0"], "batch_size must be an integer >= 1, got 0"),
-    ],
-)
-def test_explain_methods_errors(capsys, extra, match):
-    code, _, err = _cli(capsys, "explain", "the cat", "--model", "tiny-llama", "--max-new-tokens", "1", *extra)
-    assert_one_line_error(code, err, "explain", match)
-
-
-def test_explain_methods_take_specs_and_route_options(capsys):
-    argv = ["explain", "the cat", "--model", "tiny-llama", "--max-new-tokens", "1", "--no-color"]
-    code, out, err = _cli(capsys, *argv, "--methods", "grad_ellm+layers=all,input_x_gradient,random", "-O", "sign=abs")
-    assert code == 0 and err == []
-    assert "grad_ellm (default)" in out and "input_x_gradient (default)" in out and "random (default)" in out
-    assert "note: grad_ellm has no option(s) sign" in out
-    code, out, _ = _cli(capsys, *argv, "--methods", "grad_ellm,saliency", "--variant", "pattern")
-    assert code == 0 and "grad_ellm (pattern)" in out and "note: saliency has no option(s) variant" in out
-
-
-# ---- unknown-token warnings are grouped per task load ----------------------------------------------
-
-
-def test_unknown_token_warnings_are_one_per_task_load_not_per_example(tiny_model, data_dir):
-    import warnings
-
-    from gradellm_lens import UnknownTokenWarning
-    from gradellm_lens.tasks import make_task
-
-    task = make_task("sst2", data_dir=data_dir)
-    for _ in range(2):
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            prompts = [task.prompt(tiny_model, example) for example in task.load(4)]
-        unknown = [w for w in caught if issubclass(w.category, UnknownTokenWarning)]
-        assert len(prompts) == 4 and len(unknown) == 1  # the template words are not in tiny-llama's vocabulary
-        assert re.match(
-            r"Task 'sst2', example '[^']+': \d+ piece\(s\) of the prompt .*'<unk>'. Later", str(unknown[0].message)
-        )
+    assert run_cli_lines(capsys, *argv, "--controls", "rank")[0] == 130 and seen["config"].controls == ("rank",)
 
 
 @pytest.mark.filterwarnings("always::gradellm_lens.errors.UnknownTokenWarning")  # as a user sees them, no dedup
@@ -499,9 +333,6 @@ def test_evaluate_prints_one_unknown_token_warning(capsys, data_dir, tmp_path):
     assert main([str(a) for a in [*argv, "--out-dir", tmp_path]]) == 0
     warned = [line for line in capsys.readouterr().err.splitlines() if "UnknownToken" in line or "<unk>" in line]
     assert len(warned) == 1 and warned[0].startswith("gradellm-lens evaluate: warning: Task 'sst2', example ")
-
-
-# ---- --debug and a real process ------------------------------------------------------------------
 
 
 def test_debug_shows_the_exception(data_dir, tmp_path):

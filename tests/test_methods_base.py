@@ -1,10 +1,5 @@
-"""Numerical safety and state leaks of every registered attribution method.
-
-Every method either raises :class:`NumericalError` or returns finite scores inside each step's
-prefix, whatever NaN/inf is injected into the forward or the backward pass; and no call --
-successful, failing or interrupted in the middle of a batch -- leaves hooks, parameter gradients,
-mode changes or different logits behind.
-"""
+"""The attribution-method contract, for every registered method: argument checks, NaN/inf
+in the forward or backward pass, and no state left behind."""
 
 from __future__ import annotations
 
@@ -15,14 +10,52 @@ import torch
 from faults import assert_same, backward_fault, interrupt, nan_at, nan_gradient, on_call, raise_in_hook, snapshot
 
 import gradellm_lens as gl
-from gradellm_lens import NumericalError, Step, Target
-from gradellm_lens.methods import list_methods, make_method
+from gradellm_lens import GradEllm, InvalidInputError, NumericalError, Step, Target
+from gradellm_lens.methods import AttributionMethod, MethodOutput, list_methods, make_method
 from gradellm_lens.numerics import prefix_mask
 
+
+@pytest.mark.parametrize(
+    "tokens,steps,match",
+    [
+        ("the cat", [Step(0, Target(1))], "must be a 1-D sequence .* got shape|encode text with"),
+        (None, [Step(0, Target(1))], "got NoneType .encode text with gradellm_lens.encode_prompt"),
+        ([1, 2, 3], Step(0, Target(1)), "steps must be a list of Step objects"),
+        ([1, 2, 3], [1, 2], "steps must contain Step objects, got int"),
+        ([1, 2, 3], [], "No steps to attribute"),
+        ([1, 2, 3], [Step(3, Target(1))], "outside the sequence"),
+    ],
+)
+def test_method_attribute_bad_arguments(tiny_model, tokens, steps, match):
+    with pytest.raises(InvalidInputError, match=match):
+        GradEllm(tiny_model).attribute(tokens, steps)
+
+
+def test_method_returning_nan_scores_is_refused(tiny_model, tiny_ids):
+    class Broken(AttributionMethod):
+        def _attribute(self, tokens, steps):
+            scores = torch.ones(len(steps), tokens.shape[0])
+            scores[0, 1] = float("nan")
+            return MethodOutput(scores=scores)
+
+    Broken.method_name = "broken_for_test"  # set after class creation: not added to the registry
+    assert "broken_for_test" not in gl.list_methods()
+    with pytest.raises(NumericalError, match=r"broken_for_test produced NaN/inf scores inside the prefix of step 0"):
+        Broken(tiny_model).attribute(tiny_ids, [Step(4, Target(1))])
+
+
 METHODS = list_methods()
+
+
 GRADIENT_FREE = {"attention", "attention_rollout", "occlusion", "random", "uniform"}  # no backward pass at all
+
+
 MODEL_FREE = {"random", "uniform"}
+
+
 SMALL = {"integrated_gradients": {"n_steps": 6, "batch_size": 2}, "occlusion": {"batch_size": 3}}
+
+
 POSITIONS = (3, 6, 9)
 
 
@@ -66,11 +99,15 @@ FORWARD_FAULTS = {
     "NaN inside the last step's prefix only": ("blocks.0.hook_resid_post", nan_at(slice(8, 9))),
     "NaN in the first layer's values": ("blocks.0.attn.hook_v", nan_at(slice(2, 3))),
 }
+
+
 BACKWARD_FAULTS = {
     "NaN gradient after the last layer": ("blocks.1.hook_resid_post", nan_gradient),
     "NaN gradient after the first layer": ("blocks.0.hook_resid_post", nan_gradient),
     "NaN gradient at the input embedding": ("blocks.0.hook_resid_pre", nan_gradient),
 }
+
+
 # where a method's gradient never passes the fault: Grad-ELLM's default reads every layer's hook_z and
 # attention x gradient every layer's pattern (both above the input embedding)
 UNREACHED = {
@@ -132,9 +169,6 @@ def test_nan_in_one_perturbed_copy_is_not_averaged_away(tiny_model, ids):
         assert _finite_inside(_method("saliency", tiny_model).attribute(ids, steps).scores, steps)
         with pytest.raises(NumericalError, match="objective is not finite"):
             _method("integrated_gradients", tiny_model).attribute(ids, steps)
-
-
-# ---- state leaks ---------------------------------------------------------------------------------
 
 
 @pytest.fixture
