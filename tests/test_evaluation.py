@@ -581,7 +581,8 @@ def test_runner_records_flat_steps_and_the_summary_counts_them(tiny_model, tmp_p
     task = make_task("sst2", data_dir=write_task_files(tmp_path / "data"))
     config = EvaluationConfig(n=3, metrics=FaithfulnessConfig(pis=(0.3, 0.7), n_draws=1), progress=False)
     out = tmp_path / "r.jsonl"
-    with tiny_model.hooks(fwd_hooks=[("blocks.1.attn.hook_v", lambda v, hook: v * 0)]):  # Grad-ELLM maps all 0
+    zero_v = [(f"blocks.{i}.attn.hook_v", lambda v, hook: v * 0) for i in range(tiny_model.cfg.n_layers)]
+    with tiny_model.hooks(fwd_hooks=zero_v):  # every layer's value vectors 0: Grad-ELLM's maps are all 0
         run_evaluation(tiny_model, task, "grad_ellm,random", out, config)
     records = [json.loads(line) for line in out.read_text().splitlines()[1:]]
     assert all(r["n_flat"] == sum(s["flat"] for s in r["steps"]) for r in records)
