@@ -40,13 +40,13 @@ def test_registry_lists_five_tasks_and_your_own_data_and_suggests_names():
         make_task("sst2", split="train")
     with pytest.raises(InvalidInputError, match="max_new_tokens"):
         make_task("tellmewhy", max_new_tokens=0)
-    with pytest.raises(InvalidInputError, match="label_match='restrict' is invalid. Did you mean 'restricted'"):
+    with pytest.raises(InvalidInputError, match=r"label_match.*'restrict'.*Did you mean 'restricted'"):
         make_task("sst2", label_match="restrict")
-    with pytest.raises(InvalidInputError, match="prompt_format='auto' is invalid.* Use one of plain, chat"):
+    with pytest.raises(InvalidInputError, match=r"prompt_format.*'auto'"):
         make_task("sst2", prompt_format="auto")  # no implicit choice any more
-    with pytest.raises(InvalidInputError, match="source='hbu' is invalid. Did you mean 'hub'"):
+    with pytest.raises(InvalidInputError, match=r"source.*'hbu'.*Did you mean 'hub'"):
         make_task("sst2", source="hbu")
-    with pytest.raises(InvalidInputError, match="system message has an unpaired surrogate"):
+    with pytest.raises(InvalidInputError, match=r"system.*surrogate"):
         make_task("sst2", system="be \ud800 nice")
 
 
@@ -65,7 +65,7 @@ def test_prompt_format_is_plain_by_default_and_recorded(tiny_model, data_dir):
 def test_chat_prompts_need_a_chat_template(tiny_model, data_dir, monkeypatch):
     task = make_task("sst2", data_dir=data_dir, prompt_format="chat")
     monkeypatch.setattr(tiny_model.tokenizer, "chat_template", None)
-    with pytest.raises(InvalidInputError, match="needs a chat template.*use prompt_format='plain'"):
+    with pytest.raises(InvalidInputError, match=r"chat template.*prompt_format='plain'"):
         task.prompt(tiny_model, task.load(1)[0])
 
 
@@ -85,7 +85,7 @@ def test_data_dir_argument_and_environment_variable(data_dir, tmp_path, monkeypa
     assert len(make_task("sst2", data_dir=str(data_dir)).load()) == len(SST2)
     monkeypatch.setenv(DATA_ENV, str(data_dir))
     assert task_data.resolve_data_file("sst2_validation.jsonl") == data_dir / "sst2_validation.jsonl"
-    with pytest.raises(InvalidInputError, match=r"'imdb_test_sample.jsonl' not found in .*data"):
+    with pytest.raises(InvalidInputError, match=r"'imdb_test_sample\.jsonl'.*not found"):
         make_task("imdb").load()
 
 
@@ -93,44 +93,44 @@ def test_malformed_files_name_file_and_line(tmp_path):
     path = tmp_path / "sst2_validation.jsonl"
     lines = [json.dumps(SST2[0]), json.dumps(SST2[1]), '{"id": "x", "text": "broken', json.dumps(SST2[2])]
     path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(InvalidInputError, match=rf"{path}:3: not valid JSON"):
+    with pytest.raises(InvalidInputError, match=rf"{path}:3:.*JSON"):
         make_task("sst2", data_dir=tmp_path).load()
     write_jsonl(path, [SST2[0], {"id": "y", "text": "good"}])
-    with pytest.raises(InvalidInputError, match=rf"{path}:2: missing field 'label'"):
+    with pytest.raises(InvalidInputError, match=rf"{path}:2:.*missing.*'label'"):
         make_task("sst2", data_dir=tmp_path).load()
     write_jsonl(path, [{"id": "y", "text": "good", "label": "1"}])
-    with pytest.raises(InvalidInputError, match=rf"{path}:1: field 'label' must be int"):
+    with pytest.raises(InvalidInputError, match=rf"{path}:1:.*'label'.*int"):
         make_task("sst2", data_dir=tmp_path).load()
     write_jsonl(path, [{"id": "y", "text": "good", "label": 7}])
-    with pytest.raises(InvalidInputError, match=r":1: label 7 is not one of 0..1"):
+    with pytest.raises(InvalidInputError, match=r":1:.*label 7\b"):
         make_task("sst2", data_dir=tmp_path).load()
     write_jsonl(path, [SST2[0], SST2[0]])
-    with pytest.raises(InvalidInputError, match=rf"{path}:2: duplicate example id"):
+    with pytest.raises(InvalidInputError, match=rf"{path}:2:.*duplicate"):
         make_task("sst2", data_dir=tmp_path).load()
     path.write_text("[1, 2]\n")
-    with pytest.raises(InvalidInputError, match=r":1: expected a JSON object"):
+    with pytest.raises(InvalidInputError, match=r":1:.*JSON object"):
         make_task("sst2", data_dir=tmp_path).load()
     path.write_text("\n\n")
     with pytest.raises(InvalidInputError, match="has no records"):
         make_task("sst2", data_dir=tmp_path).load()
     write_jsonl(tmp_path / "tellmewhy_test_annotated.jsonl", [{**TELLMEWHY[0], "answers": "not a list"}])
-    with pytest.raises(InvalidInputError, match=r":1: field 'answers' must be a list"):
+    with pytest.raises(InvalidInputError, match=r":1:.*'answers'.*list"):
         make_task("tellmewhy", data_dir=tmp_path).load()
 
 
 @pytest.mark.parametrize(
     "record,match",
     [
-        ({**SST2[1], "text": "good \ud800 fun"}, r"Field 'text' has an unpaired surrogate U\+D800, .* at character 5"),
-        ({**SST2[1], "text": "good \udcff fun"}, r"Field 'text' has the byte 0xff, which is not valid UTF-8"),
-        ({**SST2[1], "extra": ["ok", "\udfff"]}, r"Field 'extra\[1\]' has an unpaired surrogate U\+DFFF"),
-        ({**SST2[1], "\ud800": 1}, "A field name has an unpaired surrogate"),
+        ({**SST2[1], "text": "good \ud800 fun"}, r"'text'.*U\+D800.*character 5"),
+        ({**SST2[1], "text": "good \udcff fun"}, r"'text'.*0xff"),
+        ({**SST2[1], "extra": ["ok", "\udfff"]}, r"'extra\[1\]'.*U\+DFFF"),
+        ({**SST2[1], "\ud800": 1}, r"field name.*surrogate"),
     ],
 )
 def test_invalid_unicode_in_a_record_is_refused_at_load_time(tmp_path, record, match):
     path = tmp_path / "sst2_validation.jsonl"
     path.write_text(json.dumps(SST2[0]) + "\n" + json.dumps(record) + "\n", encoding="utf-8")  # JSON \ud800 escapes
-    with pytest.raises(InvalidInputError, match=rf"^{path}:2: {match}"):
+    with pytest.raises(InvalidInputError, match=rf"^{path}:2:.*{match}"):
         make_task("sst2", data_dir=tmp_path).load()
 
 
@@ -147,11 +147,11 @@ def test_the_jsonl_reader_takes_a_bom_crlf_and_refuses_deep_nesting_and_bad_byte
     assert len(make_task("sst2", data_dir=tmp_path).load()) == 2
     deep = json.dumps(SST2[1])[:-1] + ', "x": ' + "[" * 100_000 + "]" * 100_000 + "}"
     path.write_text(json.dumps(SST2[0]) + "\n\n" + deep + "\n", encoding="utf-8")
-    with pytest.raises(InvalidInputError, match=rf"^{path}:3: arrays/objects nested more than 100 levels deep"):
+    with pytest.raises(InvalidInputError, match=rf"^{path}:3:.*nested.*100"):
         make_task("sst2", data_dir=tmp_path).load()
     assert decode_json("[" * 100 + "]" * 100, "f") is not None  # 100 levels are fine
     path.write_bytes(json.dumps(SST2[0]).encode() + b'\n{"id": "x", "text": "caf\xe9"}\n')
-    with pytest.raises(InvalidInputError, match=rf"^{path}:2: The line has the byte 0xe9, which is not valid UTF-8"):
+    with pytest.raises(InvalidInputError, match=rf"^{path}:2:.*0xe9"):
         make_task("sst2", data_dir=tmp_path).load()
 
 
@@ -185,7 +185,7 @@ def test_fill_template_reports_field_spans():
     text, spans = fill_template("A {x} and {y}.", {"x": "cat", "y": "the dog"})
     assert text == "A cat and the dog."
     assert text[slice(*spans["x"])] == "cat" and text[slice(*spans["y"])] == "the dog"
-    with pytest.raises(InvalidInputError, match="needs field 'z'"):
+    with pytest.raises(InvalidInputError, match="field 'z'"):
         fill_template("{z}", {"x": "a"})
 
 
