@@ -127,18 +127,18 @@ def test_load_errors_name_the_file_and_the_field(contrast_result, tmp_path):
         zf.writestr("readme.txt", "not numpy")
     cases = {
         tmp_path / "missing.npz": "No attribution file at",
-        tmp_path / "junk.npz": r"junk\.npz is not a valid gradellm-lens attribution file: not an \.npz archive",
+        tmp_path / "junk.npz": r"junk\.npz.*not an \.npz archive",
         tmp_path / "text.npz": "meta is not a file in the archive",
-        _variant(tmp_path, "v9", a, {"format_version": 9}): "format version 9, expected 1",
-        _variant(tmp_path, "inf_len", a, {"prompt_length": float("inf")}): "prompt_length must be a non-negative int",
+        _variant(tmp_path, "v9", a, {"format_version": 9}): "format version 9",
+        _variant(tmp_path, "inf_len", a, {"prompt_length": float("inf")}): "prompt_length.*non-negative",
         _variant(tmp_path, "str_len", a, {"prompt_length": "3"}): "prompt_length must be",
-        _variant(tmp_path, "tokens", a, {"tokens": "abc"}): "tokens must be a list of strings",
-        _variant(tmp_path, "method", a, {"method": 3}): "method must be a string",
-        _variant(tmp_path, "layers", a, {"layers": ["a"]}): "layers must be a list of integers",
+        _variant(tmp_path, "tokens", a, {"tokens": "abc"}): r"\btokens\b.*list",
+        _variant(tmp_path, "method", a, {"method": 3}): r"\bmethod\b.*string",
+        _variant(tmp_path, "layers", a, {"layers": ["a"]}): r"\blayers\b.*integer",
         _variant(tmp_path, "objective", a, {"objective": "loss"}): "objective must be",
         _variant(tmp_path, "noscores", a, scores=None): "missing field 'scores'",
         _variant(tmp_path, "int_scores", a, scores=np.zeros((2, 6), np.int64)): "scores: expected a 2-D float",
-        _variant(tmp_path, "3d", a, scores=a["scores"][None]): "scores: expected a 2-D float array, got 3-D",
+        _variant(tmp_path, "3d", a, scores=a["scores"][None]): "scores.*3-D",
         _variant(tmp_path, "float_ids", a, token_ids=a["token_ids"].astype(np.float32)): "token_ids: expected a 1-D",
         _variant(tmp_path, "short", a, token_ids=a["token_ids"][:-1]): r"token_ids: shape \(5,\), expected \(6,\)",
         _variant(tmp_path, "lh3d", a, layer_head=a["layer_head"][0]): "layer_head: expected a 4-D float",
@@ -174,7 +174,7 @@ def test_a_header_claiming_1e10_elements_is_refused_without_allocating(contrast_
     assert path.stat().st_size < 10_000
     tracemalloc.start()
     try:
-        with pytest.raises(InvalidInputError, match=r"scores: the header claims shape \(100000, 100000\)"):
+        with pytest.raises(InvalidInputError, match=r"scores.*\(100000, 100000\)"):
             AttributionResult.load(path)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
@@ -199,7 +199,7 @@ def test_hostile_json_files(contrast_result, tmp_path):
         "number strings": ({**good, "scores": [["0.5"] * 6] * 2}, 'scores: "0.5" is not a number'),
         "booleans": ({**good, "target_logits": [True, 1.0]}, "target_logits: true is not a number"),
         "boolean ids": ({**good, "token_ids": [True] * 6}, "token_ids: true is not a number"),
-        "float_ids": ({**good, "token_ids": [1.5] * 6}, "token_ids: expected a 1-D integer array"),
+        "float_ids": ({**good, "token_ids": [1.5] * 6}, "token_ids.*1-D"),
         "inf_len": ({**good, "prompt_length": 1e999}, "prompt_length must be"),
         "list": ([1, 2], "not a JSON object"),
     }
@@ -215,11 +215,11 @@ def test_deeply_nested_json_is_refused_naming_the_file(contrast_result, tmp_path
     good = contrast_result.to_json()
     path = tmp_path / "deep.json"
     path.write_text(good[:-1] + ', "extra": ' + deep + "}", encoding="utf-8")
-    with pytest.raises(InvalidInputError, match=r"deep\.json:1: arrays/objects nested more than 100 levels"):
+    with pytest.raises(InvalidInputError, match=r"deep\.json:1:.*nested.*100"):
         AttributionResult.load(path)
     a = _arrays(contrast_result, tmp_path)
     meta = str(a["meta"])[:-1] + ', "extra": ' + deep + "}"
-    with pytest.raises(InvalidInputError, match=r"deep\.npz is not a valid .*: meta:1: arrays/objects nested more"):
+    with pytest.raises(InvalidInputError, match=r"deep\.npz.*meta:1:.*nested"):
         AttributionResult.load(_variant(tmp_path, "deep", {**a, "meta": np.asarray(meta)}))
 
 
@@ -227,16 +227,16 @@ def test_a_token_that_is_not_unicode_is_refused_at_load_time(contrast_result, tm
     good = json.loads(contrast_result.to_json())
     path = tmp_path / "bad.json"
     path.write_text(json.dumps({**good, "tokens": [*good["tokens"][:-1], "\ud800"]}), encoding="utf-8")
-    with pytest.raises(InvalidInputError, match=r"bad\.json:1: Field 'tokens\[5\]' has an unpaired surrogate U\+D800"):
+    with pytest.raises(InvalidInputError, match=r"bad\.json:1:.*'tokens\[5\]'.*U\+D800"):
         AttributionResult.load(path)
     a = _arrays(contrast_result, tmp_path)
     tokens = list(contrast_result.tokens)
     for name, ascii_only in (("escaped", True), ("raw", False)):  # a JSON escape, or the character itself
         meta = {**json.loads(str(a["meta"])), "tokens": [*tokens[:-1], "\udcff"]}
         npz = _variant(tmp_path, name, {**a, "meta": np.asarray(json.dumps(meta, ensure_ascii=ascii_only))})
-        with pytest.raises(InvalidInputError, match=r"meta:1: Field 'tokens\[5\]' has the byte 0xff"):
+        with pytest.raises(InvalidInputError, match=r"meta:1:.*'tokens\[5\]'.*0xff"):
             AttributionResult.load(npz)
-    with pytest.raises(InvalidInputError, match=r"Token 5 of tokens has an unpaired surrogate"):
+    with pytest.raises(InvalidInputError, match=r"Token 5 of tokens.*surrogate"):
         dataclasses.replace(contrast_result, tokens=(*tokens[:-1], "\ud800"))
 
 
@@ -463,7 +463,7 @@ def test_load_rejects_bad_files(saved, tmp_path):
     for path, match in cases.items():
         with pytest.raises(InvalidInputError, match=match):
             AttributionResult.load(path)
-    with pytest.raises(InvalidInputError, match="scores of step 0 contain NaN/inf inside the attributed prefix"):
+    with pytest.raises(InvalidInputError, match="scores of step 0.*NaN/inf"):
         AttributionResult.load(_write_npz(tmp_path / "nan.npz", arrays, scores=scores))
 
 
@@ -473,7 +473,7 @@ def test_results_never_hold_nan_inside_a_prefix(saved):
     scores[1, 2] = float("inf")
     with pytest.raises(NumericalError, match="step 1"):
         result.with_scores(scores)
-    with pytest.raises(NumericalError, match=r"explained logit \(target_logits\) of step 0 is not finite"):
+    with pytest.raises(NumericalError, match=r"target_logits.*step 0.*not finite"):
         result.with_scores(result.scores, target_logits=(float("nan"),) * result.n_steps)
     padded = result.scores.clone()
     padded[0, -1] = float("nan")  # after step 0's prefix: the padding convention, fine
