@@ -130,7 +130,7 @@ def test_every_method_through_explain(tiny_model, method):
 def test_bad_arguments(tiny_model):
     with pytest.raises(InvalidInputError, match="either target= .* or continuation="):
         explain(tiny_model, PROMPT, "random", target="good", continuation="the dog")
-    with pytest.raises(InvalidInputError, match="Unknown attribution method 'salency'. Did you mean 'saliency'"):
+    with pytest.raises(InvalidInputError, match="'salency'.*Did you mean 'saliency'"):
         explain(tiny_model, PROMPT, "salency")
     with pytest.raises(InvalidInputError, match="Did you mean 'n_steps'"):
         explain(tiny_model, PROMPT, "integrated_gradients", steps=4)
@@ -185,10 +185,10 @@ def test_smollm2_target_without_its_space_warns(smollm2):
 
 def test_prompt_filling_the_context_has_no_room_to_generate(tiny_model):
     ids = [1] + [5] * (CTX - 1)
-    with pytest.raises(InvalidInputError, match="fills the model's context of 128: there is no room"):
+    with pytest.raises(InvalidInputError, match="context of 128"):
         gl.explain(tiny_model, ids, max_new_tokens=1)
     assert gl.explain(tiny_model, ids, target="cat").step_positions == (CTX - 1,)  # no generation: fine
-    with pytest.raises(InvalidInputError, match="prompt plus forced continuation has 129 tokens"):
+    with pytest.raises(InvalidInputError, match="continuation.*129 tokens"):
         gl.explain(tiny_model, ids, continuation="cat")
 
 
@@ -201,16 +201,16 @@ def test_generation_stops_at_the_context_with_a_warning(tiny_model):
 @pytest.mark.parametrize(
     "prompt,match",
     [
-        ([1, -2, 3], "token id -2, outside the vocabulary"),
-        ([1, 10**6], "token id 1000000, outside the vocabulary"),
+        ([1, -2, 3], "token id -2.*vocabulary"),
+        ([1, 10**6], "token id 1000000.*vocabulary"),
         (torch.tensor([1.0, 2.0]), "must hold integer token ids"),
         (torch.tensor([True, False]), "must hold integer token ids"),
-        (torch.ones(2, 3, dtype=torch.long), r"shape \(2, 3\) \(pass a list of prompts for a batch\)"),
-        (None, "The prompt must be text or token ids, got NoneType"),
-        ([[1, 2], [3, 10**6]], "Prompt 2 of 2: The prompt has token id 1000000"),
-        (5, "The prompt must be text or token ids, got int"),
-        (torch.tensor(5), r"1-D sequence of token ids, got shape \(\)"),
-        ([], "The list of prompts is empty"),
+        (torch.ones(2, 3, dtype=torch.long), r"shape \(2, 3\).*list of prompts"),
+        (None, "prompt.*NoneType"),
+        ([[1, 2], [3, 10**6]], "Prompt 2 of 2:.*token id 1000000"),
+        (5, r"prompt.*got int\b"),
+        (torch.tensor(5), r"1-D.*shape \(\)"),
+        ([], "prompts is empty"),
         (["the cat", 5], "mixes token ids with texts"),
     ],
 )
@@ -239,7 +239,7 @@ def test_batch_of_mixed_lengths_equals_one_by_one(tiny_model, tiny_ids):
 
 @pytest.mark.parametrize(
     "bad_index,bad,match",
-    [(1, "", "Prompt 2 of 3: The prompt is empty"), (2, "the " * 200, "Prompt 3 of 3: The prompt has 201 tokens")],
+    [(1, "", "Prompt 2 of 3:.*empty"), (2, "the " * 200, "Prompt 3 of 3:.*201 tokens")],
 )
 def test_batch_validates_every_prompt_before_any_work(tiny_model, monkeypatch, bad_index, bad, match):
     """Documented: all prompts are checked first; the error names the bad one; nothing was generated."""
@@ -264,24 +264,24 @@ def test_batch_error_during_computation_names_the_prompt(tiny_model):
 @pytest.mark.parametrize(
     "kwargs,match",
     [
-        (dict(layers=[7]), "Layer index 7 is out of range: the model has 2 layers"),
-        (dict(layers=[-3]), "Layer index -3 is out of range"),
+        (dict(layers=[7]), "Layer index 7.*2 layers"),
+        (dict(layers=[-3]), "Layer index -3"),
         (dict(layers=5), "only 2 layers"),
-        (dict(layers="last"), "layers must be an int K"),
+        (dict(layers="last"), "layers.*int"),
         (dict(target="cat", continuation="sat"), "either target= .* or continuation="),
-        (dict(max_new_tokens=0), "max_new_tokens must be an integer >= 1, got 0"),
-        (dict(max_new_tokens=-3), "max_new_tokens must be an integer >= 1, got -3"),
-        (dict(max_new_tokens=2.5), r"max_new_tokens must be an integer >= 1, got 2.5 \(float\)"),
-        (dict(max_new_tokens=True), "max_new_tokens must be an integer"),
-        (dict(target="cat", contrast="cat"), "contrast token id equals the target token id"),
+        (dict(max_new_tokens=0), r"max_new_tokens.*got 0\b"),
+        (dict(max_new_tokens=-3), "max_new_tokens.*-3"),
+        (dict(max_new_tokens=2.5), r"max_new_tokens.*2\.5"),
+        (dict(max_new_tokens=True), "max_new_tokens.*True"),
+        (dict(target="cat", contrast="cat"), "contrast.*equals the target"),
         (dict(target=5, contrast=5), "identically 0"),
-        (dict(continuation="cat", contrast="cat"), "contrast token id equals the target token id"),
-        (dict(target=""), "The target '' encodes to no tokens"),
+        (dict(continuation="cat", contrast="cat"), "contrast.*equals the target"),
+        (dict(target=""), "target ''.*no tokens"),
         (dict(target=10**6), "outside the model's vocabulary"),
-        (dict(target=-1), "target token id must be a non-negative integer"),
-        (dict(target=1.5), "target token id must be a non-negative integer, got 1.5"),
-        (dict(continuation=""), "forced continuation '' encodes to no tokens"),
-        (dict(continuation=[1, 10**6]), "forced continuation has token id 1000000"),
+        (dict(target=-1), "target token id.*-1"),
+        (dict(target=1.5), r"target token id.*1\.5"),
+        (dict(continuation=""), "continuation ''.*no tokens"),
+        (dict(continuation=[1, 10**6]), "continuation.*token id 1000000"),
         (dict(prompt_format="chat", system=None, max_new_tokens="3"), "max_new_tokens must be an integer"),
         (dict(prompt_format="chta"), "Did you mean 'chat'"),
         (dict(chat_template=True), "chat_template= is now prompt_format="),
