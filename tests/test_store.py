@@ -53,9 +53,7 @@ def test_non_finite_numbers_are_refused_with_file_and_line(tmp_path, literal):
     path = tmp_path / "r.jsonl"
     good = _write(path, header, _result(header))
     path.write_bytes(good + good.splitlines(keepends=True)[1].replace(b'"soft_ns": 0.5', b'"soft_ns": ' + literal))
-    with pytest.raises(
-        InvalidInputError, match=rf"r.jsonl:3: corrupt results line: the number {literal.decode()} is not"
-    ):
+    with pytest.raises(InvalidInputError, match=rf"r\.jsonl:3:.*number {literal.decode()}"):
         read_results(path)
     with pytest.raises(InvalidInputError, match=r"r.jsonl:3: .*not finite"):
         ResultsFile(path, header)
@@ -102,7 +100,7 @@ def test_malformed_result_lines_are_named(tmp_path, changes, problem):
     path = tmp_path / "r.jsonl"
     good = _write(path, header)
     path.write_bytes(good + (json.dumps(record) + "\n").encode())
-    with pytest.raises(InvalidInputError, match=rf"r.jsonl:2: corrupt result line: missing or invalid .*{problem}"):
+    with pytest.raises(InvalidInputError, match=rf"r\.jsonl:2:.*{problem}"):
         read_results(path)
 
 
@@ -119,11 +117,11 @@ def test_malformed_headers_are_named(tmp_path, config, problem):
     record = _header().to_record()
     path = tmp_path / "r.jsonl"
     path.write_text(json.dumps({**record, "config": config}) + "\n", encoding="utf-8")
-    with pytest.raises(InvalidInputError, match=rf"r.jsonl:1: corrupt header line: missing or invalid {problem}"):
+    with pytest.raises(InvalidInputError, match=rf"r\.jsonl:1:.*{problem}"):
         read_results(path)
     entry = {**record, "methods": {"m": {"config": {}}}}
     path.write_text(json.dumps(entry) + "\n", encoding="utf-8")
-    with pytest.raises(InvalidInputError, match=r"r.jsonl:1: corrupt header line: missing or invalid methods.m"):
+    with pytest.raises(InvalidInputError, match=r"r\.jsonl:1:.*methods\.m"):
         read_results(path)
 
 
@@ -134,7 +132,7 @@ def test_deeply_nested_lines_are_refused_with_file_and_line(tmp_path):
     record = {"kind": "result", **_result(header, example="b")}
     line = json.dumps(record).replace('"n_steps": 1', '"n_steps": 1, "x": ' + "[" * 100_000 + "]" * 100_000)
     path.write_bytes(good + line.encode() + b"\n")
-    with pytest.raises(InvalidInputError, match=r"r.jsonl:3: arrays/objects nested more than 100 levels deep"):
+    with pytest.raises(InvalidInputError, match=r"r\.jsonl:3:.*nested.*100"):
         read_results(path)
     with pytest.raises(InvalidInputError, match=r"r.jsonl:3: arrays/objects nested"):
         ResultsFile(path, header)
@@ -181,9 +179,7 @@ def test_resuming_another_versions_results_is_refused_unless_mixed(tmp_path):
     path = tmp_path / "r.jsonl"
     old = _header("0.1.0")
     written = _write(path, old, _result(old))
-    with pytest.raises(
-        InvalidInputError, match=rf"written by gradellm-lens 0.1.0, and this is {gradellm_lens.__version__}"
-    ):
+    with pytest.raises(InvalidInputError, match=rf"0\.1\.0.*{re.escape(gradellm_lens.__version__)}"):
         ResultsFile(path, _header())
     assert path.read_bytes() == written
     now = _header()
