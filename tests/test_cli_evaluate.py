@@ -31,49 +31,49 @@ def good_run(data_dir, tmp_path_factory) -> Path:
 @pytest.mark.parametrize(
     "extra,match",
     [
-        (["--task", "sst3"], r"Unknown task 'sst3'\. Did you mean 'sst2'\?"),
-        (["--methods", "grad_elm"], "Unknown attribution method 'grad_elm'. Did you mean 'grad_ellm'"),
+        (["--task", "sst3"], r"'sst3'.*Did you mean 'sst2'"),
+        (["--methods", "grad_elm"], "'grad_elm'.*Did you mean 'grad_ellm'"),
         (["--methods", "grad_ellm:refernce"], "Did you mean 'reference'"),
         (["--methods", "grad_ellm+lyers=2"], "Did you mean 'layers'"),
-        (["--methods", "saliency:abs"], "Method 'saliency' has no variants"),
-        (["--methods", ","], "No methods given; choose from"),
-        (["--methods", "random,random"], "Method label.* given twice: random"),
-        (["--methods", "grad_ellm:"], "Method spec 'grad_ellm:' has an empty variant"),
-        (["--methods", "grad_ellm+layers=1+layers=2"], r"Option 'layers' is given twice \(layers=1 and 'layers=2'\)"),
+        (["--methods", "saliency:abs"], "'saliency'.*no variants"),
+        (["--methods", ","], "No methods"),
+        (["--methods", "random,random"], "twice: random"),
+        (["--methods", "grad_ellm:"], "'grad_ellm:'.*empty"),
+        (["--methods", "grad_ellm+layers=1+layers=2"], r"'layers'.*twice"),
         (["--methods", "grad_ellm:pattern+variant=rope"], "gives the variant twice"),
-        (["--methods", "saliency+sign=ab"], "sign='ab' is invalid. Did you mean 'abs'"),
-        (["--methods", "grad_ellm,grad_ellm:default"], "'grad_ellm' and 'grad_ellm:default' are the same computation"),
+        (["--methods", "saliency+sign=ab"], "sign.*'ab'.*Did you mean 'abs'"),
+        (["--methods", "grad_ellm,grad_ellm:default"], "'grad_ellm' and 'grad_ellm:default'.*same"),
         (["--methods", "grad_ellm+layers=[-1],grad_ellm+layers=1"], "are the same computation"),
         (["--methods", "occlusion,occlusion+batch_size=4"], "are the same computation"),
-        (["--min-rho", "1.5"], r"min_rho must be a number in \[0, 1\)"),
-        (["--random-maps", "0"], "random_maps must be a positive integer"),
-        (["--controls", "shufled"], "control='shufled' is invalid. Did you mean 'shuffled'"),
-        (["--model", "tiny-lama"], "Unknown model 'tiny-lama'. Did you mean 'tiny-llama'"),
-        (["--pis", "0,0.5"], r"Every π must lie strictly between 0 and 1; got \[0.0\]"),
-        (["--pis", "0.5,1"], r"strictly between 0 and 1; got \[1.0\]"),
+        (["--min-rho", "1.5"], r"min_rho.*1\.5"),
+        (["--random-maps", "0"], r"random_maps.*got 0\b"),
+        (["--controls", "shufled"], "control.*'shufled'.*Did you mean 'shuffled'"),
+        (["--model", "tiny-lama"], "'tiny-lama'.*Did you mean 'tiny-llama'"),
+        (["--pis", "0,0.5"], r"π.*\[0\.0\]"),
+        (["--pis", "0.5,1"], r"π.*\[1\.0\]"),
         (["--pis", "1.5"], "strictly between 0 and 1"),
         (["--pis=-0.2,0.5"], "strictly between 0 and 1"),
         (["--pis", "nan"], "strictly between 0 and 1"),
         (["--pis", ","], "pis is empty"),
-        (["--pis", "0.7,0.3"], "pis must be strictly increasing"),
-        (["--pis", "0.5,x"], "--pis must be comma-separated numbers"),
-        (["--draws", "0"], "n_draws must be a positive integer, got 0"),
-        (["--draws", "-2"], "n_draws must be a positive integer, got -2"),
-        (["--n", "0"], "n must be a positive number of examples"),
-        (["--n", "-3"], "n must be a positive number of examples .*got -3"),
-        (["--batch-size", "0"], "batch_size must be a positive integer"),
-        (["--bootstrap", "0"], "--bootstrap must be at least 1"),
-        (["--rescale", "scale-clip"], "rescale='scale-clip' is invalid. Did you mean 'scale_clip'"),
-        (["--normalise", "maxx"], "normalise='maxx' is invalid. Did you mean 'max'"),
+        (["--pis", "0.7,0.3"], "pis.*increasing"),
+        (["--pis", "0.5,x"], "--pis.*comma-separated"),
+        (["--draws", "0"], r"n_draws.*got 0\b"),
+        (["--draws", "-2"], "n_draws.*-2"),
+        (["--n", "0"], r"\bn must.*got 0\b"),
+        (["--n", "-3"], r"\bn must.*got -3"),
+        (["--batch-size", "0"], "batch_size"),
+        (["--bootstrap", "0"], r"--bootstrap.*got 0\b"),
+        (["--rescale", "scale-clip"], "rescale.*'scale-clip'.*Did you mean 'scale_clip'"),
+        (["--normalise", "maxx"], "normalise.*'maxx'.*Did you mean 'max'"),
         (["--probability", "dist"], "Did you mean 'distribution'"),
-        (["--perturb", "usertext"], "perturb='usertext' is invalid. Did you mean 'user_text'"),
-        (["--split", "tset"], "Unknown local split of task 'sst2': 'tset'"),
-        (["--label-match", "restrict"], "label_match='restrict' is invalid. Did you mean 'restricted'"),
-        (["--prompt-format", "chatml"], "prompt_format='chatml' is invalid. Did you mean 'chat'"),
-        (["--max-new-tokens", "0"], "max_new_tokens must be at least 1"),
-        (["--max-text-tokens", "-1"], "max_text_tokens must be a non-negative integer"),
-        (["--source", "web"], "source='web' is invalid. Use one of local, hub"),
-        (["--shard-index", "3", "--num-shards", "2"], "shard_index must be in 0..1"),
+        (["--perturb", "usertext"], "perturb.*'usertext'.*Did you mean 'user_text'"),
+        (["--split", "tset"], "split.*'tset'"),
+        (["--label-match", "restrict"], "label_match.*'restrict'.*Did you mean 'restricted'"),
+        (["--prompt-format", "chatml"], "prompt_format.*'chatml'.*Did you mean 'chat'"),
+        (["--max-new-tokens", "0"], r"max_new_tokens.*got 0\b"),
+        (["--max-text-tokens", "-1"], "max_text_tokens"),
+        (["--source", "web"], "source.*'web'"),
+        (["--shard-index", "3", "--num-shards", "2"], r"shard_index.*0\.\.1"),
     ],
 )
 def test_evaluate_option_errors_are_one_line_and_nothing_runs(capsys, data_dir, tmp_path, extra, match):
@@ -89,12 +89,12 @@ def test_evaluate_data_errors_name_file_and_line(capsys, tmp_path):
     path = folder / "sst2_validation.jsonl"
     lines = [json.dumps(SST2[0]), json.dumps(SST2[1]), '{"id": "x", "text": "the cat", "label": 1', json.dumps(SST2[2])]
     cases = {
-        "\n".join(lines) + "\n": rf"{path}:3: not valid JSON",
-        json.dumps(SST2[0]) + "\n[1, 2]\n": rf"{path}:2: expected a JSON object, got list",
-        json.dumps({**SST2[0], "label": 5}) + "\n": rf"{path}:1: label 5 is not one of 0..1",
-        json.dumps(SST2[0]) + "\n" + json.dumps(SST2[0]) + "\n": rf"{path}:2: duplicate example id 'sst2-0'",
-        "\n\n": rf"Data file {path} has no records",
-        json.dumps(SST2[0]) + "\n" + "[" * 100_000 + "]" * 100_000 + "\n": rf"{path}:2: arrays/objects nested more",
+        "\n".join(lines) + "\n": rf"{path}:3:.*JSON",
+        json.dumps(SST2[0]) + "\n[1, 2]\n": rf"{path}:2:.*JSON object",
+        json.dumps({**SST2[0], "label": 5}) + "\n": rf"{path}:1:.*label 5\b",
+        json.dumps(SST2[0]) + "\n" + json.dumps(SST2[0]) + "\n": rf"{path}:2:.*duplicate.*'sst2-0'",
+        "\n\n": rf"{path}.*no records",
+        json.dumps(SST2[0]) + "\n" + "[" * 100_000 + "]" * 100_000 + "\n": rf"{path}:2:.*nested",
     }
     argv = ["evaluate", "--task", "sst2", *FAST, "--methods", "random", "--data-dir", folder]
     for text, match in cases.items():
@@ -102,10 +102,10 @@ def test_evaluate_data_errors_name_file_and_line(capsys, tmp_path):
         code, _, err = run_cli_lines(capsys, *argv, "--out-dir", tmp_path / "run")
         assert_one_line_error(code, err, "evaluate", match)
     path.write_bytes(json.dumps(SST2[0]).encode() + b'\n{"id": "\xff"}\n')
-    match = rf"{path}:2: The line has the byte 0xff, which is not valid UTF-8"
+    match = rf"{path}:2:.*0xff"
     assert_one_line_error(*run_cli_lines(capsys, *argv, "--out-dir", tmp_path / "run")[::2], "evaluate", match)
     code, _, err = run_cli_lines(capsys, *argv, "--data-dir", tmp_path / "nowhere", "--out-dir", tmp_path / "run")
-    assert_one_line_error(code, err, "evaluate", r"Data file 'sst2_validation.jsonl' not found in .*nowhere")
+    assert_one_line_error(code, err, "evaluate", r"'sst2_validation\.jsonl'.*not found.*nowhere")
 
 
 def _lines(path: Path) -> list[bytes]:
@@ -137,15 +137,15 @@ def _corruptions(good: list[bytes]) -> dict[str, tuple[bytes, str]]:
         "string metric": (header + _record(first, mean={**mean, "auc_pi_ns": "0.5"}),
                           r":2: corrupt result line: missing or invalid mean.auc_pi_ns \(str, not a number\)"),
         "string index": (header + _record(first, index="0"), r":2: corrupt result line: missing or invalid index"),
-        "negative count": (header + _record(first, n_flat=-1), r":2: corrupt result line: .*n_flat \(a count\)"),
+        "negative count": (header + _record(first, n_flat=-1), r":2:.*n_flat"),
         "uneven pi curve": (header + _record(first, mean={**mean, "pi_nc": mean["pi_nc"][:1]}),
-                            r":2: corrupt result line: .*mean.pi_nc \(a π curve needs one number per π, 2\)"),
+                            r":2:.*mean\.pi_nc"),
         "uneven pi curve in a step": (header + _record(first, steps=[{**steps[0], "pi_ns": [0.1, 0.2, 0.3]}]),
-                                      r":2: corrupt result line: .*steps\[0\].pi_ns \(a π curve"),
+                                      r":2:.*steps\[0\]\.pi_ns"),
         "header without task": (_record(header, config={k: v for k, v in config.items() if k != "task"}) + first,
-                                r":1: corrupt header line: missing or invalid config.task"),
+                                r":1:.*config\.task"),
         "header without model name": (_record(header, config={**config, "model": {}}) + first,
-                                      r":1: corrupt header line: missing or invalid config.model.name"),
+                                      r":1:.*config\.model\.name"),
         "garbage line in the middle": (header + first + b"garbage\n" + second, r"results.jsonl:3: corrupt results"),
         "binary junk": (header + b"\xff\xfe\x00\n" + first, r"results.jsonl:2: corrupt results line"),
         "JSON that is not a record": (header + b"[1, 2]\n", r"results.jsonl:2: corrupt results line"),
@@ -175,7 +175,7 @@ def test_ok_result_without_its_means_is_refused_by_summarize(capsys, good_run, t
     path = tmp_path / "results.jsonl"
     path.write_bytes(header + _record(first, mean=None))
     code, _, err = run_cli_lines(capsys, "summarize", path)
-    assert_one_line_error(code, err, "summarize", r":2: corrupt result line: .*a result with status 'ok' needs both")
+    assert_one_line_error(code, err, "summarize", r":2:.*status 'ok'")
 
 
 def test_interrupted_last_line_is_repaired(capsys, good_run, data_dir, tmp_path):
@@ -231,14 +231,14 @@ def test_results_with_other_options_are_refused(capsys, good_run, data_dir, tmp_
     torn = good_run.read_bytes() + b'{"kind": "result", "example_id": "sst2-'  # a run killed mid-line
     (run / "results.jsonl").write_bytes(torn)
     code, _, err = run_cli_lines(capsys, *argv, "--out-dir", run, "--draws", "2")
-    assert_one_line_error(code, err, "evaluate", r"different options \(metrics.n_draws: 1 -> 2\).*--overwrite")
+    assert_one_line_error(code, err, "evaluate", r"metrics\.n_draws: 1 -> 2.*--overwrite")
     assert (run / "results.jsonl").read_bytes() == torn  # refused: the file is left exactly as it was
     (run / "results.jsonl").write_bytes(good_run.read_bytes())
     other = tmp_path / "other"
     code, _, err = run_cli_lines(capsys, *argv, "--out-dir", other, "--pis", "0.2,0.8")
     assert code == 0
     code, _, err = run_cli_lines(capsys, "summarize", run / "results.jsonl", other / "results.jsonl")
-    assert_one_line_error(code, err, "summarize", r"different options \(metrics.pis: .*--allow-mixed")
+    assert_one_line_error(code, err, "summarize", r"metrics\.pis.*--allow-mixed")
 
 
 def test_a_line_of_another_configuration_is_refused_not_merged(capsys, good_run, data_dir, tmp_path):
@@ -251,7 +251,7 @@ def test_a_line_of_another_configuration_is_refused_not_merged(capsys, good_run,
     run.mkdir()
     content = good_run.read_bytes() + pasted
     (run / "results.jsonl").write_bytes(content)
-    match = r"results.jsonl:4: the result of method 'random' has fingerprint .* no header"
+    match = r"results\.jsonl:4:.*'random'.*fingerprint"
     assert_one_line_error(*run_cli_lines(capsys, "summarize", run)[::2], "summarize", match)
     assert_one_line_error(*run_cli_lines(capsys, *argv, "--out-dir", run)[::2], "evaluate", match)
     assert (run / "results.jsonl").read_bytes() == content
@@ -269,14 +269,14 @@ def test_results_of_another_version_are_refused_unless_allowed(capsys, good_run,
     argv = ["evaluate", "--task", "sst2", *FAST, "--methods", "random", "--n", "2", "--data-dir", data_dir]
     code, _, err = run_cli_lines(capsys, *argv, "--out-dir", run)
     assert_one_line_error(
-        code, err, "evaluate", rf"written by gradellm-lens {current}, and this is 9.9.9.*--allow-mixed"
+        code, err, "evaluate", rf"{current}.*9\.9\.9.*--allow-mixed"
     )
     assert (run / "results.jsonl").read_bytes() == good_run.read_bytes()
     code, out, err = run_cli_lines(capsys, *argv, "--out-dir", run, "--allow-mixed")
     assert code == 0 and "2 new result(s)" in out and "@" in out  # each version's rows apart, labels suffixed
     code, _, err = run_cli_lines(capsys, "summarize", run)
     assert_one_line_error(
-        code, err, "summarize", rf"different options \(gradellm_lens_version: '{current}' -> '9.9.9'\)"
+        code, err, "summarize", rf"gradellm_lens_version: '{current}' -> '9\.9\.9'"
     )
 
 
@@ -336,7 +336,7 @@ def test_evaluate_prints_one_unknown_token_warning(capsys, data_dir, tmp_path):
 
 
 def test_debug_shows_the_exception(data_dir, tmp_path):
-    with pytest.raises(InvalidInputError, match="n_draws must be a positive integer"):
+    with pytest.raises(InvalidInputError, match="n_draws"):
         main(["--debug", "evaluate", "--task", "sst2", *FAST, "--draws", "0", "--out-dir", str(tmp_path)])
 
 
