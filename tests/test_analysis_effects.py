@@ -125,7 +125,7 @@ def test_interrupt_inside_batched_ablation_effects(model, ids, reference):
 def test_nan_logits_raise_numerical_error(model, ids, reference):
     target = Target(int(ids[-1]))
     with model.hooks(fwd_hooks=[("blocks.0.hook_resid_post", nan_at())]):
-        with pytest.raises(NumericalError, match="NaN/inf at the explained position.*without any ablation"):
+        with pytest.raises(NumericalError, match="NaN/inf.*without any ablation"):
             ablation_effect(model, ids, target, Ablation(heads=[(0, 0)]))
         with pytest.raises(NumericalError, match="NaN/inf"):
             single_head_effects(model, ids, target)
@@ -144,38 +144,38 @@ def test_nan_logits_raise_numerical_error(model, ids, reference):
 @pytest.mark.parametrize(
     "call,match",
     [
-        (lambda m, ids: ablation_effect(m, [1, 10**6], Target(3), Ablation()), "token id 1000000, outside the vocab"),
-        (lambda m, ids: ablation_effect(m, [1, -3], Target(3), Ablation()), "token id -3, outside the vocabulary"),
-        (lambda m, ids: ablation_effect(m, [1] * 129, Target(3), Ablation()), "129 tokens, longer than the model's"),
+        (lambda m, ids: ablation_effect(m, [1, 10**6], Target(3), Ablation()), "token id 1000000.*vocab"),
+        (lambda m, ids: ablation_effect(m, [1, -3], Target(3), Ablation()), "token id -3.*vocabulary"),
+        (lambda m, ids: ablation_effect(m, [1] * 129, Target(3), Ablation()), "129 tokens.*context"),
         (lambda m, ids: ablation_effect(m, [1.0, 2.0], Target(3), Ablation()), "non-empty integer ids"),
         (lambda m, ids: ablation_effect(m, [], Target(3), Ablation()), "non-empty integer ids"),
         (lambda m, ids: ablation_effect(m, ids, Target(10**6), Ablation()), "outside the model's vocabulary"),
         (lambda m, ids: ablation_effect(m, ids, Target(3), Ablation(), choices=[1]), "at least two labels"),
         (lambda m, ids: ablation_effect(m, ids, Target(3), Ablation(), choices=[1, 10**6]),
-         "choice token id 1000000 is outside the vocabulary"),
+         "choice.*1000000.*vocabulary"),
         (lambda m, ids: ablation_effect(m, ids, Target(3), Ablation(), choices=[1, 2.5]),
-         "choice token id must be a non-negative integer, got 2.5"),
+         r"choice.*got 2\.5"),
         (lambda m, ids: ablation_effects(m, ids, Target(3), [Ablation()], batch_size=0), "batch_size must be"),
         (lambda m, ids: ablation_effects(m, ids, Target(3), [Ablation()], batch_size="x"),
-         r"batch_size must be an integer >= 1, got 'x' \(str\)"),
+         r"batch_size.*'x'"),
         (lambda m, ids: ablation_effects(m, ids, Target(3), [Ablation()], batch_size=2.0), "batch_size must be"),
-        (lambda m, ids: ablation_effect(m, ids, [gl.Step(99, Target(3))], Ablation()), "Step position 99 is outside"),
-        (lambda m, ids: Ablation(heads=[(0, 1.5)]), r"a head must be a non-negative integer, got 1.5"),
-        (lambda m, ids: Ablation(heads=[(True, 1)]), r"a layer must be a non-negative integer, got True"),
-        (lambda m, ids: Ablation(heads=[(0, -1)]), r"a head must be a non-negative integer, got -1"),
+        (lambda m, ids: ablation_effect(m, ids, [gl.Step(99, Target(3))], Ablation()), "position 99.*outside"),
+        (lambda m, ids: Ablation(heads=[(0, 1.5)]), r"head.*got 1\.5"),
+        (lambda m, ids: Ablation(heads=[(True, 1)]), r"layer.*got True"),
+        (lambda m, ids: Ablation(heads=[(0, -1)]), r"head.*got -1"),
         (lambda m, ids: Ablation(heads="0,1"), r"heads must be \(layer, head\) pairs"),
-        (lambda m, ids: Ablation(kind="layers", layers=[-1]), "Each layer in layers must be a non-negative integer"),
+        (lambda m, ids: Ablation(kind="layers", layers=[-1]), r"\blayers\b.*non-negative"),
         (lambda m, ids: Ablation(kind="layers", layers=3), "layers a list of ints"),
         (lambda m, ids: ablation_effect(m, ids, Target(3), Ablation(heads=[(0, 9)])), "query head 9 of layer 0"),
         (lambda m, ids: ablation_effect(m, ids, Target(3), Ablation(kind="layers", layers=[2])), "Layer 2 is out of"),
-        (lambda m, ids: collect_reference(m, [[1, 10**6]]), "token id 1000000, outside the vocabulary"),
+        (lambda m, ids: collect_reference(m, [[1, 10**6]]), "token id 1000000.*vocabulary"),
         (lambda m, ids: collect_reference(m, []), "reference set is empty"),
         (lambda m, ids: collect_reference(m, [ids], hooks=("q",)), "Unknown reference hook kind"),
-        (lambda m, ids: output_norm_importance(m, [1, 10**6]), "token id 1000000, outside the vocabulary"),
+        (lambda m, ids: output_norm_importance(m, [1, 10**6]), "token id 1000000.*vocabulary"),
         (lambda m, ids: record_activations(m, ids, ["blocks.7.attn.hook_z"]), "Unknown hook point 'blocks.7"),
-        (lambda m, ids: ablated_continuation(m, ids, Ablation(), 0), "max_new_tokens must be an integer >= 1"),
+        (lambda m, ids: ablated_continuation(m, ids, Ablation(), 0), r"max_new_tokens.*got 0\b"),
         (lambda m, ids: continuation_agreement(torch.tensor([]), ids), "reference continuation is empty"),
-        (lambda m, ids: single_head_effects(m, ids, Target(3), layers=[5]), "Layer 5 is out of range"),
+        (lambda m, ids: single_head_effects(m, ids, Target(3), layers=[5]), "Layer 5.*out of range"),
         (lambda m, ids: ablation_curve(m, ids, Target(3), [(0, 1)], counts=[2]), "Count 2 is outside 0..1"),
     ],
 )  # fmt: skip
