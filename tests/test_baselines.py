@@ -42,9 +42,9 @@ def test_random_samples_are_independent_maps(tiny_model, tiny_ids):
     torch.testing.assert_close(rows[0], _map(tiny_model, tiny_ids, 9, 7, seed=2, sample=1))
     correlations = torch.corrcoef(torch.stack(rows)).fill_diagonal_(0).abs()
     assert len({tuple(r.tolist()) for r in rows}) == 4 and correlations.max() < 0.9
-    with pytest.raises(InvalidInputError, match="count must be an integer >= 1"):
+    with pytest.raises(InvalidInputError, match=r"\bcount\b.*got 0\b"):
         method.samples(0)
-    with pytest.raises(InvalidInputError, match="sample must be a non-negative integer"):
+    with pytest.raises(InvalidInputError, match=r"\bsample\b.*-1"):
         make_method("random", tiny_model, sample=-1)
 
 
