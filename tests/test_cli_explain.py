@@ -48,16 +48,16 @@ def test_cli_prompts_from_stdin(capsys, monkeypatch):
     "content,match",
     [
         (b"\n  \n", "holds no prompts"),
-        (b"the cat\nthe \xff dog\n", r"prompts\.txt:2: The line has the byte 0xff.*at character 4"),
-        (b'{"prompt": "the cat"}\n{"text": "the dog"}\n', r"prompts\.txt:2: expected an object with a string"),
-        (b'{"prompt": "the cat"}\nthe dog\n', r"prompts\.txt:2: not valid JSON"),
-        (b'{"prompt": "the \\ud800 cat"}\n', r"prompts\.txt:1: Field 'prompt' has an unpaired surrogate U\+D800"),
+        (b"the cat\nthe \xff dog\n", r"prompts\.txt:2:.*0xff.*character 4"),
+        (b'{"prompt": "the cat"}\n{"text": "the dog"}\n', r"prompts\.txt:2:.*object"),
+        (b'{"prompt": "the cat"}\nthe dog\n', r"prompts\.txt:2:.*JSON"),
+        (b'{"prompt": "the \\ud800 cat"}\n', r"prompts\.txt:1:.*'prompt'.*U\+D800"),
         (
             b'{"prompt": "the cat"}\n{"prompt": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n",
-            r"prompts\.txt:2: arrays/objects nested more than 100 levels deep",
+            r"prompts\.txt:2:.*nested.*100",
         ),
-        (b"the cat\nthe dog " + b"dog " * 200 + b"\n", r"prompts\.txt:2: .*longer than the model's context"),
-        (b"the cat\n", r"prompts\.txt:1: .*longer than the model's context"),
+        (b"the cat\nthe dog " + b"dog " * 200 + b"\n", r"prompts\.txt:2:.*context"),
+        (b"the cat\n", r"prompts\.txt:1:.*context"),
     ],
 )
 def test_cli_bad_prompts_file_is_named_by_line(capsys, tmp_path, content, match):
@@ -93,7 +93,7 @@ def test_cli_prompt_and_prompts_file_are_exclusive(capsys, tmp_path):
 
 def test_explain_save_into_a_folder_is_refused_before_any_work(capsys, tmp_path):
     code, out, err = run_cli_lines(capsys, "explain", "the cat", "--model", "tiny-llama", "--save", tmp_path)
-    assert_one_line_error(code, err, "explain", rf"--save {tmp_path} is a folder; give a file name")
+    assert_one_line_error(code, err, "explain", rf"--save {tmp_path}.*folder")
     assert out == "" and list(tmp_path.iterdir()) == []
 
 
@@ -103,11 +103,11 @@ def test_explain_save_into_a_folder_is_refused_before_any_work(capsys, tmp_path)
         (["--methods", ","], "No methods given"),
         (["--methods", "grad_ellm,saliencee"], "Did you mean 'saliency'"),
         (["--methods", "grad_ellm,grad_ellm"], "given twice: grad_ellm"),
-        (["--methods", "saliency:abs"], "Method 'saliency' has no variants"),
+        (["--methods", "saliency:abs"], "'saliency'.*no variants"),
         (["--methods", "grad_ellm:refernce,saliency"], "Did you mean 'reference'"),
-        (["--methods", "grad_ellm,saliency", "-O", "lyers=2"], "None of the methods .* has an option 'lyers'. Did you"),
-        (["--methods", "grad_ellm+layers=[5]"], "Layer index 5 is out of range"),
-        (["--methods", "occlusion+batch_size=0"], "batch_size must be an integer >= 1, got 0"),
+        (["--methods", "grad_ellm,saliency", "-O", "lyers=2"], "'lyers'.*Did you mean 'layers'"),
+        (["--methods", "grad_ellm+layers=[5]"], "Layer index 5"),
+        (["--methods", "occlusion+batch_size=0"], r"batch_size.*got 0\b"),
     ],
 )
 def test_explain_methods_errors(capsys, extra, match):
