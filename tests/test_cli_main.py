@@ -185,13 +185,13 @@ def test_cli_text_that_is_not_utf8_exits_2_naming_the_position():
 @pytest.mark.parametrize(
     "argv,match",
     [
-        (["summarize", "missing.jsonl"], "Results file missing.jsonl does not exist"),
+        (["summarize", "missing.jsonl"], r"missing\.jsonl.*does not exist"),
         (["summarize", "empty_folder"], "No results.*jsonl files in folder"),
-        (["summarize", "empty.jsonl"], "No results in .*empty.jsonl yet"),
-        (["summarize", "data.jsonl"], r"data.jsonl:1: corrupt results line"),
-        (["summarize", "empty.jsonl", "--bootstrap", "0"], "--bootstrap must be at least 1"),
-        (["methods", "saliencee"], "Unknown attribution method 'saliencee'. Did you mean 'saliency'"),
-        (["study", "head_curvs"], "Unknown study 'head_curvs'. Did you mean 'head_curves'"),
+        (["summarize", "empty.jsonl"], r"No results.*empty\.jsonl"),
+        (["summarize", "data.jsonl"], r"data\.jsonl:1:.*corrupt"),
+        (["summarize", "empty.jsonl", "--bootstrap", "0"], r"--bootstrap.*got 0\b"),
+        (["methods", "saliencee"], "'saliencee'.*Did you mean 'saliency'"),
+        (["study", "head_curvs"], "'head_curvs'.*Did you mean 'head_curves'"),
     ],
 )
 def test_summarize_methods_and_study_errors(capsys, tmp_path, monkeypatch, argv, match):
@@ -223,10 +223,10 @@ def test_every_option_has_help_and_shows_its_default(command):
 @pytest.mark.parametrize(
     "argv,match",
     [
-        (["evaluate", "--n", "1.5"], r"argument --n/--num-examples: invalid int value: '1.5'"),
-        (["evaluate", "--seed", "nan"], r"argument --seed: invalid int value: 'nan'"),
-        (["evaluate", "--shard-index", "-1"], r"argument --shard-index: expected a non-negative integer or 'auto'"),
-        (["bogus"], r"argument COMMAND: invalid choice: 'bogus'"),
+        (["evaluate", "--n", "1.5"], r"--n/--num-examples.*'1\.5'"),
+        (["evaluate", "--seed", "nan"], r"--seed.*'nan'"),
+        (["evaluate", "--shard-index", "-1"], r"--shard-index.*-1"),
+        (["bogus"], r"COMMAND.*'bogus'"),
     ],
 )
 def test_argparse_mistakes_are_one_line_with_a_pointer_to_help(capsys, argv, match):
