@@ -42,9 +42,9 @@ def test_unicode_and_control_characters_work_with_a_warning(tiny_model, text):
 
 
 def test_prompt_longer_than_context_is_refused_not_truncated(tiny_model):
-    with pytest.raises(InvalidInputError, match=f"201 tokens, longer than the model's context of {CTX}"):
+    with pytest.raises(InvalidInputError, match=f"201 tokens.*context of {CTX}"):
         gl.explain(tiny_model, "the cat " * 100)
-    with pytest.raises(InvalidInputError, match=f"{CTX + 1} tokens, longer than the model's context"):
+    with pytest.raises(InvalidInputError, match=f"{CTX + 1} tokens.*context"):
         gl.explain(tiny_model, [5] * (CTX + 1), target="cat")
 
 
