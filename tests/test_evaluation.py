@@ -280,7 +280,7 @@ def test_partial_last_line_is_dropped_and_corruption_elsewhere_is_reported(tmp_p
         assert store.dropped_partial > 0 and store.done == {("a", header.method_fingerprint("m"))}
     assert path.read_bytes() == good
     path.write_bytes(good + b"garbage\n" + good.splitlines(keepends=True)[1])
-    with pytest.raises(InvalidInputError, match=r"r.jsonl:3: corrupt results line"):
+    with pytest.raises(InvalidInputError, match=r"r\.jsonl:3:.*corrupt"):
         ResultsFile(path, header)
     with pytest.raises(InvalidInputError, match="corrupt"):
         read_results(path)
@@ -314,7 +314,7 @@ def test_a_second_writer_is_refused(tmp_path):
 def test_different_options_are_refused_unless_told(tiny_model, data_dir, tmp_path, capsys):
     out = tmp_path / "r.jsonl"
     run(tiny_model, data_dir, out, methods="random", n=2)
-    with pytest.raises(InvalidInputError, match=r"different options \(metrics.n_draws: 1 -> 2\).*--overwrite"):
+    with pytest.raises(InvalidInputError, match=r"metrics\.n_draws: 1 -> 2.*--overwrite"):
         run(tiny_model, data_dir, out, methods="random", n=2, metrics=FaithfulnessConfig(pis=(0.3, 0.7), n_draws=2))
     with pytest.raises(InvalidInputError, match=r"method 'random' was run with different options \(seed: 0 -> 1\)"):
         run(tiny_model, data_dir, out, methods=[MethodSpec("random", {"seed": 1})], n=2)
