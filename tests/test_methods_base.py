@@ -40,7 +40,7 @@ def test_method_returning_nan_scores_is_refused(tiny_model, tiny_ids):
 
     Broken.method_name = "broken_for_test"  # set after class creation: not added to the registry
     assert "broken_for_test" not in gl.list_methods()
-    with pytest.raises(NumericalError, match=r"broken_for_test produced NaN/inf scores inside the prefix of step 0"):
+    with pytest.raises(NumericalError, match=r"broken_for_test.*NaN/inf.*step 0"):
         Broken(tiny_model).attribute(tiny_ids, [Step(4, Target(1))])
 
 
@@ -161,7 +161,7 @@ def test_nan_in_one_perturbed_copy_is_not_averaged_away(tiny_model, ids):
     occluded_at_4 = _nan_rows_where(lambda t: (t[:, 4:5] == 0).all(-1, keepdim=True))  # the copy zeroing position 4
     with (
         tiny_model.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", occluded_at_4)]),
-        pytest.raises(NumericalError, match="occlusion produced NaN/inf scores"),
+        pytest.raises(NumericalError, match="occlusion.*NaN/inf"),
     ):
         _method("occlusion", tiny_model).attribute(ids, steps)
     near_zero = _nan_rows_where(lambda t: t.norm(dim=-1, keepdim=True) < 0.05)  # only IG's smallest alphas
