@@ -259,7 +259,7 @@ def test_invalid_config(kwargs, message):
 def test_invalid_step_inputs(tiny_model):
     model, prefix = _one_token_model(), _prefix(12)
     scores = torch.rand(12)
-    with pytest.raises(InvalidInputError, match=r"NaN or infinite at positions \[3\]"):
+    with pytest.raises(InvalidInputError, match=r"NaN.*positions \[3\]"):
         evaluate_step(model, prefix, TARGET, scores.index_fill(0, torch.tensor([3]), float("nan")), config=FAST)
     with pytest.raises(InvalidInputError, match="prefix has 12 tokens"):
         evaluate_step(model, prefix, TARGET, scores[:10], config=FAST)
