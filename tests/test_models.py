@@ -27,7 +27,7 @@ def test_probe_reports_capabilities(tiny_model):
 
 
 def test_opt_is_refused_with_a_clear_error(tiny_tokenizer):
-    with pytest.raises(UnsupportedModelError, match="OPTForCausalLM.*not supported.*Supported families"):
+    with pytest.raises(UnsupportedModelError, match="OPTForCausalLM.*not supported"):
         load_model(tiny_hf_model("opt"), tokenizer=tiny_tokenizer, device="cpu")
 
 
@@ -55,7 +55,7 @@ def test_a_shortened_or_mistyped_builtin_name_is_answered_without_asking_the_hub
     monkeypatch.setattr(loader, "_load_hf", hub)
     for name, suggestion in [("smollm2", "smollm2-135m-instruct"), ("gemma", "gemma-3-270m"), ("tiny", "tiny-llama"),
                              ("Qwen2.5-Coder", "qwen2.5-coder-"), ("smollm3-135m-instruct", "smollm2-135m-instruct")]:
-        with pytest.raises(InvalidInputError, match=rf"Unknown model '{name}'. Did you mean '{suggestion}"):
+        with pytest.raises(InvalidInputError, match=rf"'{name}'.*Did you mean '{suggestion}"):
             load_model(name)
     assert asked == []
     with pytest.raises(InvalidInputError, match="loading it as a Hugging Face hub id failed"):
@@ -215,7 +215,7 @@ def test_tampered_part_is_refused_and_leaves_nothing(tmp_path, monkeypatch):
     spec = _fake_parts(tmp_path, monkeypatch, [b"abc", b"def"], sha256="0" * 64)
     out = tmp_path / "cache"
     out.mkdir()
-    with pytest.raises(MissingPackageError, match=r"sha256 .*expected 6 bytes.*--force-reinstall fakepart-1==1\.0"):
+    with pytest.raises(MissingPackageError, match=r"sha256.*--force-reinstall fakepart-1==1\.0"):
         assemble_verified(spec, locate_parts(spec), out)
     assert list(out.iterdir()) == []
 
@@ -294,9 +294,7 @@ def test_adapter_facts_of_a_bridge(tiny_model):
 
 @pytest.mark.parametrize("bad", [None, "tiny-llama", torch.nn.Linear(2, 2)])
 def test_anything_but_a_transformerlens_model_is_refused(bad):
-    with pytest.raises(
-        InvalidInputError, match="Expected a TransformerBridge .*or a TransformerLens 3.x HookedTransformer"
-    ):
+    with pytest.raises(InvalidInputError, match="TransformerBridge.*HookedTransformer"):
         model_info(bad)
 
 
@@ -304,9 +302,7 @@ def test_load_model_without_a_bridge_says_what_to_install(monkeypatch):
     import sys
 
     monkeypatch.setitem(sys.modules, "transformer_lens.model_bridge", None)  # import now raises ImportError
-    with pytest.raises(
-        MissingPackageError, match=r"needs transformer-lens>=3\.9 .*pip install 'transformer-lens>=4\.3,<5'"
-    ):
+    with pytest.raises(MissingPackageError, match=r"pip install 'transformer-lens>=4\.3,<5'"):
         load_model("tiny-llama", device="cpu")
 
 
