@@ -94,22 +94,22 @@ def test_templates_name_the_text_fields(tmp_path, reviews):
     "options,match",
     [
         ({"data": DROP}, "needs data=PATH"),
-        ({"data": "missing.jsonl"}, "Data file missing.jsonl does not exist"),
+        ({"data": "missing.jsonl"}, r"missing\.jsonl.*does not exist"),
         ({"label_words": None}, "Classification needs label_words"),
         ({"label_words": " positive"}, "at least two non-blank words"),
         ({"label_words": " yes, Yes"}, "the same word twice"),
         ({"label_words": "a,\ud800"}, "unpaired surrogate"),
-        ({"reference_field": "why"}, r"reference_field \(--reference-field\) only applies to task_kind='generation'"),
-        ({"task_kind": "generation", "label_words": DROP}, r"label_field \(--label-field\) only applies to task_kind="),
-        ({"data": "."}, r"Data file \. is a folder; give a file"),
-        ({"data": "/dev/null"}, r"Data file /dev/null is not a regular file \(a FIFO, socket or device\)"),
-        ({"task_kind": "generaton"}, "task_kind='generaton' is invalid. Did you mean 'generation'"),
-        ({"task_kind": "generation"}, "label_words only applies to task_kind='classification'"),
-        ({"source": "hub"}, "source='hub' and data_dir do not apply"),
+        ({"reference_field": "why"}, r"reference_field.*task_kind='generation'"),
+        ({"task_kind": "generation", "label_words": DROP}, r"label_field.*only applies"),
+        ({"data": "."}, r"Data file \. .*folder"),
+        ({"data": "/dev/null"}, r"/dev/null.*not a regular file"),
+        ({"task_kind": "generaton"}, "task_kind.*'generaton'.*Did you mean 'generation'"),
+        ({"task_kind": "generation"}, "label_words.*task_kind='classification'"),
+        ({"source": "hub"}, "source='hub'.*data_dir"),
         ({"split": "test"}, "has no splits"),
         ({"text_field": "review,,x"}, "empty field name"),
         ({"text_field": "review,review"}, "names a field twice"),
-        ({"label_feild": "x"}, "Unknown option for task 'jsonl': 'label_feild'. Did you mean 'label_field'"),
+        ({"label_feild": "x"}, "'label_feild'.*Did you mean 'label_field'"),
         ({"label_match": "restrict"}, "Did you mean 'restricted'"),
     ],
 )
@@ -124,20 +124,20 @@ def test_bad_records_are_named_by_file_and_line(tmp_path):
     good = REVIEWS[0]
     cases = [
         ({"uid": "x", "sentiment": 1}, "missing field 'review'"),
-        ({**good, "review": "  "}, "field 'review' is empty"),
-        ({**good, "sentiment": "neutral"}, "label 'neutral' is not one of the label words .*'negative', 'positive'"),
-        ({**good, "sentiment": 2}, "label 2 is not one of 0..1"),
-        ({**good, "sentiment": 1.0}, "field 'sentiment' must be int or str or bool"),
+        ({**good, "review": "  "}, "'review'.*empty"),
+        ({**good, "sentiment": "neutral"}, "'neutral'.*label words"),
+        ({**good, "sentiment": 2}, r"label 2\b"),
+        ({**good, "sentiment": 1.0}, "'sentiment'.*int"),
         (
             {**good, "review": "great \ud800 fun"},
-            r"Field 'review' has an unpaired surrogate U\+D800, .* at character 6",
+            r"'review'.*U\+D800.*character 6",
         ),
-        ({**good, "note": {"x": ["\udcff"]}}, r"Field 'note.x\[0\]' has the byte 0xff"),
-        (good, "duplicate example id 'a'"),
+        ({**good, "note": {"x": ["\udcff"]}}, r"'note\.x\[0\]'.*0xff"),
+        (good, "duplicate.*'a'"),
     ]
     for record, match in cases:
         write_jsonl(path, [good, record])
-        with pytest.raises(InvalidInputError, match=rf"^{path}:2: {match}"):
+        with pytest.raises(InvalidInputError, match=rf"^{path}:2:.*{match}"):
             _classifier(path, id_field="uid").load()
     write_jsonl(path, [{**good, "why": 3}])
     with pytest.raises(InvalidInputError, match=rf"^{path}:1: field 'why' must be str or list"):
@@ -196,8 +196,8 @@ def test_evaluate_own_generation_data_default_out_dir(capsys, reviews, tmp_path,
 @pytest.mark.parametrize(
     "extra,match",
     [
-        (["--label-words", WORDS], r"--label-words: only for your own data \(--data FILE\)"),
-        (["--data", "x.jsonl", "--label-words", WORDS], "Give either --task sst2 or --data x.jsonl, not both"),
+        (["--label-words", WORDS], r"--label-words.*--data"),
+        (["--data", "x.jsonl", "--label-words", WORDS], "--task sst2.*--data x\\.jsonl"),
     ],
 )
 def test_evaluate_own_data_option_errors(capsys, tmp_path, extra, match):
@@ -209,9 +209,9 @@ def test_evaluate_own_data_option_errors(capsys, tmp_path, extra, match):
 @pytest.mark.parametrize(
     "extra,match",
     [
-        (["--template", "the " * 130 + "{text}"], r"Task 'jsonl': the template .* longer than the model's context"),
+        (["--template", "the " * 130 + "{text}"], r"'jsonl'.*template.*context"),
         (["--template", "the " * 126 + "{text}"],
-         r"Task 'jsonl': the template alone takes 12\d tokens \(plain format\), .*leaves no room for text"),
+         r"'jsonl'.*template.*12\d tokens.*no room"),
         (["--label-words", " zebra, lion", "--label-match", "restricted"], "label word ' zebra' has no token of its"),
         (["--label-words", " the cat, the dog"],
          r"label word ' the cat' starts with the token 'the', which is also the start of ' the dog'.*'restricted'"),
