@@ -55,13 +55,13 @@ def test_parse_method_spec():
 @pytest.mark.parametrize(
     "text,match",
     [
-        ("grad_ellm:", "has an empty variant after ':'"),
+        ("grad_ellm:", "empty variant"),
         ("grad_ellm:+layers=2", "has an empty variant"),
         ("grad_ellm+layers=1+layers=2", "Option 'layers' is given twice"),
         ("grad_ellm:pattern+variant=rope", "gives the variant twice"),
-        ("grad_ellm:patern", "grad_ellm variant='patern' is invalid. Did you mean 'pattern'"),
-        ("saliency:abs", "Method 'saliency' has no variants"),
-        ("input_x_gradient+sign=ab", "sign='ab' is invalid. Did you mean 'abs'"),
+        ("grad_ellm:patern", "variant.*'patern'.*Did you mean 'pattern'"),
+        ("saliency:abs", "'saliency'.*no variants"),
+        ("input_x_gradient+sign=ab", "sign.*'ab'.*Did you mean 'abs'"),
         ("grad_ellm+sign=positve", "Did you mean 'positive'"),
         (":reference", "has no method name"),
     ],
@@ -86,9 +86,7 @@ def test_bad_specs_are_refused_when_parsed(text, match):
     ],
 )
 def test_one_computation_under_two_labels_is_refused(tiny_model, first, second):
-    with pytest.raises(
-        InvalidInputError, match=re.escape(f"Methods '{first}' and '{second}' are the same computation")
-    ):
+    with pytest.raises(InvalidInputError, match=re.escape(f"'{first}' and '{second}'") + ".*same computation"):
         build_methods(parse_method_specs([first, second]), tiny_model)
 
 
