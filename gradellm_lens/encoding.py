@@ -297,7 +297,9 @@ def encode_with_spans(
     return ids, token_spans(model, text, ids, char_spans, prompt_format, system)
 
 
-def user_text_span(model, prompt: Prompt, ids: TokenIds, prompt_format: PromptFormat, system: str | None = None) -> Span | None:
+def user_text_span(
+    model, prompt: Prompt, ids: TokenIds, prompt_format: PromptFormat, system: str | None = None
+) -> Span | None:
     """The tokens of the user's own text in ``ids``: without the chat template, the system prompt and the
     special tokens the tokenizer adds (a BOS). None for prompts given as ids, or where the tokens cannot be
     located (the views then show every token)."""

@@ -120,8 +120,12 @@ class AttributionResult:
             raise InvalidInputError(f"prompt_length {self.prompt_length} is outside 0..{n_pos}.")
         if self.user_span is not None:
             span = tuple(self.user_span)
-            if len(span) != 2 or not all(isinstance(x, int) for x in span) or not 0 <= span[0] < span[1] <= self.prompt_length:
-                raise InvalidInputError(f"user_span {self.user_span} is not a (start, end) range inside the prompt's {self.prompt_length} tokens.")
+            ints = len(span) == 2 and all(isinstance(x, int) for x in span)
+            if not ints or not 0 <= span[0] < span[1] <= self.prompt_length:
+                raise InvalidInputError(
+                    f"user_span {self.user_span} is not a (start, end) range inside the prompt's "
+                    f"{self.prompt_length} tokens."
+                )
             object.__setattr__(self, "user_span", span)
         if bad := [p for p in self.step_positions if not 0 <= p < n_pos]:
             raise InvalidInputError(f"Step position {bad[0]} is outside the sequence of {n_pos} tokens.")
@@ -244,6 +248,11 @@ class AttributionResult:
             diagnostics={**self.diagnostics, "hidden_note": self.hidden_note, "shown_positions": keep},
         )
 
+    def displayed(self, full_prompt: bool = False) -> tuple[AttributionResult, str | None]:
+        """What a view shows and the note it adds: ``(self.user_view(), self.hidden_note)`` by default,
+        ``(self, None)`` with ``full_prompt=True``."""
+        return (self, None) if full_prompt else (self.user_view(), self.hidden_note)
+
     def __repr__(self) -> str:
         variant = "" if self.variant in (None, "default") else f" ({self.variant})"
         steps = ", ".join(self.explained(t) for t in range(min(self.n_steps, 3)))
@@ -266,17 +275,16 @@ class AttributionResult:
 
             display(HTML(self._render_html(full_prompt)))
             return
-        shown = self if full_prompt else self.user_view()
-        note = None if full_prompt else self.hidden_note
+        shown, note = self.displayed(full_prompt)
         print(shown._render("text", **options) + (f"\n{note}" if note else ""))
 
     def _repr_html_(self) -> str | None:
         return self._render_html(full_prompt=False) if "html" in _RENDERERS else None
 
     def _render_html(self, full_prompt: bool) -> str:
-        shown = self if full_prompt else self.user_view()
-        note = None if full_prompt else self.hidden_note
-        return shown._render("html") + (f'<p style="font-size:0.85em;color:#555">{html.escape(note)}</p>' if note else "")
+        shown, note = self.displayed(full_prompt)
+        note_html = f'<p style="font-size:0.85em;color:#555">{html.escape(note)}</p>' if note else ""
+        return shown._render("html") + note_html
 
     def _render(self, kind: str, **options: Any) -> str:
         if kind not in _RENDERERS:

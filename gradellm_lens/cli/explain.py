@@ -156,9 +156,9 @@ def run(args: argparse.Namespace) -> int:
     color = False if args.no_color else None
     ordered = [per_method[m][i] for i in range(len(prompts)) for m in range(len(specs))]
     for result in ordered:
-        note = None if args.full_prompt else result.hidden_note
-        shown = result if args.full_prompt else result.user_view()
-        print(render(shown, color=color) + ("" if note is None else "\n" + note.replace("full_prompt=True", "--full-prompt")))
+        shown, note = result.displayed(args.full_prompt)
+        cli_note = "" if note is None else "\n" + note.replace("full_prompt=True", "--full-prompt")
+        print(render(shown, color=color) + cli_note)
     if args.save:
         for i, result in enumerate(ordered):
             prompt_index = i // len(specs) if len(prompts) > 1 else None

@@ -233,9 +233,8 @@ def write_report(
     for i, group in enumerate(groups):
         if len(groups) > 1:
             page.add(f"<h2>Example {i + 1}</h2>")
-        note = None if full_prompt else group[0].hidden_note
-        if not full_prompt:
-            group = [r.user_view() for r in group]
+        shown = [r.displayed(full_prompt) for r in group]
+        group, note = [r for r, _ in shown], shown[0][1]
         page.add(_text_block(group[0]))
         if note:
             page.add(_note(note.replace("full_prompt=True", "full_prompt=True (--full-prompt)")))
