@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 SWITCHES = (
-    "combine=sum_then_relu",
     "gradient_source=post_o",
     "kv_expansion=legacy_repeat",
     "spatial=softmax",
@@ -61,9 +60,8 @@ def study_methods(n_layers: int, per_layer: bool, combine: str = "relu_then_sum"
     first = combine == "relu_then_sum"
     suffix = f"+combine={combine}"
     specs = [f"grad_ellm+layers={k}{suffix}" for k in layer_counts(n_layers) if first or k != 1]
-    switches = SWITCHES if first else [s for s in SWITCHES if not s.startswith("combine=")]
-    specs += [f"grad_ellm+layers=all{suffix}+{switch}" for switch in switches if not (first and switch.startswith("combine="))]
-    if first:
+    specs += [f"grad_ellm+layers=all{suffix}+{switch}" for switch in SWITCHES]
+    if first:  # combine, the switch the second round starts from
         specs += ["grad_ellm+layers=all+combine=sum_then_relu"]
     specs += [f"grad_ellm:reference+layers=all{suffix}"]
     if first or baselines:
