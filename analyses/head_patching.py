@@ -33,6 +33,7 @@ Then the tables and figures are (re)written from all finished pairs (``--summary
     OUT/<model>/heads_<task>.{png,html} ground truth and scorers side by side (layer x head)
     OUT/<model>/run.md                 the command, the tasks and the wall time per task
     OUT/<model>/curves_<task>.png     the curves with their controls
+    OUT/overview.md                    every model and task in one table (ρ, top-5 patching, solved)
 
 Run from the repository root (one thread per process; two models can run side by side)::
 
@@ -364,6 +365,69 @@ def summarise(args: argparse.Namespace, model_dir: Path) -> None:
     for row in checks_md:
         print(row)
     print(f"wall time per task: {wall}; tables in {model_dir}")
+    if path := overview(model_dir.parent):
+        print(f"every model: {path}")
+
+
+OVERVIEW_SCORERS = {"grad_ellm:positive": "Grad-ELLM", "attribution_patching": "attribution patching",
+                    "output_norm": "output norm", "random": "random"}  # fmt: skip
+
+
+def overview(out: Path, k: int = 5) -> Path | None:
+    """Every model and task under ``out`` in two tables (noising direction): ``OUT/overview.md``.
+
+    Agreement: whether the model solves the task and each scorer's pooled Spearman's ρ with
+    activation patching, signed and by magnitude (both sides as magnitudes). Patching: the
+    share of the gap that patching each order's top-k heads removes, and Grad-ELLM's top-k minus its
+    same-layer control. CIs as in the model tables.
+    """
+    import csv
+
+    def read(path: Path) -> list[dict[str, str]]:
+        with path.open() as fh:
+            return list(csv.DictReader(fh))
+
+    def est(row: dict[str, str], key: str, low: str, high: str) -> str:
+        return f"{float(row[key]):.2f} [{float(row[low]):.2f}, {float(row[high]):.2f}]"
+
+    agree, patch = [], []
+    for model_dir in sorted(d for d in out.iterdir() if (d / "agreement.csv").is_file()):
+        checks = {r["task"]: r for r in read(model_dir / "task_check.csv")}
+        rho = {(r["task"], r["view"], r["scorer"]): est(r, "spearman", "spearman_low", "spearman_high")
+               for r in read(model_dir / "agreement.csv") if r["direction"] == "noising"}  # fmt: skip
+        drops = {(r["task"], r["order"]): r for r in read(model_dir / "curves.csv") if int(r["k"]) == k}
+        for task, check in checks.items():
+            head = {"model": model_dir.name, "task": task}
+            solved = f"{float(check['accuracy']):.2f}" + ("" if check["solved"] == "True" else " (not solved)")
+            row = {**head, "n": check["n"], "accuracy": solved}
+            for scorer, label in OVERVIEW_SCORERS.items():
+                row[f"ρ {label}"] = rho[(task, "signed", scorer)]
+                if scorer in ("grad_ellm:positive", "output_norm"):
+                    row[f"ρ by magnitude, {label}"] = rho[(task, "abs", scorer)]
+            agree.append(row)
+            row = dict(head)
+            for order, label in {TRUTH: "activation patching", **OVERVIEW_SCORERS}.items():
+                row[label] = est(drops[(task, order)], "drop_share", "drop_low", "drop_high")
+                if order == "grad_ellm:positive":
+                    row["Grad-ELLM − same-layer control"] = est(
+                        drops[(task, order)], "minus_control", "minus_control_low", "minus_control_high"
+                    )
+            patch.append(row)
+    if not agree:
+        return None
+
+    def table(rows: list[dict[str, str]]) -> list[str]:
+        columns = list(rows[0])
+        return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns),
+                *("| " + " | ".join(row[c] for c in columns) + " |" for row in rows)]  # fmt: skip
+
+    lines = ["# Heads against activation patching: every model (noising, 95% bootstrap CIs over pairs)", "",
+             "## Spearman's ρ with activation patching", "", *table(agree), "",
+             f"## Share of the clean − corrupted gap removed by patching each order's top {k} heads", "",
+             *table(patch)]  # fmt: skip
+    path = out / "overview.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 def argv_seen() -> bool:

@@ -240,6 +240,9 @@ Every ablation is shown beside its **control**: the same number of heads drawn a
 so an order can beat a fully random one by finding the right layers alone; only beating the
 same-layer control says that it found the right heads. The controls are drawn with 5 seeds.""",
     "code", """%matplotlib inline
+import tempfile
+from pathlib import Path
+
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -249,15 +252,20 @@ from gradellm_lens.analysis import (
     ablated_continuation,
     ablation_curve,
     ablation_effect,
+    activation_patching,
+    attribution_patching,
+    dataset_head_importance,
     grad_ellm_head_importance,
     layer_matched_order,
     output_norm_importance,
     random_head_order,
     random_importance,
     rank_agreement,
+    scorer_agreement,
     single_head_effects,
 )
 from gradellm_lens.attribute import greedy_continuation
+from gradellm_lens.tasks import make_task
 
 model = gl.load_model()
 info = gl.model_info(model)
@@ -355,6 +363,54 @@ control draw's, but the controls show that the logit is a poor measure here: wit
 *rises* by 6.42 while p(` Paris`) falls by 0.277 (zeroing heads shifts every logit). So on this
 prompt the top-5 ablation does not single out these heads beyond their layers. One prompt proves
 nothing either way; the head studies over SST-2 and TellMeWhy are in `docs/results/heads.md`.""",
+    "md", """## Against activation patching: indirect-object identification
+
+Zeroing a head asks what the model does without it. The field's standard question is narrower: on a
+task with a clean and a corrupted prompt, which heads carry the difference? **Activation patching**
+answers it by copying one head's `hook_z` from the corrupted run into the clean run and measuring
+the metric (here logit(IO) − logit(S), *noising*); **attribution patching** estimates all heads at
+once from one forward and one backward pass (gradient × activation difference). Both are compared
+below with Grad-ELLM's head importance and the output norm, on IOI pairs generated in the package
+(`gradellm_lens.tasks.contrast`, names that are single tokens for the model). Each panel has its
+own colour scale; the truth's top-10 heads are outlined in every panel.""",
+    "code", """task = make_task("ioi")
+pairs = task.pairs(model, 6, seed=0)
+print(task.check(model, pairs).summary())
+print("clean:    ", pairs[0].clean_text)
+print("corrupted:", pairs[0].corrupted_text)
+
+per_pair = {"activation patching": [], "attribution patching": [], "Grad-ELLM": [], "output norm": []}
+for pair in pairs:
+    steps = list(pair.steps)
+    truth_p = activation_patching(model, pair.clean, pair.corrupted, steps, direction="noising")
+    per_pair["activation patching"].append(truth_p.importance("noising"))  # positive = carries the clean answer
+    estimate = attribution_patching(model, pair.clean, pair.corrupted, steps)
+    per_pair["attribution patching"].append(estimate.importance("noising"))
+    per_pair["Grad-ELLM"].append(grad_ellm_head_importance(model, pair.clean, steps))
+    per_pair["output norm"].append(output_norm_importance(model, pair.clean, pair.positions))
+pooled = {name: dataset_head_importance(v) for name, v in per_pair.items()}
+patching_truth = pooled.pop("activation patching")
+gl.viz.plot_head_comparison(patching_truth, pooled, truth_label="activation patching (noising)")""",
+    "code", """truths = per_pair["activation patching"]
+for name in pooled:
+    a = scorer_agreement(truths, per_pair[name], scorer=name, n_boot=500)
+    print(f"{name:22s} ρ {a.spearman.format(2):22s} recall@10 {a.recall[10].format(2)}")
+for name in pooled:  # by magnitude: Grad-ELLM's importance is unsigned, patching effects are not
+    a = scorer_agreement([t.magnitude() for t in truths], [s.magnitude() for s in per_pair[name]], n_boot=500)
+    print(f"{name:22s} |ρ| {a.spearman.format(2):21s} recall@10 {a.recall[10].format(2)}  (magnitudes)")
+page = Path(tempfile.mkdtemp()) / "ioi_heads.html"  # the same view as a self-contained page
+gl.viz.write_report([], page, "IOI heads", head_truth=patching_truth, head_scorers=pooled)
+print("report:", page.name)""",
+    "md", """On these 6 pairs (SmolLM2 answers 5 of 6 correctly; mean gap +3.5), activation patching puts the
+IOI behaviour in a few late heads: L16H0, L23H3, L17H4, L20H0 and L24H4 carry the clean answer
+(blue), and L29H0 works against it (red). Attribution patching reproduces that map (ρ 0.91
+[0.89, 0.96], recall@10 0.80) from one forward and one backward pass. Grad-ELLM's importance is
+unsigned and puts its largest mass on early heads (L1H3–H5) that patching finds inert. Its signed ρ
+is 0.00 [−0.06, 0.07], and 0.40 [0.27, 0.42] by magnitude, ahead of the output norm's 0.25. Its top
+10 hold only 2 of patching's top 10; the output norm's hold 4 (7 by magnitude).
+The 20-pair run over four tasks and two models (`docs/results/head-patching.md`) shows the same
+pattern. Grad-ELLM's head maps show where the explained logit's gradient reaches the input tokens,
+not which heads carry the difference between two prompts: for that question, use patching.""",
 ]
 
 NOTEBOOKS = {
