@@ -2,8 +2,10 @@
 
 The protocol (see docs/guide/evaluation.md): only the dataset text is perturbed,
 ill-conditioned steps (ρ < ``--min-rho``) are left out of the means, ``random`` is the mean over
-``--random-maps`` independent maps per step, and every other method but ``uniform`` is evaluated
-with its shuffled and rank-normalised controls (``--controls``). Results go to ``<out>/<task>/results.shard-i-of-n.jsonl``;
+``--random-maps`` maps per step, and every other method but ``uniform`` is evaluated with its
+shuffled and rank-normalised controls (``--controls``). ``--preset`` takes the draws, the random
+maps (as antithetic pairs) and the controls from a named preset (:mod:`gradellm_lens.evaluation.presets`,
+recorded in the results header); explicit options override it, and ``--n`` stays per task. Results go to ``<out>/<task>/results.shard-i-of-n.jsonl``;
 rerunning the same command resumes, so an interrupted shard loses at most the pair in progress.
 The model is loaded once for all tasks. ``analyses/run_faithfulness.sh`` runs two shards side by
 side and then summarises; ``analyses/gpu_verdict.sh`` runs one shard on a GPU::
@@ -22,6 +24,7 @@ from pathlib import Path
 from gradellm_lens import load_model
 from gradellm_lens.errors import InvalidInputError, LensError
 from gradellm_lens.evaluation import EvaluationConfig, parse_method_specs, results_path, run_evaluation
+from gradellm_lens.evaluation.presets import get_preset, list_presets
 from gradellm_lens.metrics import FaithfulnessConfig
 from gradellm_lens.tasks import list_tasks, make_task
 
@@ -62,9 +65,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--n", default=SIZES, help=f"examples per task (default {SIZES})")
     p.add_argument("--methods", default=METHODS, help="method specs (default: the twelve of the verdict)")
     p.add_argument("--pis", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9", help="π grid (default 0.1…0.9)")
-    p.add_argument("--draws", type=int, default=3, help="Bernoulli draws per keep vector (default 3)")
-    p.add_argument("--random-maps", type=int, default=10, help="independent random maps per step (default 10)")
-    p.add_argument("--controls", default="shuffled,rank",
+    p.add_argument("--preset", choices=list_presets(), default=None,
+                   help="draws, random maps (antithetic) and controls of a named preset (default: none)")  # fmt: skip
+    p.add_argument("--draws", type=int, default=None, help="Bernoulli draws per keep vector (default 3, or the preset's)")
+    p.add_argument("--random-maps", type=int, default=None,
+                   help="random maps per step (default 10 independent ones, or the preset's antithetic pairs)")  # fmt: skip
+    p.add_argument("--controls", default=None,
                    help="controls beside each method: shuffled, rank, both (default) or none")  # fmt: skip
     p.add_argument("--min-rho", type=float, default=0.1, help="ill-conditioning threshold on ρ (default 0.1)")
     p.add_argument("--text-tokens", default=TEXT_TOKENS,
@@ -82,15 +88,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def protocol(args: argparse.Namespace) -> dict:
+    """Draws, random maps, antithetic pairs, controls and preset name: the preset's, then explicit options."""
+    preset = get_preset(args.preset) if args.preset else None
+    draws = args.draws if args.draws is not None else (preset.n_draws if preset else 3)
+    maps = args.random_maps if args.random_maps is not None else (preset.random_maps if preset else 10)
+    if args.controls is not None:
+        controls = () if args.controls == "none" else tuple(c.strip() for c in args.controls.split(","))
+    else:
+        controls = preset.controls if preset else ("shuffled", "rank")
+    antithetic = bool(preset and preset.antithetic and maps % 2 == 0)  # an odd explicit count: independent maps
+    return {"draws": draws, "random_maps": maps, "antithetic": antithetic, "controls": controls,
+            "preset": args.preset}  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         sizes = parse_task_counts(args.n, "--n")
         budgets = parse_task_counts(args.text_tokens, "--text-tokens")
         pis = tuple(float(x) for x in args.pis.split(","))
-        metrics = FaithfulnessConfig(pis=pis, n_draws=args.draws, batch_size=args.batch_size)
+        run = protocol(args)
+        metrics = FaithfulnessConfig(pis=pis, n_draws=run["draws"], batch_size=args.batch_size)
         specs = parse_method_specs(args.methods)  # name errors before the model loads
-        controls = () if args.controls == "none" else tuple(c.strip() for c in args.controls.split(","))
         common = {"data_dir": args.data_dir, "prompt_format": args.prompt_format, "label_match": args.label_match,
                   "max_new_tokens": args.max_new_tokens}  # fmt: skip
         tasks = {task: make_verdict_task(task, budgets, **common) for task in sizes}
@@ -98,8 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         for task_name, task in tasks.items():
             config = EvaluationConfig(
                 n=sizes[task_name], metrics=metrics, perturb="user_text", min_rho=args.min_rho,
-                random_maps=args.random_maps, controls=controls, shard_index=args.shard_index,
-                num_shards=args.num_shards, progress=args.progress,
+                random_maps=run["random_maps"], antithetic=run["antithetic"], controls=run["controls"],
+                preset=run["preset"], shard_index=args.shard_index, num_shards=args.num_shards, progress=args.progress,
             )  # fmt: skip
             path = results_path(args.out / task_name, args.shard_index, args.num_shards)
             start = time.perf_counter()

@@ -2,7 +2,9 @@
 # The faithfulness verdict on a CUDA machine: the protocol of analyses/run_faithfulness.sh on
 # Qwen2.5-Coder-1.5B-Instruct with 200 SST-2 and 100 examples of every other task, one process on
 # the GPU, the same report (per-task summaries and protocol.md, paired.md, scores.md) in $OUT.
-# Resumable: rerun to continue.
+# The compute follows the measured variance budget: PRESET=standard (1 draw, 2 antithetic random
+# maps, shuffled and rank controls; analyses/results/variance-budget/), so the examples get the
+# compute. PRESET=paper spends more on draws and maps. Resumable: rerun to continue.
 #
 #   bash analyses/gpu_verdict.sh             # on the GPU machine
 #   bash analyses/gpu_verdict.sh --dry-run   # n = 2, 1 draw, 3 π points, 2 generated tokens, on the CPU
@@ -27,5 +29,6 @@ else
   export SIZES=${SIZES:-"sst2=200,imdb=100,boolq=100,tellmewhy=100,wikibio=100"}
   export OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
 fi
+export PRESET=${PRESET:-standard}
 export MODELS="$MODEL:$PROMPT_FORMAT"
 exec bash analyses/run_faithfulness.sh

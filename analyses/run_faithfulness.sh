@@ -3,7 +3,8 @@
 # with the corrected protocol (docs/guide/evaluation.md): only the dataset text perturbed,
 # plain prompts unless a model says otherwise, ill-conditioned steps (ρ < MIN_RHO) left out of the
 # means, random = mean over RANDOM_MAPS maps per step, shuffled and rank controls, DRAWS Bernoulli
-# draws. Sharded over SHARDS processes of one thread each (default 2, one per core), resumable:
+# draws (PRESET=standard takes the draws, antithetic random maps and controls of that preset
+# instead; gradellm_lens.evaluation.presets). Sharded over SHARDS processes of one thread each (default 2, one per core), resumable:
 # rerun the same command to continue after an interruption. Then every task is summarised
 # (`gradellm-lens summarize`: summary.md / .csv / _paired.csv / _pi_curves.png per task folder) and
 # the cross-task tables are written: protocol.md, paired.md and scores.md in $OUT. Each shard appends
@@ -25,9 +26,17 @@ SIZES=${SIZES:-"sst2=${N_SST2:-30},imdb=${N_IMDB:-15},boolq=${N_BOOLQ:-15},tellm
 SHARDS=${SHARDS:-2}
 DEVICE=${DEVICE:-cpu}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-RUN=(--methods "$METHODS" --n "$SIZES" --draws "${DRAWS:-3}" --pis "${PIS:-0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9}"
-     --random-maps "${RANDOM_MAPS:-10}" --controls "${CONTROLS:-shuffled,rank}" --min-rho "${MIN_RHO:-0.1}" --text-tokens "${TEXT_TOKENS:-imdb=128,boolq=256}"
+RUN=(--methods "$METHODS" --n "$SIZES" --pis "${PIS:-0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9}"
+     --min-rho "${MIN_RHO:-0.1}" --text-tokens "${TEXT_TOKENS:-imdb=128,boolq=256}"
      --max-new-tokens "${MAX_NEW_TOKENS:-10}" --batch-size "${BATCH_SIZE:-64}" --device "$DEVICE")
+if [ -n "${PRESET:-}" ]; then  # the preset's draws, antithetic random maps and controls; explicit values override
+  RUN+=(--preset "$PRESET")
+  [ -n "${DRAWS:-}" ] && RUN+=(--draws "$DRAWS")
+  [ -n "${RANDOM_MAPS:-}" ] && RUN+=(--random-maps "$RANDOM_MAPS")
+  [ -n "${CONTROLS:-}" ] && RUN+=(--controls "$CONTROLS")
+else  # the protocol of the committed CPU verdict
+  RUN+=(--draws "${DRAWS:-3}" --random-maps "${RANDOM_MAPS:-10}" --controls "${CONTROLS:-shuffled,rank}")
+fi
 
 for spec in $MODELS; do
   model=${spec%%:*}
