@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from gradellm_lens import load_model
+from gradellm_lens.cli.evaluate import parse_controls
 from gradellm_lens.errors import InvalidInputError, LensError
 from gradellm_lens.evaluation import EvaluationConfig, parse_method_specs, results_path, run_evaluation
 from gradellm_lens.evaluation.presets import get_preset, list_presets
@@ -94,7 +95,7 @@ def protocol(args: argparse.Namespace) -> dict:
     draws = args.draws if args.draws is not None else (preset.n_draws if preset else 3)
     maps = args.random_maps if args.random_maps is not None else (preset.random_maps if preset else 10)
     if args.controls is not None:
-        controls = () if args.controls == "none" else tuple(c.strip() for c in args.controls.split(","))
+        controls = parse_controls(args.controls)
     else:
         controls = preset.controls if preset else ("shuffled", "rank")
     antithetic = bool(preset and preset.antithetic and maps % 2 == 0)  # an odd explicit count: independent maps
