@@ -19,13 +19,15 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from gradellm_lens import load_model
 from gradellm_lens.cli.evaluate import parse_controls
 from gradellm_lens.errors import InvalidInputError, LensError
 from gradellm_lens.evaluation import EvaluationConfig, parse_method_specs, results_path, run_evaluation
-from gradellm_lens.evaluation.presets import get_preset, list_presets
+from gradellm_lens.evaluation.presets import list_presets
+from gradellm_lens.evaluation.runner import explicit_map_options, preset_config
 from gradellm_lens.metrics import FaithfulnessConfig
 from gradellm_lens.tasks import list_tasks, make_task
 
@@ -89,18 +91,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def protocol(args: argparse.Namespace) -> dict:
-    """Draws, random maps, antithetic pairs, controls and preset name: the preset's, then explicit options."""
-    preset = get_preset(args.preset) if args.preset else None
-    draws = args.draws if args.draws is not None else (preset.n_draws if preset else 3)
-    maps = args.random_maps if args.random_maps is not None else (preset.random_maps if preset else 10)
-    if args.controls is not None:
-        controls = parse_controls(args.controls)
-    else:
-        controls = preset.controls if preset else ("shuffled", "rank")
-    antithetic = bool(preset and preset.antithetic and maps % 2 == 0)  # an odd explicit count: independent maps
-    return {"draws": draws, "random_maps": maps, "antithetic": antithetic, "controls": controls,
-            "preset": args.preset}  # fmt: skip
+def protocol(args: argparse.Namespace) -> EvaluationConfig:
+    """The shard's :class:`EvaluationConfig` but for ``n`` (per task): ``--preset``'s values under the
+    options given explicitly; without a preset, the committed CPU verdict's 3 draws and 10 maps."""
+    metrics = {"pis": tuple(float(x) for x in args.pis.split(",")), "batch_size": args.batch_size}
+    if args.draws is not None or not args.preset:
+        metrics["n_draws"] = 3 if args.draws is None else args.draws
+    options = dict(
+        perturb="user_text", min_rho=args.min_rho, shard_index=args.shard_index, num_shards=args.num_shards,
+        progress=args.progress, **explicit_map_options(args.random_maps),
+        **({} if args.controls is None else {"controls": parse_controls(args.controls)}),
+    )  # fmt: skip
+    if args.preset:
+        return preset_config(args.preset, metrics=metrics, **options)
+    return EvaluationConfig(metrics=FaithfulnessConfig(**metrics), **options)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,20 +112,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sizes = parse_task_counts(args.n, "--n")
         budgets = parse_task_counts(args.text_tokens, "--text-tokens")
-        pis = tuple(float(x) for x in args.pis.split(","))
         run = protocol(args)
-        metrics = FaithfulnessConfig(pis=pis, n_draws=run["draws"], batch_size=args.batch_size)
         specs = parse_method_specs(args.methods)  # name errors before the model loads
         common = {"data_dir": args.data_dir, "prompt_format": args.prompt_format, "label_match": args.label_match,
                   "max_new_tokens": args.max_new_tokens}  # fmt: skip
         tasks = {task: make_verdict_task(task, budgets, **common) for task in sizes}
         model = load_model(args.model, device=args.device)
         for task_name, task in tasks.items():
-            config = EvaluationConfig(
-                n=sizes[task_name], metrics=metrics, perturb="user_text", min_rho=args.min_rho,
-                random_maps=run["random_maps"], antithetic=run["antithetic"], controls=run["controls"],
-                preset=run["preset"], shard_index=args.shard_index, num_shards=args.num_shards, progress=args.progress,
-            )  # fmt: skip
+            config = replace(run, n=sizes[task_name])
             path = results_path(args.out / task_name, args.shard_index, args.num_shards)
             start = time.perf_counter()
             report = run_evaluation(model, task, specs, path, config)

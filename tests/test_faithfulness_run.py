@@ -19,7 +19,9 @@ def script():
 
 
 def protocol(script, *options: str) -> dict:
-    return script.protocol(script.parse_args(["--model", "m", "--out", "o", *options]))
+    config = script.protocol(script.parse_args(["--model", "m", "--out", "o", *options]))
+    return {"draws": config.metrics.n_draws, "random_maps": config.random_maps, "antithetic": config.antithetic,
+            "controls": config.controls, "preset": config.preset}  # fmt: skip
 
 
 def test_without_a_preset_the_committed_verdict_protocol_runs(script):
@@ -38,6 +40,14 @@ def test_explicit_options_override_the_preset(script):
     run = protocol(script, "--preset", "paper", "--draws", "2", "--random-maps", "3", "--controls", "none")
     assert run == {"draws": 2, "random_maps": 3, "antithetic": False, "controls": (), "preset": "paper"}
     assert protocol(script, "--preset", "standard", "--random-maps", "6")["antithetic"] is True
+
+
+def test_the_shard_options_reach_the_config(script):
+    args = ["--model", "m", "--out", "o", "--pis", "0.25,0.75", "--min-rho", "0.2", "--batch-size", "8",
+            "--shard-index", "1", "--num-shards", "2", "--preset", "quick"]  # fmt: skip
+    config = script.protocol(script.parse_args(args))
+    assert config.metrics.pis == (0.25, 0.75) and config.metrics.batch_size == 8 and config.min_rho == 0.2
+    assert (config.shard_index, config.num_shards, config.perturb) == (1, 2, "user_text")
 
 
 def test_an_unknown_preset_is_refused_by_name(script, capsys):

@@ -17,7 +17,7 @@ from gradellm_lens.errors import InvalidInputError
 from gradellm_lens.evaluation import EvaluationConfig, read_results, run_evaluation
 from gradellm_lens.evaluation.antithetic import independent_maps, with_reflections
 from gradellm_lens.evaluation.presets import PRESETS, get_preset, list_presets
-from gradellm_lens.evaluation.runner import preset_config, run_header
+from gradellm_lens.evaluation.runner import explicit_map_options, preset_config, run_header
 from gradellm_lens.evaluation.variance import Components, allocations, best_allocation, crossed_components
 from gradellm_lens.methods import make_method
 from gradellm_lens.metrics import FaithfulnessConfig
@@ -54,6 +54,17 @@ def test_explicit_options_override_a_preset():
     assert config.metrics.pis == PRESETS["standard"].pis and config.preset == "standard"
     with pytest.raises(InvalidInputError, match=r"random_maps.*even.*got 3\b"):
         preset_config("quick", random_maps=3)
+
+
+def test_an_odd_explicit_map_count_asks_for_independent_maps():
+    assert explicit_map_options(None) == {}
+    assert explicit_map_options(6) == {"random_maps": 6}  # a preset's pairs stay
+    assert explicit_map_options(3) == {"random_maps": 3, "antithetic": False}
+    assert explicit_map_options(None, antithetic=True) == {"antithetic": True}
+    config = preset_config("quick", **explicit_map_options(3))
+    assert (config.random_maps, config.antithetic) == (3, False)
+    with pytest.raises(InvalidInputError, match=r"random_maps.*even.*got 3\b"):
+        preset_config("quick", **explicit_map_options(3, antithetic=True))
 
 
 def test_the_preset_is_recorded_in_the_header_and_only_when_used(tiny_model, data_dir, tmp_path):

@@ -221,7 +221,7 @@ def evaluation_config(args: argparse.Namespace, local_rank: int = 0):
     """The run's :class:`~gradellm_lens.evaluation.EvaluationConfig`: ``--preset``'s values (when given)
     under the options given explicitly, the options' own defaults without a preset."""
     from ..evaluation import EvaluationConfig
-    from ..evaluation.runner import preset_config
+    from ..evaluation.runner import explicit_map_options, preset_config
     from ..metrics import FaithfulnessConfig
 
     pis = parse_pis(args.pis)
@@ -231,10 +231,8 @@ def evaluation_config(args: argparse.Namespace, local_rank: int = 0):
         rescale=args.rescale, normalise=args.normalise, probability=args.probability, seed=args.seed,
         batch_size=args.batch_size,
     )  # fmt: skip
-    explicit = {"n": args.n, "random_maps": args.random_maps, "antithetic": args.antithetic}
-    explicit = {k: v for k, v in explicit.items() if v is not None}
-    if args.random_maps is not None and args.random_maps % 2 and args.antithetic is None:
-        explicit["antithetic"] = False  # an odd count given explicitly cannot be pairs: the preset's pairs give way
+    explicit = {"n": args.n} if args.n is not None else {}
+    explicit.update(explicit_map_options(args.random_maps, args.antithetic))
     if args.controls is not None:
         explicit["controls"] = parse_controls(args.controls)
     mode = "allow_mixed" if args.allow_mixed and args.mode == "resume" else args.mode

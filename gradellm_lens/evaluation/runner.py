@@ -161,6 +161,21 @@ def preset_config(name: PresetName, *, metrics: dict[str, Any] | None = None, **
     return EvaluationConfig(**{**preset.run_options(), **options, "metrics": FaithfulnessConfig(**metric_options)})
 
 
+def explicit_map_options(random_maps: int | None, antithetic: bool | None = None) -> dict[str, Any]:
+    """The random-map options a user gave, as :class:`EvaluationConfig` fields (None: not given).
+
+    An odd ``random_maps`` given without ``antithetic`` cannot be antithetic pairs, so it asks for
+    independent maps: a preset's pairs give way rather than the count being refused. (Passing
+    ``antithetic=True`` with an odd count is still refused by :class:`EvaluationConfig`.)
+    """
+    options: dict[str, Any] = {} if random_maps is None else {"random_maps": random_maps}
+    if antithetic is not None:
+        options["antithetic"] = antithetic
+    elif random_maps is not None and random_maps % 2:
+        options["antithetic"] = False
+    return options
+
+
 @dataclass(frozen=True)
 class RunReport:
     """What a run did: ``written`` new lines (``failed`` of them), ``skipped`` pairs already done.
