@@ -23,12 +23,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from gradellm_lens import load_model
-from gradellm_lens.cli.evaluate import parse_controls
+from gradellm_lens.cli.evaluate import parse_controls, parse_pis
 from gradellm_lens.errors import InvalidInputError, LensError
 from gradellm_lens.evaluation import EvaluationConfig, parse_method_specs, results_path, run_evaluation
 from gradellm_lens.evaluation.presets import list_presets
 from gradellm_lens.evaluation.runner import explicit_map_options, preset_config
-from gradellm_lens.metrics import FaithfulnessConfig
 from gradellm_lens.tasks import list_tasks, make_task
 
 METHODS = (
@@ -94,7 +93,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def protocol(args: argparse.Namespace) -> EvaluationConfig:
     """The shard's :class:`EvaluationConfig` but for ``n`` (per task): ``--preset``'s values under the
     options given explicitly; without a preset, the committed CPU verdict's 3 draws and 10 maps."""
-    metrics = {"pis": tuple(float(x) for x in args.pis.split(",")), "batch_size": args.batch_size}
+    metrics = {"pis": parse_pis(args.pis), "batch_size": args.batch_size}
     if args.draws is not None or not args.preset:
         metrics["n_draws"] = 3 if args.draws is None else args.draws
     options = dict(
@@ -102,9 +101,7 @@ def protocol(args: argparse.Namespace) -> EvaluationConfig:
         progress=args.progress, **explicit_map_options(args.random_maps),
         **({} if args.controls is None else {"controls": parse_controls(args.controls)}),
     )  # fmt: skip
-    if args.preset:
-        return preset_config(args.preset, metrics=metrics, **options)
-    return EvaluationConfig(metrics=FaithfulnessConfig(**metrics), **options)
+    return preset_config(args.preset, metrics=metrics, **options)
 
 
 def main(argv: list[str] | None = None) -> int:

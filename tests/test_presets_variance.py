@@ -56,6 +56,12 @@ def test_explicit_options_override_a_preset():
         preset_config("quick", random_maps=3)
 
 
+def test_no_preset_leaves_the_defaults_under_the_options():
+    assert preset_config(None) == EvaluationConfig()
+    config = preset_config(None, metrics={"n_draws": 3}, random_maps=4)
+    assert config == EvaluationConfig(metrics=FaithfulnessConfig(n_draws=3), random_maps=4) and config.preset is None
+
+
 def test_an_odd_explicit_map_count_asks_for_independent_maps():
     assert explicit_map_options(None) == {}
     assert explicit_map_options(6) == {"random_maps": 6}  # a preset's pairs stay

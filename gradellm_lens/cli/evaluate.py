@@ -220,9 +220,7 @@ def parse_pis(text: str | None) -> tuple[float, ...] | None:
 def evaluation_config(args: argparse.Namespace, local_rank: int = 0):
     """The run's :class:`~gradellm_lens.evaluation.EvaluationConfig`: ``--preset``'s values (when given)
     under the options given explicitly, the options' own defaults without a preset."""
-    from ..evaluation import EvaluationConfig
     from ..evaluation.runner import explicit_map_options, preset_config
-    from ..metrics import FaithfulnessConfig
 
     pis = parse_pis(args.pis)
     metrics = {"pis": pis, "n_draws": args.draws}
@@ -241,9 +239,7 @@ def evaluation_config(args: argparse.Namespace, local_rank: int = 0):
         progress=not args.no_progress and local_rank == 0, min_rho=args.min_rho,
         include_ill_conditioned=args.include_ill_conditioned, **explicit,
     )  # fmt: skip
-    if args.preset not in (None, "none"):
-        return preset_config(args.preset, metrics=metrics, **options)
-    return EvaluationConfig(metrics=FaithfulnessConfig(**metrics), **options)
+    return preset_config(None if args.preset == "none" else args.preset, metrics=metrics, **options)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -153,12 +153,18 @@ class EvaluationConfig:
         object.__setattr__(self, "controls", controls)
 
 
-def preset_config(name: PresetName, *, metrics: dict[str, Any] | None = None, **options: Any) -> EvaluationConfig:
+def preset_config(
+    name: PresetName | None, *, metrics: dict[str, Any] | None = None, **options: Any
+) -> EvaluationConfig:
     """The :class:`EvaluationConfig` of preset ``name`` (:mod:`.presets`); ``options`` (its fields) and
-    ``metrics`` (:class:`~gradellm_lens.metrics.FaithfulnessConfig` fields) override the preset's values."""
-    preset = get_preset(name)
-    metric_options = {**preset.metric_options(), **(metrics or {})}
-    return EvaluationConfig(**{**preset.run_options(), **options, "metrics": FaithfulnessConfig(**metric_options)})
+    ``metrics`` (:class:`~gradellm_lens.metrics.FaithfulnessConfig` fields) override the preset's values.
+    ``name=None``: no preset, the options over the dataclasses' own defaults."""
+    run_options, metric_options = {}, {}
+    if name is not None:
+        preset = get_preset(name)
+        run_options, metric_options = preset.run_options(), preset.metric_options()
+    metric_options = {**metric_options, **(metrics or {})}
+    return EvaluationConfig(**{**run_options, **options, "metrics": FaithfulnessConfig(**metric_options)})
 
 
 def explicit_map_options(random_maps: int | None, antithetic: bool | None = None) -> dict[str, Any]:
